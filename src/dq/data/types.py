@@ -1,0 +1,117 @@
+"""The records every dataset produces and every other part consumes.
+
+Data knows no model: a dataset builder turns a config into `Splits` (three `Split`s of
+whole tensors) plus a `DatasetMeta` that tells models, metrics and explanations what the
+tensors mean. Nothing here depends on how the data is trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+
+Modality = Literal["image", "tabular", "text", "series"]
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """What a model, a metric or an explainer needs to know about a dataset.
+
+    Attributes:
+        name: the config choice that built it (``mnist5k``, ``adult``...).
+        modality: ``image`` (x: float [N, C, H, W] in ``valid_range``), ``tabular``
+            (x: float [N, F]), ``text`` (x: long token ids [N, L], ``pad_index`` pads),
+            ``series`` (x: float [N, C, T]).
+        input_shape: shape of one example (without the batch dimension).
+        num_classes: number of target classes.
+        class_names: one name per class.
+        feature_names: tabular column names (after one-hot encoding), else empty.
+        sensitive_columns: indices of input columns that encode the sensitive attribute
+            (tabular, when it is a model input), else empty.
+        continuous_columns: indices of standardised continuous tabular columns (the
+            ones an attack may move); one-hot columns are the rest.
+        group_names: one name per sensitive group id, empty when the data has no groups.
+        valid_range: (low, high) bounds of valid inputs (images: (0, 1)); None when
+            inputs are unbounded or discrete.
+        input_mean / input_std: per-channel statistics of the training split, for
+            models that normalise inside (images keep raw [0, 1] inputs so attacks and
+            explanations work in pixel space).
+        vocab: token strings by id for text (index ``pad_index`` is padding), else empty.
+        pad_index: the padding token id for text.
+    """
+
+    name: str
+    modality: Modality
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...] = ()
+    sensitive_columns: tuple[int, ...] = ()
+    continuous_columns: tuple[int, ...] = ()
+    group_names: tuple[str, ...] = ()
+    valid_range: tuple[float, float] | None = None
+    input_mean: tuple[float, ...] = ()
+    input_std: tuple[float, ...] = ()
+    vocab: tuple[str, ...] = field(default=(), repr=False)
+    pad_index: int = 0
+
+    @property
+    def has_groups(self) -> bool:
+        return len(self.group_names) > 0
+
+
+@dataclass
+class Split:
+    """One split as whole tensors: ``x``, ``y`` and, where the data has them,
+    ``group`` (long, one sensitive-group id per example) and ``mask`` (annotation mask
+    shaped like ``x``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    group: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, index: torch.Tensor | slice) -> Split:
+        """The examples at ``index`` (a slice or an index tensor), same fields."""
+        return Split(
+            x=self.x[index],
+            y=self.y[index],
+            group=None if self.group is None else self.group[index],
+            mask=None if self.mask is None else self.mask[index],
+        )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Split:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return replace(self, x=move(self.x), y=move(self.y), group=move(self.group), mask=move(self.mask))
+
+
+# A batch is the same record over a few examples; the alias says which one a function expects.
+Batch = Split
+
+
+@dataclass
+class Splits:
+    """train / val / test splits of one dataset and the metadata that describes them."""
+
+    train: Split
+    val: Split
+    test: Split
+    meta: DatasetMeta
+
+    def limited(self, limit: int | None) -> Splits:
+        """Each split capped at ``limit`` examples (splits are already shuffled)."""
+        if limit is None:
+            return self
+        return Splits(
+            train=self.train.subset(slice(0, limit)),
+            val=self.val.subset(slice(0, limit)),
+            test=self.test.subset(slice(0, limit)),
+            meta=self.meta,
+        )
