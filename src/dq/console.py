@@ -1,0 +1,81 @@
+"""What a run shows in the terminal: a config summary, a progress bar over epochs and
+batches with the running loss, and a table of the final metrics (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dq.config import RunSpec
+from dq.data.types import DatasetMeta
+
+
+def config_summary(spec: RunSpec, meta: DatasetMeta, device: str, params: tuple[int, int], run_dir: Path) -> Table:
+    total, trainable = params
+    table = Table(title="dq run", show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    rows = {
+        "dataset": f"{meta.name} ({meta.modality}, {meta.num_classes} classes, input {tuple(meta.input_shape)})",
+        "model": f"{spec.model.name} ({trainable:,} trainable of {total:,} parameters)",
+        "optimizer": f"{spec.optimizer.name} lr={spec.optimizer.lr:g}, scheduler {spec.scheduler.name}",
+        "trainer": f"{spec.trainer.epochs} epochs, batch {spec.trainer.batch_size}, device {device}",
+        "groups": ", ".join(meta.group_names) if meta.group_names else "none",
+        "seed": str(spec.seed),
+        "run dir": str(run_dir),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def metrics_table(metrics: Mapping[str, float], title: str = "test metrics") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="cyan")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else f"{value:,.4f}")
+    return table
+
+
+class RichProgress:
+    """Two bars (epochs, batches of the current epoch) and the running training loss."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=False,
+        )
+        self.epochs_task = None
+        self.batches_task = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None:
+        if self.epochs_task is None:
+            self.epochs_task = self.progress.add_task("epochs", total=epochs, info="")
+            self.batches_task = self.progress.add_task("batches", total=batches, info="")
+        self.progress.reset(self.batches_task, total=batches, description=f"epoch {epoch}", info="")
+
+    def advance(self, batches_done: int, running_loss: float) -> None:
+        self.progress.update(self.batches_task, completed=batches_done, info=f"loss {running_loss:.4f}")
+
+    def end_epoch(self, record: Mapping[str, float]) -> None:
+        info = f"val acc {record.get('val/accuracy', float('nan')):.4f}  val loss {record.get('val/loss', float('nan')):.4f}"
+        self.progress.update(self.epochs_task, advance=1, info=info)

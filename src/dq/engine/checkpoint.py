@@ -1,0 +1,76 @@
+"""checkpoints/last.pt (everything needed to continue) and best.pt (weights of the best epoch).
+
+Both hold only tensors and plain Python values so they load with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dq.outputs import CHECKPOINTS, save_torch
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def rng_state(batch_generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a continued run needs to draw the same numbers."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached_gaussian": cached,
+        },
+        "torch": torch.get_rng_state(),
+        "batch_order": batch_generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], batch_generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    batch_generator.set_state(state["batch_order"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def save_last(run_dir: Path, state: dict[str, Any]) -> None:
+    save_torch(checkpoint_dir(run_dir) / LAST, state)
+
+
+def save_best(run_dir: Path, model_state: dict[str, torch.Tensor], epoch: int, monitor: str, value: float) -> None:
+    save_torch(
+        checkpoint_dir(run_dir) / BEST, {"model": model_state, "epoch": epoch, "monitor": monitor, "value": value}
+    )
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_best_into(model: nn.Module, run_dir: Path) -> dict[str, Any]:
+    """Load best.pt's weights into ``model``; returns the checkpoint's other fields."""
+    checkpoint = load_checkpoint(checkpoint_dir(run_dir) / BEST, map_location=next(model.parameters()).device)
+    model.load_state_dict(checkpoint.pop("model"))
+    return checkpoint

@@ -1,0 +1,35 @@
+"""Metrics of a trained classifier on one split, as flat ``<prefix>/<name>`` keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from dq.metrics.classification import accuracy, cross_entropy, expected_calibration_error
+from dq.metrics.fairness import fairness_gaps, group_accuracy
+
+__all__ = ["accuracy", "cross_entropy", "expected_calibration_error", "split_metrics"]
+
+
+def split_metrics(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    prefix: str,
+    group: torch.Tensor | None = None,
+    group_names: Sequence[str] = (),
+) -> dict[str, float]:
+    """accuracy, loss, ece and, where the split has groups, per-group accuracy, dp_diff, eo_diff."""
+    logits, y = logits.float().cpu(), y.cpu()
+    out = {
+        f"{prefix}/accuracy": accuracy(logits, y),
+        f"{prefix}/loss": cross_entropy(logits, y),
+        f"{prefix}/ece": expected_calibration_error(logits, y),
+    }
+    if group is not None and len(group_names) > 0:
+        y_np, pred_np, group_np = y.numpy(), logits.argmax(dim=1).numpy(), group.cpu().numpy()
+        for name, value in group_accuracy(y_np, pred_np, group_np, group_names).items():
+            out[f"{prefix}/group_accuracy/{name}"] = value
+        for name, value in fairness_gaps(y_np, pred_np, group_np, logits.shape[1]).items():
+            out[f"{prefix}/{name}"] = value
+    return out

@@ -1,0 +1,194 @@
+"""The run directory: its layout, atomic writes and the run.json manifest.
+
+Layout (DESIGN.md's output contract)::
+
+    <run_dir>/.hydra/            Hydra's own record of the composed config
+    <run_dir>/run.json           status running|completed|failed, times, provenance
+    <run_dir>/metrics.jsonl      one line per epoch
+    <run_dir>/metrics.json       final flat metrics
+    <run_dir>/checkpoints/       last.pt, best.pt
+
+Every file is written to a temporary sibling and renamed into place, so a reader never
+sees half a file and a crash never destroys what an earlier step finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+METRICS_JSONL = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+HYDRA_DIR = ".hydra"
+RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S.%f"
+
+# Packages whose versions decide a run's numbers; recorded in run.json.
+RECORDED_PACKAGES = (
+    "dq",
+    "torch",
+    "torchvision",
+    "numpy",
+    "hydra-core",
+    "omegaconf",
+    "captum",
+    "fairlearn",
+    "scikit-learn",
+    "pandas",
+    "rich",
+)
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def default_run_dir(experiment_name: str, root: str | Path = "outputs") -> Path:
+    """``outputs/<experiment>/<timestamp>``, as Hydra names it, for runs started from Python."""
+    return Path(root) / experiment_name / datetime.now().strftime(RUN_DIR_TIME_FORMAT)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one line and flush it to disk: an epoch that finished stays recorded."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(where: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout that holds dq's source (None outside one)."""
+    where = where or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def device_description(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info["name"] = torch.cuda.get_device_name(index)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    else:
+        info["name"] = platform.processor() or platform.machine()
+    return info
+
+
+class RunRecord:
+    """Keeps run.json up to date: ``running`` at start, then ``completed`` or ``failed``."""
+
+    def __init__(self, run_dir: Path, seed: int, command: list[str] | None = None) -> None:
+        self.path = Path(run_dir) / RUN_JSON
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "start": now_iso(),
+            "end": None,
+            "seed": seed,
+            "command": command if command is not None else sys.argv,
+            "git": git_state(),
+            "packages": package_versions(),
+            "python": platform.python_version(),
+            "host": socket.gethostname(),
+            "device": None,
+            "error": None,
+        }
+
+    def start(self, device: torch.device) -> None:
+        self.data["device"] = device_description(device)
+        write_json(self.path, self.data)
+
+    def finish(self) -> None:
+        self.data.update(status="completed", end=now_iso())
+        write_json(self.path, self.data)
+
+    def fail(self, error: BaseException) -> None:
+        self.data.update(status="failed", end=now_iso(), error=f"{type(error).__name__}: {error}")
+        write_json(self.path, self.data)
+
+
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but Hydra's own files.
+
+    A run rejected before training (bad config, missing data) must not leave a
+    directory that looks like a result.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    leftovers = [p for p in run_dir.iterdir() if p.name != HYDRA_DIR and p.suffix != ".log"]
+    if not leftovers:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with suppress(OSError):  # the experiment folder too, when this was its only run
+            run_dir.parent.rmdir()
