@@ -1,0 +1,256 @@
+"""Models: the support matrix, shapes and gradients, padding, normalisation, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dq import models
+from dq.config import AttentionConfig, CNNConfig, MLPConfig, RecurrentCell, RNNConfig, config_dir, register, to_spec
+from dq.data.types import DatasetMeta
+from dq.errors import DQUserError
+from dq.models import Normalize
+
+torch.set_num_threads(1)
+
+CLASSES = tuple(str(i) for i in range(10))
+VOCAB = tuple(f"tok{i}" for i in range(50))
+
+METAS: dict[str, DatasetMeta] = {
+    "digits": DatasetMeta("digits", "image", (1, 8, 8), 10, CLASSES, input_mean=(0.3,), input_std=(0.4,)),
+    "mnist": DatasetMeta("mnist", "image", (1, 28, 28), 10, CLASSES, input_mean=(0.13,), input_std=(0.31,)),
+    "cifar": DatasetMeta(
+        "cifar", "image", (3, 32, 32), 10, CLASSES, input_mean=(0.49, 0.48, 0.45), input_std=(0.25, 0.24, 0.26)
+    ),
+    "tabular": DatasetMeta(
+        "adult", "tabular", (12,), 2, ("no", "yes"), feature_names=tuple(f"f{i}" for i in range(12))
+    ),
+    "text": DatasetMeta("reviews", "text", (16,), 3, ("a", "b", "c"), vocab=VOCAB, pad_index=0),
+    "series": DatasetMeta("gunpoint", "series", (1, 150), 2, ("gun", "point")),
+}
+CONFIGS: dict[str, Any] = {"mlp": MLPConfig(), "cnn": CNNConfig(), "rnn": RNNConfig(), "attention": AttentionConfig()}
+MATRIX: dict[str, set[str]] = {
+    "mlp": {"image", "tabular", "series"},
+    "cnn": {"image", "series"},
+    "rnn": {"text", "series", "image"},
+    "attention": {"image", "text", "series", "tabular"},
+}
+SUPPORTED = [(m, d) for m in CONFIGS for d, meta in METAS.items() if meta.modality in MATRIX[m]]
+UNSUPPORTED = sorted({(m, meta.modality) for m in CONFIGS for meta in METAS.values() if meta.modality not in MATRIX[m]})
+
+
+def batch(meta: DatasetMeta, n: int = 4, seed: int = 1) -> torch.Tensor:
+    """A valid input batch for ``meta``: pixels in [0, 1], standardised floats, or right-padded ids."""
+    gen = torch.Generator().manual_seed(seed)
+    if meta.modality == "text":
+        length = meta.input_shape[0]
+        ids = torch.randint(1, len(meta.vocab), (n, length), generator=gen)
+        keep = torch.arange(length) < torch.randint(1, length + 1, (n, 1), generator=gen)
+        return torch.where(keep, ids, meta.pad_index)
+    if meta.modality == "image":
+        return torch.rand(n, *meta.input_shape, generator=gen)
+    return torch.randn(n, *meta.input_shape, generator=gen)
+
+
+def by_modality(modality: str) -> DatasetMeta:
+    return next(meta for meta in METAS.values() if meta.modality == modality)
+
+
+def normalizers(model: nn.Module) -> list[Normalize]:
+    return [m for m in model.modules() if isinstance(m, Normalize)]
+
+
+# --------------------------------------------------------------------------- support matrix
+def test_supported_modalities_follow_the_matrix() -> None:
+    assert set(models.model_names()) == set(MATRIX)
+    for name, modalities in MATRIX.items():
+        assert set(models.supported_modalities(name)) == modalities
+
+
+@pytest.mark.parametrize(("name", "modality"), UNSUPPORTED)
+def test_unsupported_pair_is_one_line_user_error(name: str, modality: str) -> None:
+    meta = by_modality(modality)
+    with pytest.raises(DQUserError) as info:
+        models.build(CONFIGS[name], meta)
+    message = str(info.value)
+    assert "\n" not in message
+    allowed = [m for m in MATRIX if modality in MATRIX[m]]
+    assert message.startswith(f"model {name} does not support {modality} data (dataset {meta.name})")
+    assert message.endswith(f"models for {modality} data: {', '.join(allowed)}")
+
+
+def test_unknown_model_name_lists_the_choices() -> None:
+    with pytest.raises(DQUserError, match=r"unknown model 'resnet'; allowed: mlp, cnn, rnn, attention"):
+        models.build(dataclasses.replace(MLPConfig(), name="resnet"), METAS["tabular"])
+    with pytest.raises(DQUserError, match="unknown model"):
+        models.supported_modalities("resnet")
+
+
+def test_meta_with_wrong_shape_is_a_user_error() -> None:
+    flat_image = dataclasses.replace(METAS["digits"], input_shape=(64,))
+    for name in ("mlp", "cnn", "rnn", "attention"):
+        with pytest.raises(DQUserError, match=r"input_shape \[C, H, W\]"):
+            models.build(CONFIGS[name], flat_image)
+    with pytest.raises(DQUserError, match="vocab"):
+        models.build(RNNConfig(), dataclasses.replace(METAS["text"], vocab=()))
+
+
+# --------------------------------------------------------------------------- every supported pair
+@pytest.mark.parametrize(("name", "data"), SUPPORTED)
+def test_forward_backward_and_deterministic_init(name: str, data: str) -> None:
+    meta = METAS[data]
+    torch.manual_seed(0)
+    model = models.build(CONFIGS[name], meta)
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # before BatchNorm stats move
+    x = batch(meta)
+    logits = model(x)
+    assert logits.shape == (4, meta.num_classes)
+    assert torch.isfinite(logits).all()
+
+    F.cross_entropy(logits, torch.arange(4) % meta.num_classes).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient reaches {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+    torch.manual_seed(0)
+    again = models.build(CONFIGS[name], meta).state_dict()
+    torch.manual_seed(1)
+    other = models.build(CONFIGS[name], meta).state_dict()
+    assert state.keys() == again.keys()
+    assert all(torch.equal(state[k], again[k]) for k in state)
+    assert any(not torch.equal(state[k], other[k]) for k in state if state[k].is_floating_point())
+    # Images are normalised inside the model; the other modalities arrive standardised.
+    assert len(normalizers(model)) == (1 if meta.modality == "image" else 0)
+
+
+# --------------------------------------------------------------------------- text
+TEXT_CONFIGS = [
+    pytest.param(RNNConfig(cell=RecurrentCell.lstm), id="lstm"),
+    pytest.param(RNNConfig(cell=RecurrentCell.gru), id="gru"),
+    pytest.param(RNNConfig(cell=RecurrentCell.lstm, bidirectional=True), id="bilstm"),
+    pytest.param(RNNConfig(cell=RecurrentCell.gru, bidirectional=True, num_layers=2), id="bigru-2layers"),
+    pytest.param(AttentionConfig(), id="attention"),
+]
+
+
+@pytest.mark.parametrize("cfg", TEXT_CONFIGS)
+def test_text_padding_is_ignored(cfg: Any) -> None:
+    # pad_index 1 (not 0) catches a hard-coded padding id.
+    meta = dataclasses.replace(METAS["text"], input_shape=(24,), pad_index=1)
+    torch.manual_seed(0)
+    model = models.build(cfg, meta).eval()
+    sentences = [[5, 9, 12], [7, 3, 3, 8, 20, 31, 2], [4] * 10, [11]]
+
+    def padded(length: int) -> torch.Tensor:
+        return torch.tensor([s + [meta.pad_index] * (length - len(s)) for s in sentences])
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short, long = model(padded(10)), model(padded(20))
+    torch.testing.assert_close(short, long, atol=1e-5, rtol=0)
+    assert not torch.allclose(short[0], short[1])  # the sentences do matter
+
+
+@pytest.mark.parametrize("name", ["rnn", "attention"])
+def test_token_models_expose_embedding_for_captum(name: str) -> None:
+    from captum.attr import LayerIntegratedGradients
+
+    meta = dataclasses.replace(METAS["text"], pad_index=3)
+    model = models.build(CONFIGS[name], meta)
+    assert isinstance(model.embedding, nn.Embedding)
+    assert model.embedding.padding_idx == 3
+    assert model.embedding.num_embeddings == len(VOCAB)
+    x = batch(meta, n=2)
+    lig = LayerIntegratedGradients(model.train(), model.embedding)
+    attributions = lig.attribute(x, baselines=torch.full_like(x, 3), target=0, n_steps=4)
+    assert attributions.shape == (*x.shape, model.embedding.embedding_dim)
+
+
+def test_attention_rejects_text_longer_than_its_positions() -> None:
+    model = models.build(AttentionConfig(), METAS["text"])
+    with pytest.raises(ValueError, match="at most 16"):
+        model(torch.ones(2, 17, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- images
+@pytest.mark.parametrize("name", ["mlp", "cnn", "rnn", "attention"])
+def test_normalize_uses_meta_statistics(name: str) -> None:
+    meta = dataclasses.replace(METAS["digits"], input_mean=(0.5,), input_std=(0.25,))
+    identity = dataclasses.replace(meta, input_mean=(0.0,), input_std=(1.0,))
+    torch.manual_seed(0)
+    model = models.build(CONFIGS[name], meta).eval()
+    torch.manual_seed(0)
+    plain = models.build(CONFIGS[name], identity).eval()
+    x = batch(meta)
+
+    (norm,) = normalizers(model)
+    torch.testing.assert_close(norm(x), (x - 0.5) / 0.25, rtol=0, atol=0)
+    assert {"mean", "std"} <= {k.rsplit(".", 1)[-1] for k in model.state_dict()}  # travels with checkpoints
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain((x - 0.5) / 0.25))
+
+
+def test_normalize_is_per_channel() -> None:
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.125)
+    norm = Normalize(mean, std, channels=3)
+    x = torch.rand(2, 3, 4, 4)
+    expected = torch.stack([(x[:, c] - mean[c]) / std[c] for c in range(3)], dim=1)
+    torch.testing.assert_close(norm(x), expected)
+    with pytest.raises(DQUserError, match="2 values for 3 input channels"):
+        Normalize((0.1, 0.2), (1.0, 1.0), channels=3)
+    with pytest.raises(DQUserError, match="input_std must be > 0"):
+        Normalize((0.1,), (0.0,), channels=1)
+
+
+@pytest.mark.parametrize(("patch", "tokens"), [(4, 49), (5, 36), (32, 1)])
+def test_attention_image_patch_sizes_that_do_not_divide(patch: int, tokens: int) -> None:
+    model = models.build(AttentionConfig(patch_size=patch), METAS["mnist"])
+    assert model.max_tokens == tokens
+    assert model(batch(METAS["mnist"], n=2)).shape == (2, 10)
+
+
+def test_attention_series_patch_that_does_not_divide() -> None:
+    model = models.build(AttentionConfig(series_patch=7), METAS["series"])
+    assert model.max_tokens == 22  # ceil(150 / 7)
+    assert model(batch(METAS["series"], n=2)).shape == (2, 2)
+
+
+def test_cnn_pooling_stops_at_size_one() -> None:
+    cfg = CNNConfig(channels=[8, 8, 8, 8, 8], batch_norm=False)
+    for data in ("digits", "series"):
+        model = models.build(cfg, METAS[data])
+        assert model(batch(METAS[data], n=2)).shape == (2, METAS[data].num_classes)
+
+
+# --------------------------------------------------------------------------- misc
+def test_rnn_cell_picks_the_module_type() -> None:
+    for data in ("text", "series", "mnist"):
+        lstm = models.build(RNNConfig(cell=RecurrentCell.lstm), METAS[data])
+        gru = models.build(RNNConfig(cell=RecurrentCell.gru), METAS[data])
+        assert type(lstm.rnn) is nn.LSTM
+        assert type(gru.rnn) is nn.GRU
+
+
+def test_count_parameters_separates_frozen() -> None:
+    model = models.build(MLPConfig(hidden=[5]), METAS["tabular"])  # 12*5+5 + 5*2+2
+    assert models.count_parameters(model) == (77, 77)
+    model[1].requires_grad_(False)
+    assert models.count_parameters(model) == (77, 12)
+
+
+def test_yaml_choices_compose_and_build() -> None:
+    from hydra import compose, initialize_config_dir
+
+    register()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        for name, default in CONFIGS.items():
+            spec_model = to_spec(compose("config", overrides=[f"model={name}"])).model
+            assert spec_model == default
+            meta = next(METAS[d] for m, d in SUPPORTED if m == name)
+            assert models.build(spec_model, meta)(batch(meta, n=2)).shape == (2, meta.num_classes)
