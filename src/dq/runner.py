@@ -1,0 +1,108 @@
+"""One run, start to finish: validate → data → model → fit → test metrics → files.
+
+``train(cfg)`` is what ``dq-train`` runs inside Hydra and what a notebook or a test calls
+with a config from Hydra's compose API. Everything a run produces lands in its run
+directory (DESIGN.md's output contract); run.json says ``completed`` only at the very end.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dq import data, models
+from dq.config import to_spec
+from dq.console import RichProgress, config_summary, metrics_table
+from dq.engine.device import resolve_device, seed_everything, set_threads, uses_amp
+from dq.engine.inference import predict_logits
+from dq.engine.loop import SilentProgress, check_monitor, fit
+from dq.errors import DQUserError
+from dq.metrics import split_metrics
+from dq.objectives import Objective
+from dq.optim import build_optimizer, build_scheduler
+from dq.outputs import HYDRA_DIR, METRICS_JSON, RunRecord, default_run_dir, discard_unstarted, write_json, write_text
+
+
+def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
+    """An explicit directory, else Hydra's output directory, else ``outputs/<experiment>/<time>``."""
+    if run_dir is not None:
+        return Path(run_dir)
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return default_run_dir(experiment_name)
+
+
+def save_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Write .hydra/config.yaml for runs started outside ``dq-train`` (Hydra writes its own)."""
+    path = run_dir / HYDRA_DIR / "config.yaml"
+    if not path.exists():
+        job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        write_text(path, OmegaConf.to_yaml(job_cfg))
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console | None = None) -> dict[str, float]:
+    """Train and evaluate the run that ``cfg`` describes; return its final metrics.
+
+    Raises:
+        DQUserError: before anything is trained, for input the user can fix; the run
+            directory is then removed, since it holds no result.
+    """
+    run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
+    console = console or Console()
+    try:
+        spec = to_spec(cfg)
+        set_threads(spec.trainer.num_threads)
+        device = resolve_device(str(spec.trainer.device))
+        splits = data.build(spec.dataset, spec.seed)
+        check_monitor(spec.trainer, splits)
+        seed_everything(spec.seed)
+        model = models.build(spec.model, splits.meta)
+    except DQUserError:
+        discard_unstarted(run_dir)
+        raise
+
+    record = RunRecord(run_dir, spec.seed)
+    save_config(cfg, run_dir)
+    record.start(device)
+    try:
+        total, trainable = models.count_parameters(model)
+        console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
+        objective = Objective()
+        optimizer = build_optimizer(spec.optimizer, model.parameters())
+        scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
+        progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
+        with progress if isinstance(progress, RichProgress) else nullcontext():
+            result = fit(
+                model, objective, splits, spec.trainer, optimizer, scheduler, device, spec.seed, run_dir, progress
+            )
+
+        model.load_state_dict(result.best_state)
+        amp = uses_amp(device, spec.trainer.amp)
+        logits = predict_logits(
+            model, splits.test, device, spec.trainer.eval_batch_size, amp, str(spec.trainer.amp_dtype)
+        )
+        metrics: dict[str, float] = split_metrics(
+            logits, splits.test.y, "test", splits.test.group, splits.meta.group_names
+        )
+        metrics.update(
+            {
+                "params/total": total,
+                "params/trainable": trainable,
+                "params/trainable_fraction": trainable / total if total else 0.0,
+                "time/train_s": result.train_time_s,
+                "train/best_epoch": result.best_epoch,
+                "train/epochs_run": len(result.history),
+            }
+        )
+        write_json(run_dir / METRICS_JSON, metrics)
+        record.finish()
+    except BaseException as error:
+        record.fail(error)
+        raise
+    console.print(metrics_table(metrics))
+    console.print(str(run_dir), markup=False, highlight=False, soft_wrap=True)
+    return metrics

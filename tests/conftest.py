@@ -1,0 +1,36 @@
+"""Shared test set-up: one torch thread, and configs composed in-process through Hydra's
+compose API from the real conf/ tree, shrunk to tiny runs (one epoch, a few examples, CPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dq.config import config_dir, register
+
+torch.set_num_threads(1)
+register()
+
+# Applied before a test's own overrides, which win.
+FAST = (
+    "trainer.epochs=1",
+    "trainer.batch_size=32",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "dataset.limit=64",
+)
+
+
+def compose_config(overrides: Sequence[str] = (), fast: bool = True) -> DictConfig:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=[*(FAST if fast else ()), *overrides])
+
+
+@pytest.fixture
+def make_cfg() -> Callable[..., DictConfig]:
+    """``make_cfg("dataset=adult", "model=mlp")`` → a composed, shrunk config."""
+    return lambda *overrides, fast=True: compose_config(overrides, fast=fast)

@@ -1,0 +1,73 @@
+"""The command line: one-line errors for bad input (in-process), and the real dq-train
+command in a subprocess (kept to a few runs: each pays torch's import)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import HydraException
+
+from dq.cli import explain_error
+from dq.outputs import read_json
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("dataset=imagenet", r"^unknown dataset 'imagenet'; allowed: .*adult.*mnist5k"),
+        ("model=resnet", r"^unknown model 'resnet'; allowed: attention, cnn, mlp, rnn$"),
+        ("trainer.epochz=3", r"^unknown key 'trainer.epochz'; keys of trainer: epochs, batch_size"),
+        ("trainer.epochs=ten", r"^bad value for trainer.epochs: Value 'ten' of type 'str' could not be converted"),
+        (
+            "trainer.device=gpu",
+            r"^bad value for trainer.device: Invalid value 'gpu', expected one of \[auto, cpu, cuda\]",
+        ),
+    ],
+)
+def test_composition_errors_become_one_line(make_cfg, override: str, expected: str) -> None:
+    with pytest.raises(HydraException) as caught:
+        make_cfg(override)
+    line = explain_error(caught.value)
+    assert "\n" not in line
+    assert re.search(expected, line), line
+
+
+def dq_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    command = [sys.executable, "-c", "from dq.cli import train_main; train_main()", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_dq_train_command_runs_and_prints_the_run_dir_last(tmp_path: Path) -> None:
+    done = dq_train(
+        ["dataset=digits", "model=mlp", "trainer.epochs=1", "dataset.limit=100", "trainer.device=cpu"], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    last_line = done.stdout.strip().splitlines()[-1]
+    run_dir = Path(last_line)
+    assert run_dir.parent == tmp_path / "outputs" / "default"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{6}", run_dir.name), last_line
+    assert read_json(run_dir / "run.json")["status"] == "completed"
+    assert "test/accuracy" in read_json(run_dir / "metrics.json")
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    assert "test metrics" in done.stdout
+
+
+def test_dq_train_bad_input_prints_one_line_and_leaves_no_result(tmp_path: Path) -> None:
+    done = dq_train(["optimizer.lr=-1", "dataset=digits"], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "dq-train: error: optimizer.lr must be > 0, got -1.0"
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("run.json"))
+
+
+def test_dq_train_cfg_job_prints_the_config_and_trains_nothing(tmp_path: Path) -> None:
+    done = dq_train(["--cfg", "job", "dataset=adult", "model=mlp"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "name: adult" in done.stdout and "sensitive: sex" in done.stdout
+    assert not (tmp_path / "outputs").exists()

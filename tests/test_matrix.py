@@ -1,0 +1,68 @@
+"""Every dataset × every model that supports its modality × both optimizers trains for
+one epoch on a few examples and produces sane metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dq
+from dq import data, models
+from dq.config import DatasetConfig
+from dq.data import images
+
+MODALITY = {
+    "digits": "image",
+    "mnist5k": "image",
+    "mnist": "image",
+    "fashion_mnist": "image",
+    "adult": "tabular",
+    "compas": "tabular",
+    "german": "tabular",
+    "reviews": "text",
+    "rotten_tomatoes": "text",
+    "gunpoint": "series",
+}
+WITH_GROUPS = {"adult", "compas", "german", "reviews"}
+COMBINATIONS = [
+    (dataset, model, optimizer)
+    for dataset, modality in MODALITY.items()
+    for model in models.models_for(modality)
+    for optimizer in ("sgd", "adam")
+]
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision-layout MNIST folder of real digits (from mnist5k): torchvision's own
+    loader reads it, as it would read a downloaded copy."""
+    root = tmp_path_factory.mktemp("torchvision")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    source = data.build(DatasetConfig(name="mnist5k"), seed=0)
+    for part, split in (("train", source.train), ("t10k", source.test)):
+        pixels = (split.x[:, 0] * 255).round().numpy().astype(np.uint8)
+        images.write_idx(raw / f"{part}-images-idx3-ubyte", pixels)
+        images.write_idx(raw / f"{part}-labels-idx1-ubyte", split.y.numpy().astype(np.uint8))
+    return root
+
+
+def test_the_modality_table_matches_the_data() -> None:
+    for name, modality in MODALITY.items():
+        if name != "mnist":
+            assert data.build(DatasetConfig(name=name, limit=4), seed=0).meta.modality == modality
+    assert set(MODALITY) | {"cifar10"} == set(data.available())
+
+
+@pytest.mark.parametrize(("dataset", "model", "optimizer"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+def test_every_supported_combination_trains(make_cfg, tmp_path, mnist_root, dataset, model, optimizer) -> None:
+    overrides = [f"dataset={dataset}", f"model={model}", f"optimizer={optimizer}", "dataset.limit=32"]
+    if dataset == "mnist":
+        overrides.append(f"dataset.root={mnist_root}")
+    metrics = dq.train(make_cfg(*overrides), run_dir=tmp_path / "run")
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
+    assert math.isfinite(metrics["test/loss"]) and metrics["params/trainable"] > 0
+    assert ("test/dp_diff" in metrics) == (dataset in WITH_GROUPS)
