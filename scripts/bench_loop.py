@@ -29,7 +29,7 @@ from rich.console import Console
 from dq import data, models
 from dq.config import config_dir, register, to_spec
 from dq.console import RichProgress
-from dq.engine.device import resolve_device, seed_everything, set_threads
+from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
 from dq.objectives import Objective
 from dq.optim import build_optimizer, build_scheduler

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import dq
-from dq.engine.inference import predict_logits
 from dq.errors import DQUserError
+from dq.inference import predict_logits
 from dq.outputs import read_json, read_jsonl
 
 
@@ -138,7 +138,7 @@ def test_a_failure_after_start_is_recorded_and_keeps_finished_files(make_cfg, tm
     def broken_metrics(*args, **kwargs):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setattr("dq.runner.split_metrics", broken_metrics)
+    monkeypatch.setattr("dq.evaluation.split_metrics", broken_metrics)
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="evaluation exploded"):
         dq.train(make_cfg("dataset=digits", "model=mlp"), run_dir=run_dir)

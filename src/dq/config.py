@@ -288,6 +288,150 @@ class TrainerConfig:
         _require(self.num_workers >= 0, f"trainer.num_workers must be >= 0, got {self.num_workers}")
 
 
+# --------------------------------------------------------------------------- regularizer
+class FairnessCriterion(StrEnum):
+    dp = "dp"
+    eo = "eo"
+
+
+class AttackNorm(StrEnum):
+    linf = "linf"
+    l2 = "l2"
+
+
+class AdversarialMethod(StrEnum):
+    pgd = "pgd"
+    trades = "trades"
+
+
+class AttributionTarget(StrEnum):
+    mask = "mask"
+    sensitive = "sensitive"
+
+
+class AttributionMethod(StrEnum):
+    input_gradient = "input_gradient"
+    integrated_gradients = "integrated_gradients"
+
+
+@dataclass
+class FairnessConfig:
+    """Differentiable group-gap penalty on the batch (conf/regularizer/fairness.yaml)."""
+
+    weight: float = 1.0
+    criterion: FairnessCriterion = FairnessCriterion.dp
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, f"regularizer.fairness.weight must be >= 0, got {self.weight}")
+
+
+@dataclass
+class AttackConfig:
+    """A PGD attack: ``steps`` steps of size ``alpha`` (default 2.5·eps/steps) inside the
+    ``norm`` ball of radius ``eps``, from a random start or the clean input."""
+
+    norm: AttackNorm = AttackNorm.linf
+    eps: float = 0.1
+    alpha: Optional[float] = None
+    steps: int = 10
+    random_start: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.eps > 0, f"attack eps must be > 0, got {self.eps}")
+        _require(self.alpha is None or self.alpha > 0, f"attack alpha must be > 0 or null, got {self.alpha}")
+        _require(self.steps >= 1, f"attack steps must be >= 1, got {self.steps}")
+
+    @property
+    def step_size(self) -> float:
+        return self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
+
+
+@dataclass
+class AdversarialConfig(AttackConfig):
+    """Adversarial training. ``method=pgd`` (Madry): loss = (1 − weight)·CE(clean) +
+    weight·CE(adversarial). ``method=trades``: CE(clean) + weight·KL(clean ‖ adversarial),
+    weight being TRADES' β."""
+
+    weight: float = 1.0
+    method: AdversarialMethod = AdversarialMethod.pgd
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.weight >= 0, f"regularizer.adversarial.weight must be >= 0, got {self.weight}")
+        _require(
+            self.method != AdversarialMethod.pgd or self.weight <= 1,
+            f"regularizer.adversarial.weight mixes clean and adversarial loss for method=pgd: must be in [0, 1], got {self.weight}",
+        )
+
+
+@dataclass
+class LoRAConfig:
+    """Low-rank adapters h = W₀x + (alpha/rank)·B·A·x on the Linear and Conv layers whose
+    names match ``target``; every other parameter is frozen unless ``train`` names it.
+    ``init_from`` is a finished run directory whose best checkpoint becomes the base."""
+
+    rank: int = 4
+    alpha: float = 8.0
+    dropout: float = 0.0
+    target: list[str] = field(default_factory=lambda: ["*"])
+    train: list[str] = field(default_factory=lambda: ["head", "head.*"])
+    init_from: Optional[str] = None
+    merge: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.rank >= 1, f"regularizer.lora.rank must be >= 1, got {self.rank}")
+        _require(self.alpha > 0, f"regularizer.lora.alpha must be > 0, got {self.alpha}")
+        _require(0.0 <= self.dropout < 1.0, f"regularizer.lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class AttributionConfig:
+    """Right for the right reasons (Ross et al. 2017): penalise the squared attribution of
+    the summed log-probabilities on the annotation mask or the sensitive columns."""
+
+    weight: float = 10.0
+    target: AttributionTarget = AttributionTarget.mask
+    method: AttributionMethod = AttributionMethod.input_gradient
+    steps: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, f"regularizer.attribution.weight must be >= 0, got {self.weight}")
+        _require(self.steps >= 1, f"regularizer.attribution.steps must be >= 1, got {self.steps}")
+
+
+REGULARIZER_SCHEMAS: dict[str, type] = {
+    "fairness": FairnessConfig,
+    "adversarial": AdversarialConfig,
+    "lora": LoRAConfig,
+    "attribution": AttributionConfig,
+}
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass
+class RobustEvalConfig(AttackConfig):
+    """PGD evaluation on the test split at each radius in ``eps`` (empty: none).
+    ``limit`` evaluates the first N test examples only."""
+
+    eps: list[float] = field(default_factory=list)
+    steps: int = 20
+    limit: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(all(e > 0 for e in self.eps), f"eval.robust.eps must all be > 0, got {list(self.eps)}")
+        _require(self.steps >= 1, f"eval.robust.steps must be >= 1, got {self.steps}")
+        _require(self.limit is None or self.limit > 0, f"eval.robust.limit must be > 0 or null, got {self.limit}")
+
+    def at(self, eps: float) -> AttackConfig:
+        """The attack at one radius."""
+        return AttackConfig(norm=self.norm, eps=eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start)
+
+
+@dataclass
+class EvalConfig:
+    robust: RobustEvalConfig = field(default_factory=RobustEvalConfig)
+
+
 # --------------------------------------------------------------------------- run
 @dataclass
 class RunConfig:
@@ -298,6 +442,8 @@ class RunConfig:
     optimizer: Any = MISSING
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    regularizer: dict[str, Any] = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     experiment_name: str = "default"
 
@@ -311,6 +457,8 @@ class RunSpec:
     optimizer: SGDConfig | AdamConfig
     scheduler: SchedulerConfig
     trainer: TrainerConfig
+    regularizer: dict[str, FairnessConfig | AdversarialConfig | LoRAConfig | AttributionConfig]
+    eval: EvalConfig
     seed: int
     experiment_name: str
 
@@ -335,9 +483,17 @@ def register() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
     cs.store(group="schema/scheduler", name="scheduler", node=SchedulerConfig)
     cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
+    cs.store(group="schema/eval", name="eval", node=EvalConfig)
+    for name, node in REGULARIZER_SCHEMAS.items():
+        cs.store(group="schema/regularizer", name=name, node=node)
 
 
-SINGLE_SCHEMAS: dict[str, type] = {"dataset": DatasetConfig, "scheduler": SchedulerConfig, "trainer": TrainerConfig}
+SINGLE_SCHEMAS: dict[str, type] = {
+    "dataset": DatasetConfig,
+    "scheduler": SchedulerConfig,
+    "trainer": TrainerConfig,
+    "eval": EvalConfig,
+}
 
 
 def _schema_for(group: str, node: DictConfig) -> type:
@@ -363,12 +519,22 @@ def to_spec(cfg: DictConfig) -> RunSpec:
     for group in ("dataset", "model", "optimizer", "scheduler", "trainer"):
         if group not in cfg:
             raise DQUserError(f"the config has no {group!r} group")
-        try:
-            typed = OmegaConf.merge(OmegaConf.structured(_schema_for(group, cfg[group])), cfg[group])
-            parts[group] = OmegaConf.to_object(typed)
-        except OmegaConfBaseException as error:
-            raise DQUserError(f"{group}: {str(error).splitlines()[0]}") from error
+        parts[group] = _typed(group, _schema_for(group, cfg[group]), cfg[group])
+    parts["eval"] = _typed("eval", EvalConfig, cfg.get("eval") or {})
+    parts["regularizer"] = {}
+    for name, node in (cfg.get("regularizer") or {}).items():
+        if name not in REGULARIZER_SCHEMAS:
+            raise DQUserError(f"unknown regularizer {name!r}; allowed: {', '.join(REGULARIZER_SCHEMAS)}")
+        parts["regularizer"][name] = _typed(f"regularizer.{name}", REGULARIZER_SCHEMAS[name], node)
     return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
+
+
+def _typed(where: str, schema: type, node: Any) -> Any:
+    """``node`` merged onto ``schema`` and turned into its dataclass (running its checks)."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as error:
+        raise DQUserError(f"{where}: {str(error).splitlines()[0]}") from error
 
 
 def config_dir() -> Path:

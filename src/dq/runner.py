@@ -17,12 +17,11 @@ from rich.console import Console
 from dq import data, models
 from dq.config import to_spec
 from dq.console import RichProgress, config_summary, metrics_table
-from dq.engine.device import resolve_device, seed_everything, set_threads, uses_amp
-from dq.engine.inference import predict_logits
+from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.errors import DQUserError
-from dq.metrics import split_metrics
-from dq.objectives import Objective
+from dq.evaluation import evaluate
+from dq.objectives import build_objective
 from dq.optim import build_optimizer, build_scheduler
 from dq.outputs import HYDRA_DIR, METRICS_JSON, RunRecord, default_run_dir, discard_unstarted, write_json, write_text
 
@@ -61,6 +60,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         check_monitor(spec.trainer, splits)
         seed_everything(spec.seed)
         model = models.build(spec.model, splits.meta)
+        objective = build_objective(spec.regularizer, splits.meta)
     except DQUserError:
         discard_unstarted(run_dir)
         raise
@@ -71,7 +71,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
     try:
         total, trainable = models.count_parameters(model)
         console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
-        objective = Objective()
         optimizer = build_optimizer(spec.optimizer, model.parameters())
         scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
         progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
@@ -81,13 +80,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             )
 
         model.load_state_dict(result.best_state)
-        amp = uses_amp(device, spec.trainer.amp)
-        logits = predict_logits(
-            model, splits.test, device, spec.trainer.eval_batch_size, amp, str(spec.trainer.amp_dtype)
-        )
-        metrics: dict[str, float] = split_metrics(
-            logits, splits.test.y, "test", splits.test.group, splits.meta.group_names
-        )
+        metrics = evaluate(model, splits, spec, device)
         metrics.update(
             {
                 "params/total": total,

@@ -13,12 +13,12 @@ from torch import nn
 
 from dq.config import TrainerConfig
 from dq.data.types import Splits
+from dq.device import autocast, uses_amp
 from dq.engine import checkpoint
 from dq.engine.batching import train_batches
-from dq.engine.device import autocast, uses_amp
 from dq.engine.early_stopping import EarlyStopping
-from dq.engine.inference import predict_logits
 from dq.errors import DQUserError
+from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives import Objective
 from dq.outputs import METRICS_JSONL, append_jsonl

@@ -1,58 +1,32 @@
-"""The training objective: task loss plus weighted regularizer terms.
+"""Objective terms (one module per regularizer) and ``build_objective``.
 
-    L = L_task + Σ_k λ_k · term_k(model, batch, clean logits)
-
-The engine knows only ``Objective``: it calls it on a batch and gets the total loss to
-minimise, every term's value for logging, and the clean logits. A term with weight 0 is
-dropped when the objective is built, so it costs no forward or backward pass.
+Each term module registers a builder with ``@register_term(name)``; ``build_objective``
+turns the run's ``regularizer`` configs into an ``Objective``. ``lora`` is not a loss term
+(its cost is the trainable parameter count): it changes the model (dq.models.lora).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+import importlib
+from collections.abc import Mapping
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from dq.data.types import DatasetMeta
+from dq.objectives.base import Objective, ObjectiveOutput, Term
+from dq.objectives.registry import register_term, term_builder
 
-from dq.data.types import Batch
+__all__ = ["Objective", "ObjectiveOutput", "Term", "build_objective", "register_term"]
 
-
-class Term(Protocol):
-    """One regularizer: a name, a weight and a scalar loss from (model, batch, clean logits)."""
-
-    name: str
-    weight: float
-
-    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor: ...
+# Imported for their @register_term side effect.
+for _module in ("fairness",):
+    importlib.import_module(f"dq.objectives.{_module}")
 
 
-@dataclass
-class ObjectiveOutput:
-    loss: torch.Tensor
-    terms: dict[str, torch.Tensor]
-    logits: torch.Tensor
-
-
-class Objective:
-    """Cross-entropy on the clean batch plus every active term, each logged on its own."""
-
-    def __init__(self, terms: Sequence[Term] = ()) -> None:
-        self.terms = [term for term in terms if term.weight != 0]
-
-    def __call__(self, model: nn.Module, batch: Batch) -> ObjectiveOutput:
-        logits = model(batch.x)
-        task = F.cross_entropy(logits.float(), batch.y)
-        values = {"task": task.detach()}
-        total = task
-        for term in self.terms:
-            value = term(model, batch, logits)
-            values[term.name] = value.detach()
-            total = total + term.weight * value
-        return ObjectiveOutput(loss=total, terms=values, logits=logits)
-
-    @property
-    def term_names(self) -> list[str]:
-        return ["task", *(term.name for term in self.terms)]
+def build_objective(regularizers: Mapping[str, Any], meta: DatasetMeta) -> Objective:
+    """The objective for the selected regularizers; weight-0 terms are left out entirely."""
+    terms = []
+    for name, cfg in regularizers.items():
+        builder = term_builder(name)
+        if builder is not None and getattr(cfg, "weight", 1.0) != 0:
+            terms.append(builder(cfg, meta))
+    return Objective(terms)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dq.data.types import Split
-from dq.engine.device import autocast
+from dq.device import autocast
 
 
 @torch.no_grad()

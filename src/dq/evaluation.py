@@ -1,0 +1,31 @@
+"""Final evaluation of a trained model on the test split: flat ``test/...`` metrics.
+
+Evaluation takes a trained model and a split and never trains; each family of metrics
+lives in dq.metrics and is added here only where the data supports it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dq.config import RunSpec
+from dq.data.types import Splits
+from dq.device import uses_amp
+from dq.inference import predict_logits
+from dq.metrics import split_metrics
+from dq.metrics.counterfactual import counterfactual_flip_rate
+
+
+def evaluate(model: nn.Module, splits: Splits, spec: RunSpec, device: torch.device) -> dict[str, float]:
+    """accuracy, loss, ECE, group metrics, and the counterfactual flip rate where the
+    sensitive attribute is a model input."""
+    test, meta, trainer = splits.test, splits.meta, spec.trainer
+    amp = uses_amp(device, trainer.amp)
+    logits = predict_logits(model, test, device, trainer.eval_batch_size, amp, str(trainer.amp_dtype))
+    metrics = split_metrics(logits, test.y, "test", test.group, meta.group_names)
+    if meta.sensitive_columns:
+        metrics["test/cf_flip_rate"] = counterfactual_flip_rate(
+            model, test, meta.sensitive_columns, device, trainer.eval_batch_size
+        )
+    return metrics

@@ -1,0 +1,65 @@
+"""The training objective: task loss plus weighted regularizer terms.
+
+    L = (1 − Σ task_share) · CE(clean) + Σ_k weight_k · term_k(model, batch, clean logits)
+
+``task_share`` is 0 for ordinary penalties; a term that *replaces* part of the clean loss
+(Madry's PGD training mixes clean and adversarial cross-entropy) declares its share.
+The engine knows only ``Objective``: it calls it on a batch and gets the total loss, every
+term's value for logging, and the clean logits. A term with weight 0 is dropped when the
+objective is built, so it costs no forward or backward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dq.data.types import Batch
+
+
+class Term(Protocol):
+    """One regularizer: a name, a weight, and a scalar loss from (model, batch, clean logits).
+
+    ``task_share`` (optional attribute, default 0) is the fraction of the clean
+    cross-entropy this term replaces.
+    """
+
+    name: str
+    weight: float
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    logits: torch.Tensor
+
+
+class Objective:
+    """Cross-entropy on the clean batch plus every active term, each logged on its own."""
+
+    def __init__(self, terms: Sequence[Term] = ()) -> None:
+        self.terms = [term for term in terms if term.weight != 0]
+        self.task_weight = 1.0 - sum(float(getattr(term, "task_share", 0.0)) for term in self.terms)
+
+    def __call__(self, model: nn.Module, batch: Batch) -> ObjectiveOutput:
+        logits = model(batch.x)
+        task = F.cross_entropy(logits.float(), batch.y)
+        values = {"task": task.detach()}
+        total = self.task_weight * task if self.task_weight != 0 else torch.zeros((), device=task.device)
+        for term in self.terms:
+            value = term(model, batch, logits)
+            values[term.name] = value.detach()
+            total = total + term.weight * value
+        return ObjectiveOutput(loss=total, terms=values, logits=logits)
+
+    @property
+    def term_names(self) -> list[str]:
+        return ["task", *(term.name for term in self.terms)]
