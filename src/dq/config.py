@@ -432,6 +432,49 @@ class EvalConfig:
     robust: RobustEvalConfig = field(default_factory=RobustEvalConfig)
 
 
+# --------------------------------------------------------------------------- explain
+class Baseline(StrEnum):
+    zeros = "zeros"
+    blur = "blur"
+    mean = "mean"
+
+
+@dataclass
+class ExplainConfig:
+    """Attributions (captum) on ``n_samples`` test examples after training, their pictures,
+    and explanation-quality metrics. ``sensitivity_samples`` bounds the expensive
+    sensitivity_max to the first few of those examples."""
+
+    enabled: bool = True
+    methods: list[str] = field(default_factory=lambda: ["integrated_gradients", "saliency"])
+    metrics: list[str] = field(
+        default_factory=lambda: [
+            "infidelity",
+            "sensitivity",
+            "randomization",
+            "sparseness",
+            "mask_mass",
+            "sensitive_share",
+        ]
+    )
+    n_samples: int = 32
+    sensitivity_samples: int = 8
+    baseline: Baseline = Baseline.zeros
+    ig_steps: int = 32
+    internal_batch_size: int = 64
+    images: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.n_samples >= 1, f"explain.n_samples must be >= 1, got {self.n_samples}")
+        _require(
+            self.sensitivity_samples >= 0, f"explain.sensitivity_samples must be >= 0, got {self.sensitivity_samples}"
+        )
+        _require(self.ig_steps >= 1, f"explain.ig_steps must be >= 1, got {self.ig_steps}")
+        _require(
+            self.internal_batch_size >= 1, f"explain.internal_batch_size must be >= 1, got {self.internal_batch_size}"
+        )
+
+
 # --------------------------------------------------------------------------- run
 @dataclass
 class RunConfig:
@@ -444,6 +487,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     regularizer: dict[str, Any] = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     seed: int = 0
     experiment_name: str = "default"
 
@@ -459,6 +503,7 @@ class RunSpec:
     trainer: TrainerConfig
     regularizer: dict[str, FairnessConfig | AdversarialConfig | LoRAConfig | AttributionConfig]
     eval: EvalConfig
+    explain: ExplainConfig
     seed: int
     experiment_name: str
 
@@ -484,6 +529,7 @@ def register() -> None:
     cs.store(group="schema/scheduler", name="scheduler", node=SchedulerConfig)
     cs.store(group="schema/trainer", name="trainer", node=TrainerConfig)
     cs.store(group="schema/eval", name="eval", node=EvalConfig)
+    cs.store(group="schema/explain", name="explain", node=ExplainConfig)
     for name, node in REGULARIZER_SCHEMAS.items():
         cs.store(group="schema/regularizer", name=name, node=node)
 
@@ -521,6 +567,7 @@ def to_spec(cfg: DictConfig) -> RunSpec:
             raise DQUserError(f"the config has no {group!r} group")
         parts[group] = _typed(group, _schema_for(group, cfg[group]), cfg[group])
     parts["eval"] = _typed("eval", EvalConfig, cfg.get("eval") or {})
+    parts["explain"] = _typed("explain", ExplainConfig, cfg.get("explain") or {})
     parts["regularizer"] = {}
     for name, node in (cfg.get("regularizer") or {}).items():
         if name not in REGULARIZER_SCHEMAS:
