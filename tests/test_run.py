@@ -155,6 +155,8 @@ def test_a_failure_after_start_is_recorded_and_keeps_finished_files(make_cfg, tm
         (("trainer.epochs=-1",), "trainer.epochs must be >= 1, got -1"),
         (("dataset=adult", "model=cnn"), "model cnn does not support tabular data"),
         (("trainer.early_stopping.monitor=val/dp_diff", "dataset=digits"), "allowed: val/accuracy, val/loss, val/ece"),
+        (("dataset=cifar10", "dataset.root=/nonexistent/dq-data"), "dataset cifar10: files not found under"),
+        (("regularizer=[fairness]", "dataset=digits"), "regularizer fairness needs data with groups"),
     ],
 )
 def test_bad_input_fails_before_training_and_leaves_no_run_dir(make_cfg, tmp_path, overrides, message) -> None:

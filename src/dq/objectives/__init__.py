@@ -22,11 +22,19 @@ for _module in ("fairness",):
     importlib.import_module(f"dq.objectives.{_module}")
 
 
+# Regularizers that change the model rather than add a loss term.
+MODEL_REGULARIZERS = frozenset({"lora"})
+
+
 def build_objective(regularizers: Mapping[str, Any], meta: DatasetMeta) -> Objective:
     """The objective for the selected regularizers; weight-0 terms are left out entirely."""
     terms = []
     for name, cfg in regularizers.items():
+        if name in MODEL_REGULARIZERS:
+            continue
         builder = term_builder(name)
-        if builder is not None and getattr(cfg, "weight", 1.0) != 0:
+        if builder is None:
+            raise ValueError(f"regularizer {name!r} has no objective term registered")
+        if cfg.weight != 0:
             terms.append(builder(cfg, meta))
     return Objective(terms)
