@@ -240,8 +240,21 @@ def test_rnn_cell_picks_the_module_type() -> None:
 def test_count_parameters_separates_frozen() -> None:
     model = models.build(MLPConfig(hidden=[5]), METAS["tabular"])  # 12*5+5 + 5*2+2
     assert models.count_parameters(model) == (77, 77)
-    model[1].requires_grad_(False)
+    model.body[1].requires_grad_(False)
     assert models.count_parameters(model) == (77, 12)
+
+
+@pytest.mark.parametrize(("name", "data"), SUPPORTED)
+def test_every_model_classifies_with_a_linear_head(name: str, data: str) -> None:
+    # `regularizer.lora.train: [head]` relies on this name in every model.
+    meta = METAS[data]
+    model = models.build(CONFIGS[name], meta)
+    assert isinstance(model.head, nn.Linear)
+    assert model.head.out_features == meta.num_classes
+    seen: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    logits = model.eval()(batch(meta))
+    assert len(seen) == 1 and seen[0] is logits  # the head's output is the model's output
 
 
 def test_yaml_choices_compose_and_build() -> None:

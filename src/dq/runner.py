@@ -13,9 +13,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from torch import nn
 
 from dq import data, models
-from dq.config import to_spec
+from dq.config import LoRAConfig, to_spec
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import SilentProgress, check_monitor, fit
@@ -43,6 +44,18 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
         write_text(path, OmegaConf.to_yaml(job_cfg))
 
 
+def adapt_model(model: nn.Module, lora: LoRAConfig | None) -> list[str]:
+    """regularizer.lora: the init_from run's weights as the base, then adapters and freezing;
+    returns console lines that say what was done."""
+    if lora is None:
+        return []
+    notes = []
+    if lora.init_from is not None:  # into the plain base, before adapters wrap its layers
+        notes.append(models.load_pretrained(model, lora.init_from).describe())
+    notes.append(models.apply_lora(model, lora).describe())
+    return notes
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console | None = None) -> dict[str, float]:
     """Train and evaluate the run that ``cfg`` describes; return its final metrics.
 
@@ -60,6 +73,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         check_monitor(spec.trainer, splits)
         seed_everything(spec.seed)
         model = models.build(spec.model, splits.meta)
+        notes = adapt_model(model, spec.regularizer.get("lora"))
         objective = build_objective(spec.regularizer, splits.meta)
     except DQUserError:
         discard_unstarted(run_dir)
@@ -71,6 +85,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
     try:
         total, trainable = models.count_parameters(model)
         console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
+        for note in notes:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
         optimizer = build_optimizer(spec.optimizer, model.parameters())
         scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
         progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
@@ -80,6 +96,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             )
 
         model.load_state_dict(result.best_state)
+        lora = spec.regularizer.get("lora")
+        if lora is not None and lora.merge:  # checkpoints keep the adapters; evaluate the merged model
+            model = models.merge_lora(model)
         metrics = evaluate(model, splits, spec, device)
         metrics.update(
             {

@@ -49,8 +49,14 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     cfg = OmegaConf.load(config_path)
     spec = to_spec(cfg)
     splits = data.build(spec.dataset, spec.seed)
-    model = models.build(spec.model, splits.meta).to(device)
+    model = models.build(spec.model, splits.meta)
+    lora = spec.regularizer.get("lora")
+    if lora is not None:  # best.pt holds base + adapters; init_from is not needed again
+        models.apply_lora(model, lora)
+    model.to(device)
     load_best_into(model, run_dir)
+    if lora is not None and lora.merge:
+        model = models.merge_lora(model)
     model.eval()
     metrics = read_json(run_dir / METRICS_JSON) if (run_dir / METRICS_JSON).is_file() else {}
     return LoadedRun(run_dir=run_dir, cfg=cfg, spec=spec, model=model, splits=splits, metrics=metrics, info=info)

@@ -3,7 +3,9 @@
 ``build(cfg.model, meta)`` looks the model name and the dataset's modality up in the
 registry that the model modules fill on import. A model knows nothing of how it is
 trained, attacked or explained; token models expose their ``embedding`` layer and image
-models normalise inside, so everything outside works in token / pixel space.
+models normalise inside, so everything outside works in token / pixel space. Every
+model's classifier is a ``nn.Linear`` named ``head``. ``apply_lora`` / ``merge_lora``
+(dq.models.lora) and ``load_pretrained`` (dq.models.pretrained) adapt a built model.
 """
 
 from __future__ import annotations
@@ -15,9 +17,23 @@ from torch import nn
 
 from dq.data.types import DatasetMeta
 from dq.models.layers import Normalize
+from dq.models.lora import LoRASummary, apply_lora, merge_lora
+from dq.models.pretrained import PretrainedInfo, load_pretrained
 from dq.models.registry import lookup, model_names, models_for, supported_modalities
 
-__all__ = ["Normalize", "build", "count_parameters", "model_names", "models_for", "supported_modalities"]
+__all__ = [
+    "LoRASummary",
+    "Normalize",
+    "PretrainedInfo",
+    "apply_lora",
+    "build",
+    "count_parameters",
+    "load_pretrained",
+    "merge_lora",
+    "model_names",
+    "models_for",
+    "supported_modalities",
+]
 
 # Imported for their @register side effect, in the order error messages list models in.
 for _module in ("mlp", "cnn", "rnn", "attention"):

@@ -47,22 +47,20 @@ def conv_blocks(cfg: CNNConfig, in_channels: int, size: tuple[int, ...]) -> tupl
 
 
 class CNN(nn.Module):
-    """``[Normalize] → conv blocks → Flatten → Linear → ReLU → Dropout → Linear``."""
+    """``normalize → features (conv blocks) → hidden (Flatten, Linear, ReLU, Dropout) → head``.
+
+    ``head`` is the classifier, a plain ``nn.Linear``, as in every dq model.
+    """
 
     def __init__(self, cfg: CNNConfig, meta: DatasetMeta, normalize: Normalize | None) -> None:
         super().__init__()
         self.normalize = normalize if normalize is not None else nn.Identity()
         self.features, width = conv_blocks(cfg, meta.input_shape[0], tuple(meta.input_shape[1:]))
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(width, cfg.hidden),
-            nn.ReLU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, meta.num_classes),
-        )
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.head = nn.Linear(cfg.hidden, meta.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.normalize(x)))
+        return self.head(self.hidden(self.features(self.normalize(x))))
 
 
 @register("cnn", "image")
