@@ -52,6 +52,10 @@ def adapt_model(model: nn.Module, lora: LoRAConfig | None) -> list[str]:
     notes = []
     if lora.init_from is not None:  # into the plain base, before adapters wrap its layers
         notes.append(models.load_pretrained(model, lora.init_from).describe())
+    else:
+        notes.append(
+            "LoRA base: randomly initialised (set regularizer.lora.init_from=<run dir> to adapt a trained model)"
+        )
     notes.append(models.apply_lora(model, lora).describe())
     return notes
 
