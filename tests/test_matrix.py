@@ -19,6 +19,8 @@ MODALITY = {
     "mnist5k": "image",
     "mnist": "image",
     "fashion_mnist": "image",
+    "decoy_mnist": "image",
+    "decoy_fashion_mnist": "image",
     "adult": "tabular",
     "compas": "tabular",
     "german": "tabular",

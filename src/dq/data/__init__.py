@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dq.config import DatasetConfig
-from dq.data import images, registry, series, tabular, text  # noqa: F401  (the families fill the registry)
+from dq.data import decoy, images, registry, series, tabular, text  # noqa: F401  (the families fill the registry)
 from dq.data.types import Batch, DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 

@@ -40,6 +40,7 @@ class DatasetMeta:
             explanations work in pixel space).
         vocab: token strings by id for text (index ``pad_index`` is padding), else empty.
         pad_index: the padding token id for text.
+        has_mask: whether the splits carry annotation masks (``Split.mask``).
     """
 
     name: str
@@ -56,6 +57,7 @@ class DatasetMeta:
     input_std: tuple[float, ...] = ()
     vocab: tuple[str, ...] = field(default=(), repr=False)
     pad_index: int = 0
+    has_mask: bool = False
 
     @property
     def has_groups(self) -> bool:
