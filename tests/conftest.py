@@ -22,6 +22,8 @@ FAST = (
     "trainer.progress=false",
     "trainer.device=cpu",
     "dataset.limit=64",
+    "explain.n_samples=4",
+    "explain.sensitivity_samples=1",
 )
 
 

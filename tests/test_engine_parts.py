@@ -86,3 +86,13 @@ def test_discard_unstarted_removes_only_directories_without_results(tmp_path: Pa
     (kept / "metrics.jsonl").write_text("{}\n")
     discard_unstarted(kept)
     assert (kept / "metrics.jsonl").exists()
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    write_json(tmp_path / "run.json", {"status": "completed"})
+    mode = (tmp_path / "run.json").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException, MissingConfigException
@@ -75,6 +76,38 @@ def train_main() -> None:
             raise
         print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+EXPLAIN_USAGE = (
+    "usage: dq-explain RUN_DIR [explain.KEY=VALUE ...]\n"
+    "Explain a finished run again, e.g. dq-explain outputs/default/<time> "
+    "explain.methods=[deeplift] explain.metrics=[infidelity]"
+)
+
+
+def explain_main(argv: list[str] | None = None) -> None:
+    """``dq-explain RUN_DIR [explain.KEY=VALUE ...]``: re-run the explanation step of a
+    finished run with its saved ``explain`` config and these overrides; write
+    RUN_DIR/explanations/ and merge the ``explain/...`` keys into metrics.json."""
+    from rich.console import Console
+
+    from dq.console import metrics_table
+    from dq.explain.rerun import explain_directory
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(EXPLAIN_USAGE)
+        return
+    try:
+        if not args or args[0].startswith("explain."):
+            raise DQUserError("missing RUN_DIR; " + EXPLAIN_USAGE.splitlines()[0])
+        metrics = explain_directory(args[0], args[1:])
+    except DQUserError as error:
+        print(f"dq-explain: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    console = Console()
+    console.print(metrics_table(metrics, title="explanation metrics"))
+    console.print(str(Path(args[0]) / "explanations"), markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ METRICS_JSONL = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 HYDRA_DIR = ".hydra"
 RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S.%f"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 # Packages whose versions decide a run's numbers; recorded in run.json.
 RECORDED_PACKAGES = (
@@ -71,6 +73,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     finally:
         with suppress(FileNotFoundError):

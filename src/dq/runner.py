@@ -22,6 +22,7 @@ from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.errors import DQUserError
 from dq.evaluation import evaluate
+from dq.explain import check_explain, explain_run
 from dq.objectives import build_objective
 from dq.optim import build_optimizer, build_scheduler
 from dq.outputs import HYDRA_DIR, METRICS_JSON, RunRecord, default_run_dir, discard_unstarted, write_json, write_text
@@ -79,6 +80,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         model = models.build(spec.model, splits.meta)
         notes = adapt_model(model, spec.regularizer.get("lora"))
         objective = build_objective(spec.regularizer, splits.meta)
+        if spec.explain.enabled:
+            check_explain(spec.explain, splits.meta, model)
     except DQUserError:
         discard_unstarted(run_dir)
         raise
@@ -114,7 +117,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
                 "train/epochs_run": len(result.history),
             }
         )
-        write_json(run_dir / METRICS_JSON, metrics)
+        write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
+        if spec.explain.enabled:
+            metrics.update(explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed))
+            write_json(run_dir / METRICS_JSON, metrics)
         record.finish()
     except BaseException as error:
         record.fail(error)

@@ -1,0 +1,74 @@
+"""Reference inputs that attributions are measured against: zeros, a blurred input, or the
+training mean.
+
+Float inputs (image, tabular, series) get a baseline of the input's shape. Token inputs
+have one baseline only: the pad token, whose embedding is the zero vector (the models
+build their embedding with ``padding_idx``), so "zeros" is the zero embedding there;
+a blurred or averaged token id means nothing and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from dq.config import Baseline
+from dq.data.types import DatasetMeta
+from dq.errors import DQUserError
+
+# Which baselines apply to which modality (the rest are refused in one line).
+ALLOWED: dict[str, tuple[Baseline, ...]] = {
+    "image": (Baseline.zeros, Baseline.blur, Baseline.mean),
+    "series": (Baseline.zeros, Baseline.blur, Baseline.mean),
+    "tabular": (Baseline.zeros, Baseline.mean),
+    "text": (Baseline.zeros,),
+}
+
+
+def check_baseline(kind: Baseline | str, meta: DatasetMeta) -> Baseline:
+    kind = Baseline(kind)
+    allowed = ALLOWED[meta.modality]
+    if kind not in allowed:
+        names = ", ".join(str(b) for b in allowed)
+        raise DQUserError(
+            f"explain.baseline={kind} does not apply to {meta.modality} data (dataset {meta.name}); allowed: {names}"
+        )
+    return kind
+
+
+def float_baseline(kind: Baseline | str, x: torch.Tensor, train_x: torch.Tensor, meta: DatasetMeta) -> torch.Tensor:
+    """A baseline shaped like ``x`` (float inputs [N, ...])."""
+    kind = check_baseline(kind, meta)
+    if kind == Baseline.zeros:
+        return torch.zeros_like(x)
+    if kind == Baseline.mean:
+        return train_x.float().mean(dim=0, keepdim=True).to(x.device, x.dtype).expand_as(x).contiguous()
+    return gaussian_blur(x, sigma=blur_sigma(meta))
+
+
+def blur_sigma(meta: DatasetMeta) -> float:
+    """A blur that removes the shapes a model reads: an eighth of the image side (at
+    least one pixel), a twentieth of a series."""
+    if meta.modality == "image":
+        return max(1.0, min(meta.input_shape[1:]) / 8)
+    return max(1.0, meta.input_shape[-1] / 20)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable gaussian blur over the trailing spatial dims of ``[N, C, T]`` or
+    ``[N, C, H, W]``, edges replicated (a constant input stays constant)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+
+    def along_last(t: torch.Tensor) -> torch.Tensor:
+        flat = t.reshape(-1, 1, t.shape[-1])
+        return F.conv1d(F.pad(flat, (radius, radius), mode="replicate"), kernel).reshape(t.shape)
+
+    out = along_last(x)
+    if x.dim() == 4:
+        out = along_last(out.transpose(-1, -2).contiguous()).transpose(-1, -2)
+    return out.contiguous()

@@ -1,0 +1,192 @@
+"""Where attributions live: the explained inputs, their baseline, and how to group them.
+
+Float inputs (pixels, tabular columns, series steps) are attributed directly. Token ids
+cannot be differentiated, so text is attributed on the output of ``model.embedding``:
+captum's layer methods hook that layer themselves, and everything else (perturbation
+methods, the quality metrics) runs the model through ``EmbeddingForward``, which feeds
+given embeddings in place of the layer's output while the ids still decide the pad mask
+and the packed lengths. A token's attribution is the sum over its embedding dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dq.config import ExplainConfig
+from dq.data.types import DatasetMeta
+from dq.errors import DQUserError
+from dq.explain.baselines import float_baseline
+
+
+class EmbeddingForward:
+    """``(embeddings [N, L, D], ids [N, L]) → logits``: the model with its embedding
+    layer's output replaced by ``embeddings``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, embeddings: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        handle = self.model.embedding.register_forward_hook(lambda _module, _inputs, _output: embeddings)
+        try:
+            return self.model(ids)
+        finally:
+            handle.remove()
+
+
+def embedding_of(model: nn.Module, meta: DatasetMeta) -> nn.Embedding:
+    embedding = getattr(model, "embedding", None)
+    if not isinstance(embedding, nn.Embedding):
+        raise DQUserError(
+            f"explaining {meta.modality} data needs a model with an `embedding` layer; {type(model).__name__} has none"
+        )
+    return embedding
+
+
+def patch_size(meta: DatasetMeta) -> int:
+    """Side of the square superpixels (images) or length of the windows (series) that
+    occlusion slides and LIME / Kernel SHAP switch on and off: about 7 per image side
+    (2×2 on 8×8 digits, 4×4 on 28×28), about 15 windows per series."""
+    if meta.modality == "image":
+        return max(2, math.ceil(min(meta.input_shape[1:]) / 7))
+    if meta.modality == "series":
+        return max(1, math.ceil(meta.input_shape[-1] / 15))
+    return 1
+
+
+@dataclass
+class Space:
+    """The explained examples as captum sees them.
+
+    Attributes:
+        model: the classifier (eval mode).
+        forward: ``(inputs, *args) → logits``: the model itself, or ``EmbeddingForward``.
+        inputs: float ``[N, ...]``: the examples, or their token embeddings ``[N, L, D]``.
+        args: extra forward arguments (text: the token ids), else None.
+        baselines: like ``inputs``.
+        ids, baseline_ids: text only: the token ids and the pad-token baseline that
+            captum's layer methods take.
+        valid: bool, shaped like a reduced attribution: which positions count in the
+            metrics (text: the non-pad tokens), else None (all).
+        scale: typical size of an input value (std of the training inputs, or of the
+            embedding weights), for the noise of infidelity and sensitivity.
+        low, high: bounds that perturbed inputs are clamped to (images), else None.
+    """
+
+    meta: DatasetMeta
+    model: nn.Module
+    forward: nn.Module | EmbeddingForward
+    inputs: torch.Tensor
+    args: tuple[torch.Tensor, ...] | None
+    baselines: torch.Tensor
+    scale: float
+    ids: torch.Tensor | None = None
+    baseline_ids: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.ids is not None
+
+    def reduce(self, attributions: torch.Tensor) -> torch.Tensor:
+        """One value per input element: per token for text (sum over the embedding; exactly
+        0 on padding, which never enters the model: perturbation methods would otherwise
+        leave float noise there)."""
+        if not self.is_text:
+            return attributions
+        assert self.valid is not None
+        return attributions.sum(dim=-1) * self.valid
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        if self.low is None or self.high is None:
+            return x
+        return x.clamp(self.low, self.high)
+
+    # ------------------------------------------------------------------ perturbation layout
+    def feature_masks(self, inputs: torch.Tensor, args: tuple[torch.Tensor, ...] | None) -> list[torch.Tensor]:
+        """One feature-id tensor ``[1, ...]`` per example, ids from 0, for LIME / Kernel SHAP:
+        a column per tabular feature, a superpixel per image patch, a window per series
+        segment, a token per word (all padding together as one last feature)."""
+        n = inputs.shape[0]
+        if self.is_text:
+            assert args is not None
+            ids = args[0]
+            masks = []
+            for row in ids:
+                real = row != self.meta.pad_index
+                feature = torch.cumsum(real.long(), 0) - 1
+                feature = torch.where(real, feature, real.sum())
+                masks.append(feature.view(1, -1, 1).expand(1, -1, inputs.shape[-1]).contiguous())
+            return masks
+        shape = inputs.shape[1:]
+        device = inputs.device
+        if self.meta.modality == "tabular":
+            mask = torch.arange(shape[0], device=device)
+        elif self.meta.modality == "image":
+            p = patch_size(self.meta)
+            channels, height, width = shape
+            rows = torch.arange(height, device=device) // p
+            cols = torch.arange(width, device=device) // p
+            grid = rows[:, None] * math.ceil(width / p) + cols[None, :]
+            mask = grid.expand(channels, height, width)
+        else:
+            p = patch_size(self.meta)
+            channels, steps = shape
+            mask = (torch.arange(steps, device=device) // p).expand(channels, steps)
+        return [mask.unsqueeze(0).contiguous()] * n
+
+    def occlusion_window(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(sliding window, strides) of one occlusion patch for a single example."""
+        shape = tuple(int(s) for s in self.inputs.shape[1:])
+        if self.is_text:  # one token at a time, all of its embedding
+            return (1, shape[-1]), (1, shape[-1])
+        if self.meta.modality == "tabular":
+            return (1,), (1,)
+        p = patch_size(self.meta)
+        stride = max(1, p // 2)
+        if self.meta.modality == "image":
+            return (shape[0], p, p), (shape[0], stride, stride)
+        return (shape[0], p), (shape[0], stride)
+
+
+def build_space(
+    model: nn.Module, meta: DatasetMeta, x: torch.Tensor, train_x: torch.Tensor, cfg: ExplainConfig
+) -> Space:
+    """The space for explaining ``model`` on examples ``x`` (on the model's device)."""
+    if meta.modality == "text":
+        embedding = embedding_of(model, meta)
+        with torch.no_grad():
+            inputs = embedding(x).detach()
+        weight = embedding.weight.detach()
+        keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+        keep[meta.pad_index] = False
+        baseline_ids = torch.full_like(x, meta.pad_index)
+        return Space(
+            meta=meta,
+            model=model,
+            forward=EmbeddingForward(model),
+            inputs=inputs,
+            args=(x,),
+            baselines=torch.zeros_like(inputs),  # the pad token's embedding
+            scale=float(weight[keep].std()),
+            ids=x,
+            baseline_ids=baseline_ids,
+            valid=x != meta.pad_index,
+        )
+    low, high = meta.valid_range if meta.valid_range is not None else (None, None)
+    return Space(
+        meta=meta,
+        model=model,
+        forward=model,
+        inputs=x,
+        args=None,
+        baselines=float_baseline(cfg.baseline, x, train_x, meta),
+        scale=float(train_x.float().std()) or 1.0,
+        low=low,
+        high=high,
+    )
