@@ -71,3 +71,8 @@ def test_split_metrics_keys_follow_the_output_contract() -> None:
     assert out["test/group_accuracy/female"] == pytest.approx(0.5)
     assert out["test/loss"] == pytest.approx(-np.mean(np.log([0.8, 0.7, 0.4, 0.9])), rel=1e-5)
     assert "test/dp_diff" not in split_metrics(logits, y, "test")
+
+
+def test_group_names_with_a_slash_stay_one_key_segment() -> None:
+    out = group_accuracy(np.array([0, 1]), np.array([0, 0]), np.array([0, 1]), ["T-shirt/top", "Trouser"])
+    assert out == {"T-shirt-top": 1.0, "Trouser": 0.0}

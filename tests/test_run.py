@@ -49,7 +49,8 @@ def test_run_writes_the_output_contract(make_cfg, tmp_path: Path) -> None:
     assert {"epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng"} <= set(last)
     assert last["epoch"] == 2
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
-    assert best["epoch"] == on_disk["train/best_epoch"] and best["monitor"] == "val/accuracy"
+    assert best["epoch"] == on_disk["train/selected_epoch"] == on_disk["train/best_epoch"]
+    assert best["monitor"] == "val/accuracy"
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
@@ -166,3 +167,20 @@ def test_bad_input_fails_before_training_and_leaves_no_run_dir(make_cfg, tmp_pat
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert not run_dir.exists()
+
+
+def test_select_last_tests_the_last_epoch_even_when_an_earlier_one_was_better(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        "dataset=digits",
+        "model=mlp",
+        "trainer.epochs=3",
+        "dataset.limit=300",
+        "trainer.select=last",
+        "trainer.early_stopping.mode=min",
+        "trainer.early_stopping.patience=5",
+        "explain.enabled=false",
+    )
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    assert metrics["train/best_epoch"] == 1  # by the (inverted) monitor
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] == metrics["train/selected_epoch"] == 3

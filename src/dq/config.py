@@ -235,6 +235,11 @@ class AmpDtype(StrEnum):
     bfloat16 = "bfloat16"
 
 
+class EpochSelection(StrEnum):
+    best = "best"
+    last = "last"
+
+
 class LoaderKind(StrEnum):
     tensor = "tensor"
     dataloader = "dataloader"
@@ -263,7 +268,10 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainerConfig:
     """The loop. ``amp`` and pinned, non-blocking copies apply on CUDA only;
-    ``loader: tensor`` keeps the splits on the device and batches by indexing."""
+    ``loader: tensor`` keeps the splits on the device and batches by indexing.
+    ``select`` decides which epoch's weights become best.pt and are tested: the best by
+    ``early_stopping.monitor``, or the last one (for objectives whose aim is not the
+    monitored clean metric, such as fairness or robustness)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -273,6 +281,7 @@ class TrainerConfig:
     amp_dtype: AmpDtype = AmpDtype.bfloat16
     grad_clip: float = 0.0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    select: EpochSelection = EpochSelection.best
     num_threads: int = 1
     loader: LoaderKind = LoaderKind.tensor
     num_workers: int = 0

@@ -15,11 +15,12 @@ from dq.device import uses_amp
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.metrics.counterfactual import counterfactual_flip_rate
+from dq.metrics.robustness import robust_metrics
 
 
 def evaluate(model: nn.Module, splits: Splits, spec: RunSpec, device: torch.device) -> dict[str, float]:
-    """accuracy, loss, ECE, group metrics, and the counterfactual flip rate where the
-    sensitive attribute is a model input."""
+    """accuracy, loss, ECE, group metrics, the counterfactual flip rate where the sensitive
+    attribute is a model input, and PGD robust accuracy at each ``eval.robust.eps``."""
     test, meta, trainer = splits.test, splits.meta, spec.trainer
     amp = uses_amp(device, trainer.amp)
     logits = predict_logits(model, test, device, trainer.eval_batch_size, amp, str(trainer.amp_dtype))
@@ -28,4 +29,5 @@ def evaluate(model: nn.Module, splits: Splits, spec: RunSpec, device: torch.devi
         metrics["test/cf_flip_rate"] = counterfactual_flip_rate(
             model, test, meta.sensitive_columns, device, trainer.eval_batch_size
         )
+    metrics.update(robust_metrics(model, test, meta, spec.eval.robust, device, trainer.eval_batch_size, spec.seed))
     return metrics

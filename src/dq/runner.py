@@ -114,6 +114,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
                 "params/trainable_fraction": trainable / total if total else 0.0,
                 "time/train_s": result.train_time_s,
                 "train/best_epoch": result.best_epoch,
+                "train/selected_epoch": result.selected_epoch,
                 "train/epochs_run": len(result.history),
             }
         )

@@ -46,7 +46,8 @@ class SilentProgress:
 @dataclass
 class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int | None = None
+    best_epoch: int | None = None  # best by the monitored metric
+    selected_epoch: int | None = None  # whose weights are in best_state (trainer.select)
     best_state: dict[str, torch.Tensor] | None = None
     train_time_s: float = 0.0
     stopped_early: bool = False
@@ -150,8 +151,9 @@ def fit(
         if scheduler is not None:
             scheduler.step()
 
-        if stopper.update(epoch, record[es_cfg.monitor]):
-            result.best_epoch, result.best_state = epoch, _cpu_copy(model)
+        improved = stopper.update(epoch, record[es_cfg.monitor])
+        if improved or trainer.select == "last":
+            result.selected_epoch, result.best_state = epoch, _cpu_copy(model)
             if write:
                 checkpoint.save_best(run_dir, result.best_state, epoch, es_cfg.monitor, record[es_cfg.monitor])
         record["time/train_epoch_s"] = train_seconds
@@ -179,7 +181,8 @@ def fit(
             break
 
     if result.best_state is None:  # every epoch's monitored value was NaN
-        result.best_epoch, result.best_state = len(result.history), _cpu_copy(model)
+        result.selected_epoch, result.best_state = len(result.history), _cpu_copy(model)
         if write:
-            checkpoint.save_best(run_dir, result.best_state, result.best_epoch, es_cfg.monitor, float("nan"))
+            checkpoint.save_best(run_dir, result.best_state, result.selected_epoch, es_cfg.monitor, float("nan"))
+    result.best_epoch = stopper.best_epoch
     return result

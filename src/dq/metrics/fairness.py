@@ -16,9 +16,15 @@ from fairlearn.metrics import MetricFrame, demographic_parity_difference, equali
 from sklearn.metrics import accuracy_score
 
 
+def key_part(name: str) -> str:
+    """A group or class name as one segment of a flat metric key ("T-shirt/top" → "T-shirt-top")."""
+    return name.replace("/", "-")
+
+
 def group_accuracy(y: np.ndarray, pred: np.ndarray, group: np.ndarray, group_names: Sequence[str]) -> dict[str, float]:
+    """Accuracy per group, keyed by the group's name made safe for flat metric keys."""
     frame = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=pred, sensitive_features=group)
-    return {group_names[int(g)]: float(value) for g, value in frame.by_group.items()}
+    return {key_part(group_names[int(g)]): float(value) for g, value in frame.by_group.items()}
 
 
 def _one_vs_rest(y: np.ndarray, pred: np.ndarray, num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:

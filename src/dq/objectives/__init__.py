@@ -18,7 +18,7 @@ from dq.objectives.registry import register_term, term_builder
 __all__ = ["Objective", "ObjectiveOutput", "Term", "build_objective", "register_term"]
 
 # Imported for their @register_term side effect.
-for _module in ("fairness", "attribution"):
+for _module in ("fairness", "attribution", "adversarial"):
     importlib.import_module(f"dq.objectives.{_module}")
 
 

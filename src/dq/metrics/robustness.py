@@ -1,0 +1,90 @@
+"""Robust accuracy: accuracy on PGD examples of the test split, at each radius asked for.
+
+Keys: ``test/robust_accuracy@<eps>`` and, where the split has groups,
+``test/group_robust_accuracy/<group>@<eps>`` (``<eps>`` written with ``f"{eps:g}"``).
+The attack maximises the cross-entropy with the true labels (dq.attacks.pgd), clipped to
+the valid range and, on tabular data, moving only the continuous columns. Text cannot be
+attacked (discrete token ids): it gets no robust metrics, and no error.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dq.attacks import Start, attack_bounds, attackable, eval_mode, feature_mask, pgd
+from dq.config import RobustEvalConfig
+from dq.data.types import DatasetMeta, Split
+from dq.metrics.fairness import group_accuracy
+
+
+def robust_predictions(
+    model: nn.Module,
+    split: Split,
+    meta: DatasetMeta,
+    cfg: RobustEvalConfig,
+    eps: float,
+    device: torch.device,
+    batch_size: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Predicted classes [N] (CPU) on PGD examples of ``split`` at radius ``eps``."""
+    attack = cfg.at(eps)
+    bounds, mask = attack_bounds(meta), feature_mask(meta)
+    mask = None if mask is None else mask.to(device)
+    start = Start.uniform if attack.random_start else Start.clean
+    generator = torch.Generator(device=device).manual_seed(seed)
+    preds = []
+    with eval_mode(model):
+        for first in range(0, len(split), batch_size):
+            x = split.x[first : first + batch_size].to(device)
+            y = split.y[first : first + batch_size].to(device)
+            x_adv = pgd(
+                model,
+                x,
+                lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"),
+                norm=str(attack.norm),
+                eps=attack.eps,
+                step_size=attack.step_size,
+                steps=attack.steps,
+                start=start,
+                bounds=bounds,
+                mask=mask,
+                generator=generator,
+            )
+            with torch.no_grad():
+                preds.append(model(x_adv).argmax(dim=1).cpu())
+    return torch.cat(preds)
+
+
+def robust_metrics(
+    model: nn.Module,
+    split: Split,
+    meta: DatasetMeta,
+    cfg: RobustEvalConfig,
+    device: torch.device,
+    batch_size: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``test/robust_accuracy@<eps>`` for each ``cfg.eps`` (and per group where the split
+    has groups) on the first ``cfg.limit`` examples of ``split``; {} for text or no eps.
+
+    The random start is drawn from a generator seeded with ``seed``, so the numbers repeat.
+    The model's train/eval mode is restored afterwards.
+    """
+    if not cfg.eps or not attackable(meta) or len(split) == 0:
+        return {}
+    if cfg.limit is not None:
+        split = split.subset(slice(0, cfg.limit))
+    y = split.y.cpu()
+    out: dict[str, float] = {}
+    for eps in cfg.eps:
+        pred = robust_predictions(model, split, meta, cfg, float(eps), device, batch_size, seed)
+        tag = f"{eps:g}"
+        out[f"test/robust_accuracy@{tag}"] = float((pred == y).float().mean())
+        if split.group is not None and meta.has_groups:
+            by_group = group_accuracy(y.numpy(), pred.numpy(), split.group.cpu().numpy(), meta.group_names)
+            for name, value in by_group.items():
+                out[f"test/group_robust_accuracy/{name}@{tag}"] = value
+    return out
