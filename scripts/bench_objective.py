@@ -5,13 +5,17 @@ dq's own loop (dq.engine.loop.fit); only the objective differs. The time is the 
 ``time/train_epoch_s`` (the batches, without the validation pass). Rounds alternate
 (clean, pgd, trades, ..., clean, pgd, ...) so drift in machine speed hits all alike.
 
-    python scripts/bench_objective.py                               # digits, cnn
-    python scripts/bench_objective.py dataset=mnist5k dataset.limit=1000 --epochs 2
-    python scripts/bench_objective.py --only clean pgd
+    python scripts/bench_objective.py              # decoy_mnist (1,000 train), class groups, cnn
+    python scripts/bench_objective.py dataset.limit=null --epochs 2
+    python scripts/bench_objective.py dataset=digits --only clean pgd trades
+
+The default data, decoy_mnist with ``dataset.group=label``, has what every term needs: an
+annotation mask (attribution) and groups (fairness).
 
 Targets: PGD-k training ≤ 1.1 × (k + 1) × clean (k attack steps, each a forward and an
 input-gradient backward pass, plus the training pass on the adversarial batch); the
-adversarial term at weight 0 equal to clean within noise (the term is not built at all).
+adversarial, attribution and fairness terms at weight 0 equal to clean within noise (a
+weight-0 term is not built at all).
 
 Other terms: add an entry to CONFIGURATIONS (a name and the Hydra overrides that select
 it, e.g. ``"attribution": ["regularizer=[attribution]"]``) and, if it has a target,
@@ -44,8 +48,10 @@ CONFIGURATIONS: dict[str, list[str]] = {
         "regularizer.adversarial.weight=6",
     ],
     "adversarial weight 0": ["regularizer=[adversarial]", "regularizer.adversarial.weight=0"],
-    # "attribution": ["regularizer=[attribution]"],
-    # "fairness": ["regularizer=[fairness]", "dataset.group=label"],
+    "attribution": ["regularizer=[attribution]", "regularizer.attribution.weight=1"],
+    "attribution weight 0": ["regularizer=[attribution]", "regularizer.attribution.weight=0"],
+    "fairness": ["regularizer=[fairness]"],
+    "fairness weight 0": ["regularizer=[fairness]", "regularizer.fairness.weight=0"],
 }
 
 
@@ -75,13 +81,14 @@ def targets(specs: dict[str, RunSpec], median: dict[str, float]) -> dict[str, tu
     if clean is None:
         return out
     for name, spec in specs.items():
-        adversarial = spec.regularizer.get("adversarial")
-        if name == "clean" or adversarial is None:
+        if name == "clean" or not spec.regularizer:
             continue
         ratio = median[name] / clean
-        if adversarial.weight == 0:
+        if all(getattr(term, "weight", 1.0) == 0 for term in spec.regularizer.values()):
             out[name] = (ratio, 1.1, "equal to clean (10% noise allowance)")
-        elif str(adversarial.method) == "pgd":
+            continue
+        adversarial = spec.regularizer.get("adversarial")
+        if adversarial is not None and str(adversarial.method) == "pgd":
             k = adversarial.steps
             out[name] = (ratio, 1.1 * (k + 1), f"<= 1.1 x (k+1), k={k}")
     return out
@@ -96,7 +103,14 @@ def main() -> None:
     args = parser.parse_args()
 
     register()
-    base = ["dataset=digits", "model=cnn", "trainer.progress=false", *args.overrides]
+    base = [
+        "dataset=decoy_mnist",
+        "dataset.group=label",
+        "dataset.limit=1000",
+        "model=cnn",
+        "trainer.progress=false",
+        *args.overrides,
+    ]
     names = args.only or list(CONFIGURATIONS)
     if "clean" not in names:
         names = ["clean", *names]
