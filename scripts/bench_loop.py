@@ -113,7 +113,10 @@ def main() -> None:
     print(f"epochs timed: {len(plain)} each, median seconds per epoch")
     print(f"  plain PyTorch loop : {plain_s:.3f} s   (all: {', '.join(f'{t:.3f}' for t in plain)})")
     print(f"  dq engine          : {ours_s:.3f} s   (all: {', '.join(f'{t:.3f}' for t in ours)})")
-    print(f"ratio dq / plain = {ours_s / plain_s:.3f}  (target <= 1.05)")
+    print(
+        f"ratio dq / plain = {ours_s / plain_s:.3f} (medians), {min(ours) / min(plain):.3f} (fastest epochs)"
+        "  (target <= 1.05)"
+    )
 
 
 if __name__ == "__main__":

@@ -96,3 +96,20 @@ def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_fit_without_checkpoints_still_logs_epochs_into_a_new_run_dir(tmp_path: Path) -> None:
+    from dq import data, models
+    from dq.config import DatasetConfig, MLPConfig, TrainerConfig
+    from dq.engine.loop import fit
+    from dq.objectives import Objective
+    from dq.outputs import read_jsonl
+
+    splits = data.build(DatasetConfig(name="digits", limit=64), seed=0)
+    model = models.build(MLPConfig(hidden=[16]), splits.meta)
+    trainer = TrainerConfig(epochs=2, checkpoints=False, progress=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run_dir = tmp_path / "new" / "run"
+    result = fit(model, Objective(), splits, trainer, optimizer, None, torch.device("cpu"), 0, run_dir)
+    assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
+    assert not (run_dir / "checkpoints").exists() and result.best_state is not None

@@ -56,6 +56,7 @@ class RichProgress:
             TextColumn("{task.fields[info]}"),
             console=console,
             transient=False,
+            refresh_per_second=4,  # redrawing steals the GIL from the training thread
         )
         self.epochs_task = None
         self.batches_task = None

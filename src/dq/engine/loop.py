@@ -109,6 +109,8 @@ def fit(
     )
     val = splits.val
     write = run_dir is not None and trainer.checkpoints
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
     result = FitResult()
     model.to(device)
 
