@@ -68,3 +68,6 @@ def test_every_supported_combination_trains(make_cfg, tmp_path, mnist_root, data
     assert 0.0 <= metrics["test/accuracy"] <= 1.0
     assert math.isfinite(metrics["test/loss"]) and metrics["params/trainable"] > 0
     assert ("test/dp_diff" in metrics) == (dataset in WITH_GROUPS)
+    # The explanation step runs for every model family on every modality (on by default).
+    assert metrics["explain/integrated_gradients/infidelity"] >= 0.0
+    assert (tmp_path / "run" / "explanations" / "saliency.png").is_file()
