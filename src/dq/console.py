@@ -19,7 +19,7 @@ def config_summary(spec: RunSpec, meta: DatasetMeta, device: str, params: tuple[
     total, trainable = params
     table = Table(title="dq run", show_header=False, title_justify="left")
     table.add_column(style="bold cyan")
-    table.add_column()
+    table.add_column(overflow="fold")  # long run directories wrap instead of being cut
     rows = {
         "dataset": f"{meta.name} ({meta.modality}, {meta.num_classes} classes, input {tuple(meta.input_shape)})",
         "model": f"{spec.model.name} ({trainable:,} trainable of {total:,} parameters)",
