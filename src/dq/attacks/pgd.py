@@ -30,12 +30,13 @@ point (scripts/compare_torchattacks.py prints all three).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import StrEnum
 
 import torch
 from torch import nn
+
+from dq.inference import eval_mode
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,17 +48,6 @@ class Start(StrEnum):
     clean = "clean"
     uniform = "uniform"
     normal = "normal"
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode inside the block, back in its previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _per_example_norm(t: torch.Tensor) -> torch.Tensor:

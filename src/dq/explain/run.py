@@ -16,8 +16,7 @@ import io
 import logging
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
@@ -34,6 +33,7 @@ from dq.explain.baselines import check_baseline
 from dq.explain.methods import METHODS, attribute, lookup, refusal
 from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
 from dq.explain.space import Space, build_space, embedding_of
+from dq.inference import eval_mode
 from dq.outputs import atomic_write, write_json
 
 EXPLANATIONS = "explanations"
@@ -77,18 +77,6 @@ def gradient_context(model: nn.Module, device: torch.device | str) -> AbstractCo
     if torch.device(device).type == "cuda" and any(isinstance(m, nn.RNNBase) for m in model.modules()):
         return torch.backends.cudnn.flags(enabled=False)
     return nullcontext()
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode inside, its own train/eval modes (per module) restored after."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.train(training)
 
 
 def explain_run(
