@@ -38,6 +38,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format src tests scripts

@@ -23,16 +23,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from dq.optim import build_optimizer, build_scheduler
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 
 from dq import data, models
-from dq.config import config_dir, register, to_spec
+from dq.config import config_dir
 from dq.console import RichProgress
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
-from dq.objectives import Objective
-from dq.optim import build_optimizer, build_scheduler
+from dq.objectives.base import Objective
+from dq.spec import register_schemas, to_spec
 
 
 def plain_epochs(model, spec, splits, device, epochs: int, seed: int) -> list[float]:
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    register()
+    register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=list(args.overrides))
     spec = to_spec(cfg)

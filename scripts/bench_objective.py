@@ -28,15 +28,16 @@ import argparse
 import statistics
 
 import torch
+from dq.optim import build_optimizer, build_scheduler
 from hydra import compose, initialize_config_dir
 
 from dq import data, models
-from dq.config import RunSpec, config_dir, register, to_spec
-from dq.data.types import Splits
+from dq.config import config_dir
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
-from dq.objectives import build_objective
-from dq.optim import build_optimizer, build_scheduler
+from dq.objectives.registry import build_objective
+from dq.records import Splits
+from dq.spec import RunSpec, register_schemas, to_spec
 
 # name -> Hydra overrides (added to the command line's) that select the objective.
 CONFIGURATIONS: dict[str, list[str]] = {
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="time these configurations only")
     args = parser.parse_args()
 
-    register()
+    register_schemas()
     base = [
         "dataset=decoy_mnist",
         "dataset.group=label",

@@ -22,18 +22,20 @@ import time
 
 import torch
 import torch.nn.functional as F
+from dq.optim import build_optimizer, build_scheduler
 from hydra import compose, initialize_config_dir
 
 from dq import data, load_run, models
 from dq.attacks import eval_mode
-from dq.config import RobustEvalConfig, config_dir, register, to_spec
-from dq.data.types import Split
+from dq.config import config_dir
+from dq.config.eval import RobustEvalConfig
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_predictions
-from dq.objectives import build_objective
-from dq.optim import build_optimizer, build_scheduler
+from dq.objectives.registry import build_objective
+from dq.records import Split
+from dq.spec import register_schemas, to_spec
 
 try:
     import torchattacks
@@ -43,7 +45,7 @@ except ImportError:
 
 def trained_model(overrides: list[str], epochs: int):
     """A model trained by dq's loop on ``overrides`` (default digits, CNN), and its data."""
-    register()
+    register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["dataset=digits", "model=cnn", f"trainer.epochs={epochs}", *overrides])
     spec = to_spec(cfg)

@@ -10,10 +10,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from dq.config import config_dir, register
+from dq.config import config_dir
+from dq.spec import register_schemas
 
 torch.set_num_threads(1)
-register()
+register_schemas()
 
 # Applied before a test's own overrides, which win.
 FAST = (

@@ -9,22 +9,23 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from dq.optim import build_optimizer
 from torch import nn
 
 import dq
 from dq import data, models
 from dq.attacks import Start, attack_bounds, feature_mask, pgd
-from dq.config import AdversarialConfig, RobustEvalConfig, to_spec
-from dq.data.types import Batch, DatasetMeta, Split
+from dq.config.eval import RobustEvalConfig
 from dq.device import seed_everything
 from dq.engine.loop import fit
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
-from dq.objectives import build_objective
-from dq.objectives.adversarial import AdversarialTerm
-from dq.optim import build_optimizer
+from dq.objectives.adversarial import AdversarialConfig, AdversarialTerm
+from dq.objectives.registry import build_objective
 from dq.outputs import read_jsonl
+from dq.records import Batch, DatasetMeta, Split
+from dq.spec import to_spec
 
 CPU = torch.device("cpu")
 

@@ -13,12 +13,19 @@ from torch import nn
 
 import dq
 from dq import data
-from dq.config import AttributionConfig, AttributionMethod, AttributionTarget, DatasetConfig
 from dq.data import decoy
-from dq.data.types import Split
+from dq.data.registry import dataset_config
 from dq.errors import DQUserError
-from dq.objectives import build_objective
-from dq.objectives.attribution import AttributionPenalty, build_attribution, integrated_gradients
+from dq.objectives.attribution import (
+    AttributionConfig,
+    AttributionMethod,
+    AttributionPenalty,
+    AttributionTarget,
+    build_attribution,
+    integrated_gradients,
+)
+from dq.objectives.registry import build_objective
+from dq.records import Split
 
 S = decoy.SWATCH
 
@@ -26,8 +33,8 @@ S = decoy.SWATCH
 # --------------------------------------------------------------------------- decoy data
 @pytest.fixture(scope="module")
 def decoy_mnist() -> tuple[data.Splits, data.Splits]:
-    cfg = DatasetConfig(name="decoy_mnist", val_fraction=0.1, test_fraction=0.1)
-    source = DatasetConfig(name="mnist5k", val_fraction=0.1, test_fraction=0.1)
+    cfg = dataset_config("decoy_mnist", val_fraction=0.1, test_fraction=0.1)
+    source = dataset_config("mnist5k", val_fraction=0.1, test_fraction=0.1)
     return data.build(cfg, seed=0), data.build(source, seed=0)
 
 
@@ -86,23 +93,23 @@ def test_decoy_shade_encodes_the_label_in_train_and_val_and_is_random_in_test(de
 
 def test_decoy_data_is_deterministic_from_the_split_seed_and_restats_the_train_split(decoy_mnist) -> None:
     splits, _ = decoy_mnist
-    cfg = DatasetConfig(name="decoy_mnist", val_fraction=0.1, test_fraction=0.1)
+    cfg = dataset_config("decoy_mnist", val_fraction=0.1, test_fraction=0.1)
     again = data.build(cfg, seed=0)
     for part in ("train", "val", "test"):
         a, b = getattr(splits, part), getattr(again, part)
         assert torch.equal(a.x, b.x) and torch.equal(a.mask, b.mask) and torch.equal(a.y, b.y)
-    other = data.build(DatasetConfig(name="decoy_mnist", split_seed=1), seed=0)
+    other = data.build(dataset_config("decoy_mnist", split_seed=1), seed=0)
     assert not torch.equal(other.train.mask[:100], splits.train.mask[:100])
     meta = splits.meta
     assert meta.name == "decoy_mnist" and meta.modality == "image" and meta.valid_range == (0.0, 1.0)
     assert meta.input_mean[0] == pytest.approx(float(splits.train.x.mean()), abs=1e-6)
     assert meta.input_std[0] == pytest.approx(float(splits.train.x.double().std(correction=0)), abs=1e-6)
-    limited = data.build(DatasetConfig(name="decoy_mnist", limit=8, val_fraction=0.1, test_fraction=0.1), seed=0)
+    limited = data.build(dataset_config("decoy_mnist", limit=8, val_fraction=0.1, test_fraction=0.1), seed=0)
     assert torch.equal(limited.train.mask, splits.train.mask[:8])
 
 
 def test_decoy_fashion_mnist_is_built_from_fashion_mnist() -> None:
-    splits = data.build(DatasetConfig(name="decoy_fashion_mnist", limit=300), seed=0)
+    splits = data.build(dataset_config("decoy_fashion_mnist", limit=300), seed=0)
     assert splits.meta.name == "decoy_fashion_mnist" and splits.meta.class_names[0] == "T-shirt/top"
     for split in (splits.train, splits.val, splits.test):
         swatch_corners(split)
@@ -196,7 +203,7 @@ def test_penalty_leaves_batch_norm_running_statistics_alone() -> None:
 
 
 def test_sensitive_target_penalises_the_sensitive_columns_of_adult() -> None:
-    splits = data.build(DatasetConfig(name="adult", include_sensitive=True, limit=32), seed=0)
+    splits = data.build(dataset_config("adult", include_sensitive=True, limit=32), seed=0)
     columns = splits.meta.sensitive_columns
     assert columns
     term = build_attribution(AttributionConfig(weight=1.0, target=AttributionTarget.sensitive), splits.meta)
@@ -210,7 +217,7 @@ def test_sensitive_target_penalises_the_sensitive_columns_of_adult() -> None:
 
 
 def test_a_weight_of_zero_builds_no_term() -> None:
-    meta = data.build(DatasetConfig(name="decoy_mnist", limit=4), seed=0).meta
+    meta = data.build(dataset_config("decoy_mnist", limit=4), seed=0).meta
     assert build_objective({"attribution": AttributionConfig(weight=0.0)}, meta).term_names == ["task"]
     assert build_objective({"attribution": AttributionConfig(weight=1.0)}, meta).term_names == ["task", "attribution"]
 

@@ -13,10 +13,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from dq import data
-from dq.config import DatasetConfig, config_dir, register
-from dq.data import images, sources, splitting
+from dq.config import config_dir
+from dq.config.validation import typed
+from dq.data import images, registry, sources, splitting
+from dq.data.registry import DatasetConfig, dataset_config
 from dq.data.tokenizer import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
 from dq.errors import DQUserError
+from dq.spec import register_schemas
 
 torch.set_num_threads(1)
 
@@ -35,7 +38,7 @@ def cfg(name: str, **overrides: object) -> DatasetConfig:
     """The config ``conf/dataset/<name>.yaml`` gives, with ``overrides``."""
     node = OmegaConf.load(CONF / f"{name}.yaml")
     node.pop("defaults")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), node, overrides))
+    return typed("dataset", registry.get(name).schema, OmegaConf.merge(node, overrides))
 
 
 @functools.cache
@@ -62,18 +65,19 @@ def assert_same(a: data.Splits, b: data.Splits) -> None:
 # --------------------------------------------------------------------------- configs
 def test_every_config_choice_is_registered_and_composes() -> None:
     assert sorted(path.stem for path in CONF.glob("*.yaml")) == data.available()
-    register()
+    register_schemas()
     with initialize_config_dir(str(CONF.parent), version_base=None):
         for name in data.available():
             assert (CONF / f"{name}.yaml").read_text().startswith("# ")
             node = compose(config_name=f"dataset/{name}").dataset
-            typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), node))
-            assert typed.name == name
+            schema = registry.get(name).schema
+            typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+            assert typed.name == name and isinstance(typed, DatasetConfig)
 
 
 def test_unknown_dataset_lists_the_allowed_ones() -> None:
     with pytest.raises(DQUserError, match=r"unknown dataset 'nope'; allowed: adult, cifar10, compas"):
-        data.build(DatasetConfig(name="nope"), 0)
+        data.build(dataset_config("nope"), 0)
 
 
 # --------------------------------------------------------------------------- every dataset
@@ -221,10 +225,14 @@ def test_other_sensitive_choices() -> None:
 def test_bad_sensitive_and_group_choices_raise_one_line_errors() -> None:
     with pytest.raises(DQUserError, match=r"dataset adult has no sensitive attribute 'age'; allowed: sex, race$"):
         data.build(cfg("adult", sensitive="age"), 0)
-    with pytest.raises(DQUserError, match=r"dataset digits has no sensitive attribute 'sex'; allowed: none"):
-        data.build(cfg("digits", sensitive="sex"), 0)
+    with pytest.raises(DQUserError, match=r"dataset: Key 'sensitive' not in 'ImageDatasetConfig'"):
+        cfg("digits", sensitive="sex")
+    with pytest.raises(DQUserError, match=r"dataset: Key 'group' not in 'TabularDatasetConfig'"):
+        cfg("adult", group="label")
     with pytest.raises(DQUserError, match=r"dataset\.group=label is for data without one"):
-        data.build(cfg("adult", group="label"), 0)
+        data.build(cfg("reviews", group="label"), 0)
+    with pytest.raises(DQUserError, match=r"dataset rotten_tomatoes has no sensitive attribute 'age'; allowed: none"):
+        data.build(cfg("rotten_tomatoes", sensitive="age"), 0)
     with pytest.raises(DQUserError, match=r"strictly increasing"):
         data.build(cfg("german", sensitive="age", sensitive_bins=[50, 30]), 0)
 

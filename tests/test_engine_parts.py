@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dq.data.types import Split
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
 from dq.engine.early_stopping import EarlyStopping
 from dq.outputs import atomic_write, discard_unstarted, write_json
+from dq.records import Split
 
 
 def test_early_stopping_tracks_best_and_stops_after_patience() -> None:
@@ -100,12 +100,14 @@ def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
 
 def test_fit_without_checkpoints_still_logs_epochs_into_a_new_run_dir(tmp_path: Path) -> None:
     from dq import data, models
-    from dq.config import DatasetConfig, MLPConfig, TrainerConfig
+    from dq.config.trainer import TrainerConfig
+    from dq.data.registry import dataset_config
     from dq.engine.loop import fit
-    from dq.objectives import Objective
+    from dq.models.mlp import MLPConfig
+    from dq.objectives.base import Objective
     from dq.outputs import read_jsonl
 
-    splits = data.build(DatasetConfig(name="digits", limit=64), seed=0)
+    splits = data.build(dataset_config("digits", limit=64), seed=0)
     model = models.build(MLPConfig(hidden=[16]), splits.meta)
     trainer = TrainerConfig(epochs=2, checkpoints=False, progress=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -24,15 +24,20 @@ import dq
 import dq.runner
 from dq import models
 from dq.cli import explain_main
-from dq.config import Activation, AttentionConfig, Baseline, CNNConfig, ExplainConfig, MLPConfig, RNNConfig
-from dq.data.types import DatasetMeta, Split, Splits
+from dq.config.explain import Baseline, ExplainConfig
 from dq.errors import DQUserError
-from dq.explain import METHODS, check_explain, explain_run, gradient_context
 from dq.explain.baselines import blur_sigma, gaussian_blur
-from dq.explain.methods import attribute, lookup
+from dq.explain.methods import METHODS, attribute, lookup
 from dq.explain.quality import gini, randomized_copy, rank_correlation
+from dq.explain.run import check_explain, explain_run, gradient_context
 from dq.explain.space import EmbeddingForward, build_space
+from dq.models.attention import AttentionConfig
+from dq.models.cnn import CNNConfig
+from dq.models.layers import Activation
+from dq.models.mlp import MLPConfig
+from dq.models.rnn import RNNConfig
 from dq.outputs import read_json
+from dq.records import DatasetMeta, Split, Splits
 from dq.runs import LoadedRun, load_run
 
 QUIET = Console(quiet=True)

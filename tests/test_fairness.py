@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq import data
-from dq.config import DatasetConfig, FairnessConfig, FairnessCriterion
-from dq.data.types import Batch, DatasetMeta
+from dq.data.registry import dataset_config
 from dq.errors import DQUserError
 from dq.metrics.counterfactual import counterfactual_flip_rate
-from dq.objectives import build_objective
-from dq.objectives.fairness import FairnessPenalty, group_gap
+from dq.objectives.fairness import FairnessConfig, FairnessCriterion, FairnessPenalty, group_gap
+from dq.objectives.registry import build_objective
+from dq.records import Batch, DatasetMeta
 
 BINARY = DatasetMeta(
     name="toy", modality="tabular", input_shape=(2,), num_classes=2, class_names=("n", "p"), group_names=("a", "b", "c")
@@ -71,7 +71,7 @@ def test_fairness_needs_groups() -> None:
 
 
 def test_counterfactual_flip_rate_on_a_model_that_reads_only_the_sensitive_columns() -> None:
-    splits = data.build(DatasetConfig(name="adult", include_sensitive=True, limit=200), seed=0)
+    splits = data.build(dataset_config("adult", include_sensitive=True, limit=200), seed=0)
     columns = list(splits.meta.sensitive_columns)
     assert len(columns) == 2
     model = nn.Linear(splits.test.x.shape[1], 2)

@@ -11,24 +11,22 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from dq.optim import build_optimizer
 from torch import nn
 
 from dq import models
-from dq.config import (
-    AdamConfig,
-    AttentionConfig,
-    CNNConfig,
-    LoRAConfig,
-    MLPConfig,
-    RNNConfig,
-    to_spec,
-)
-from dq.data.types import DatasetMeta
+from dq.config.optimizer import AdamConfig
 from dq.engine.checkpoint import save_best
 from dq.errors import DQUserError
+from dq.models.attention import AttentionConfig
+from dq.models.cnn import CNNConfig
 from dq.models.lora import LoRAConv1d, LoRAConv2d, LoRALayer, LoRALinear, apply_lora, merge_lora
+from dq.models.mlp import MLPConfig
 from dq.models.pretrained import load_pretrained
-from dq.optim import build_optimizer
+from dq.models.rnn import RNNConfig
+from dq.objectives.lora import LoRAConfig
+from dq.records import DatasetMeta
+from dq.spec import to_spec
 
 torch.set_num_threads(1)
 

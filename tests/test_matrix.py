@@ -11,8 +11,8 @@ import pytest
 
 import dq
 from dq import data, models
-from dq.config import DatasetConfig
 from dq.data import images
+from dq.data.registry import dataset_config
 
 MODALITY = {
     "digits": "image",
@@ -44,7 +44,7 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("torchvision")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    source = data.build(DatasetConfig(name="mnist5k"), seed=0)
+    source = data.build(dataset_config("mnist5k"), seed=0)
     for part, split in (("train", source.train), ("t10k", source.test)):
         pixels = (split.x[:, 0] * 255).round().numpy().astype(np.uint8)
         images.write_idx(raw / f"{part}-images-idx3-ubyte", pixels)
@@ -55,7 +55,7 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_modality_table_matches_the_data() -> None:
     for name, modality in MODALITY.items():
         if name != "mnist":
-            assert data.build(DatasetConfig(name=name, limit=4), seed=0).meta.modality == modality
+            assert data.build(dataset_config(name, limit=4), seed=0).meta.modality == modality
     assert set(MODALITY) | {"cifar10"} == set(data.available())
 
 

@@ -12,10 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq import models
-from dq.config import AttentionConfig, CNNConfig, MLPConfig, RecurrentCell, RNNConfig, config_dir, register, to_spec
-from dq.data.types import DatasetMeta
+from dq.config import config_dir
 from dq.errors import DQUserError
 from dq.models import Normalize
+from dq.models.attention import AttentionConfig
+from dq.models.cnn import CNNConfig
+from dq.models.mlp import MLPConfig
+from dq.models.rnn import RecurrentCell, RNNConfig
+from dq.records import DatasetMeta
+from dq.spec import register_schemas, to_spec
 
 torch.set_num_threads(1)
 
@@ -260,7 +265,7 @@ def test_every_model_classifies_with_a_linear_head(name: str, data: str) -> None
 def test_yaml_choices_compose_and_build() -> None:
     from hydra import compose, initialize_config_dir
 
-    register()
+    register_schemas()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         for name, default in CONFIGS.items():
             spec_model = to_spec(compose("config", overrides=[f"model={name}"])).model

@@ -7,13 +7,29 @@ From Python::
     metrics = dq.train(cfg)          # cfg from hydra.compose(...)
     run = dq.load_run("outputs/default/2026-11-22_09-00-00.000000")
     run.model, run.splits.test, run.metrics
+
+``import dq`` is light: ``train``, ``load_run`` and ``LoadedRun`` are imported on first
+use (a module ``__getattr__``), so torch and the rest load only when a run needs them.
 """
 
-from dq.config import register as _register_schemas
-from dq.runner import train
-from dq.runs import LoadedRun, load_run
+from __future__ import annotations
 
-_register_schemas()
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dq.runner import train
+    from dq.runs import LoadedRun, load_run
 
 __all__ = ["LoadedRun", "load_run", "train"]
 __version__ = "0.1.0"
+
+_LAZY = {"train": "dq.runner", "load_run": "dq.runs", "LoadedRun": "dq.runs"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'dq' has no attribute {name!r}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -17,7 +19,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from dq.config import config_dir, register
+from dq.config import config_dir
 from dq.errors import DQUserError
 
 EXIT_USER_ERROR = 2
@@ -63,14 +65,31 @@ def _train_app(cfg: DictConfig) -> float | None:
     return metrics.get("test/accuracy")
 
 
+@contextmanager
+def _errors_reach_us() -> Iterator[None]:
+    """Set HYDRA_FULL_ERROR=1 while Hydra runs, so errors reach us instead of Hydra's
+    multi-line report, and put the user's own value back afterwards."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+
+
 def train_main() -> None:
     """``dq-train``: compose the config from conf/ and the command line, train, evaluate."""
-    register()
+    from dq.spec import register_schemas
+
+    register_schemas()
     global _show_traceback
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
-        _train_app()
+        with _errors_reach_us():
+            _train_app()
     except (DQUserError, HydraException, OmegaConfBaseException) as error:
         if _show_traceback:
             raise
@@ -92,7 +111,7 @@ def explain_main(argv: list[str] | None = None) -> None:
     from rich.console import Console
 
     from dq.console import metrics_table
-    from dq.explain.rerun import explain_directory
+    from dq.reexplain import explain_directory
 
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] in (["-h"], ["--help"]):

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dq.config import RunSpec
-from dq.data.types import DatasetMeta
+from dq.records import DatasetMeta
+from dq.spec import RunSpec
 
 
 def config_summary(spec: RunSpec, meta: DatasetMeta, device: str, params: tuple[int, int], run_dir: Path) -> Table:

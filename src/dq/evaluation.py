@@ -9,19 +9,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dq.config import RunSpec
-from dq.data.types import Splits
+from dq.config.eval import EvalConfig
+from dq.config.trainer import TrainerConfig
 from dq.device import uses_amp
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.metrics.counterfactual import counterfactual_flip_rate
 from dq.metrics.robustness import robust_metrics
+from dq.records import Splits
 
 
-def evaluate(model: nn.Module, splits: Splits, spec: RunSpec, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, splits: Splits, *, eval_cfg: EvalConfig, trainer: TrainerConfig, device: torch.device, seed: int
+) -> dict[str, float]:
     """accuracy, loss, ECE, group metrics, the counterfactual flip rate where the sensitive
     attribute is a model input, and PGD robust accuracy at each ``eval.robust.eps``."""
-    test, meta, trainer = splits.test, splits.meta, spec.trainer
+    test, meta = splits.test, splits.meta
     amp = uses_amp(device, trainer.amp)
     logits = predict_logits(model, test, device, trainer.eval_batch_size, amp, str(trainer.amp_dtype))
     metrics = split_metrics(logits, test.y, "test", test.group, meta.group_names)
@@ -29,5 +32,5 @@ def evaluate(model: nn.Module, splits: Splits, spec: RunSpec, device: torch.devi
         metrics["test/cf_flip_rate"] = counterfactual_flip_rate(
             model, test, meta.sensitive_columns, device, trainer.eval_batch_size
         )
-    metrics.update(robust_metrics(model, test, meta, spec.eval.robust, device, trainer.eval_batch_size, spec.seed))
+    metrics.update(robust_metrics(model, test, meta, eval_cfg.robust, device, trainer.eval_batch_size, seed))
     return metrics

@@ -17,19 +17,20 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a function needs it: reading run files does not
+    import torch
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
@@ -37,8 +38,8 @@ METRICS_JSONL = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 HYDRA_DIR = ".hydra"
 RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S.%f"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
 
 # Packages whose versions decide a run's numbers; recorded in run.json.
 RECORDED_PACKAGES = (
@@ -68,12 +69,11 @@ def default_run_dir(experiment_name: str, root: str | Path = "outputs") -> Path:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # Created 0666 less the process umask, like any ordinary file (mkstemp would give 0600).
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     finally:
         with suppress(FileNotFoundError):
@@ -89,7 +89,20 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    import torch
+
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint of plain tensors and Python values, loaded with ``weights_only=True``."""
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
@@ -138,6 +151,8 @@ def git_state(where: Path | None = None) -> dict[str, Any]:
 
 
 def device_description(device: torch.device) -> dict[str, Any]:
+    import torch
+
     info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()

@@ -13,19 +13,17 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from torch import nn
 
 from dq import data, models
-from dq.config import LoRAConfig, to_spec
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import SilentProgress, check_monitor, fit
+from dq.engine.optim import build_optimizer, build_scheduler
 from dq.errors import DQUserError
 from dq.evaluation import evaluate
-from dq.explain import check_explain, explain_run
-from dq.objectives import build_objective
-from dq.optim import build_optimizer, build_scheduler
+from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import HYDRA_DIR, METRICS_JSON, RunRecord, default_run_dir, discard_unstarted, write_json, write_text
+from dq.spec import to_spec
 
 
 def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
@@ -45,22 +43,6 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
         write_text(path, OmegaConf.to_yaml(job_cfg))
 
 
-def adapt_model(model: nn.Module, lora: LoRAConfig | None) -> list[str]:
-    """regularizer.lora: the init_from run's weights as the base, then adapters and freezing;
-    returns console lines that say what was done."""
-    if lora is None:
-        return []
-    notes = []
-    if lora.init_from is not None:  # into the plain base, before adapters wrap its layers
-        notes.append(models.load_pretrained(model, lora.init_from).describe())
-    else:
-        notes.append(
-            "LoRA base: randomly initialised (set regularizer.lora.init_from=<run dir> to adapt a trained model)"
-        )
-    notes.append(models.apply_lora(model, lora).describe())
-    return notes
-
-
 def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console | None = None) -> dict[str, float]:
     """Train and evaluate the run that ``cfg`` describes; return its final metrics.
 
@@ -78,9 +60,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         check_monitor(spec.trainer, splits)
         seed_everything(spec.seed)
         model = models.build(spec.model, splits.meta)
-        notes = adapt_model(model, spec.regularizer.get("lora"))
+        transforms = build_transforms(spec.regularizer, splits.meta)
+        notes = [note for transform in transforms for note in transform.apply(model)]
         objective = build_objective(spec.regularizer, splits.meta)
-        if spec.explain.enabled:
+        if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
+            from dq.explain.run import check_explain
+
             check_explain(spec.explain, splits.meta, model)
     except DQUserError:
         discard_unstarted(run_dir)
@@ -103,10 +88,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             )
 
         model.load_state_dict(result.best_state)
-        lora = spec.regularizer.get("lora")
-        if lora is not None and lora.merge:  # checkpoints keep the adapters; evaluate the merged model
-            model = models.merge_lora(model)
-        metrics = evaluate(model, splits, spec, device)
+        for transform in transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
+            model = transform.finish(model)
+        metrics = evaluate(model, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
         metrics.update(
             {
                 "params/total": total,
@@ -120,6 +104,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         )
         write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
         if spec.explain.enabled:
+            from dq.explain.run import explain_run
+
             metrics.update(explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed))
             write_json(run_dir / METRICS_JSON, metrics)
         record.finish()

@@ -11,11 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dq import data, models
-from dq.config import RunSpec, to_spec
-from dq.data.types import Splits
-from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
-from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, read_json
+from dq.objectives.registry import build_transforms
+from dq.outputs import BEST_CHECKPOINT, HYDRA_DIR, METRICS_JSON, RUN_JSON, checkpoint_dir, load_checkpoint, read_json
+from dq.records import Splits
+from dq.spec import RunSpec, to_spec
 
 
 @dataclass
@@ -50,13 +50,14 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     spec = to_spec(cfg)
     splits = data.build(spec.dataset, spec.seed)
     model = models.build(spec.model, splits.meta)
-    lora = spec.regularizer.get("lora")
-    if lora is not None:  # best.pt holds base + adapters; init_from is not needed again
-        models.apply_lora(model, lora)
+    transforms = build_transforms(spec.regularizer, splits.meta)
+    for transform in transforms:  # best.pt holds what the transforms made (LoRA: base + adapters)
+        transform.apply(model, restoring=True)
     model.to(device)
-    load_best_into(model, run_dir)
-    if lora is not None and lora.merge:
-        model = models.merge_lora(model)
+    best = load_checkpoint(checkpoint_dir(run_dir) / BEST_CHECKPOINT, map_location=device)
+    model.load_state_dict(best["model"])
+    for transform in transforms:
+        model = transform.finish(model)
     model.eval()
     metrics = read_json(run_dir / METRICS_JSON) if (run_dir / METRICS_JSON).is_file() else {}
     return LoadedRun(run_dir=run_dir, cfg=cfg, spec=spec, model=model, splits=splits, metrics=metrics, info=info)

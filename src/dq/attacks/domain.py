@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from dq.data.types import DatasetMeta
 from dq.errors import DQUserError
+from dq.records import DatasetMeta
 
 
 def attackable(meta: DatasetMeta) -> bool:

@@ -1,12 +1,14 @@
 """Datasets: one config choice -> whole-tensor train / val / test splits plus metadata.
 
-    >>> from dq.config import DatasetConfig
-    >>> splits = build(DatasetConfig(name="digits", limit=100), seed=0)
+    >>> from dq.data.registry import dataset_config
+    >>> splits = build(dataset_config("digits", limit=100), seed=0)
     >>> splits.train.x.shape, splits.meta.num_classes
     (torch.Size([100, 1, 8, 8]), 10)
 
-Each family module (images, tabular, text, series) registers its builders with
-``@register(name)``; :func:`build` looks the name up, checks the sensitive attribute and
+Each family module (images, tabular, text, series, decoy) registers its builders and its
+config schema with ``@register(name, schema=...)``; the registry imports the family
+modules on first lookup, so importing this package loads none of them (nor pandas or
+scikit-learn). :func:`build` looks the name up, checks the sensitive attribute and
 ``group``, runs the builder with the split seed and applies ``limit`` last. The same
 config and seed give bitwise identical tensors.
 """
@@ -14,13 +16,15 @@ config and seed give bitwise identical tensors.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from dq.config import DatasetConfig
-from dq.data import decoy, images, registry, series, tabular, text  # noqa: F401  (the families fill the registry)
-from dq.data.types import Batch, DatasetMeta, Split, Splits
+from dq.data import registry
+from dq.data.registry import DatasetConfig
 from dq.errors import DQUserError
+from dq.records import Split, Splits
+from dq.registry import Entry
 
-__all__ = ["Batch", "DatasetMeta", "Split", "Splits", "available", "build"]
+__all__ = ["available", "build"]
 
 
 def available() -> list[str]:
@@ -28,11 +32,14 @@ def available() -> list[str]:
     return registry.names()
 
 
-def _resolve_sensitive(cfg: DatasetConfig, entry: registry.Entry) -> DatasetConfig:
+def _resolve_sensitive(cfg: Any, entry: Entry) -> Any:
+    sensitive: tuple[str, ...] = entry.info["sensitive"]
+    if not hasattr(cfg, "sensitive"):  # a family without sensitive attributes
+        return cfg
     if cfg.sensitive is None:
-        return replace(cfg, sensitive=entry.sensitive[0]) if entry.sensitive else cfg
-    if cfg.sensitive not in entry.sensitive:
-        allowed = ", ".join(entry.sensitive) if entry.sensitive else "none (use dataset.group=label for class groups)"
+        return replace(cfg, sensitive=sensitive[0]) if sensitive else cfg
+    if cfg.sensitive not in sensitive:
+        allowed = ", ".join(sensitive) if sensitive else "none (use dataset.group=label for class groups)"
         raise DQUserError(f"dataset {entry.name} has no sensitive attribute {cfg.sensitive!r}; allowed: {allowed}")
     return cfg
 
@@ -64,14 +71,16 @@ def build(cfg: DatasetConfig, seed: int) -> Splits:
             on data that has sensitive groups, or a missing offline source.
     """
     entry = registry.get(cfg.name)
+    sensitive: tuple[str, ...] = entry.info["sensitive"]
     cfg = _resolve_sensitive(cfg, entry)
-    if cfg.group == "label" and entry.sensitive:
+    group = getattr(cfg, "group", None)
+    if group == "label" and sensitive:
         raise DQUserError(
-            f"dataset {entry.name} has sensitive groups ({', '.join(entry.sensitive)}); "
+            f"dataset {entry.name} has sensitive groups ({', '.join(sensitive)}); "
             "dataset.group=label is for data without one: choose them with dataset.sensitive"
         )
     split_seed = cfg.split_seed if cfg.split_seed is not None else seed
-    splits = entry.builder(cfg, split_seed)
-    if cfg.group == "label":
+    splits = entry.value(cfg, split_seed)
+    if group == "label":
         splits = _label_groups(splits)
     return splits.limited(cfg.limit)

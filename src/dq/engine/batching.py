@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dq.data.types import Batch, Split
+from dq.records import Batch, Split
 
 
 def _fields(split: Split) -> tuple[str, ...]:

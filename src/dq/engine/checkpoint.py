@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dq.outputs import CHECKPOINTS, save_torch
-
-LAST = "last.pt"
-BEST = "best.pt"
+from dq.outputs import BEST_CHECKPOINT as BEST
+from dq.outputs import LAST_CHECKPOINT as LAST
+from dq.outputs import checkpoint_dir, load_checkpoint, save_torch
 
 
 def rng_state(batch_generator: torch.Generator) -> dict[str, Any]:
@@ -51,10 +50,6 @@ def restore_rng_state(state: dict[str, Any], batch_generator: torch.Generator) -
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINTS
-
-
 def save_last(run_dir: Path, state: dict[str, Any]) -> None:
     save_torch(checkpoint_dir(run_dir) / LAST, state)
 
@@ -63,10 +58,6 @@ def save_best(run_dir: Path, model_state: dict[str, torch.Tensor], epoch: int, m
     save_torch(
         checkpoint_dir(run_dir) / BEST, {"model": model_state, "epoch": epoch, "monitor": monitor, "value": value}
     )
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def load_best_into(model: nn.Module, run_dir: Path) -> dict[str, Any]:

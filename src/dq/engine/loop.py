@@ -11,8 +11,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from dq.config import TrainerConfig
-from dq.data.types import Splits
+from dq.config.trainer import TrainerConfig
 from dq.device import autocast, uses_amp
 from dq.engine import checkpoint
 from dq.engine.batching import train_batches
@@ -20,8 +19,9 @@ from dq.engine.early_stopping import EarlyStopping
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
-from dq.objectives import Objective
+from dq.objectives.base import Objective
 from dq.outputs import METRICS_JSONL, append_jsonl
+from dq.records import Splits
 
 
 class ProgressReporter(Protocol):

@@ -14,9 +14,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dq.config import Baseline
-from dq.data.types import DatasetMeta
+from dq.config.explain import Baseline
 from dq.errors import DQUserError
+from dq.records import DatasetMeta
 
 # Which baselines apply to which modality (the rest are refused in one line).
 ALLOWED: dict[str, tuple[Baseline, ...]] = {

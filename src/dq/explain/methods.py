@@ -30,7 +30,7 @@ from captum.attr import (
 )
 from torch import nn
 
-from dq.config import ExplainConfig
+from dq.config.explain import ExplainConfig
 from dq.errors import DQUserError
 from dq.explain.space import Space
 

@@ -34,7 +34,7 @@ from captum.metrics import infidelity, sensitivity_max
 from scipy.stats import spearmanr
 from torch import nn
 
-from dq.config import ExplainConfig
+from dq.config.explain import ExplainConfig
 from dq.errors import DQUserError
 from dq.explain.methods import Attribution, Method, attribute, attribute_inputs
 from dq.explain.space import Space

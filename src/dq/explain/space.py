@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dq.config import ExplainConfig
-from dq.data.types import DatasetMeta
+from dq.config.explain import ExplainConfig
 from dq.errors import DQUserError
 from dq.explain.baselines import float_baseline
+from dq.records import DatasetMeta
 
 
 class EmbeddingForward:

@@ -1,4 +1,6 @@
-"""Metrics of a trained classifier on one split, as flat ``<prefix>/<name>`` keys."""
+"""Metrics of a trained classifier on one split, as flat ``<prefix>/<name>`` keys.
+
+fairlearn (and with it scikit-learn) loads only for data with groups."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ from collections.abc import Sequence
 import torch
 
 from dq.metrics.classification import accuracy, cross_entropy, expected_calibration_error
-from dq.metrics.fairness import fairness_gaps, group_accuracy
 
 __all__ = ["accuracy", "cross_entropy", "expected_calibration_error", "split_metrics"]
 
@@ -27,6 +28,8 @@ def split_metrics(
         f"{prefix}/ece": expected_calibration_error(logits, y),
     }
     if group is not None and len(group_names) > 0:
+        from dq.metrics.fairness import fairness_gaps, group_accuracy  # fairlearn: only for data with groups
+
         y_np, pred_np, group_np = y.numpy(), logits.argmax(dim=1).numpy(), group.cpu().numpy()
         for name, value in group_accuracy(y_np, pred_np, group_np, group_names).items():
             out[f"{prefix}/group_accuracy/{name}"] = value

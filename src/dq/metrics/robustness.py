@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq.attacks import Start, attack_bounds, attackable, eval_mode, feature_mask, pgd
-from dq.config import RobustEvalConfig
-from dq.data.types import DatasetMeta, Split
+from dq.config.eval import RobustEvalConfig
 from dq.metrics.fairness import group_accuracy
+from dq.records import DatasetMeta, Split
 
 
 def robust_predictions(

@@ -10,15 +10,44 @@ pixels and standardised series), so every patch size works.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dq.config import AttentionConfig
-from dq.data.types import DatasetMeta
+from dq.config.validation import require
 from dq.models.layers import Normalize, ceil_div, require_shape, require_vocab
 from dq.models.registry import register
+from dq.records import DatasetMeta
+
+
+@dataclass
+class AttentionConfig:
+    """Transformer encoder over image patches, tokens, series patches or tabular features."""
+
+    name: str = "attention"
+    d_model: int = 64
+    heads: int = 4
+    layers: int = 2
+    ff_dim: int = 128
+    dropout: float = 0.1
+    patch_size: int = 4
+    series_patch: int = 10
+
+    def validate(self) -> None:
+        require(self.d_model > 0, "d_model", f"must be > 0, got {self.d_model}")
+        require(self.heads > 0, "heads", f"must be > 0, got {self.heads}")
+        require(
+            self.d_model % self.heads == 0,
+            "d_model",
+            f"({self.d_model}) must be divisible by heads ({self.heads})",
+        )
+        require(self.layers > 0, "layers", f"must be > 0, got {self.layers}")
+        require(self.ff_dim > 0, "ff_dim", f"must be > 0, got {self.ff_dim}")
+        require(self.patch_size > 0, "patch_size", f"must be > 0, got {self.patch_size}")
+        require(self.series_patch > 0, "series_patch", f"must be > 0, got {self.series_patch}")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 class TransformerClassifier(nn.Module):
@@ -130,7 +159,7 @@ class FeatureTransformer(TransformerClassifier):
         return x.unsqueeze(-1) * self.value_weight + self.value_bias, None
 
 
-@register("attention", "image")
+@register("attention", "image", schema=AttentionConfig)
 def build_image_transformer(cfg: AttentionConfig, meta: DatasetMeta) -> ImagePatchTransformer:
     require_shape(meta, 3, "[C, H, W]")
     return ImagePatchTransformer(cfg, meta)

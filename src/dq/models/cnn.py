@@ -9,14 +9,42 @@ Pooling stops at size 1 instead of failing, so the same config fits 8×8 digits,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from dq.config import CNNConfig
-from dq.data.types import DatasetMeta
+from dq.config.validation import require
 from dq.models.layers import Normalize, require_shape
 from dq.models.registry import register
+from dq.records import DatasetMeta
+
+
+@dataclass
+class CNNConfig:
+    """Convolutional network: 2-d on images, 1-d on series."""
+
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    kernel_size: int = 3
+    hidden: int = 128
+    dropout: float = 0.25
+    batch_norm: bool = True
+
+    def validate(self) -> None:
+        require(
+            len(self.channels) > 0 and all(c > 0 for c in self.channels),
+            "channels",
+            f"must be positive, got {list(self.channels)}",
+        )
+        require(
+            self.kernel_size > 0 and self.kernel_size % 2 == 1,
+            "kernel_size",
+            f"must be a positive odd integer, got {self.kernel_size}",
+        )
+        require(self.hidden > 0, "hidden", f"must be > 0, got {self.hidden}")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -63,7 +91,7 @@ class CNN(nn.Module):
         return self.head(self.hidden(self.features(self.normalize(x))))
 
 
-@register("cnn", "image")
+@register("cnn", "image", schema=CNNConfig)
 def build_image_cnn(cfg: CNNConfig, meta: DatasetMeta) -> CNN:
     """2-d CNN on ``[N, C, H, W]`` pixels, normalised inside with the dataset statistics."""
     require_shape(meta, 3, "[C, H, W]")

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 
 import torch
 from torch import nn
 
-from dq.config import Activation
-from dq.data.types import DatasetMeta
 from dq.errors import DQUserError
+from dq.records import DatasetMeta
+
+
+class Activation(StrEnum):
+    relu = "relu"
+    gelu = "gelu"
+    tanh = "tanh"
+
 
 _ACTIVATIONS: dict[Activation, type[nn.Module]] = {
     Activation.relu: nn.ReLU,

@@ -44,13 +44,14 @@ of ours. The adapters themselves are a few lines each.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from dq.config import LoRAConfig
 from dq.errors import DQUserError
 
 __all__ = [
@@ -65,6 +66,18 @@ __all__ = [
     "fold_lora_state",
     "merge_lora",
 ]
+
+
+class LoRAConfig(Protocol):
+    """What the adapters read from their config (``dq.objectives.lora.LoRAConfig``, the
+    ``regularizer.lora`` schema, is one); a model knows nothing of the objective."""
+
+    rank: int
+    alpha: float
+    dropout: float
+    target: Sequence[str]
+    train: Sequence[str]
+
 
 # Layer types an adapter can wrap; ConvTranspose and Conv3d are not among them.
 ADAPTABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)

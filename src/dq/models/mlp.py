@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from dq.config import MLPConfig
-from dq.data.types import DatasetMeta
-from dq.models.layers import Normalize, activation, require_shape
+from dq.config.validation import require
+from dq.models.layers import Activation, Normalize, activation, require_shape
 from dq.models.registry import register
+from dq.records import DatasetMeta
+
+
+@dataclass
+class MLPConfig:
+    """Fully connected network on flattened float inputs (image, tabular, series)."""
+
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    dropout: float = 0.1
+    activation: Activation = Activation.relu
+
+    def validate(self) -> None:
+        require(all(h > 0 for h in self.hidden), "hidden", f"sizes must be > 0, got {list(self.hidden)}")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 class MLP(nn.Module):
@@ -36,7 +51,7 @@ class MLP(nn.Module):
         return self.head(self.body(self.normalize(x)))
 
 
-@register("mlp", "image", "tabular", "series")
+@register("mlp", "image", "tabular", "series", schema=MLPConfig)
 def build_mlp(cfg: MLPConfig, meta: DatasetMeta) -> MLP:
     """An ``MLP`` for ``meta``; images get a ``Normalize`` with the dataset statistics."""
     normalize = None

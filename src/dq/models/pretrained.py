@@ -13,10 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
-from dq.engine.checkpoint import BEST, checkpoint_dir, load_checkpoint
 from dq.errors import DQUserError
 from dq.models.layers import Normalize
 from dq.models.lora import LoRALayer, fold_lora_state
+from dq.outputs import BEST_CHECKPOINT, checkpoint_dir, load_checkpoint
 
 WHERE = "regularizer.lora.init_from"
 
@@ -53,7 +53,7 @@ def load_pretrained(model: nn.Module, run_dir: str | Path, where: str = WHERE) -
     """
     if any(isinstance(m, LoRALayer) for m in model.modules()):
         raise ValueError("load_pretrained expects the base model, before apply_lora")
-    path = checkpoint_dir(Path(run_dir)) / BEST
+    path = checkpoint_dir(Path(run_dir)) / BEST_CHECKPOINT
     if not path.is_file():
         raise DQUserError(f"{where}={run_dir}: no checkpoints/best.pt; point it at a finished run directory")
     try:

@@ -1,59 +1,72 @@
 """Which model builds on which modality, filled by a decorator instead of if/else chains.
 
-Each model module registers one builder per set of modalities it supports::
+Each model module is one plugin: its config schema and one builder per set of modalities
+it supports, registered together::
 
-    @register("rnn", "text")
+    @register("rnn", "text", schema=RNNConfig)
     def build_text_rnn(cfg: RNNConfig, meta: DatasetMeta) -> nn.Module: ...
 
 The support matrix (and the error message for a pair that is not in it) is derived from
-what was registered, so adding a model or a modality touches one file.
+what was registered, so adding a model or a modality touches one file. The modules of
+this package are found by ``dq.registry.Registry`` (no import list).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from dq.data.types import DatasetMeta
 from dq.errors import DQUserError
+from dq.records import DatasetMeta
+from dq.registry import Entry, Registry
 
-Builder = Callable[[Any, DatasetMeta], nn.Module]
+if TYPE_CHECKING:
+    from torch import nn
 
-# model name -> modality -> builder; insertion order is the order errors list models in.
-_REGISTRY: dict[str, dict[str, Builder]] = {}
+Builder = Callable[[Any, DatasetMeta], "nn.Module"]
+
+# model name -> {modality: builder}
+MODELS: Registry[dict[str, Builder]] = Registry("model", package="dq.models")
 
 
-def register(name: str, *modalities: str) -> Callable[[Builder], Builder]:
-    """Decorator: ``builder(cfg, meta)`` builds model ``name`` for each of ``modalities``."""
+def register(name: str, *modalities: str, schema: type | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: ``builder(cfg, meta)`` builds model ``name`` for each of ``modalities``.
+
+    The first registration of ``name`` gives its config ``schema``."""
     if not modalities:
         raise ValueError(f"register({name!r}) needs at least one modality")
 
     def decorate(builder: Builder) -> Builder:
-        by_modality = _REGISTRY.setdefault(name, {})
+        entry = MODELS.registered(name) or MODELS.add(name, {}, schema=schema)
+        if schema is not None and entry.schema is not schema:
+            raise ValueError(f"model {name!r} is registered with two schemas")
         for modality in modalities:
-            if modality in by_modality:
+            if modality in entry.value:
                 raise ValueError(f"model {name!r} already has a builder for {modality} data")
-            by_modality[modality] = builder
+            entry.value[modality] = builder
         return builder
 
     return decorate
 
 
 def model_names() -> tuple[str, ...]:
-    """Every registered model name, in registration order."""
-    return tuple(_REGISTRY)
+    """Every registered model name, sorted."""
+    return tuple(MODELS.names())
+
+
+def model_entry(name: str) -> Entry[dict[str, Builder]]:
+    """The registry entry of model ``name`` (DQUserError for an unknown name)."""
+    return MODELS.get(name)
 
 
 def supported_modalities(name: str) -> tuple[str, ...]:
     """The modalities model ``name`` builds on (DQUserError for an unknown name)."""
-    return tuple(_builders(name))
+    return tuple(model_entry(name).value)
 
 
 def models_for(modality: str) -> tuple[str, ...]:
-    """The models that build on ``modality``, in registration order."""
-    return tuple(name for name, by_modality in _REGISTRY.items() if modality in by_modality)
+    """The models that build on ``modality``, sorted by name."""
+    return tuple(entry.name for entry in MODELS if modality in entry.value)
 
 
 def lookup(name: str, meta: DatasetMeta) -> Builder:
@@ -63,7 +76,7 @@ def lookup(name: str, meta: DatasetMeta) -> Builder:
         DQUserError: one line naming the model, the modality, the dataset and the models
             that do support that modality.
     """
-    by_modality = _builders(name)
+    by_modality = model_entry(name).value
     if meta.modality not in by_modality:
         allowed = ", ".join(models_for(meta.modality)) or "none"
         raise DQUserError(
@@ -73,7 +86,16 @@ def lookup(name: str, meta: DatasetMeta) -> Builder:
     return by_modality[meta.modality]
 
 
-def _builders(name: str) -> dict[str, Builder]:
-    if name not in _REGISTRY:
-        raise DQUserError(f"unknown model {name!r}; allowed: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+def build(cfg: Any, meta: DatasetMeta) -> nn.Module:
+    """The model ``cfg.name`` for ``meta``'s modality, freshly initialised from torch's RNG.
+
+    Raises:
+        DQUserError: the name is unknown, or the model does not support the modality.
+    """
+    return lookup(str(cfg.name), meta)(cfg, meta)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts; shared parameters count once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)

@@ -7,14 +7,42 @@ classifier. Text is packed by its non-pad length, so padding never enters the st
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from dq.config import RecurrentCell, RNNConfig
-from dq.data.types import DatasetMeta
+from dq.config.validation import require
 from dq.models.layers import Normalize, require_shape, require_vocab
 from dq.models.registry import register
+from dq.records import DatasetMeta
+
+
+class RecurrentCell(StrEnum):
+    lstm = "lstm"
+    gru = "gru"
+
+
+@dataclass
+class RNNConfig:
+    """Recurrent network: tokens (text), time steps (series) or image rows."""
+
+    name: str = "rnn"
+    cell: RecurrentCell = RecurrentCell.lstm
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    embedding_dim: int = 64
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        require(self.hidden_size > 0, "hidden_size", f"must be > 0, got {self.hidden_size}")
+        require(self.num_layers > 0, "num_layers", f"must be > 0, got {self.num_layers}")
+        require(self.embedding_dim > 0, "embedding_dim", f"must be > 0, got {self.embedding_dim}")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
 
 _CELLS: dict[RecurrentCell, type[nn.LSTM] | type[nn.GRU]] = {RecurrentCell.lstm: nn.LSTM, RecurrentCell.gru: nn.GRU}
 
@@ -94,7 +122,7 @@ class ImageRowRNN(RecurrentClassifier):
         return x.permute(0, 2, 1, 3).flatten(2), None
 
 
-@register("rnn", "text")
+@register("rnn", "text", schema=RNNConfig)
 def build_token_rnn(cfg: RNNConfig, meta: DatasetMeta) -> TokenRNN:
     require_shape(meta, 1, "[L]")
     return TokenRNN(cfg, require_vocab(meta), meta.pad_index, meta.num_classes)

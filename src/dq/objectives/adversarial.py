@@ -20,15 +20,44 @@ them means nothing; attacking the embedding layer instead is future work.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dq.attacks import Start, attack_bounds, check_attackable, eval_mode, feature_mask, pgd
 from dq.attacks.pgd import LossFn
-from dq.config import AdversarialConfig, AdversarialMethod
-from dq.data.types import Batch, DatasetMeta
+from dq.config.attack import AttackConfig
+from dq.config.validation import require
 from dq.objectives.registry import register_term
+from dq.records import Batch, DatasetMeta
+
+
+class AdversarialMethod(StrEnum):
+    pgd = "pgd"
+    trades = "trades"
+
+
+@dataclass
+class AdversarialConfig(AttackConfig):
+    """``regularizer.adversarial``: the attack (shared with ``eval.robust``) plus how its
+    loss enters the objective. ``method=pgd`` (Madry): loss = (1 − weight)·CE(clean) +
+    weight·CE(adversarial). ``method=trades``: CE(clean) + weight·KL(clean ‖ adversarial),
+    weight being TRADES' β."""
+
+    weight: float = 1.0
+    method: AdversarialMethod = AdversarialMethod.pgd
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        require(
+            self.method != AdversarialMethod.pgd or self.weight <= 1,
+            "weight",
+            f"mixes clean and adversarial loss for method=pgd: must be in [0, 1], got {self.weight}",
+        )
 
 
 class AdversarialTerm:
@@ -101,7 +130,7 @@ def _kl(p_clean: torch.Tensor, adv_logits: torch.Tensor, reduction: str) -> torc
     return F.kl_div(F.log_softmax(adv_logits.float(), dim=1), p_clean, reduction=reduction)
 
 
-@register_term("adversarial")
+@register_term("adversarial", schema=AdversarialConfig)
 def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> AdversarialTerm:
     check_attackable(meta, "regularizer adversarial")
     return AdversarialTerm(cfg, attack_bounds(meta), feature_mask(meta))

@@ -32,15 +32,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 from torch import nn
 
-from dq.config import AttributionConfig, AttributionMethod, AttributionTarget
-from dq.data.decoy import SOURCES as MASKED_DATASETS
-from dq.data.types import Batch, DatasetMeta
+from dq.config.validation import require
 from dq.errors import DQUserError
 from dq.objectives.registry import register_term
+from dq.records import Batch, DatasetMeta
+
+
+class AttributionTarget(StrEnum):
+    mask = "mask"
+    sensitive = "sensitive"
+
+
+class AttributionMethod(StrEnum):
+    input_gradient = "input_gradient"
+    integrated_gradients = "integrated_gradients"
+
+
+@dataclass
+class AttributionConfig:
+    """``regularizer.attribution``: penalise the squared attribution of the summed
+    log-probabilities on the annotation mask or the sensitive columns."""
+
+    weight: float = 10.0
+    target: AttributionTarget = AttributionTarget.mask
+    method: AttributionMethod = AttributionMethod.input_gradient
+    steps: int = 8
+
+    def validate(self) -> None:
+        require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+
 
 ScalarFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -139,7 +166,7 @@ class AttributionPenalty:
         return masked.pow(2).flatten(1).sum(dim=1).mean()
 
 
-@register_term("attribution")
+@register_term("attribution", schema=AttributionConfig)
 def build_attribution(cfg: AttributionConfig, meta: DatasetMeta) -> AttributionPenalty:
     if meta.modality == "text":
         raise DQUserError(
@@ -151,7 +178,7 @@ def build_attribution(cfg: AttributionConfig, meta: DatasetMeta) -> AttributionP
     if target == AttributionTarget.mask and not meta.has_mask:
         raise DQUserError(
             f"regularizer attribution target=mask needs data with annotation masks; dataset {meta.name} has none "
-            f"(datasets with masks: {', '.join(MASKED_DATASETS)})"
+            "(the decoy datasets have them: dataset=decoy_mnist or decoy_fashion_mnist)"
         )
     if target == AttributionTarget.sensitive:
         if meta.modality != "tabular":

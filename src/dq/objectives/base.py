@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dq.data.types import Batch
+from dq.records import Batch
 
 
 class Term(Protocol):
@@ -33,6 +33,26 @@ class Term(Protocol):
     weight: float
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor: ...
+
+
+class ModelTransform(Protocol):
+    """A regularizer that changes the model rather than the loss (LoRA: adapters on a
+    frozen base; its cost is the trainable parameter count, reported, not a loss term).
+
+    The runner and ``dq.load_run`` make the same calls: ``apply`` on the freshly built
+    model (``restoring=True`` when a finished run's own checkpoint will be loaded next,
+    so nothing is fetched from elsewhere), then ``finish`` on the trained model.
+    """
+
+    name: str
+
+    def apply(self, model: nn.Module, *, restoring: bool = False) -> list[str]:
+        """Change ``model`` in place; return console lines saying what was done."""
+        ...
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        """The model to evaluate once its weights are final (LoRA: merged when asked)."""
+        ...
 
 
 @dataclass

@@ -13,13 +13,32 @@ Reported metrics stay fairlearn's (dq.metrics.fairness); this is the smooth surr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 import torch
 from torch import nn
 
-from dq.config import FairnessConfig, FairnessCriterion
-from dq.data.types import Batch, DatasetMeta
+from dq.config.validation import require
 from dq.errors import DQUserError
 from dq.objectives.registry import register_term
+from dq.records import Batch, DatasetMeta
+
+
+class FairnessCriterion(StrEnum):
+    dp = "dp"
+    eo = "eo"
+
+
+@dataclass
+class FairnessConfig:
+    """``regularizer.fairness`` (conf/regularizer/fairness.yaml): weight and criterion."""
+
+    weight: float = 1.0
+    criterion: FairnessCriterion = FairnessCriterion.dp
+
+    def validate(self) -> None:
+        require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
 
 
 def group_gap(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
@@ -57,7 +76,7 @@ class FairnessPenalty:
         return total
 
 
-@register_term("fairness")
+@register_term("fairness", schema=FairnessConfig)
 def build_fairness(cfg: FairnessConfig, meta: DatasetMeta) -> FairnessPenalty:
     if not meta.has_groups:
         raise DQUserError(

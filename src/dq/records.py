@@ -1,4 +1,5 @@
-"""The records every dataset produces and every other part consumes.
+"""The records every dataset produces and every other part consumes (a leaf: it imports
+nothing else of dq, so any part can use them without loading another).
 
 Data knows no model: a dataset builder turns a config into `Splits` (three `Split`s of
 whole tensors) plus a `DatasetMeta` that tells models, metrics and explanations what the

@@ -15,12 +15,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dq.config import to_spec
 from dq.device import resolve_device, set_threads
 from dq.errors import DQUserError
 from dq.explain.run import explain_run
 from dq.outputs import METRICS_JSON, read_json, write_json
 from dq.runs import load_run
+from dq.spec import to_spec
 
 EXAMPLE = "explain.methods=[deeplift] explain.metrics=[infidelity]"
 

@@ -1,0 +1,36 @@
+"""Schema of ``conf/eval/``: evaluation beyond accuracy (robust accuracy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dq.config.attack import AttackConfig, AttackNorm
+from dq.config.validation import require
+
+
+@dataclass
+class RobustEvalConfig:
+    """PGD evaluation on the test split at each radius in ``eps`` (empty: none).
+    ``limit`` evaluates the first N test examples only."""
+
+    eps: list[float] = field(default_factory=list)
+    norm: AttackNorm = AttackNorm.linf
+    alpha: float | None = None
+    steps: int = 20
+    random_start: bool = True
+    limit: int | None = None
+
+    def validate(self) -> None:
+        require(all(e > 0 for e in self.eps), "eps", f"must all be > 0, got {list(self.eps)}")
+        require(self.alpha is None or self.alpha > 0, "alpha", f"must be > 0 or null, got {self.alpha}")
+        require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        require(self.limit is None or self.limit > 0, "limit", f"must be > 0 or null, got {self.limit}")
+
+    def at(self, eps: float) -> AttackConfig:
+        """The attack at one radius: the same object adversarial training uses."""
+        return AttackConfig(norm=self.norm, eps=eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start)
+
+
+@dataclass
+class EvalConfig:
+    robust: RobustEvalConfig = field(default_factory=RobustEvalConfig)

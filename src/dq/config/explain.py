@@ -1,0 +1,46 @@
+"""Schema of ``conf/explain/``: the explanation step after training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dq.config.validation import require
+
+
+class Baseline(StrEnum):
+    zeros = "zeros"
+    blur = "blur"
+    mean = "mean"
+
+
+@dataclass
+class ExplainConfig:
+    """Attributions (captum) on ``n_samples`` test examples after training, their pictures,
+    and explanation-quality metrics. ``sensitivity_samples`` bounds the expensive
+    sensitivity_max to the first few of those examples."""
+
+    enabled: bool = True
+    methods: list[str] = field(default_factory=lambda: ["integrated_gradients", "saliency"])
+    metrics: list[str] = field(
+        default_factory=lambda: [
+            "infidelity",
+            "sensitivity",
+            "randomization",
+            "sparseness",
+            "mask_mass",
+            "sensitive_share",
+        ]
+    )
+    n_samples: int = 32
+    sensitivity_samples: int = 8
+    baseline: Baseline = Baseline.zeros
+    ig_steps: int = 32
+    internal_batch_size: int = 64
+    images: bool = True
+
+    def validate(self) -> None:
+        require(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
+        require(self.sensitivity_samples >= 0, "sensitivity_samples", f"must be >= 0, got {self.sensitivity_samples}")
+        require(self.ig_steps >= 1, "ig_steps", f"must be >= 1, got {self.ig_steps}")
+        require(self.internal_batch_size >= 1, "internal_batch_size", f"must be >= 1, got {self.internal_batch_size}")

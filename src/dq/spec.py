@@ -1,0 +1,122 @@
+"""Where every schema meets: Hydra's ConfigStore, and a composed config turned into a
+validated ``RunSpec``.
+
+The run-wide groups have their schemas in ``dq.config``; each plugin (dataset, model,
+regularizer) registers its own schema beside its code. ``register_schemas`` stores them
+all once, as ``schema/<group>/<name>``, so every ``conf/<group>/<name>.yaml`` starts from
+its own schema (``/schema/<group>/<name>@_here_``) and Hydra refuses an unknown key or a
+wrong type while it composes. ``to_spec`` checks a composed (or saved) config again,
+node by node, and runs each schema's range checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dq.config.eval import EvalConfig
+from dq.config.explain import ExplainConfig
+from dq.config.optimizer import OPTIMIZER_SCHEMAS
+from dq.config.run import RunConfig
+from dq.config.scheduler import SchedulerConfig
+from dq.config.trainer import TrainerConfig
+from dq.config.validation import typed
+from dq.data.registry import DATASETS
+from dq.errors import DQUserError
+from dq.models.registry import MODELS
+from dq.objectives.registry import REGULARIZERS
+from dq.registry import Registry
+
+
+@dataclass
+class RunSpec:
+    """A validated run: the same tree as the config, as typed objects (each group's
+    node is an instance of its choice's schema)."""
+
+    dataset: Any
+    model: Any
+    optimizer: Any
+    scheduler: SchedulerConfig
+    trainer: TrainerConfig
+    regularizer: dict[str, Any]
+    eval: EvalConfig
+    explain: ExplainConfig
+    seed: int
+    experiment_name: str
+
+
+# Groups with one schema per choice: where their choices' schemas are registered.
+PLUGIN_GROUPS: dict[str, Registry[Any]] = {"dataset": DATASETS, "model": MODELS, "regularizer": REGULARIZERS}
+SINGLE_SCHEMAS: dict[str, type] = {
+    "scheduler": SchedulerConfig,
+    "trainer": TrainerConfig,
+    "eval": EvalConfig,
+    "explain": ExplainConfig,
+}
+
+_registered = False
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore, once per process (a second call does
+    nothing: Hydra 1.4 warns on, and 1.5 refuses, storing a name twice)."""
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for group, schema in SINGLE_SCHEMAS.items():
+        store.store(group=f"schema/{group}", name=group, node=schema)
+    for name, schema in OPTIMIZER_SCHEMAS.items():
+        store.store(group="schema/optimizer", name=name, node=schema)
+    for group, registry in PLUGIN_GROUPS.items():
+        for entry in registry:
+            if entry.schema is not None:
+                store.store(group=f"schema/{group}", name=entry.name, node=entry.schema)
+    _registered = True
+
+
+def _choice_schema(group: str, node: DictConfig) -> type:
+    name = node.get("name")
+    if group == "optimizer":
+        if name not in OPTIMIZER_SCHEMAS:
+            raise DQUserError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_SCHEMAS)}")
+        return OPTIMIZER_SCHEMAS[name]
+    schema = PLUGIN_GROUPS[group].get(str(name)).schema
+    assert schema is not None
+    return schema
+
+
+def to_spec(cfg: DictConfig) -> RunSpec:
+    """Validate a composed (or saved) config and return it as typed objects.
+
+    Each group is merged onto its schema again, so a config read back from a run's
+    ``.hydra/config.yaml`` is checked exactly like one Hydra just composed.
+
+    Raises:
+        DQUserError: with one line naming the bad key (its full config path), its value
+            and what is allowed.
+    """
+    parts: dict[str, Any] = {}
+    for group in ("dataset", "model", "optimizer", "scheduler", "trainer"):
+        if group not in cfg:
+            raise DQUserError(f"the config has no {group!r} group")
+    for group in ("dataset", "model", "optimizer"):
+        parts[group] = typed(group, _choice_schema(group, cfg[group]), cfg[group])
+    for group, schema in SINGLE_SCHEMAS.items():
+        parts[group] = typed(group, schema, cfg.get(group) or {})
+    parts["regularizer"] = {
+        str(name): typed(f"regularizer.{name}", _regularizer_schema(str(name)), node)
+        for name, node in (cfg.get("regularizer") or {}).items()
+    }
+    return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
+
+
+def _regularizer_schema(name: str) -> type:
+    schema = REGULARIZERS.get(name).schema
+    assert schema is not None
+    return schema

@@ -1,0 +1,82 @@
+"""Imports stay light and point one way: ``import dq`` loads no torch, a term or a model
+loads no heavy library and no other part, and ``dq-train --help`` / ``--cfg job`` load
+no captum, scikit-learn or matplotlib. Each check runs in a fresh interpreter, since
+this test process has long imported everything. (The arrows between dq's own parts are
+checked by import-linter's contracts in ``make lint``.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("captum", "sklearn", "matplotlib", "pandas", "fairlearn", "scipy")
+PROBE = """
+import atexit, json, sys
+def report():
+    names = sorted(name for name in sys.modules if name.split(".")[0] in {heavy!r} or name.startswith("dq."))
+    sys.stderr.write("\\nMODULES " + json.dumps(names) + "\\n")
+atexit.register(report)
+{body}
+"""
+
+
+def loaded_modules(body: str, heavy: tuple[str, ...] = (*HEAVY, "torch")) -> set[str]:
+    """The dq modules and the ``heavy`` packages (and their submodules) that ``body`` loads."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=set(heavy), body=body)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(line for line in done.stderr.splitlines() if line.startswith("MODULES "))
+    return set(json.loads(line.removeprefix("MODULES ")))
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules if not name.startswith("dq")}
+
+
+def test_import_dq_loads_no_torch_and_no_heavy_library() -> None:
+    modules = loaded_modules("import dq")
+    assert top_level(modules) == set()
+    assert modules == set(), modules  # not even dq's own submodules: train and load_run are lazy
+
+
+def test_dq_train_and_load_run_are_there_when_asked_for() -> None:
+    modules = loaded_modules("import dq; assert callable(dq.train) and callable(dq.load_run)")
+    assert {"dq.runner", "dq.runs"} <= modules
+
+
+TERMS_AND_MODELS = [
+    "dq.objectives.fairness",
+    "dq.objectives.adversarial",
+    "dq.objectives.attribution",
+    "dq.objectives.lora",
+    "dq.models.mlp",
+    "dq.models.cnn",
+    "dq.models.rnn",
+    "dq.models.attention",
+    "dq.records",
+]
+
+
+def test_a_term_or_a_model_loads_no_heavy_library_and_no_other_part() -> None:
+    # One interpreter imports them all: what the union loads bounds what each one loads.
+    modules = loaded_modules("\n".join(f"import {module}" for module in TERMS_AND_MODELS))
+    assert set(TERMS_AND_MODELS) <= modules
+    assert top_level(modules) <= {"torch"}
+    others = {m for m in modules if m.startswith(("dq.engine", "dq.explain", "dq.metrics", "dq.runner", "dq.spec"))}
+    families = {m for m in modules if m in {"dq.data.images", "dq.data.tabular", "dq.data.text", "dq.data.series"}}
+    assert others == set() and families == set(), (others, families)
+
+
+@pytest.mark.parametrize("flag", ["--help", "--cfg job"])
+def test_dq_train_help_and_cfg_load_no_captum_sklearn_or_matplotlib(flag: str) -> None:
+    body = f"sys.argv = ['dq-train', *{flag.split()!r}]\nfrom dq.cli import train_main\ntrain_main()"
+    modules = loaded_modules(body)
+    assert "dq.cli" in modules  # the probe really ran the command
+    assert top_level(modules) & {"captum", "sklearn", "matplotlib", "pandas", "fairlearn"} == set()
+    assert not any(m.startswith(("dq.engine", "dq.explain", "dq.runner")) for m in modules)
