@@ -71,7 +71,18 @@ def dq_epochs(model, spec, splits, device, epochs: int, seed: int, run_dir: Path
     scheduler = build_scheduler(spec.scheduler, optimizer, epochs)
     quiet = Console(file=io.StringIO(), force_terminal=True, width=120)
     with RichProgress(quiet) as progress:
-        result = fit(model, Objective(), splits, spec.trainer, optimizer, scheduler, device, seed, run_dir, progress)
+        result = fit(
+            model,
+            Objective(),
+            splits,
+            trainer=spec.trainer,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=device,
+            seed=seed,
+            run_dir=run_dir,
+            progress=progress,
+        )
     return [record["time/epoch_s"] for record in result.history]
 
 

@@ -70,7 +70,16 @@ def epoch_times(spec: RunSpec, splits: Splits, initial: dict, device: torch.devi
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, epochs)
-    result = fit(model, objective, splits, spec.trainer, optimizer, scheduler, device, spec.seed)
+    result = fit(
+        model,
+        objective,
+        splits,
+        trainer=spec.trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        seed=spec.seed,
+    )
     return [record["time/train_epoch_s"] for record in result.history]
 
 

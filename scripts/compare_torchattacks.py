@@ -55,7 +55,16 @@ def trained_model(overrides: list[str], epochs: int):
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
-    result = fit(model, objective, splits, spec.trainer, optimizer, scheduler, device, spec.seed)
+    result = fit(
+        model,
+        objective,
+        splits,
+        trainer=spec.trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        seed=spec.seed,
+    )
     model.load_state_dict(result.best_state)
     return model.eval(), splits, device, spec
 

@@ -238,7 +238,8 @@ def clean_and_robust(make_cfg, epochs: int, adversarial: bool, seed: int = 0) ->
     model = models.build(spec.model, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    fit(model, build_objective(spec.regularizer, splits.meta), splits, spec.trainer, optimizer, scheduler, CPU, seed)
+    objective = build_objective(spec.regularizer, splits.meta)
+    fit(model, objective, splits, trainer=spec.trainer, optimizer=optimizer, scheduler=scheduler, device=CPU, seed=seed)
     clean = float((predict_logits(model, splits.test, CPU).argmax(1) == splits.test.y).float().mean())
     robust = robust_metrics(model, splits.test, splits.meta, RobustEvalConfig(eps=[0.1], steps=20), CPU, 512)
     return clean, robust["test/robust_accuracy@0.1"]
