@@ -1,5 +1,10 @@
 """The training loop: epochs of an ``Objective`` over batches, validation, early stopping
-and checkpoints. It knows nothing of which regularizers the objective holds."""
+and checkpoints. It knows nothing of which regularizers the objective holds; a term that
+must act between epochs does so through ``Objective.end_epoch``.
+
+``fit`` strings the parts together: ``train_epoch`` (one pass, AMP, loss scaling, gradient
+clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt, last.pt).
+"""
 
 from __future__ import annotations
 
