@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dq.optim import build_optimizer, build_scheduler
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 
@@ -32,6 +31,7 @@ from dq.config import config_dir
 from dq.console import RichProgress
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
+from dq.engine.optim import build_optimizer, build_scheduler
 from dq.objectives.base import Objective
 from dq.spec import register_schemas, to_spec
 
@@ -72,7 +72,18 @@ def dq_epochs(model, spec, splits, device, epochs: int, seed: int, run_dir: Path
     scheduler = build_scheduler(spec.scheduler, optimizer, epochs)
     quiet = Console(file=io.StringIO(), force_terminal=True, width=120)
     with RichProgress(quiet) as progress:
-        result = fit(model, Objective(), splits, spec.trainer, optimizer, scheduler, device, seed, run_dir, progress)
+        result = fit(
+            model,
+            Objective(),
+            splits,
+            trainer=spec.trainer,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=device,
+            seed=seed,
+            run_dir=run_dir,
+            progress=progress,
+        )
     return [record["time/epoch_s"] for record in result.history]
 
 

@@ -28,13 +28,13 @@ import argparse
 import statistics
 
 import torch
-from dq.optim import build_optimizer, build_scheduler
 from hydra import compose, initialize_config_dir
 
 from dq import data, models
 from dq.config import config_dir
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
+from dq.engine.optim import build_optimizer, build_scheduler
 from dq.objectives.registry import build_objective
 from dq.records import Splits
 from dq.spec import RunSpec, register_schemas, to_spec
@@ -71,7 +71,16 @@ def epoch_times(spec: RunSpec, splits: Splits, initial: dict, device: torch.devi
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, epochs)
-    result = fit(model, objective, splits, spec.trainer, optimizer, scheduler, device, spec.seed)
+    result = fit(
+        model,
+        objective,
+        splits,
+        trainer=spec.trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        seed=spec.seed,
+    )
     return [record["time/train_epoch_s"] for record in result.history]
 
 

@@ -22,7 +22,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from dq.optim import build_optimizer, build_scheduler
 from hydra import compose, initialize_config_dir
 
 from dq import data, load_run, models
@@ -31,6 +30,7 @@ from dq.config import config_dir
 from dq.config.eval import RobustEvalConfig
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import fit
+from dq.engine.optim import build_optimizer, build_scheduler
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_predictions
 from dq.objectives.registry import build_objective
@@ -57,7 +57,16 @@ def trained_model(overrides: list[str], epochs: int):
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
-    result = fit(model, objective, splits, spec.trainer, optimizer, scheduler, device, spec.seed)
+    result = fit(
+        model,
+        objective,
+        splits,
+        trainer=spec.trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        seed=spec.seed,
+    )
     model.load_state_dict(result.best_state)
     return model.eval(), splits, device, spec
 

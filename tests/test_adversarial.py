@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from dq.optim import build_optimizer
 from torch import nn
 
 import dq
@@ -18,6 +17,7 @@ from dq.attacks import Start, attack_bounds, feature_mask, pgd
 from dq.config.eval import RobustEvalConfig
 from dq.device import seed_everything
 from dq.engine.loop import fit
+from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
@@ -239,7 +239,8 @@ def clean_and_robust(make_cfg, epochs: int, adversarial: bool, seed: int = 0) ->
     model = models.build(spec.model, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    fit(model, build_objective(spec.regularizer, splits.meta), splits, spec.trainer, optimizer, scheduler, CPU, seed)
+    objective = build_objective(spec.regularizer, splits.meta)
+    fit(model, objective, splits, trainer=spec.trainer, optimizer=optimizer, scheduler=scheduler, device=CPU, seed=seed)
     clean = float((predict_logits(model, splits.test, CPU).argmax(1) == splits.test.y).float().mean())
     robust = robust_metrics(model, splits.test, splits.meta, RobustEvalConfig(eps=[0.1], steps=20), CPU, 512)
     return clean, robust["test/robust_accuracy@0.1"]

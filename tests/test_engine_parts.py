@@ -1,4 +1,5 @@
-"""The loop's parts on their own: early stopping, batching, checkpoints, atomic files."""
+"""The loop's parts on their own: early stopping, batching, one training epoch, validation,
+checkpoints, atomic files, and the objective's per-epoch hook."""
 
 from __future__ import annotations
 
@@ -7,12 +8,24 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from dq import data, models
+from dq.config.trainer import TrainerConfig
+from dq.data.registry import dataset_config
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
 from dq.engine.early_stopping import EarlyStopping
-from dq.outputs import atomic_write, discard_unstarted, write_json
-from dq.records import Split
+from dq.engine.loop import Checkpointer, SilentProgress, fit, train_epoch, validate
+from dq.inference import predict_logits
+from dq.metrics import accuracy
+from dq.models.mlp import MLPConfig
+from dq.objectives.base import Objective
+from dq.outputs import atomic_write, discard_unstarted, read_jsonl, write_json
+from dq.records import Batch, Split, Splits
+
+CPU = torch.device("cpu")
 
 
 def test_early_stopping_tracks_best_and_stops_after_patience() -> None:
@@ -98,20 +111,165 @@ def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
     assert mode == 0o666 & ~umask
 
 
-def test_fit_without_checkpoints_still_logs_epochs_into_a_new_run_dir(tmp_path: Path) -> None:
-    from dq import data, models
-    from dq.config.trainer import TrainerConfig
-    from dq.data.registry import dataset_config
-    from dq.engine.loop import fit
-    from dq.models.mlp import MLPConfig
-    from dq.objectives.base import Objective
-    from dq.outputs import read_jsonl
-
+def tiny_digits(epochs: int = 2, **trainer: object) -> tuple[Splits, nn.Module, TrainerConfig]:
     splits = data.build(dataset_config("digits", limit=64), seed=0)
-    model = models.build(MLPConfig(hidden=[16]), splits.meta)
-    trainer = TrainerConfig(epochs=2, checkpoints=False, progress=False)
+    torch.manual_seed(0)
+    model = models.build(MLPConfig(hidden=[16], dropout=0.0), splits.meta)  # deterministic forward
+    return splits, model, TrainerConfig(epochs=epochs, progress=False, device="cpu", batch_size=16, **trainer)
+
+
+def test_fit_without_checkpoints_still_logs_epochs_into_a_new_run_dir(tmp_path: Path) -> None:
+    splits, model, trainer = tiny_digits(checkpoints=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run_dir = tmp_path / "new" / "run"
-    result = fit(model, Objective(), splits, trainer, optimizer, None, torch.device("cpu"), 0, run_dir)
+    result = fit(
+        model,
+        Objective(),
+        splits,
+        trainer=trainer,
+        optimizer=optimizer,
+        scheduler=None,
+        device=CPU,
+        seed=0,
+        run_dir=run_dir,
+    )
     assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
     assert not (run_dir / "checkpoints").exists() and result.best_state is not None
+
+
+def test_fit_takes_only_the_first_three_arguments_by_position() -> None:
+    splits, model, trainer = tiny_digits()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="positional"):
+        fit(model, Objective(), splits, trainer, optimizer, None, CPU, 0)  # type: ignore[misc]
+
+
+def test_train_epoch_with_a_frozen_model_reports_the_training_sets_loss_and_accuracy() -> None:
+    """lr 0 keeps the weights, so the size-weighted batch means equal the whole-split values."""
+    splits, model, trainer = tiny_digits()
+    batches = TensorBatches(splits.train, trainer.batch_size, CPU, torch.Generator().manual_seed(1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    record = train_epoch(
+        model,
+        Objective(),
+        batches,
+        trainer=trainer,
+        optimizer=optimizer,
+        scaler=scaler,
+        device=CPU,
+        progress=SilentProgress(),
+    )
+    with torch.no_grad():
+        logits = model(splits.train.x)
+    assert sorted(record) == ["train/accuracy", "train/loss"]
+    assert record["train/loss"] == pytest.approx(float(F.cross_entropy(logits, splits.train.y)), rel=1e-5)
+    assert record["train/accuracy"] == pytest.approx(accuracy(logits, splits.train.y), abs=1e-6)
+    assert model.training
+
+
+def test_validate_gives_the_val_metrics_of_the_model_as_it_is() -> None:
+    splits, model, trainer = tiny_digits()
+    metrics = validate(model, splits, trainer=trainer, device=CPU)
+    with torch.no_grad():
+        logits = model.eval()(splits.val.x)
+    assert sorted(metrics) == ["val/accuracy", "val/ece", "val/loss"]
+    assert metrics["val/accuracy"] == accuracy(logits, splits.val.y)
+    assert metrics["val/loss"] == pytest.approx(float(F.cross_entropy(logits, splits.val.y)), rel=1e-6)
+
+
+def test_checkpointer_writes_best_and_last_only_when_it_has_a_run_dir_and_is_enabled(tmp_path: Path) -> None:
+    _, model, _ = tiny_digits()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    parts = {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": None,
+        "scaler": torch.amp.GradScaler("cuda", enabled=False),
+        "stopper": EarlyStopping("val/loss", mode="min", patience=3),
+        "generator": torch.Generator().manual_seed(5),
+    }
+    for run_dir, enabled in [(None, True), (tmp_path / "off", False)]:
+        silent = Checkpointer(run_dir, enabled, "val/loss")
+        silent.save_best(model.state_dict(), 1, 0.5)
+        silent.save_last(1, **parts)
+        assert not silent.writes
+    assert not (tmp_path / "off").exists()
+
+    checkpoints = Checkpointer(tmp_path / "on", True, "val/loss")
+    checkpoints.save_best(model.state_dict(), 3, 0.25)
+    checkpoints.save_last(4, **parts)
+    best = checkpoint.load_checkpoint(tmp_path / "on" / "checkpoints" / "best.pt")
+    last = checkpoint.load_checkpoint(tmp_path / "on" / "checkpoints" / "last.pt")
+    assert (best["epoch"], best["monitor"], best["value"]) == (3, "val/loss", 0.25)
+    assert last["epoch"] == 4 and last["scheduler"] is None and last["early_stopping"]["patience"] == 3
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(best["model"][name], tensor) and torch.equal(last["model"][name], tensor)
+    assert torch.equal(last["rng"]["batch_order"], torch.Generator().manual_seed(5).get_state())
+
+
+class LogitPenalty:
+    """A real small term: the mean squared logit. Its ``end_epoch`` hook counts its calls and
+    measures what it is given: the validation accuracy, the lr and the model's mode."""
+
+    name = "logit_l2"
+
+    def __init__(self, weight: float, optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.weight = weight
+        self.optimizer = optimizer
+        self.calls = 0
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().pow(2).mean()
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        self.calls += 1
+        assert model.training and torch.is_grad_enabled()
+        val_accuracy = accuracy(predict_logits(model, val, device), val.y)
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else float("nan")
+        return {"logit_l2/calls": self.calls, "logit_l2/val_accuracy": val_accuracy, "logit_l2/lr": lr}
+
+
+class PlainPenalty:
+    """A term without an ``end_epoch`` hook: the objective skips it there."""
+
+    name = "plain"
+    weight = 0.1
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().abs().mean()
+
+
+def test_end_epoch_hook_runs_once_per_epoch_after_validation_and_before_the_scheduler(tmp_path: Path) -> None:
+    splits, model, trainer = tiny_digits(epochs=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    term, dropped = LogitPenalty(0.01, optimizer), LogitPenalty(0.0, optimizer)
+    objective = Objective([term, PlainPenalty(), dropped])
+    result = fit(
+        model,
+        objective,
+        splits,
+        trainer=trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=CPU,
+        seed=0,
+        run_dir=tmp_path,
+    )
+
+    assert term.calls == 3 and dropped.calls == 0
+    lines = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [line["logit_l2/calls"] for line in lines] == [1.0, 2.0, 3.0]
+    assert [line["logit_l2/lr"] for line in lines] == [0.1, 0.05, 0.025] == [line["lr"] for line in lines]
+    assert [line["logit_l2/val_accuracy"] for line in lines] == [line["val/accuracy"] for line in lines]
+    assert [line["logit_l2/calls"] for line in result.history] == [1.0, 2.0, 3.0]
+    assert "train/logit_l2" in lines[0] and "train/plain" in lines[0]
+
+
+def test_objective_end_epoch_merges_the_hooks_values_and_is_empty_without_hooks() -> None:
+    splits, model, _ = tiny_digits()
+    assert Objective([PlainPenalty()]).end_epoch(model, splits.val, CPU) == {}
+    values = Objective([PlainPenalty(), LogitPenalty(1.0)]).end_epoch(model, splits.val, CPU)
+    assert sorted(values) == ["logit_l2/calls", "logit_l2/lr", "logit_l2/val_accuracy"]
+    assert values["logit_l2/calls"] == 1.0

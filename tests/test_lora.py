@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from dq.optim import build_optimizer
 from torch import nn
 
 from dq import models
 from dq.config.optimizer import AdamConfig
 from dq.engine.checkpoint import save_best
+from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig

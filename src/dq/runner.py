@@ -84,7 +84,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
         with progress if isinstance(progress, RichProgress) else nullcontext():
             result = fit(
-                model, objective, splits, spec.trainer, optimizer, scheduler, device, spec.seed, run_dir, progress
+                model,
+                objective,
+                splits,
+                trainer=spec.trainer,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                device=device,
+                seed=spec.seed,
+                run_dir=run_dir,
+                progress=progress,
             )
 
         model.load_state_dict(result.best_state)

@@ -1,5 +1,10 @@
 """The training loop: epochs of an ``Objective`` over batches, validation, early stopping
-and checkpoints. It knows nothing of which regularizers the objective holds."""
+and checkpoints. It knows nothing of which regularizers the objective holds; a term that
+must act between epochs does so through ``Objective.end_epoch``.
+
+``fit`` strings the parts together: ``train_epoch`` (one pass, AMP, loss scaling, gradient
+clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt, last.pt).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from torch import nn
 from dq.config.trainer import TrainerConfig
 from dq.device import autocast, uses_amp
 from dq.engine import checkpoint
-from dq.engine.batching import train_batches
+from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.early_stopping import EarlyStopping
 from dq.errors import DQUserError
 from dq.inference import predict_logits
@@ -74,10 +79,107 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def train_epoch(
+    model: nn.Module,
+    objective: Objective,
+    batches: TensorBatches | LoaderBatches,
+    *,
+    trainer: TrainerConfig,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    progress: ProgressReporter,
+) -> dict[str, float]:
+    """One pass over ``batches``; returns ``train/loss``, ``train/accuracy`` and ``train/<term>``.
+
+    Term values and correct predictions are summed on the device and read once at the end
+    (and at each progress refresh), so the loop does not wait on the device every batch.
+    """
+    amp, amp_dtype = uses_amp(device, trainer.amp), str(trainer.amp_dtype)
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    correct = torch.zeros((), device=device)
+    seen = 0
+    refresh_every = max(1, len(batches) // 50)
+    for index, batch in enumerate(batches, start=1):
+        with autocast(device, amp, amp_dtype):
+            out = objective(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out.loss).backward()
+        if trainer.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+        n = len(batch)
+        seen += n
+        for name, value in out.terms.items():
+            sums[name] = sums.get(name, torch.zeros((), device=device)) + value.float() * n
+        correct += (out.logits.detach().argmax(dim=1) == batch.y).sum()
+        if index % refresh_every == 0 or index == len(batches):
+            progress.advance(index, float(sums["task"]) / seen)
+
+    record = {"train/loss": float(sums["task"]) / seen, "train/accuracy": float(correct) / seen}
+    record.update({f"train/{name}": float(total) / seen for name, total in sums.items() if name != "task"})
+    return record
+
+
+def validate(model: nn.Module, splits: Splits, *, trainer: TrainerConfig, device: torch.device) -> dict[str, float]:
+    """The ``val/...`` metrics of the model as it is now (its train/eval modes are kept)."""
+    val = splits.val
+    amp, amp_dtype = uses_amp(device, trainer.amp), str(trainer.amp_dtype)
+    logits = predict_logits(model, val, device, trainer.eval_batch_size, amp, amp_dtype)
+    return split_metrics(logits, val.y, "val", val.group, splits.meta.group_names)
+
+
+class Checkpointer:
+    """checkpoints/best.pt and last.pt of one run, each written atomically.
+
+    It writes nothing without a run directory or with ``trainer.checkpoints=false``; the
+    loop calls it either way.
+    """
+
+    def __init__(self, run_dir: Path | None, enabled: bool, monitor: str) -> None:
+        self.run_dir = run_dir
+        self.writes = run_dir is not None and enabled
+        self.monitor = monitor
+
+    def save_best(self, model_state: dict[str, torch.Tensor], epoch: int, value: float) -> None:
+        if self.writes:
+            checkpoint.save_best(self.run_dir, model_state, epoch, self.monitor, value)
+
+    def save_last(
+        self,
+        epoch: int,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        scaler: torch.amp.GradScaler,
+        stopper: EarlyStopping,
+        generator: torch.Generator,
+    ) -> None:
+        """Everything a continued run needs: weights, optimizer, scheduler, scaler, stopper, RNG."""
+        if not self.writes:
+            return
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict(),
+            "early_stopping": stopper.state_dict(),
+            "rng": checkpoint.rng_state(generator),
+        }
+        checkpoint.save_last(self.run_dir, state)
+
+
 def fit(
     model: nn.Module,
     objective: Objective,
     splits: Splits,
+    *,
     trainer: TrainerConfig,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
@@ -86,29 +188,23 @@ def fit(
     run_dir: Path | None = None,
     progress: ProgressReporter | None = None,
 ) -> FitResult:
-    """Train ``model`` in place and return the history and the best epoch's weights.
+    """Train ``model`` in place and return the history and the selected epoch's weights.
 
-    With ``run_dir``, each epoch appends a line to metrics.jsonl and rewrites
-    checkpoints/last.pt (and best.pt when the monitored metric improves) atomically.
+    Each epoch: train, validate, the objective's ``end_epoch`` hook, the scheduler step,
+    early stopping. With ``run_dir``, each epoch appends a line to metrics.jsonl and the
+    Checkpointer rewrites last.pt (and best.pt when the monitored metric improves).
     """
+    check_monitor(trainer, splits)
     progress = progress or SilentProgress()
-    es_cfg = trainer.early_stopping
-    allowed = monitorable_metrics(splits)
-    if es_cfg.monitor not in allowed:
-        raise DQUserError(
-            f"trainer.early_stopping.monitor={es_cfg.monitor!r} is not measured on this data; allowed: {', '.join(allowed)}"
-        )
-    stopper = EarlyStopping(es_cfg.monitor, str(es_cfg.mode), es_cfg.patience, es_cfg.min_delta, es_cfg.enabled)
-
-    amp = uses_amp(device, trainer.amp)
-    amp_dtype = str(trainer.amp_dtype)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == "float16")
+    es = trainer.early_stopping
+    stopper = EarlyStopping(es.monitor, str(es.mode), es.patience, es.min_delta, es.enabled)
+    float16 = uses_amp(device, trainer.amp) and str(trainer.amp_dtype) == "float16"
+    scaler = torch.amp.GradScaler("cuda", enabled=float16)  # bfloat16 needs no loss scaling
     generator = torch.Generator().manual_seed(seed + 1)
     batches = train_batches(
         splits.train, trainer.batch_size, device, generator, str(trainer.loader), trainer.num_workers
     )
-    val = splits.val
-    write = run_dir is not None and trainer.checkpoints
+    checkpoints = Checkpointer(run_dir, trainer.checkpoints, es.monitor)
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     result = FitResult()
@@ -116,67 +212,42 @@ def fit(
 
     for epoch in range(1, trainer.epochs + 1):
         start = time.perf_counter()
-        model.train()
         progress.start_epoch(epoch, trainer.epochs, len(batches))
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), device=device)
-        seen = 0
-        refresh_every = max(1, len(batches) // 50)
-        for index, batch in enumerate(batches, start=1):
-            with autocast(device, amp, amp_dtype):
-                out = objective(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
-            if trainer.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-
-            n = len(batch)
-            seen += n
-            for name, value in out.terms.items():
-                sums[name] = sums.get(name, torch.zeros((), device=device)) + value.float() * n
-            correct += (out.logits.detach().argmax(dim=1) == batch.y).sum()
-            if index % refresh_every == 0 or index == len(batches):
-                progress.advance(index, float(sums["task"]) / seen)
+        train = train_epoch(
+            model,
+            objective,
+            batches,
+            trainer=trainer,
+            optimizer=optimizer,
+            scaler=scaler,
+            device=device,
+            progress=progress,
+        )
         train_seconds = time.perf_counter() - start
-
-        record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        record["train/loss"] = float(sums["task"]) / seen
-        record["train/accuracy"] = float(correct) / seen
-        for name, total in sums.items():
-            if name != "task":
-                record[f"train/{name}"] = float(total) / seen
-        logits = predict_logits(model, val, device, trainer.eval_batch_size, amp, amp_dtype)
-        record.update(split_metrics(logits, val.y, "val", val.group, splits.meta.group_names))
+        record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
+        record.update(validate(model, splits, trainer=trainer, device=device))
+        record.update(objective.end_epoch(model, splits.val, device))
         if scheduler is not None:
             scheduler.step()
 
-        improved = stopper.update(epoch, record[es_cfg.monitor])
-        if improved or trainer.select == "last":
+        if stopper.update(epoch, record[es.monitor]) or trainer.select == "last":
             result.selected_epoch, result.best_state = epoch, _cpu_copy(model)
-            if write:
-                checkpoint.save_best(run_dir, result.best_state, epoch, es_cfg.monitor, record[es_cfg.monitor])
+            checkpoints.save_best(result.best_state, epoch, record[es.monitor])
         record["time/train_epoch_s"] = train_seconds
         record["time/epoch_s"] = time.perf_counter() - start
         result.train_time_s += record["time/epoch_s"]
         result.history.append(record)
         if run_dir is not None:
             append_jsonl(Path(run_dir) / METRICS_JSONL, record)
-        if write:
-            checkpoint.save_last(
-                run_dir,
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(),
-                    "early_stopping": stopper.state_dict(),
-                    "rng": checkpoint.rng_state(generator),
-                },
-            )
+        checkpoints.save_last(
+            epoch,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            stopper=stopper,
+            generator=generator,
+        )
         progress.end_epoch(record)
         if stopper.should_stop:
             result.stopped_early = True
@@ -184,7 +255,6 @@ def fit(
 
     if result.best_state is None:  # every epoch's monitored value was NaN
         result.selected_epoch, result.best_state = len(result.history), _cpu_copy(model)
-        if write:
-            checkpoint.save_best(run_dir, result.best_state, result.selected_epoch, es_cfg.monitor, float("nan"))
+        checkpoints.save_best(result.best_state, result.selected_epoch, float("nan"))
     result.best_epoch = stopper.best_epoch
     return result

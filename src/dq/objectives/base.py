@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dq.records import Batch
+from dq.records import Batch, Split
 
 
 class Term(Protocol):
@@ -27,6 +27,14 @@ class Term(Protocol):
 
     ``task_share`` (optional attribute, default 0) is the fraction of the clean
     cross-entropy this term replaces.
+
+    ``end_epoch(model, val, device) -> dict[str, float]`` (optional method) runs once per
+    epoch, after validation and before the scheduler step, with the validation split.
+    A term uses it to adapt itself between epochs (say, class weights from the validation
+    error); the values it returns go into that epoch's metrics.jsonl line, so name them
+    after the term (``"<name>/..."``). The model arrives in train mode and with gradients
+    on: a term that only measures wraps itself in ``dq.inference.eval_mode`` or
+    ``torch.no_grad()``. Terms dropped for weight 0 are not called.
     """
 
     name: str
@@ -79,6 +87,15 @@ class Objective:
             values[term.name] = value.detach()
             total = total + term.weight * value
         return ObjectiveOutput(loss=total, terms=values, logits=logits)
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """Call each term's optional ``end_epoch`` hook; return all their values to log."""
+        values: dict[str, float] = {}
+        for term in self.terms:
+            hook = getattr(term, "end_epoch", None)
+            if hook is not None:
+                values.update({key: float(value) for key, value in hook(model, val, device).items()})
+        return values
 
     @property
     def term_names(self) -> list[str]:
