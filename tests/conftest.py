@@ -7,14 +7,11 @@ from collections.abc import Callable, Sequence
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from dq.config import config_dir
-from dq.spec import register_schemas
+from dq.spec import compose
 
 torch.set_num_threads(1)
-register_schemas()
 
 # Applied before a test's own overrides, which win.
 FAST = (
@@ -29,8 +26,7 @@ FAST = (
 
 
 def compose_config(overrides: Sequence[str] = (), fast: bool = True) -> DictConfig:
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("config", overrides=[*(FAST if fast else ()), *overrides])
+    return compose([*(FAST if fast else ()), *overrides])
 
 
 @pytest.fixture

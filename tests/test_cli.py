@@ -27,11 +27,17 @@ from dq.outputs import read_json
             "trainer.device=gpu",
             r"^bad value for trainer.device: Invalid value 'gpu', expected one of \[auto, cpu, cuda\]",
         ),
+        # Each dataset family has its own schema: an option this dataset does not use is refused.
+        ("dataset=adult dataset.max_length=5", r"^unknown key 'dataset.max_length'; keys of dataset: name, limit, "),
+        (
+            "dataset=digits dataset.sensitive=sex",
+            r"^unknown key 'dataset.sensitive'; keys of dataset: .*root, download, group$",
+        ),
     ],
 )
 def test_composition_errors_become_one_line(make_cfg, override: str, expected: str) -> None:
     with pytest.raises(HydraException) as caught:
-        make_cfg(override)
+        make_cfg(*override.split())
     line = explain_error(caught.value)
     assert "\n" not in line
     assert re.search(expected, line), line

@@ -91,7 +91,7 @@ def test_unsupported_pair_is_one_line_user_error(name: str, modality: str) -> No
 
 
 def test_unknown_model_name_lists_the_choices() -> None:
-    with pytest.raises(DQUserError, match=r"unknown model 'resnet'; allowed: mlp, cnn, rnn, attention"):
+    with pytest.raises(DQUserError, match=r"unknown model 'resnet'; allowed: attention, cnn, mlp, rnn"):
         models.build(dataclasses.replace(MLPConfig(), name="resnet"), METAS["tabular"])
     with pytest.raises(DQUserError, match="unknown model"):
         models.supported_modalities("resnet")

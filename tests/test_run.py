@@ -154,6 +154,12 @@ def test_a_failure_after_start_is_recorded_and_keeps_finished_files(make_cfg, tm
     [
         (("optimizer.lr=-0.1",), "optimizer.lr must be > 0, got -0.1"),
         (("trainer.epochs=-1",), "trainer.epochs must be >= 1, got -1"),
+        # The path comes from where the node sits, nested or in a plugin's own schema.
+        (("trainer.early_stopping.patience=0",), "trainer.early_stopping.patience must be >= 1, got 0"),
+        (("eval.robust.steps=0",), "eval.robust.steps must be >= 1, got 0"),
+        (("regularizer=[lora]", "regularizer.lora.rank=0"), "regularizer.lora.rank must be >= 1, got 0"),
+        (("model=attention", "model.heads=3"), "model.d_model (64) must be divisible by heads (3)"),
+        (("dataset=reviews", "dataset.max_vocab=2"), "dataset.max_vocab must be >= 4, got 2"),
         (("dataset=adult", "model=cnn"), "model cnn does not support tabular data"),
         (("trainer.early_stopping.monitor=val/dp_diff", "dataset=digits"), "allowed: val/accuracy, val/loss, val/ece"),
         (("dataset=cifar10", "dataset.root=/nonexistent/dq-data"), "dataset cifar10: files not found under"),

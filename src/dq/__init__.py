@@ -4,11 +4,12 @@ better explained, and measure it.
 From Python::
 
     import dq
-    metrics = dq.train(cfg)          # cfg from hydra.compose(...)
+    cfg = dq.compose(["dataset=adult", "model=mlp"])   # conf/ + overrides, as dq-train would
+    metrics = dq.train(cfg)
     run = dq.load_run("outputs/default/2026-11-22_09-00-00.000000")
     run.model, run.splits.test, run.metrics
 
-``import dq`` is light: ``train``, ``load_run`` and ``LoadedRun`` are imported on first
+``import dq`` is light: ``compose``, ``train``, ``load_run`` and ``LoadedRun`` are imported on first
 use (a module ``__getattr__``), so torch and the rest load only when a run needs them.
 """
 
@@ -20,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dq.runner import train
     from dq.runs import LoadedRun, load_run
+    from dq.spec import compose
 
-__all__ = ["LoadedRun", "load_run", "train"]
+__all__ = ["LoadedRun", "compose", "load_run", "train"]
 __version__ = "0.1.0"
 
-_LAZY = {"train": "dq.runner", "load_run": "dq.runs", "LoadedRun": "dq.runs"}
+_LAZY = {"compose": "dq.spec", "train": "dq.runner", "load_run": "dq.runs", "LoadedRun": "dq.runs"}
 
 
 def __getattr__(name: str) -> Any:

@@ -11,11 +11,13 @@ node by node, and runs each schema's range checks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 
+from dq.config import config_dir
 from dq.config.eval import EvalConfig
 from dq.config.explain import ExplainConfig
 from dq.config.optimizer import OPTIMIZER_SCHEMAS
@@ -78,6 +80,18 @@ def register_schemas() -> None:
             if entry.schema is not None:
                 store.store(group=f"schema/{group}", name=entry.name, node=entry.schema)
     _registered = True
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+    """The run config that ``conf/`` and ``overrides`` give, composed in-process with
+    Hydra's compose API (what ``dq-train <overrides>`` would run), e.g.
+    ``dq.compose(["dataset=adult", "model=mlp"])``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides))
 
 
 def _choice_schema(group: str, node: DictConfig) -> type:
