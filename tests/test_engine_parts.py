@@ -18,6 +18,7 @@ from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.loop import Checkpointer, SilentProgress, fit, train_epoch, validate
+from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
@@ -273,3 +274,43 @@ def test_objective_end_epoch_merges_the_hooks_values_and_is_empty_without_hooks(
     values = Objective([PlainPenalty(), LogitPenalty(1.0)]).end_epoch(model, splits.val, CPU)
     assert sorted(values) == ["logit_l2/calls", "logit_l2/lr", "logit_l2/val_accuracy"]
     assert values["logit_l2/calls"] == 1.0
+
+
+class _Recorder:
+    """A real term that records the order the objective calls it in."""
+
+    def __init__(self, name: str, calls: list[str], needs: tuple[str, ...] = ()) -> None:
+        self.name, self.weight, self.calls, self.needs = name, 1.0, calls, needs
+        self.bound: dict[str, object] = {}
+
+    def bind(self, terms: dict[str, object]) -> None:
+        self.bound = terms
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        self.calls.append(self.name)
+        return logits.float().pow(2).mean()
+
+
+def test_a_term_that_needs_another_runs_after_it_and_is_bound_to_it() -> None:
+    calls: list[str] = []
+    base, needy = _Recorder("base", calls), _Recorder("needy", calls, needs=("base",))
+    objective = Objective([needy, base])  # listed first, run second
+    model = nn.Linear(3, 2)
+    batch = Batch(x=torch.randn(4, 3), y=torch.tensor([0, 1, 0, 1]))
+    out = objective(model, batch)
+    assert calls == ["base", "needy"] and needy.bound == {"base": base}
+    assert objective.term_names == ["task", "base", "needy"] and set(out.terms) == {"task", "base", "needy"}
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_a_term_whose_need_is_absent_or_weight_zero_is_refused(present: bool) -> None:
+    calls: list[str] = []
+    terms = [_Recorder("needy", calls, needs=("base",))]
+    if present:
+        zero = _Recorder("base", calls)
+        zero.weight = 0.0  # a weight-0 term is dropped, so it cannot serve
+        terms.append(zero)
+    with pytest.raises(
+        DQUserError, match=r"^regularizer needy needs regularizer base in the same run .*regularizer=\[base,needy\]$"
+    ):
+        Objective(terms)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dq.errors import DQUserError
 from dq.records import Batch, Split
 
 
@@ -35,6 +36,13 @@ class Term(Protocol):
     after the term (``"<name>/..."``). The model arrives in train mode and with gradients
     on: a term that only measures wraps itself in ``dq.inference.eval_mode`` or
     ``torch.no_grad()``. Terms dropped for weight 0 are not called.
+
+    ``needs`` (optional attribute, a tuple of term names) says which other terms must be
+    active in the same objective; the ``Objective`` refuses the combination otherwise,
+    runs the needed terms first on each batch, and hands them over once through the
+    term's ``bind(terms: dict[str, Term])`` method. A term that builds on another one's
+    work on the same batch (say, reweighting its per-example losses) reads it there
+    instead of repeating it.
     """
 
     name: str
@@ -74,7 +82,8 @@ class Objective:
     """Cross-entropy on the clean batch plus every active term, each logged on its own."""
 
     def __init__(self, terms: Sequence[Term] = ()) -> None:
-        self.terms = [term for term in terms if term.weight != 0]
+        active = [term for term in terms if term.weight != 0]
+        self.terms = _needed_first(active)
         self.task_weight = 1.0 - sum(float(getattr(term, "task_share", 0.0)) for term in self.terms)
 
     def __call__(self, model: nn.Module, batch: Batch) -> ObjectiveOutput:
@@ -100,3 +109,27 @@ class Objective:
     @property
     def term_names(self) -> list[str]:
         return ["task", *(term.name for term in self.terms)]
+
+
+def _needed_first(terms: list[Term]) -> list[Term]:
+    """``terms`` with each term's ``needs`` checked, bound and placed before it.
+
+    Raises:
+        DQUserError: a term needs one that is not active (absent, or weight 0).
+    """
+    by_name = {term.name: term for term in terms}
+    ordered = [term for term in terms if not getattr(term, "needs", ())]
+    for term in terms:
+        needs = tuple(getattr(term, "needs", ()))
+        if not needs:
+            continue
+        missing = [name for name in needs if name not in by_name]
+        if missing:
+            wanted = ",".join([*missing, term.name])
+            raise DQUserError(
+                f"regularizer {term.name} needs regularizer {' and '.join(missing)} in the same run with a nonzero "
+                f"weight, e.g. regularizer=[{wanted}]"
+            )
+        term.bind({name: by_name[name] for name in needs})  # type: ignore[attr-defined]
+        ordered.append(term)
+    return ordered
