@@ -14,9 +14,9 @@ from torch import nn
 from dq import models
 from dq.config import config_dir
 from dq.errors import DQUserError
-from dq.models import Normalize
 from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig
+from dq.models.layers import Normalize
 from dq.models.mlp import MLPConfig
 from dq.models.rnn import RecurrentCell, RNNConfig
 from dq.records import DatasetMeta
