@@ -77,21 +77,26 @@ class RecurrentCell(StrEnum):
 
 @dataclass
 class MLPConfig:
-    """Fully connected network on flattened float inputs (image, tabular, series)."""
+    """Fully connected network on flattened float inputs (image, tabular, series); on text,
+    fastText-style on the mean of the token embeddings (``embedding_dim``: text only)."""
 
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256, 128])
     dropout: float = 0.1
     activation: Activation = Activation.relu
+    embedding_dim: int = 64
 
     def __post_init__(self) -> None:
         _require(all(h > 0 for h in self.hidden), f"model.hidden sizes must be > 0, got {list(self.hidden)}")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _require(self.embedding_dim > 0, f"model.embedding_dim must be > 0, got {self.embedding_dim}")
 
 
 @dataclass
 class CNNConfig:
-    """Convolutional network: 2-d on images, 1-d on series."""
+    """Convolutional network: 2-d on images, 1-d on series; on text, Kim (2014) n-gram
+    filters with max-over-time pooling (``embedding_dim``, ``filter_widths``, ``filters``:
+    text only; ``channels``, ``kernel_size``, ``hidden``, ``batch_norm``: not on text)."""
 
     name: str = "cnn"
     channels: list[int] = field(default_factory=lambda: [32, 64])
@@ -99,6 +104,9 @@ class CNNConfig:
     hidden: int = 128
     dropout: float = 0.25
     batch_norm: bool = True
+    embedding_dim: int = 64
+    filter_widths: list[int] = field(default_factory=lambda: [3, 4, 5])
+    filters: int = 100
 
     def __post_init__(self) -> None:
         _require(
@@ -111,6 +119,12 @@ class CNNConfig:
         )
         _require(self.hidden > 0, f"model.hidden must be > 0, got {self.hidden}")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _require(self.embedding_dim > 0, f"model.embedding_dim must be > 0, got {self.embedding_dim}")
+        _require(
+            len(self.filter_widths) > 0 and all(w > 0 for w in self.filter_widths),
+            f"model.filter_widths must be a non-empty list of positive widths, got {list(self.filter_widths)}",
+        )
+        _require(self.filters > 0, f"model.filters must be > 0, got {self.filters}")
 
 
 @dataclass
