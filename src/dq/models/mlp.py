@@ -50,7 +50,9 @@ class TokenMLP(nn.Module):
     The mean is a masked sum over ``embedding``'s per-token output ``[N, L, D]`` rather
     than an ``nn.EmbeddingBag``, so that attribution can hook that layer and score each
     token. The mask comes from the ids, so whatever stands at a pad position (the zero
-    pad embedding, or an explainer's substitute) never enters the mean.
+    pad embedding, or an explainer's substitute) never enters the mean. The gradient of
+    a mean is the same for every token of a text, so gradient-only attributions
+    (saliency) cannot tell its tokens apart; input × gradient and integrated gradients can.
     """
 
     def __init__(self, cfg: MLPConfig, vocab_size: int, pad_index: int, num_classes: int) -> None:
