@@ -13,6 +13,7 @@ from torch import nn
 
 from dq import models
 from dq.config import config_dir
+from dq.config.validation import validate_tree
 from dq.errors import DQUserError
 from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig
@@ -41,8 +42,8 @@ METAS: dict[str, DatasetMeta] = {
 }
 CONFIGS: dict[str, Any] = {"mlp": MLPConfig(), "cnn": CNNConfig(), "rnn": RNNConfig(), "attention": AttentionConfig()}
 MATRIX: dict[str, set[str]] = {
-    "mlp": {"image", "tabular", "series"},
-    "cnn": {"image", "series"},
+    "mlp": {"image", "tabular", "series", "text"},
+    "cnn": {"image", "series", "text"},
     "rnn": {"text", "series", "image"},
     "attention": {"image", "text", "series", "tabular"},
 }
@@ -85,7 +86,7 @@ def test_unsupported_pair_is_one_line_user_error(name: str, modality: str) -> No
         models.build(CONFIGS[name], meta)
     message = str(info.value)
     assert "\n" not in message
-    allowed = [m for m in MATRIX if modality in MATRIX[m]]
+    allowed = sorted(m for m in MATRIX if modality in MATRIX[m])
     assert message.startswith(f"model {name} does not support {modality} data (dataset {meta.name})")
     assert message.endswith(f"models for {modality} data: {', '.join(allowed)}")
 
@@ -141,6 +142,10 @@ TEXT_CONFIGS = [
     pytest.param(RNNConfig(cell=RecurrentCell.lstm, bidirectional=True), id="bilstm"),
     pytest.param(RNNConfig(cell=RecurrentCell.gru, bidirectional=True, num_layers=2), id="bigru-2layers"),
     pytest.param(AttentionConfig(), id="attention"),
+    pytest.param(MLPConfig(), id="fasttext-mlp"),
+    pytest.param(MLPConfig(hidden=[]), id="fasttext-linear"),
+    pytest.param(CNNConfig(), id="kim-cnn"),
+    pytest.param(CNNConfig(filter_widths=[1, 7], filters=5), id="kim-cnn-1-7"),
 ]
 
 
@@ -162,7 +167,7 @@ def test_text_padding_is_ignored(cfg: Any) -> None:
     assert not torch.allclose(short[0], short[1])  # the sentences do matter
 
 
-@pytest.mark.parametrize("name", ["rnn", "attention"])
+@pytest.mark.parametrize("name", ["rnn", "attention", "mlp", "cnn"])
 def test_token_models_expose_embedding_for_captum(name: str) -> None:
     from captum.attr import LayerIntegratedGradients
 
@@ -175,6 +180,125 @@ def test_token_models_expose_embedding_for_captum(name: str) -> None:
     lig = LayerIntegratedGradients(model.train(), model.embedding)
     attributions = lig.attribute(x, baselines=torch.full_like(x, 3), target=0, n_steps=4)
     assert attributions.shape == (*x.shape, model.embedding.embedding_dim)
+
+
+def text_meta(pad_index: int = 1) -> DatasetMeta:
+    return dataclasses.replace(METAS["text"], input_shape=(24,), pad_index=pad_index)
+
+
+def head_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What ``model.head`` sees for ``x`` (eval mode, no gradient)."""
+    seen: list[torch.Tensor] = []
+    handle = model.head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("cfg", "features"), [(MLPConfig(hidden=[7, 5]), 5), (CNNConfig(filter_widths=[2, 3], filters=6), 12)]
+)
+def test_mlp_and_cnn_on_text_output_shapes(cfg: Any, features: int) -> None:
+    meta = text_meta()
+    model = models.build(cfg, meta).eval()
+    x = batch(meta, n=5)
+    assert model(x).shape == (5, meta.num_classes)
+    assert head_input(model, x).shape == (5, features)
+    assert model.embedding(x).shape == (5, 24, cfg.embedding_dim)
+
+
+def test_fasttext_mlp_averages_the_real_tokens() -> None:
+    meta = text_meta()
+    torch.manual_seed(0)
+    model = models.build(MLPConfig(hidden=[8], embedding_dim=6), meta).eval()
+    x = torch.tensor([[5, 9, 12, 1, 1], [7, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    weight = model.embedding.weight.detach()
+    expected = torch.stack([weight[[5, 9, 12]].mean(0), weight[7], torch.zeros(6)])
+    torch.testing.assert_close(model.body(expected), head_input(model, x), rtol=0, atol=1e-6)
+    # Whatever stands at a pad position (an explainer's substitute embedding) is masked out.
+    noise = torch.randn(3, 5, 6)
+    noise[x != 1] = 0
+    hook = model.embedding.register_forward_hook(lambda _m, _i, out: out + noise)
+    with torch.no_grad():
+        noisy = model(x)
+    hook.remove()
+    with torch.no_grad():
+        torch.testing.assert_close(noisy, model(x), rtol=0, atol=1e-6)
+
+
+def test_kim_pooling_ignores_padding_windows() -> None:
+    # Biases of 5 and negative weights on positive embeddings: every window over a real
+    # token scores below 5, a window of padding alone would score exactly relu(5) = 5.
+    meta = text_meta()
+    torch.manual_seed(0)
+    model = models.build(CNNConfig(embedding_dim=4, filter_widths=[2, 3], filters=3), meta).eval()
+    with torch.no_grad():
+        model.embedding.weight.abs_()
+        model.embedding.weight[meta.pad_index] = 0
+        for ngram in model.ngrams:
+            ngram.conv.weight.copy_(-ngram.conv.weight.abs())
+            ngram.conv.bias.fill_(5.0)
+    sentences = [[5, 9, 12, 20], [7]]
+    x = torch.tensor([s + [meta.pad_index] * (10 - len(s)) for s in sentences])
+    expected = []
+    for sentence in sentences:
+        embedded = model.embedding.weight.detach()[sentence].T.unsqueeze(0)  # [1, D, n], no padding at all
+        expected.append(
+            torch.cat(
+                [
+                    F.relu(F.conv1d(embedded, g.conv.weight, g.conv.bias, padding=g.width - 1)).amax(-1)
+                    for g in model.ngrams
+                ],
+                dim=1,
+            )
+        )
+    expected_t = torch.cat(expected)
+    assert (expected_t < 5.0).all() and (expected_t > 0).any()
+    torch.testing.assert_close(head_input(model, x), expected_t, rtol=0, atol=1e-6)
+
+
+def test_kim_cnn_takes_texts_shorter_than_its_widest_filter() -> None:
+    meta = text_meta()
+    torch.manual_seed(0)
+    model = models.build(CNNConfig(filter_widths=[3, 4, 5]), meta).eval()
+    one_token = torch.tensor([[11]])
+    with torch.no_grad():
+        alone = model(one_token)
+        padded = model(torch.tensor([[11] + [meta.pad_index] * 9]))
+        two = model(torch.tensor([[11, 4]]))
+        empty = model(torch.full((1, 3), meta.pad_index))
+    assert alone.shape == (1, meta.num_classes) and torch.isfinite(alone).all()
+    torch.testing.assert_close(alone, padded, rtol=0, atol=1e-6)
+    assert not torch.allclose(alone, two)
+    # No token, no window: every pooled feature is 0 and only the classifier's bias is left.
+    torch.testing.assert_close(empty[0], model.head.bias.detach(), rtol=0, atol=0)
+
+
+def test_text_mlp_and_cnn_parameter_counts() -> None:
+    meta = METAS["text"]  # 50 tokens, 3 classes
+    mlp = models.build(MLPConfig(hidden=[5], embedding_dim=4), meta)
+    assert models.count_parameters(mlp) == (50 * 4 + (4 * 5 + 5) + (5 * 3 + 3),) * 2  # 243
+    cnn = models.build(CNNConfig(embedding_dim=4, filter_widths=[2, 3], filters=6), meta)
+    assert models.count_parameters(cnn) == (50 * 4 + (4 * 2 * 6 + 6) + (4 * 3 * 6 + 6) + (12 * 3 + 3),) * 2  # 371
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: MLPConfig(embedding_dim=0), "model.embedding_dim must be > 0, got 0"),
+        (lambda: CNNConfig(embedding_dim=-2), "model.embedding_dim must be > 0, got -2"),
+        (lambda: CNNConfig(filters=0), "model.filters must be > 0, got 0"),
+        (
+            lambda: CNNConfig(filter_widths=[]),
+            r"model.filter_widths must be a non-empty list of positive widths, got \[\]",
+        ),
+        (lambda: CNNConfig(filter_widths=[3, 0]), r"positive widths, got \[3, 0\]"),
+    ],
+)
+def test_text_config_ranges(make: Any, message: str) -> None:
+    with pytest.raises(DQUserError, match=message):
+        validate_tree(make(), "model")
 
 
 def test_attention_rejects_text_longer_than_its_positions() -> None:
