@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from dq.config import config_dir, register
 
 torch.set_num_threads(1)
+pytest.register_assert_rewrite("run_checks")  # its asserts explain themselves, as in test modules
 register()
 
 # Applied before a test's own overrides, which win.
