@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from dq.spec import compose
 
 torch.set_num_threads(1)
+pytest.register_assert_rewrite("run_checks")  # its asserts explain themselves, as in test modules
 
 # Applied before a test's own overrides, which win.
 FAST = (
