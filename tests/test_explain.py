@@ -108,8 +108,8 @@ def test_orderings_and_completeness_on_a_trained_digits_cnn(digits_cnn: LoadedRu
 
 
 def test_every_method_runs_on_the_digits_cnn_with_its_artifacts(digits_cnn: LoadedRun, tmp_path: Path) -> None:
-    metrics = explain(digits_cnn, tmp_path, methods=list(METHODS), metrics=["sparseness", "sensitivity"])
-    for name in METHODS:
+    metrics = explain(digits_cnn, tmp_path, methods=METHODS.names(), metrics=["sparseness", "sensitivity"])
+    for name in METHODS.names():
         saved = np.load(tmp_path / "explanations" / f"{name}.npz")
         assert set(saved.files) >= {"inputs", "attributions", "labels", "predictions", "indices"}
         assert saved["attributions"].shape == saved["inputs"].shape == (4, 1, 8, 8)
@@ -264,7 +264,7 @@ def test_check_explain_refuses_what_cannot_apply_in_one_line() -> None:
     cases = [
         (
             ExplainConfig(methods=["smoothgrad"]),
-            r"^unknown explain method 'smoothgrad'; allowed: integrated_gradients, ",
+            r"^unknown explain method 'smoothgrad'; allowed: deeplift, gradient_shap, input_x_gradient, integrated_gradients, ",
         ),
         (ExplainConfig(metrics=["faithfulness"]), r"^unknown explain metric 'faithfulness'; allowed: infidelity, "),
         (
@@ -361,7 +361,7 @@ def test_dq_explain_reexplains_a_finished_run_and_merges_its_metrics(
         (["{run}", "explain.methods"], r"override 'explain.methods' is not key=value"),
         (["{run}", "explain.n_samples=0"], r"explain.n_samples must be >= 1, got 0"),
         (["{run}", "explain.colour=red"], r"explain: Key 'colour' not in 'ExplainConfig'"),
-        (["{run}", "explain.methods=[nope]"], r"unknown explain method 'nope'; allowed: integrated_gradients"),
+        (["{run}", "explain.methods=[nope]"], r"unknown explain method 'nope'; allowed: deeplift, gradient_shap"),
     ],
 )
 def test_dq_explain_bad_input_is_one_line_and_exit_2(

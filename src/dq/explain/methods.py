@@ -31,8 +31,8 @@ from captum.attr import (
 from torch import nn
 
 from dq.config.explain import ExplainConfig
-from dq.errors import DQUserError
 from dq.explain.space import Space
+from dq.registry import Registry
 
 Options = Callable[[Space, ExplainConfig], dict[str, Any]]
 
@@ -79,32 +79,34 @@ def _occlusion_options(space: Space, cfg: ExplainConfig) -> dict[str, Any]:
 
 GRADIENT_SHAP_SAMPLES = 16
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("integrated_gradients", IntegratedGradients, LayerIntegratedGradients, options=_ig_options, delta=True),
-        Method(
-            "saliency",
-            Saliency,
-            LayerGradientXActivation,
-            layer_init={"multiply_by_inputs": False},
-            baselines=False,
-            absolute=True,
-        ),
-        Method("input_x_gradient", InputXGradient, LayerGradientXActivation, baselines=False),
-        Method("deeplift", DeepLift, LayerDeepLift, rescale_rules=True),
-        # LayerGradientShap draws its points between baseline and input in input space,
-        # which token ids do not have: on text GradientShap runs on the embeddings.
-        Method(
-            "gradient_shap",
-            GradientShap,
-            options=lambda space, cfg: {"n_samples": GRADIENT_SHAP_SAMPLES, "stdevs": 0.0},
-        ),
-        Method("occlusion", Occlusion, options=_occlusion_options),
-        Method("lime", Lime, per_example=True),
-        Method("kernel_shap", KernelShap, per_example=True),
-    )
-}
+# One registry entry per method (dq.registry, as for datasets, models and regularizers).
+# The methods are records (a captum class and its options), not code of their own, so
+# they share this module; ``explain.methods`` lists their names.
+METHODS: Registry[Method] = Registry("explain method")
+for _method in (
+    Method("integrated_gradients", IntegratedGradients, LayerIntegratedGradients, options=_ig_options, delta=True),
+    Method(
+        "saliency",
+        Saliency,
+        LayerGradientXActivation,
+        layer_init={"multiply_by_inputs": False},
+        baselines=False,
+        absolute=True,
+    ),
+    Method("input_x_gradient", InputXGradient, LayerGradientXActivation, baselines=False),
+    Method("deeplift", DeepLift, LayerDeepLift, rescale_rules=True),
+    # LayerGradientShap draws its points between baseline and input in input space,
+    # which token ids do not have: on text GradientShap runs on the embeddings.
+    Method(
+        "gradient_shap",
+        GradientShap,
+        options=lambda space, cfg: {"n_samples": GRADIENT_SHAP_SAMPLES, "stdevs": 0.0},
+    ),
+    Method("occlusion", Occlusion, options=_occlusion_options),
+    Method("lime", Lime, per_example=True),
+    Method("kernel_shap", KernelShap, per_example=True),
+):
+    METHODS.add(_method.name, _method)
 
 
 def surrogate_samples(num_features: int) -> int:
@@ -114,9 +116,8 @@ def surrogate_samples(num_features: int) -> int:
 
 
 def lookup(name: str) -> Method:
-    if name not in METHODS:
-        raise DQUserError(f"unknown explain method {name!r}; allowed: {', '.join(METHODS)}")
-    return METHODS[name]
+    """The method ``name`` (DQUserError for an unknown name, listing the allowed ones)."""
+    return METHODS.get(name).value
 
 
 # Nonlinearities captum's DeepLift has no rule for (its rules: ReLU, ELU, LeakyReLU,

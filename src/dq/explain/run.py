@@ -29,7 +29,7 @@ from dq.config.explain import ExplainConfig
 from dq.errors import DQUserError
 from dq.explain import pictures
 from dq.explain.baselines import check_baseline
-from dq.explain.methods import METHODS, attribute, lookup, refusal
+from dq.explain.methods import attribute, lookup, refusal
 from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
 from dq.explain.space import Space, build_space, embedding_of
 from dq.inference import eval_mode
@@ -131,7 +131,7 @@ def explain_run(
 
         space = rebuild(model)
         for name in names:
-            method = METHODS[name]
+            method = lookup(name)
             torch.manual_seed(seed)
             began = time.perf_counter()
             attribution = attribute(method, space, predictions, cfg)
