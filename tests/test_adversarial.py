@@ -1,5 +1,6 @@
-"""Adversarial robustness: the PGD attack, the ``adversarial`` objective term (Madry's PGD
-training and TRADES), robust evaluation and the experiment presets."""
+"""Adversarial robustness: the PGD attack (on inputs and, for text, on the embedding output),
+the ``adversarial`` objective term (Madry's PGD training and TRADES), robust evaluation and
+the experiment presets."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from torch import nn
 
 import dq
 from dq import data, models
-from dq.attacks import Start, attack_bounds, feature_mask, pgd
+from dq.attacks import PGD, Start, attack_bounds, feature_mask, pgd
+from dq.config.attack import AttackConfig
 from dq.config.eval import RobustEvalConfig
 from dq.device import seed_everything
 from dq.engine.loop import fit
@@ -21,7 +23,9 @@ from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
-from dq.objectives.adversarial import AdversarialConfig, AdversarialTerm
+from dq.models.attention import AttentionConfig
+from dq.models.rnn import RNNConfig
+from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, MadryPGD
 from dq.objectives.registry import build_objective
 from dq.outputs import read_jsonl
 from dq.records import Batch, DatasetMeta, Split
@@ -168,19 +172,23 @@ def test_pgd_mixes_clean_and_adversarial_loss_and_trades_adds_beta_kl(images, me
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_text_is_refused_at_build_time_with_one_line() -> None:
-    with pytest.raises(DQUserError) as caught:
-        build_objective({"adversarial": AdversarialConfig()}, meta_for("text"))
-    message = str(caught.value)
-    assert "cannot attack text" in message and "embedding" in message and "\n" not in message
+def test_method_picks_the_class_and_the_attack_start() -> None:
+    assert dict(METHODS) == {AdversarialMethod.pgd: MadryPGD, AdversarialMethod.trades: TRADES}
+    madry, trades = (
+        build_objective({"adversarial": AdversarialConfig(method=m, weight=0.5)}, meta_for("image")).terms[0]
+        for m in ("pgd", "trades")
+    )
+    assert isinstance(madry, MadryPGD) and madry.task_share == 0.5 and madry.attack.start == Start.uniform
+    assert isinstance(trades, TRADES) and trades.task_share == 0.0 and trades.attack.start == Start.normal
+    assert MadryPGD(AdversarialConfig(random_start=False), meta_for("image")).attack.start == Start.clean
 
 
 def test_series_is_attacked_without_clipping() -> None:
     term = build_objective({"adversarial": AdversarialConfig(eps=0.5, steps=2)}, meta_for("series")).terms[0]
-    assert isinstance(term, AdversarialTerm) and term.bounds is None
+    assert isinstance(term, MadryPGD) and term.attack.space.bounds is None
     x = 5 * torch.randn(8, 1, 16)
-    x_adv = term.attack(ModeRecorder(16), Batch(x=x, y=torch.zeros(8, dtype=torch.long)))
-    assert float((x_adv - x).abs().max()) == pytest.approx(0.5, abs=1e-5)
+    delta = term.perturb(ModeRecorder(16), Batch(x=x, y=torch.zeros(8, dtype=torch.long)))
+    assert float(delta.abs().max()) == pytest.approx(0.5, abs=1e-5)
 
 
 def test_a_trades_run_trains_and_logs_the_adversarial_term(make_cfg, tmp_path: Path) -> None:
@@ -217,9 +225,7 @@ def test_robust_metrics_keys_per_eps_and_per_group(make_cfg) -> None:
     assert metrics == robust_metrics(model, splits.test, splits.meta, cfg, CPU, batch_size=8)  # seeded start
 
 
-def test_robust_metrics_skip_text_and_empty_eps() -> None:
-    split = Split(x=torch.zeros(4, 12, dtype=torch.long), y=torch.zeros(4, dtype=torch.long))
-    assert robust_metrics(nn.Identity(), split, meta_for("text"), RobustEvalConfig(eps=[0.1]), CPU, 4) == {}
+def test_robust_metrics_skip_empty_eps_and_tables_without_continuous_columns() -> None:
     image = Split(x=torch.rand(4, 1, 8, 8), y=torch.zeros(4, dtype=torch.long))
     assert robust_metrics(ModeRecorder(64), image, meta_for("image"), RobustEvalConfig(), CPU, 4) == {}
     table = Split(x=torch.rand(4, 6), y=torch.zeros(4, dtype=torch.long))  # one-hot columns only
@@ -289,8 +295,79 @@ def test_tabular_and_series_runs_train_with_the_term(make_cfg, tmp_path: Path, d
     assert "train/adversarial" in read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
 
 
-def test_a_text_run_is_refused_before_training(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("dataset=rotten_tomatoes", "model=rnn", "regularizer=[adversarial]")
-    with pytest.raises(DQUserError, match="cannot attack text") as caught:
-        dq.train(cfg, run_dir=tmp_path / "run")
-    assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()
+# --------------------------------------------------------------------------- text: the embedding
+PAD = 0
+TEXT_VOCAB = ("<pad>", "<unk>", *(f"w{i}" for i in range(30)))
+
+
+def text_batch(n: int = 12, length: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [n, length], right-padded: row i keeps ``1 + i % length`` tokens."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(1, len(TEXT_VOCAB), (n, length), generator=generator)
+    keep = 1 + torch.arange(n) % length
+    x[torch.arange(length) >= keep[:, None]] = PAD
+    return x, torch.randint(0, 3, (n,), generator=generator)
+
+
+def text_model(name: str) -> nn.Module:
+    meta = meta_for("text", input_shape=(10,), vocab=TEXT_VOCAB, pad_index=PAD)
+    torch.manual_seed(0)
+    cfg = (
+        RNNConfig(embedding_dim=16, hidden_size=16)
+        if name == "rnn"
+        else AttentionConfig(d_model=16, heads=2, ff_dim=32)
+    )
+    return models.build(cfg, meta)
+
+
+@pytest.mark.parametrize("model_name", ["rnn", "attention"])
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.3), ("l2", 1.0)])
+def test_text_attack_moves_each_token_embedding_within_eps_and_never_the_padding(model_name, norm, eps) -> None:
+    model = text_model(model_name).train()
+    meta = meta_for("text", input_shape=(10,), vocab=TEXT_VOCAB, pad_index=PAD)
+    x, y = text_batch()
+    attack = PGD(AttackConfig(norm=norm, eps=eps, steps=5), meta)
+    delta = attack(model, x, ce_sum(y), generator=torch.Generator().manual_seed(1))
+
+    assert delta.shape == (12, 10, 16) and not delta.requires_grad
+    per_token = delta.abs().amax(dim=-1) if norm == "linf" else delta.norm(dim=-1)
+    pad = x == PAD
+    assert float(per_token[pad].abs().max()) == 0.0  # padding never moves
+    assert bool((per_token[~pad] <= eps + 1e-5).all())  # each token inside its own ball
+    assert float(per_token[~pad].min()) > 0.5 * eps  # and every real token did move
+    assert not model.embedding._forward_hooks and model.training  # hook removed, mode restored
+    with torch.no_grad(), dq.inference.eval_mode(model):
+        assert torch.equal(attack.logits(model, x, torch.zeros_like(delta)), model(x))
+        assert F.cross_entropy(attack.logits(model, x, delta), y) > F.cross_entropy(model(x), y) + 0.05
+
+
+def test_text_attack_on_a_model_without_embedding_says_so() -> None:
+    meta = meta_for("text", vocab=TEXT_VOCAB, pad_index=PAD)
+    with pytest.raises(DQUserError, match=r"model\.embedding") as caught:
+        PGD(AttackConfig(), meta)(ModeRecorder(12), torch.ones(2, 12, dtype=torch.long), lambda logits: logits.sum())
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("model", "method"), [("rnn", "pgd"), ("attention", "trades")])
+def test_a_text_run_trains_adversarially_and_reports_robust_accuracy(make_cfg, tmp_path: Path, model, method) -> None:
+    cfg = make_cfg(
+        "dataset=reviews",
+        f"model={model}",
+        "dataset.limit=96",
+        "regularizer=[adversarial]",
+        f"regularizer.adversarial.method={method}",
+        "regularizer.adversarial.eps=0.1",
+        "regularizer.adversarial.steps=2",
+        "eval.robust.eps=[0.1,0.5]",
+        "eval.robust.steps=3",
+        "explain.enabled=false",
+    )
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    epoch = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+    assert math.isfinite(epoch["train/adversarial"]) and epoch["train/adversarial"] > 0
+    groups = {k.split("/")[2].split("@")[0] for k in metrics if k.startswith("test/group_robust_accuracy/")}
+    assert groups and groups <= {k.split("/")[2] for k in metrics if k.startswith("test/group_accuracy/")}
+    for eps in ("0.1", "0.5"):
+        assert {f"test/group_robust_accuracy/{g}@{eps}" for g in groups} <= set(metrics)
+    # A stronger attack never helps: robust accuracy at 0.5 ≤ at 0.1 ≤ clean (same seeded start).
+    assert metrics["test/robust_accuracy@0.5"] <= metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]

@@ -5,7 +5,8 @@ may move, read from the dataset's metadata.
 - tabular: only the standardised continuous columns (``meta.continuous_columns``) move,
   one-hot columns stay as they are (a feature mask), no clipping;
 - series: every value moves, no clipping (``valid_range`` is None);
-- text: refused, token ids are discrete (attacking the embedding layer is future work).
+- text: token ids are discrete, so the attack moves the output of ``model.embedding``
+  instead, never at padding positions (dq.attacks.spaces.EmbeddingSpace).
 """
 
 from __future__ import annotations
@@ -17,21 +18,10 @@ from dq.records import DatasetMeta
 
 
 def attackable(meta: DatasetMeta) -> bool:
-    """False for data a gradient attack cannot move: text (discrete token ids) and tabular
-    data without continuous columns."""
+    """False for data a gradient attack cannot move: tabular data without continuous columns."""
     if meta.modality == "tabular":
         return bool(meta.continuous_columns)
-    return meta.modality != "text"
-
-
-def check_attackable(meta: DatasetMeta, what: str) -> None:
-    """Raise a one-line DQUserError naming ``what`` for text (tabular data without continuous
-    columns is refused by ``feature_mask``)."""
-    if meta.modality == "text":
-        raise DQUserError(
-            f"{what} cannot attack text (dataset {meta.name}): token ids are discrete and attacking "
-            "the embedding layer is future work; use image, tabular or series data"
-        )
+    return True
 
 
 def attack_bounds(meta: DatasetMeta) -> tuple[float, float] | None:

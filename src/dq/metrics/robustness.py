@@ -2,9 +2,11 @@
 
 Keys: ``test/robust_accuracy@<eps>`` and, where the split has groups,
 ``test/group_robust_accuracy/<group>@<eps>`` (``<eps>`` written with ``f"{eps:g}"``).
-The attack maximises the cross-entropy with the true labels (dq.attacks.pgd), clipped to
-the valid range and, on tabular data, moving only the continuous columns. Text cannot be
-attacked (discrete token ids): it gets no robust metrics, and no error.
+The attack is the same ``dq.attacks.PGD`` that adversarial training uses: it maximises
+the cross-entropy with the true labels, clipped to the valid range and, on tabular data,
+moving only the continuous columns. On text it moves the output of ``model.embedding``
+(per-token ε, padding fixed): embedding-space robustness, not robustness to word
+substitutions. Tabular data without continuous columns gets no robust metrics, and no error.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dq.attacks import Start, attack_bounds, attackable, eval_mode, feature_mask, pgd
+from dq.attacks import PGD, attackable, eval_mode
 from dq.config.eval import RobustEvalConfig
 from dq.metrics.fairness import group_accuracy
 from dq.records import DatasetMeta, Split
@@ -30,31 +32,18 @@ def robust_predictions(
     seed: int = 0,
 ) -> torch.Tensor:
     """Predicted classes [N] (CPU) on PGD examples of ``split`` at radius ``eps``."""
-    attack = cfg.at(eps)
-    bounds, mask = attack_bounds(meta), feature_mask(meta)
-    mask = None if mask is None else mask.to(device)
-    start = Start.uniform if attack.random_start else Start.clean
+    attack = PGD(cfg.at(eps), meta)
     generator = torch.Generator(device=device).manual_seed(seed)
     preds = []
     with eval_mode(model):
         for first in range(0, len(split), batch_size):
             x = split.x[first : first + batch_size].to(device)
             y = split.y[first : first + batch_size].to(device)
-            x_adv = pgd(
-                model,
-                x,
-                lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"),
-                norm=str(attack.norm),
-                eps=attack.eps,
-                step_size=attack.step_size,
-                steps=attack.steps,
-                start=start,
-                bounds=bounds,
-                mask=mask,
-                generator=generator,
+            delta = attack(
+                model, x, lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"), generator=generator
             )
             with torch.no_grad():
-                preds.append(model(x_adv).argmax(dim=1).cpu())
+                preds.append(attack.logits(model, x, delta).argmax(dim=1).cpu())
     return torch.cat(preds)
 
 
@@ -68,7 +57,8 @@ def robust_metrics(
     seed: int = 0,
 ) -> dict[str, float]:
     """``test/robust_accuracy@<eps>`` for each ``cfg.eps`` (and per group where the split
-    has groups) on the first ``cfg.limit`` examples of ``split``; {} for text or no eps.
+    has groups) on the first ``cfg.limit`` examples of ``split``; {} with no eps or for
+    tabular data without continuous columns.
 
     The random start is drawn from a generator seeded with ``seed``, so the numbers repeat.
     The model's train/eval mode is restored afterwards.

@@ -1,21 +1,11 @@
-"""Adversarial training: the ``adversarial`` term (``regularizer=[adversarial]``).
+"""Adversarial training: the ``adversarial`` term (``regularizer=[adversarial]``), one class
+per method, picked by ``regularizer.adversarial.method`` through ``METHODS``.
 
-- ``method=pgd`` (Madry et al. 2018, https://arxiv.org/abs/1706.06083): the term is the
-  cross-entropy on PGD examples that maximise the cross-entropy inside the ε-ball. It
-  declares ``task_share = weight``, so the objective is
-  ``(1 − w)·CE(clean) + w·CE(adversarial)`` (w = 1: pure adversarial training).
-- ``method=trades`` (Zhang et al. 2019, https://arxiv.org/abs/1901.08573): the term is
-  ``KL(p_clean ‖ p_adv)`` with ``x_adv`` maximising that KL, started from
-  ``x + 0.001·N(0, 1)``; the objective is ``CE(clean) + β·KL`` with β = ``weight``.
-
-The attack (dq.attacks.pgd) runs with the model in eval mode; the loss on the adversarial
-batch is then computed in the model's training mode, as in both papers' code. Inputs are
-clipped to the dataset's valid range (images: [0, 1]). Tabular data: only the standardised
-continuous columns (``meta.continuous_columns``) move, one-hot columns stay as they are,
-and nothing is clipped. Series: every value moves, no clipping.
-
-Text is refused when the objective is built: token ids are discrete, so a gradient step on
-them means nothing; attacking the embedding layer instead is future work.
+Both attack with the same ``dq.attacks.PGD`` that robust evaluation uses, with the model
+in eval mode; the loss on the adversarial batch is then computed in the model's training
+mode, as in both papers' code. Images are clipped to their valid range ([0, 1]); tabular
+data moves only the standardised continuous columns; series move freely; text moves the
+output of ``model.embedding`` (per-token ε, padding fixed; see dq.attacks.spaces).
 """
 
 from __future__ import annotations
@@ -27,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dq.attacks import Start, attack_bounds, check_attackable, eval_mode, feature_mask, pgd
-from dq.attacks.pgd import LossFn
+from dq.attacks import PGD, Start, eval_mode
 from dq.config.attack import AttackConfig
 from dq.config.validation import require
 from dq.objectives.registry import register_term
@@ -60,68 +49,90 @@ class AdversarialConfig(AttackConfig):
         )
 
 
-class AdversarialTerm:
-    """CE(x_adv) for ``pgd`` (with ``task_share = weight``); KL(p_clean ‖ p_adv) for ``trades``.
+class MadryPGD:
+    r"""PGD adversarial training: cross-entropy on PGD examples.
 
-    Args:
-        cfg: the attack (norm, eps, alpha, steps, random_start), weight and method.
-        bounds: valid input range to clip to, or None.
-        mask: [1, *input_shape] of 0/1, the inputs the attack may move, or None (all).
+    Madry et al. 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"
+    [https://arxiv.org/abs/1706.06083]. The attack maximises the cross-entropy with the
+    true labels inside the ε-ball, from a uniform random start (``random_start``) or the
+    clean input. The term declares ``task_share = weight``, so the objective is
+    ``(1 − w)·CE(clean) + w·CE(adversarial)`` (w = 1: pure adversarial training).
+
+    Arguments:
+        cfg (AdversarialConfig): ``weight`` (w, in [0, 1]), ``norm`` (``linf`` | ``l2``),
+            ``eps``, ``alpha`` (step size, default 2.5·eps/steps), ``steps``, ``random_start``.
+        meta (DatasetMeta): picks what moves (input, tabular continuous columns, or the
+            text embedding) and the bounds.
+
+    Shape:
+        - batch.x: [N, ...] inputs (token ids [N, L] for text); batch.y: [N] labels.
+        - logits: [N, K] clean logits (unused: Madry's term needs only the adversarial ones).
+        - output: scalar, the mean cross-entropy on the adversarial batch.
+
+    Examples::
+
+        >>> term = MadryPGD(AdversarialConfig(eps=8 / 255, steps=10), meta)
+        >>> loss = (1 - term.weight) * F.cross_entropy(model(batch.x), batch.y) + term.weight * term(model, batch, None)
     """
 
     name = "adversarial"
 
-    def __init__(
-        self, cfg: AdversarialConfig, bounds: tuple[float, float] | None, mask: torch.Tensor | None = None
-    ) -> None:
+    def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         self.weight = float(cfg.weight)
-        self.method = AdversarialMethod(cfg.method)
-        self.task_share = self.weight if self.method == AdversarialMethod.pgd else 0.0
-        self.norm = str(cfg.norm)
-        self.eps = float(cfg.eps)
-        self.step_size = float(cfg.step_size)
-        self.steps = int(cfg.steps)
-        self.random_start = bool(cfg.random_start)
-        self.bounds = bounds
-        self._masks = {} if mask is None else {mask.device: mask}
+        self.task_share = self.weight
+        self.attack = PGD(cfg, meta)
 
-    def _mask(self, device: torch.device) -> torch.Tensor | None:
-        """The feature mask on ``device`` (copied there once)."""
-        if not self._masks:
-            return None
-        if device not in self._masks:
-            self._masks[device] = next(iter(self._masks.values())).to(device)
-        return self._masks[device]
-
-    def attack(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """The adversarial inputs for ``batch`` (detached)."""
-        x, y = batch.x, batch.y
-        if self.method == AdversarialMethod.pgd:
-            start = Start.uniform if self.random_start else Start.clean
-            return self._pgd(model, x, lambda logits: F.cross_entropy(logits.float(), y, reduction="sum"), start)
-        with eval_mode(model), torch.no_grad():
-            p_clean = torch.softmax(model(x).float(), dim=1)
-        start = Start.normal if self.random_start else Start.clean
-        return self._pgd(model, x, lambda logits: _kl(p_clean, logits, reduction="sum"), start)
-
-    def _pgd(self, model: nn.Module, x: torch.Tensor, loss_fn: LossFn, start: Start) -> torch.Tensor:
-        return pgd(
-            model,
-            x,
-            loss_fn,
-            norm=self.norm,
-            eps=self.eps,
-            step_size=self.step_size,
-            steps=self.steps,
-            start=start,
-            bounds=self.bounds,
-            mask=self._mask(x.device),
-        )
+    def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The PGD perturbation for ``batch`` (detached, in the attack's space)."""
+        y = batch.y
+        return self.attack(model, batch.x, lambda logits: F.cross_entropy(logits.float(), y, reduction="sum"))
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
-        adv_logits = model(self.attack(model, batch))
-        if self.method == AdversarialMethod.pgd:
-            return F.cross_entropy(adv_logits.float(), batch.y)
+        adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
+        return F.cross_entropy(adv_logits.float(), batch.y)
+
+
+class TRADES:
+    r"""TRADES: KL divergence between the clean and the adversarial prediction.
+
+    Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy"
+    [https://arxiv.org/abs/1901.08573]. The attack maximises ``KL(p_clean ‖ p_adv)`` inside
+    the ε-ball, started from ``x + 0.001·N(0, 1)`` (``random_start``) or the clean input;
+    the term is that KL on the adversarial batch, and the objective is
+    ``CE(clean) + β·KL`` with β = ``weight`` (``task_share`` 0).
+
+    Arguments:
+        cfg (AdversarialConfig): ``weight`` (β ≥ 0, 6 in the paper), ``norm``, ``eps``,
+            ``alpha``, ``steps``, ``random_start``.
+        meta (DatasetMeta): picks what moves and the bounds, as for ``MadryPGD``.
+
+    Shape:
+        - batch.x: [N, ...] inputs (token ids [N, L] for text); batch.y: [N] labels (unused).
+        - logits: [N, K] clean logits of the training forward pass (gradients flow through both).
+        - output: scalar, ``KL(softmax(logits) ‖ softmax(adv_logits))`` averaged over the batch.
+
+    Examples::
+
+        >>> term = TRADES(AdversarialConfig(method="trades", weight=6.0, eps=0.1), meta)
+        >>> logits = model(batch.x)
+        >>> loss = F.cross_entropy(logits, batch.y) + term.weight * term(model, batch, logits)
+    """
+
+    name = "adversarial"
+    task_share = 0.0
+
+    def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
+        self.weight = float(cfg.weight)
+        self.attack = PGD(cfg, meta, start=Start.normal if cfg.random_start else Start.clean)
+
+    def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The perturbation that maximises the KL to the clean prediction (detached)."""
+        with eval_mode(model), torch.no_grad():
+            p_clean = torch.softmax(model(batch.x).float(), dim=1)
+        return self.attack(model, batch.x, lambda logits: _kl(p_clean, logits, reduction="sum"))
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
         return _kl(torch.softmax(logits.float(), dim=1), adv_logits, reduction="batchmean")
 
 
@@ -130,7 +141,13 @@ def _kl(p_clean: torch.Tensor, adv_logits: torch.Tensor, reduction: str) -> torc
     return F.kl_div(F.log_softmax(adv_logits.float(), dim=1), p_clean, reduction=reduction)
 
 
+METHODS: dict[AdversarialMethod, type[MadryPGD] | type[TRADES]] = {
+    AdversarialMethod.pgd: MadryPGD,
+    AdversarialMethod.trades: TRADES,
+}
+
+
 @register_term("adversarial", schema=AdversarialConfig)
-def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> AdversarialTerm:
-    check_attackable(meta, "regularizer adversarial")
-    return AdversarialTerm(cfg, attack_bounds(meta), feature_mask(meta))
+def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> MadryPGD | TRADES:
+    """The term of ``cfg.method``; DQUserError for tabular data without continuous columns."""
+    return METHODS[AdversarialMethod(cfg.method)](cfg, meta)
