@@ -232,7 +232,7 @@ def quiet_train(cfg, run_dir) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        (["dataset=mnist5k"], "datasets with masks: decoy_mnist, decoy_fashion_mnist"),
+        (["dataset=mnist5k"], "the decoy datasets have them: dataset=decoy_mnist or decoy_fashion_mnist"),
         (["dataset=adult", "regularizer.attribution.target=sensitive"], "dataset.include_sensitive=true"),
         (["dataset=decoy_mnist", "regularizer.attribution.target=sensitive"], "is for tabular data"),
         (["dataset=reviews", "model=rnn"], "is text"),
