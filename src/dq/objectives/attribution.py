@@ -37,6 +37,7 @@ from enum import StrEnum
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from dq.config.validation import require
 from dq.errors import DQUserError
@@ -153,7 +154,9 @@ class AttributionPenalty:
 
     def attribution(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         fn = summed_log_probs(model)
-        with frozen_batch_norm_stats(model):
+        # The penalty's gradient differentiates a gradient: attention must run the math kernel
+        # of scaled_dot_product_attention, since the fused kernels have no double backward.
+        with frozen_batch_norm_stats(model), sdpa_kernel(SDPBackend.MATH):
             if self.method == AttributionMethod.integrated_gradients:
                 return integrated_gradients(fn, x, self.steps)
             return input_gradient(fn, x)
