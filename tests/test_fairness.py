@@ -99,7 +99,16 @@ def test_runs_with_the_sensitive_input_report_the_flip_rate(make_cfg, tmp_path) 
         ),
         run_dir=tmp_path / "run",
     )
-    assert 0.0 <= metrics["test/cf_flip_rate"] <= 1.0
+    # Recomputed from the reloaded model: set the sex one-hot to the other group, count changed predictions.
+    run = dq.load_run(tmp_path / "run")
+    test, columns = run.splits.test, list(run.splits.meta.sensitive_columns)
+    assert len(columns) == 2
+    with torch.no_grad():
+        before = run.model(test.x).argmax(dim=1)
+        swapped = test.x.clone()
+        swapped[:, columns] = test.x[:, columns[::-1]]
+        after = run.model(swapped).argmax(dim=1)
+    assert metrics["test/cf_flip_rate"] == pytest.approx(float((before != after).float().mean()), abs=1e-9)
     without = dq.train(make_cfg("dataset=adult", "model=mlp", "explain.enabled=false"), run_dir=tmp_path / "plain")
     assert "test/cf_flip_rate" not in without
 
