@@ -169,6 +169,9 @@ def test_pgd_mixes_clean_and_adversarial_loss_and_trades_adds_beta_kl(images, me
     assert float(out.loss.detach()) == pytest.approx(float(expected), rel=1e-5)
     assert model.training  # back in training mode after the attack
     assert float(out.terms["adversarial"]) > (float(out.terms["task"]) if method == "pgd" else 0.0)
+    per_example = objective.terms[0].last_example_losses  # what a reweighting term reads
+    assert per_example.shape == (32,) and per_example.requires_grad
+    assert float(per_example.detach().mean()) == pytest.approx(float(out.terms["adversarial"]), rel=1e-5)
     out.loss.backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -222,6 +225,7 @@ def test_robust_metrics_keys_per_eps_and_per_group(make_cfg) -> None:
     expected = {f"test/robust_accuracy@{e}" for e in ("0.05", "0.1")} | {
         f"test/group_robust_accuracy/{g}@{e}" for g in present for e in ("0.05", "0.1")
     }
+    expected |= {f"test/worst_group_robust_accuracy@{e}" for e in ("0.05", "0.1")}
     assert set(metrics) == expected
     # Each value counts attacked examples: overall over the 20, per group over its own, and
     # the overall value is the groups' count-weighted mean.
@@ -231,7 +235,26 @@ def test_robust_metrics_keys_per_eps_and_per_group(make_cfg) -> None:
         assert overall * 20 == pytest.approx(round(overall * 20), abs=1e-9)
         correct = sum(metrics[f"test/group_robust_accuracy/{g}@{e}"] * counts[g] for g in present)
         assert correct == pytest.approx(overall * 20, abs=1e-6)
+        by_group = [metrics[f"test/group_robust_accuracy/{g}@{e}"] for g in present]
+        assert metrics[f"test/worst_group_robust_accuracy@{e}"] == min(by_group)
     assert metrics == robust_metrics(model, splits.test, splits.meta, cfg, CPU, batch_size=8)  # seeded start
+
+
+def test_worst_group_robust_accuracy_is_the_worst_class_of_a_model_that_always_says_0(make_cfg) -> None:
+    spec = to_spec(make_cfg("dataset=digits", "dataset.group=label", "dataset.limit=200"))
+    splits = data.build(spec.dataset, 0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.arange(10, 0, -1).float())  # class 0 always wins, whatever the input
+    metrics = robust_metrics(model, splits.test, splits.meta, RobustEvalConfig(eps=[0.1], steps=2), CPU, 16)
+    assert metrics["test/robust_accuracy@0.1"] == pytest.approx(float((splits.test.y == 0).float().mean()))
+    assert metrics["test/group_robust_accuracy/0@0.1"] == 1.0
+    assert metrics["test/worst_group_robust_accuracy@0.1"] == 0.0
+    without_groups = robust_metrics(
+        model, Split(x=splits.test.x, y=splits.test.y), splits.meta, RobustEvalConfig(eps=[0.1], steps=2), CPU, 16
+    )
+    assert set(without_groups) == {"test/robust_accuracy@0.1"}
 
 
 def test_robust_metrics_skip_empty_eps_and_tables_without_continuous_columns() -> None:

@@ -1,7 +1,10 @@
 """Robust accuracy: accuracy on PGD examples of the test split, at each radius asked for.
 
 Keys: ``test/robust_accuracy@<eps>`` and, where the split has groups,
-``test/group_robust_accuracy/<group>@<eps>`` (``<eps>`` written with ``f"{eps:g}"``).
+``test/group_robust_accuracy/<group>@<eps>`` and ``test/worst_group_robust_accuracy@<eps>``
+(the smallest of those, over the groups present; with ``dataset.group=label`` the
+worst class's robust accuracy, the number robust-fairness methods try to raise).
+``<eps>`` is written with ``f"{eps:g}"``.
 The attack is the same ``dq.attacks.PGD`` that adversarial training uses: it maximises
 the cross-entropy with the true labels, clipped to the valid range and, on tabular data,
 moving only the continuous columns. On text it moves the output of ``model.embedding``
@@ -56,8 +59,8 @@ def robust_metrics(
     batch_size: int,
     seed: int = 0,
 ) -> dict[str, float]:
-    """``test/robust_accuracy@<eps>`` for each ``cfg.eps`` (and per group where the split
-    has groups) on the first ``cfg.limit`` examples of ``split``; {} with no eps or for
+    """``test/robust_accuracy@<eps>`` for each ``cfg.eps`` (and per group, and the worst
+    group, where the split has groups) on the first ``cfg.limit`` examples of ``split``; {} with no eps or for
     tabular data without continuous columns.
 
     The random start is drawn from a generator seeded with ``seed``, so the numbers repeat.
@@ -77,4 +80,6 @@ def robust_metrics(
             by_group = group_accuracy(y.numpy(), pred.numpy(), split.group.cpu().numpy(), meta.group_names)
             for name, value in by_group.items():
                 out[f"test/group_robust_accuracy/{name}@{tag}"] = value
+            if by_group:
+                out[f"test/worst_group_robust_accuracy@{tag}"] = min(by_group.values())
     return out

@@ -6,6 +6,12 @@ in eval mode; the loss on the adversarial batch is then computed in the model's 
 mode, as in both papers' code. Images are clipped to their valid range ([0, 1]); tabular
 data moves only the standardised continuous columns; series move freely; text moves the
 output of ``model.embedding`` (per-token ε, padding fixed; see dq.attacks.spaces).
+
+Both classes keep, after every call, ``last_example_losses``: the per-example losses
+[N] of that call, with their graph, whose mean is the value returned. A term that
+reweights the adversarial loss (``needs = ("adversarial",)``) reads them instead of
+attacking the batch a second time. They are computed beside the returned mean from the
+same adversarial logits, so the returned value and its gradients do not change.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class MadryPGD:
         - batch.x: [N, ...] inputs (token ids [N, L] for text); batch.y: [N] labels.
         - logits: [N, K] clean logits (unused: Madry's term needs only the adversarial ones).
         - output: scalar, the mean cross-entropy on the adversarial batch.
+        - ``last_example_losses``: [N], each example's cross-entropy on its adversarial
+          version (with its graph), set on every call; their mean is the output.
 
     Examples::
 
@@ -76,6 +84,7 @@ class MadryPGD:
     """
 
     name = "adversarial"
+    last_example_losses: torch.Tensor
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         self.weight = float(cfg.weight)
@@ -89,6 +98,7 @@ class MadryPGD:
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
+        self.last_example_losses = F.cross_entropy(adv_logits.float(), batch.y, reduction="none")
         return F.cross_entropy(adv_logits.float(), batch.y)
 
 
@@ -110,6 +120,8 @@ class TRADES:
         - batch.x: [N, ...] inputs (token ids [N, L] for text); batch.y: [N] labels (unused).
         - logits: [N, K] clean logits of the training forward pass (gradients flow through both).
         - output: scalar, ``KL(softmax(logits) ‖ softmax(adv_logits))`` averaged over the batch.
+        - ``last_example_losses``: [N], each example's KL (summed over classes, with its
+          graph), set on every call; their mean is the output.
 
     Examples::
 
@@ -120,6 +132,7 @@ class TRADES:
 
     name = "adversarial"
     task_share = 0.0
+    last_example_losses: torch.Tensor
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         self.weight = float(cfg.weight)
@@ -133,7 +146,9 @@ class TRADES:
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
-        return _kl(torch.softmax(logits.float(), dim=1), adv_logits, reduction="batchmean")
+        p_clean = torch.softmax(logits.float(), dim=1)
+        self.last_example_losses = _kl(p_clean, adv_logits, reduction="none").sum(dim=1)
+        return _kl(p_clean, adv_logits, reduction="batchmean")
 
 
 def _kl(p_clean: torch.Tensor, adv_logits: torch.Tensor, reduction: str) -> torch.Tensor:
