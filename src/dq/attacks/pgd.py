@@ -41,12 +41,13 @@ from collections.abc import Callable
 from enum import StrEnum
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dq.attacks.spaces import AttackSpace, Ball, attack_space
 from dq.config.attack import AttackConfig
 from dq.inference import eval_mode
-from dq.records import DatasetMeta
+from dq.records import DatasetMeta, Split
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -277,6 +278,30 @@ class PGD:
             ball=self.space.ball,
             generator=generator,
         )
+
+    def predict(
+        self,
+        model: nn.Module,
+        split: Split,
+        device: torch.device,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Predicted classes [N] (CPU) on the attacked examples of ``split``, attacked in
+        batches of ``batch_size`` with the cross-entropy on the true labels, in eval mode
+        (the model's mode is restored). Robust evaluation and FRL's per-class robust error
+        both measure through this one loop."""
+        preds = []
+        with eval_mode(model):
+            for first in range(0, len(split), batch_size):
+                x = split.x[first : first + batch_size].to(device)
+                y = split.y[first : first + batch_size].to(device)
+                delta = self(
+                    model, x, lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"), generator
+                )
+                with torch.no_grad():
+                    preds.append(self.logits(model, x, delta).argmax(dim=1).cpu())
+        return torch.cat(preds)
 
     def logits(self, model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """The model's logits on ``x`` moved by ``delta`` (in the model's current mode; with

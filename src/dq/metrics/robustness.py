@@ -15,10 +15,9 @@ substitutions. Tabular data without continuous columns gets no robust metrics, a
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from dq.attacks import PGD, attackable, eval_mode
+from dq.attacks import PGD, attackable
 from dq.config.eval import RobustEvalConfig
 from dq.metrics.fairness import group_accuracy
 from dq.records import DatasetMeta, Split
@@ -35,19 +34,8 @@ def robust_predictions(
     seed: int = 0,
 ) -> torch.Tensor:
     """Predicted classes [N] (CPU) on PGD examples of ``split`` at radius ``eps``."""
-    attack = PGD(cfg.at(eps), meta)
     generator = torch.Generator(device=device).manual_seed(seed)
-    preds = []
-    with eval_mode(model):
-        for first in range(0, len(split), batch_size):
-            x = split.x[first : first + batch_size].to(device)
-            y = split.y[first : first + batch_size].to(device)
-            delta = attack(
-                model, x, lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"), generator=generator
-            )
-            with torch.no_grad():
-                preds.append(attack.logits(model, x, delta).argmax(dim=1).cpu())
-    return torch.cat(preds)
+    return PGD(cfg.at(eps), meta).predict(model, split, device, batch_size, generator)
 
 
 def robust_metrics(

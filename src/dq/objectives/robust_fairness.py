@@ -74,10 +74,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from dq.attacks import eval_mode
 from dq.config.validation import require
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta, Split
@@ -168,6 +166,7 @@ class RobustFairness:
         self.class_names = [name.replace("/", "-") for name in meta.class_names]  # as dq.metrics' key_part
         self.phi = torch.zeros(meta.num_classes, dtype=torch.float64)
         self.adversarial = None
+        self._batch_weights: torch.Tensor | None = None  # self.weights on the training device, per epoch
 
     @property
     def weights(self) -> torch.Tensor:
@@ -181,30 +180,19 @@ class RobustFairness:
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         losses = self.adversarial.last_example_losses
-        w = self.weights.to(device=losses.device, dtype=losses.dtype)[batch.y]
-        return ((w - 1.0) * losses).mean()
+        if self._batch_weights is None or self._batch_weights.device != losses.device:
+            # Derived from φ once per epoch: no host-to-device copy in every training step.
+            self._batch_weights = self.weights.to(device=losses.device, dtype=losses.dtype)
+        return ((self._batch_weights[batch.y] - 1.0) * losses).mean()
 
-    @torch.no_grad()
     def robust_errors(self, model: nn.Module, val: Split, device: torch.device) -> torch.Tensor:
         """Per-class robust error [K] (NaN for a class absent) on the first ``limit`` examples
         of ``val``, under the adversarial term's PGD attack with a seeded start."""
         split = val if self.limit is None else val.subset(slice(0, self.limit))
-        attack = self.adversarial.attack
         generator = torch.Generator(device=device).manual_seed(0)
-        wrong = []
-        with eval_mode(model):
-            for first in range(0, len(split), ATTACK_BATCH):
-                x = split.x[first : first + ATTACK_BATCH].to(device)
-                y = split.y[first : first + ATTACK_BATCH].to(device)
-                delta = attack(
-                    model,
-                    x,
-                    lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"),
-                    generator=generator,
-                )
-                wrong.append((attack.logits(model, x, delta).argmax(dim=1) != y).cpu())
-        wrong_all = torch.cat(wrong).double()
+        predicted = self.adversarial.attack.predict(model, split, device, ATTACK_BATCH, generator)
         y_all = split.y.cpu()
+        wrong_all = (predicted != y_all).double()
         k = self.phi.numel()
         count = torch.bincount(y_all, minlength=k).double()
         errors = torch.zeros(k, dtype=torch.float64).index_add(0, y_all, wrong_all) / count
@@ -216,6 +204,7 @@ class RobustFairness:
             return {}
         errors = self.robust_errors(model, val, device)
         self.phi = update_multipliers(self.phi, errors, alpha=self.alpha, tau=self.tau, max_total=self.max_total)
+        self._batch_weights = None
         out = {f"{self.name}/weight/{name}": float(w) for name, w in zip(self.class_names, self.weights, strict=True)}
         for name, error in zip(self.class_names, errors.tolist(), strict=True):
             if error == error:  # not NaN: the class had validation examples
