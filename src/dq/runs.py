@@ -11,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dq import data, models
+from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
 from dq.objectives.registry import build_transforms
-from dq.outputs import BEST_CHECKPOINT, HYDRA_DIR, METRICS_JSON, RUN_JSON, checkpoint_dir, load_checkpoint, read_json
+from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, read_json
 from dq.records import Splits
 from dq.spec import RunSpec, to_spec
 
@@ -54,8 +55,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     for transform in transforms:  # best.pt holds what the transforms made (LoRA: base + adapters)
         transform.apply(model, restoring=True)
     model.to(device)
-    best = load_checkpoint(checkpoint_dir(run_dir) / BEST_CHECKPOINT, map_location=device)
-    model.load_state_dict(best["model"])
+    load_best_into(model, run_dir)
     for transform in transforms:
         model = transform.finish(model)
     model.eval()

@@ -100,9 +100,7 @@ def _choice_schema(group: str, node: DictConfig) -> type:
         if name not in OPTIMIZER_SCHEMAS:
             raise DQUserError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_SCHEMAS)}")
         return OPTIMIZER_SCHEMAS[name]
-    schema = PLUGIN_GROUPS[group].get(str(name)).schema
-    assert schema is not None
-    return schema
+    return _plugin_schema(group, str(name))
 
 
 def to_spec(cfg: DictConfig) -> RunSpec:
@@ -124,13 +122,14 @@ def to_spec(cfg: DictConfig) -> RunSpec:
     for group, schema in SINGLE_SCHEMAS.items():
         parts[group] = typed(group, schema, cfg.get(group) or {})
     parts["regularizer"] = {
-        str(name): typed(f"regularizer.{name}", _regularizer_schema(str(name)), node)
+        str(name): typed(f"regularizer.{name}", _plugin_schema("regularizer", str(name)), node)
         for name, node in (cfg.get("regularizer") or {}).items()
     }
     return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
 
 
-def _regularizer_schema(name: str) -> type:
-    schema = REGULARIZERS.get(name).schema
+def _plugin_schema(group: str, name: str) -> type:
+    """The schema registered for ``name`` in ``group`` (DQUserError for an unknown name)."""
+    schema = PLUGIN_GROUPS[group].get(name).schema
     assert schema is not None
     return schema
