@@ -238,6 +238,43 @@ def test_a_missing_logger_package_names_what_to_install(monkeypatch, tmp_path: P
 def test_logger_options_are_checked_with_their_path(make_cfg) -> None:
     with pytest.raises(DQUserError, match=r"^logger.mlflow.tracking_uri must not be empty$"):
         dq.spec.to_spec(make_cfg("logger=[mlflow]", "logger.mlflow.tracking_uri=' '"))
+    with pytest.raises(
+        DQUserError, match=r"^logger.tensorboard.log_dir must not be empty \(null: <run dir>/tensorboard\)$"
+    ):
+        dq.spec.to_spec(make_cfg("logger=[tensorboard]", "logger.tensorboard.log_dir=''"))
     with pytest.raises(HydraException) as caught:
         make_cfg("logger=[tensorboard]", "logger.tensorboard.logdir=x")
     assert explain_error(caught.value) == "unknown key 'logger.tensorboard.logdir'; keys of logger.tensorboard: log_dir"
+
+
+OPEN_STORE = """
+import sys
+from pathlib import Path
+from dq.loggers import LoggerContext, build_loggers
+from dq.loggers.mlflow import MLflowLoggerConfig
+loggers = build_loggers({"mlflow": MLflowLoggerConfig(tracking_uri=sys.argv[1])}, LoggerContext(Path(sys.argv[2]), "par"))
+loggers.start({"job": sys.argv[2]})
+loggers.log_epoch({"epoch": 1, "val/loss": 0.5})
+loggers.close()
+"""
+
+
+@pytest.mark.slow  # three fresh interpreters import mlflow at once: ~45 s on 2 cores
+def test_parallel_jobs_opening_a_new_sqlite_store_at_once_all_log(tmp_path: Path) -> None:
+    # Without the lock beside the database, jobs of a joblib sweep each ran MLflow's table
+    # migrations on the new file and broke it ("table ... already exists").
+    import subprocess
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    jobs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STORE, uri, str(tmp_path / str(job))], stderr=subprocess.PIPE)
+        for job in range(3)
+    ]
+    errors = [job.communicate(timeout=300)[1].decode() for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0, 0], errors
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("par").experiment_id])
+    assert sorted(run.data.params["job"] for run in runs) == sorted(str(tmp_path / str(job)) for job in range(3))
+    assert all(run.info.status == "FINISHED" and run.data.metrics == {"epoch": 1.0, "val/loss": 0.5} for run in runs)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -64,6 +65,29 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return (database.resolve().parent / ARTIFACTS_BESIDE_DB).as_uri() if database is not None else None
 
 
+@contextmanager
+def first_opener(tracking_uri: str) -> Iterator[None]:
+    """For an SQLite store, one process at a time (a lock file beside the database).
+
+    MLflow creates a new database's tables on first open; the jobs of a parallel sweep
+    (joblib) opening a new database at once each ran the migrations and broke it
+    ("table ... already exists"). Later opens find the tables and take the lock briefly.
+    """
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        yield
+        return
+    import fcntl
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with (database.parent / f"{database.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class MLflowLogger:
     """One MLflow run in experiment ``experiment_name``, created at ``start``."""
 
@@ -76,10 +100,19 @@ class MLflowLogger:
         self.run_id: str | None = None
 
     def _experiment_id(self) -> str:
+        """The experiment's id, creating it if needed (parallel sweep jobs may race to)."""
+        from mlflow.exceptions import MlflowException
+
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        return self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        try:
+            return self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        except MlflowException:
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def start(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -113,8 +146,9 @@ def build_mlflow(cfg: MLflowLoggerConfig, context: LoggerContext) -> MLflowLogge
     except ImportError as error:
         raise DQUserError(f"logger=[mlflow] needs mlflow-skinny, sqlalchemy and alembic: {INSTALL_HINT}") from error
     try:
-        client = MlflowClient(tracking_uri=cfg.tracking_uri)
-        client.search_experiments(max_results=1)
+        with first_opener(cfg.tracking_uri):
+            client = MlflowClient(tracking_uri=cfg.tracking_uri)
+            client.search_experiments(max_results=1)
     except ImportError as error:  # the SQL store's own packages
         raise DQUserError(
             f"logger.mlflow.tracking_uri={cfg.tracking_uri!r} needs {error.name}: {INSTALL_HINT}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from dq.loggers.base import Logger, LoggerContext
 from dq.loggers.registry import LOGGERS
-from dq.outputs import RUN_JSON
+from dq.outputs import RUN_JSON, read_json
 
 
 class RunLoggers:
@@ -47,14 +47,17 @@ class RunLoggers:
                 logger.log_artifact(Path(path), folder)
 
     def close(self, error: BaseException | None = None) -> None:
-        """Log run.json and close every logger, ``completed`` or ``failed``.
+        """Log run.json and close every logger with run.json's final status (``completed``,
+        ``failed``, or whatever else it records; by ``error`` if it says neither).
 
         After a failure, a logger that cannot close is reported on stderr and the run's
         own error is the one raised; after success, the first such error is raised once
         every logger has been closed.
         """
-        status = "completed" if error is None else "failed"
         run_json = self.run_dir / RUN_JSON
+        status = read_json(run_json).get("status") if run_json.is_file() else None
+        if status in (None, "running"):
+            status = "completed" if error is None else "failed"
         first: BaseException | None = None
         for logger in self.loggers:
             try:

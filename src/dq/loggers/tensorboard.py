@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from dq.config.validation import require
 from dq.errors import DQUserError
 from dq.loggers.base import LoggerContext
 from dq.loggers.registry import INSTALL_HINT, register_logger
@@ -32,7 +33,8 @@ class TensorBoardLoggerConfig:
     log_dir: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
 
     def validate(self) -> None:
-        pass
+        empty = self.log_dir is not None and not self.log_dir.strip()
+        require(not empty, "log_dir", "must not be empty (null: <run dir>/tensorboard)")
 
 
 def params_markdown(params: Mapping[str, Any]) -> str:
