@@ -3,7 +3,8 @@
 The default store is an SQLite database, ``sqlite:///outputs/mlflow.db`` (relative to the
 working directory; MLflow's file store is in maintenance mode); any tracking URI works
 (``logger.mlflow.tracking_uri``, e.g. ``http://host:5000``). The store is opened before
-training, so a URI that cannot be opened stops the run with one line.
+training, so a URI that cannot be opened stops the run with one line; a new SQLite
+database is opened by one process at a time (``first_opener``), for parallel sweep jobs.
 
 What lands where: the flattened config as params (a non-string value as JSON text), every
 metrics.jsonl record at its epoch and the metrics.json values at the last epoch as
