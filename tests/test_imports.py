@@ -82,3 +82,11 @@ def test_dq_train_help_and_cfg_load_no_captum_sklearn_or_matplotlib(flag: str) -
     assert "dq.cli" in modules  # the probe really ran the command
     assert top_level(modules) & {"captum", "sklearn", "matplotlib", "pandas", "fairlearn"} == set()
     assert not any(m.startswith(("dq.engine", "dq.explain", "dq.runner")) for m in modules)
+
+
+def test_dq_train_cfg_with_every_logger_loads_neither_tensorboard_nor_mlflow() -> None:
+    # Selecting a logger checks its schema only; its package loads when a run starts.
+    body = "sys.argv = ['dq-train', '--cfg', 'job', 'logger=[jsonl,tensorboard,mlflow]']\nfrom dq.cli import train_main\ntrain_main()"
+    modules = loaded_modules(body, heavy=("tensorboard", "mlflow", "sqlalchemy", "alembic"))
+    assert {"dq.cli", "dq.loggers.tensorboard", "dq.loggers.mlflow"} <= modules  # the registry found them
+    assert top_level(modules) == set()

@@ -30,13 +30,18 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
 
 
+def _choices(group: str) -> list[str]:
+    """The choices of a config group (Hydra lists none for a list choice: ``logger=[x]``)."""
+    return sorted(path.stem for path in (Path(config_dir()) / group).glob("*.yaml"))
+
+
 def explain_error(error: BaseException) -> str:
     """One line saying what was wrong and, where known, what is allowed."""
     if isinstance(error, DQUserError):
         return str(error)
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
         group, _, choice = error.missing_cfg_file.rpartition("/")
-        allowed = ", ".join(error.options or [])
+        allowed = ", ".join(error.options or _choices(group))
         return f"unknown {group} {choice!r}; allowed: {allowed}"
     cause = error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:

@@ -21,6 +21,7 @@ from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.errors import DQUserError
 from dq.evaluation import evaluate
+from dq.loggers import LoggerContext, build_loggers, flatten_config
 from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import HYDRA_DIR, METRICS_JSON, RunRecord, default_run_dir, discard_unstarted, write_json, write_text
 from dq.spec import to_spec
@@ -67,6 +68,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             from dq.explain.run import check_explain
 
             check_explain(spec.explain, splits.meta, model)
+        loggers = build_loggers(spec.logger, LoggerContext(run_dir, spec.experiment_name))  # opens stores now
     except DQUserError:
         discard_unstarted(run_dir)
         raise
@@ -75,6 +77,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
     save_config(cfg, run_dir)
     record.start(device)
     try:
+        loggers.start(flatten_config(cfg))
         total, trainable = models.count_parameters(model)
         console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
         for note in notes:
@@ -94,6 +97,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
                 seed=spec.seed,
                 run_dir=run_dir,
                 progress=progress,
+                on_epoch=loggers.log_epoch,
             )
 
         model.load_state_dict(result.best_state)
@@ -112,15 +116,21 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             }
         )
         write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
+        loggers.log_final(metrics)
         if spec.explain.enabled:
-            from dq.explain.run import explain_run
+            from dq.explain.run import EXPLANATIONS, explain_run
 
-            metrics.update(explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed))
+            explained = explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed)
+            metrics.update(explained)
             write_json(run_dir / METRICS_JSON, metrics)
+            loggers.log_final(explained)
+            loggers.log_artifacts(sorted((run_dir / EXPLANATIONS).glob("*.png")), folder=EXPLANATIONS)
         record.finish()
     except BaseException as error:
         record.fail(error)
+        loggers.close(error)
         raise
+    loggers.close()
     console.print(metrics_table(metrics))
     console.print(str(run_dir), markup=False, highlight=False, soft_wrap=True)
     return metrics

@@ -27,6 +27,7 @@ from dq.config.trainer import TrainerConfig
 from dq.config.validation import typed
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError
+from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
 from dq.registry import Registry
@@ -45,12 +46,20 @@ class RunSpec:
     regularizer: dict[str, Any]
     eval: EvalConfig
     explain: ExplainConfig
+    logger: dict[str, Any]
     seed: int
     experiment_name: str
 
 
 # Groups with one schema per choice: where their choices' schemas are registered.
-PLUGIN_GROUPS: dict[str, Registry[Any]] = {"dataset": DATASETS, "model": MODELS, "regularizer": REGULARIZERS}
+PLUGIN_GROUPS: dict[str, Registry[Any]] = {
+    "dataset": DATASETS,
+    "model": MODELS,
+    "regularizer": REGULARIZERS,
+    "logger": LOGGERS,
+}
+# Groups that select several choices at once (``regularizer=[a,b]``): name -> node.
+SELECTION_GROUPS = ("regularizer", "logger")
 SINGLE_SCHEMAS: dict[str, type] = {
     "scheduler": SchedulerConfig,
     "trainer": TrainerConfig,
@@ -121,10 +130,11 @@ def to_spec(cfg: DictConfig) -> RunSpec:
         parts[group] = typed(group, _choice_schema(group, cfg[group]), cfg[group])
     for group, schema in SINGLE_SCHEMAS.items():
         parts[group] = typed(group, schema, cfg.get(group) or {})
-    parts["regularizer"] = {
-        str(name): typed(f"regularizer.{name}", _plugin_schema("regularizer", str(name)), node)
-        for name, node in (cfg.get("regularizer") or {}).items()
-    }
+    for group in SELECTION_GROUPS:
+        parts[group] = {
+            str(name): typed(f"{group}.{name}", _plugin_schema(group, str(name)), node)
+            for name, node in (cfg.get(group) or {}).items()
+        }
     return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
 
 

@@ -1,7 +1,7 @@
 """Schema of ``conf/config.yaml``: the whole run, one node per config group.
 
 The group nodes that have one schema per choice (dataset, model, optimizer) or per
-selected regularizer are typed by the choice's own schema, which its YAML file starts
+selected regularizer or logger are typed by the choice's own schema, which its YAML file starts
 from (``/schema/<group>/<name>@_here_``); ``dq.spec`` stores them all in Hydra's
 ConfigStore and checks a composed config against them.
 """
@@ -31,5 +31,6 @@ class RunConfig:
     regularizer: dict[str, Any] = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    logger: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     experiment_name: str = "default"

@@ -9,6 +9,7 @@ clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -187,12 +188,15 @@ def fit(
     seed: int,
     run_dir: Path | None = None,
     progress: ProgressReporter | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return the history and the selected epoch's weights.
 
     Each epoch: train, validate, the objective's ``end_epoch`` hook, the scheduler step,
     early stopping. With ``run_dir``, each epoch appends a line to metrics.jsonl and the
     Checkpointer rewrites last.pt (and best.pt when the monitored metric improves).
+    ``on_epoch`` receives each epoch's record right after its metrics.jsonl line (the
+    run's loggers).
     """
     check_monitor(trainer, splits)
     progress = progress or SilentProgress()
@@ -239,6 +243,8 @@ def fit(
         result.history.append(record)
         if run_dir is not None:
             append_jsonl(Path(run_dir) / METRICS_JSONL, record)
+        if on_epoch is not None:
+            on_epoch(record)
         checkpoints.save_last(
             epoch,
             model=model,
