@@ -124,7 +124,8 @@ def _report(sweep_dir: Path, job_dir: Path, number: object, action: Action, resu
         },
     )
     what = " ".join(result.overrides) or "(no overrides)"
-    line = f"sweep job {number} ({what}): {action}, {result.status}"
+    did = "skipped (completed earlier)" if action is Action.skip else f"{action}, {result.status}"
+    line = f"sweep job {number} ({what}): {did}"
     if result.error:
         line += f": {result.error}"
     print(line, flush=True)

@@ -19,6 +19,9 @@ from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, read_json
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
 JOB_ACTION_JSON = "sweep_job.json"
+# Overrides that choose how a job runs, not what it computes: a sweep may be finished
+# with another launcher than the one that started it.
+_PLACEMENT_KEYS = ("launcher",)
 # Kept when a failed job is rerun: Hydra's record of this invocation and its log file.
 _KEPT_ON_RERUN = {HYDRA_DIR, JOB_ACTION_JSON}
 
@@ -68,13 +71,22 @@ def process_alive(run: dict[str, Any]) -> bool:
     return True
 
 
+def same_job(recorded: list[str], overrides: list[str]) -> bool:
+    """Whether two override lists describe the same job (the launcher aside)."""
+
+    def what(items: list[str]) -> list[str]:
+        return [item for item in items if item.partition("=")[0].lstrip("+~") not in _PLACEMENT_KEYS]
+
+    return what(list(recorded)) == what(list(overrides))
+
+
 def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] | None]:
     """What to do with this job, and the earlier run.json it was decided from."""
     run = read_run(job_dir)
     if run is None:
         return Action.run, None
     recorded = run.get("overrides")
-    if recorded is not None and list(recorded) != list(overrides):
+    if recorded is not None and not same_job(recorded, overrides):
         return Action.foreign, run
     status = run.get("status")
     if status == "completed":
