@@ -8,6 +8,7 @@ clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt,
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from dq.device import autocast, uses_amp
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.early_stopping import EarlyStopping
-from dq.errors import DQUserError
+from dq.errors import DQUserError, NonFiniteLoss
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives.base import Objective
@@ -223,6 +224,11 @@ def fit(
             device=device,
             progress=progress,
         )
+        if not math.isfinite(train["train/loss"]):
+            raise NonFiniteLoss(
+                f"train/loss is {train['train/loss']} in epoch {epoch}: training diverged "
+                "(lower optimizer.lr, or set trainer.grad_clip)"
+            )
         train_seconds = time.perf_counter() - start
         record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
         record.update(validate(model, splits, trainer=trainer, device=device))
