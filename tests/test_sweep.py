@@ -201,3 +201,11 @@ def test_launcher_presets_select_hydras_launchers() -> None:
     with pytest.raises(MissingConfigException) as caught:
         launcher_config("ray")
     assert explain_error(caught.value) == "unknown launcher 'ray'; allowed: joblib, local, slurm, submitit_local"
+
+
+def test_a_sweep_refused_before_its_first_job_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sweep_in_process(["dataset=adult", "trainer.epochz=1,2", "hydra.sweep.dir=sw"], tmp_path, monkeypatch) == 2
+    assert capsys.readouterr().err.startswith("dq-train: error: unknown key 'trainer.epochz'; keys of trainer: epochs")
+    assert not (tmp_path / "sw").exists()

@@ -97,6 +97,7 @@ def train_main() -> None:
     A sweep (``-m``) exits 1 after all its jobs when any failed, 75 when one was
     interrupted (see dq.sweep.callback)."""
     from dq.spec import register_schemas
+    from dq.sweep.callback import abandon_sweep, sweep_exit_code
 
     register_schemas()
     global _show_traceback
@@ -105,11 +106,11 @@ def train_main() -> None:
         with _errors_reach_us():
             _train_app()
     except (DQUserError, HydraException, OmegaConfBaseException) as error:
+        abandon_sweep()  # a sweep refused before its first job leaves no sweep.json
         if _show_traceback:
             raise
         print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    from dq.sweep.callback import sweep_exit_code
 
     if sweep_exit_code():  # a sweep ran every job, and some failed or were interrupted
         sys.exit(sweep_exit_code())

@@ -12,20 +12,24 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dq.outputs import now_iso
-from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, start_sweep
+from dq.outputs import now_iso, write_json
+from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
 
 _exit_code = 0
+# The sweep this process started, and the sweep.json it replaced (a re-run's), so a sweep
+# refused before any job ran leaves nothing behind.
+_started: tuple[Path, dict[str, Any]] | None = None
 
 
 def sweep_exit_code() -> int:
@@ -75,9 +79,10 @@ class SweepSummary(Callback):
     """sweep.json and summary.csv at the sweep root; the sweep's exit code."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _exit_code
+        global _exit_code, _started
         _exit_code = 0
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        _started = (sweep_dir, read_sweep(sweep_dir))
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
 
@@ -88,3 +93,23 @@ class SweepSummary(Callback):
         sweep = finish_sweep(sweep_dir)
         report(sweep, sweep_dir)
         _exit_code = exit_code_for(sweep["counts"])
+
+
+def abandon_sweep() -> None:
+    """Undo a sweep's start when Hydra refused it before any job ran (a bad override in
+    one job's composition): put back the sweep.json a re-run replaced, or remove the files
+    the start wrote (sweep.json, Hydra's multirun.yaml) and the then empty directory."""
+    global _started
+    if _started is None:
+        return
+    sweep_dir, before = _started
+    _started = None
+    if before:
+        write_json(sweep_dir / SWEEP_JSON, before)
+        return
+    if any(path.is_dir() and path.name.isdigit() for path in sweep_dir.iterdir()):
+        return
+    for name in (SWEEP_JSON, "multirun.yaml"):
+        (sweep_dir / name).unlink(missing_ok=True)
+    with suppress(OSError):
+        sweep_dir.rmdir()
