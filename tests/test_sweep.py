@@ -105,33 +105,25 @@ def test_submitit_local_sweep_runs_jobs_as_submitit_would_on_slurm(tmp_path: Pat
     assert any((tmp_path / "sw" / ".submitit").iterdir())  # submitit's own job folders
 
 
-def test_local_sweep_survives_a_diverged_job_and_a_rerun_skips_what_completed(
+def test_local_sweep_survives_a_failed_job_and_a_rerun_skips_what_completed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # SGD at lr 1e30 makes the loss NaN in epoch 2: a failure while training, not before.
-    args = [*TINY, "trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e30,0.01", "hydra.sweep.dir=sw"]
-    diverged = (
-        "NonFiniteLoss: train/loss is nan in epoch 2: training diverged (lower optimizer.lr, or set trainer.grad_clip)"
-    )
+    args = [*TINY, "optimizer.lr=-1,0.01", "hydra.sweep.dir=sw"]
     assert sweep_in_process(args, tmp_path, monkeypatch) == 1
     sweep_dir = tmp_path / "sw"
     out, err = capsys.readouterr()
-    assert err.splitlines()[-1].endswith(f"optimizer=sgd optimizer.lr=1e+30): {diverged}")
+    assert f"optimizer.lr=-1): {BAD_LR}" in err
     assert "sweep: 0/2 done, 1 failed, 1 remaining" in out
     assert "sweep: 1/2 done, 1 failed, 0 remaining" in out
-    failed_run = read_json(sweep_dir / "0" / "run.json")
-    assert (failed_run["status"], failed_run["error"]) == ("failed", diverged)
-    assert len((sweep_dir / "0" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 1 kept
     metrics_file = sweep_dir / "1" / "metrics.json"
     before = (metrics_file.stat().st_mtime_ns, metrics_file.read_bytes())
 
-    assert sweep_in_process(args, tmp_path, monkeypatch) == 1  # the diverging job fails again
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 1  # the bad job fails again
     out, err = capsys.readouterr()
     assert "(0 ran, 1 skipped, 0 resumed, 1 reran)" in out
     assert "optimizer.lr=0.01): skipped (completed earlier)" in out
-    assert f"optimizer.lr=1e+30): reran, failed: {diverged}" in out
+    assert "optimizer.lr=-1): reran, failed" in out
     assert (metrics_file.stat().st_mtime_ns, metrics_file.read_bytes()) == before
-    assert len((sweep_dir / "0" / "metrics.jsonl").read_text().splitlines()) == 1  # started afresh
     sweep = read_json(sweep_dir / "sweep.json")
     assert [(job["status"], job["action"]) for job in sweep["jobs"]] == [("failed", "reran"), ("skipped", "skipped")]
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["failed", "skipped"]

@@ -7,8 +7,3 @@ and keeps its traceback.
 
 class DQUserError(ValueError):
     """A problem with the user's input: the message says what was wrong and what is allowed."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training diverged: the loss became NaN or infinite. The run is recorded as failed
-    (a sweep goes on with its other jobs); last.pt holds the last finite epoch."""

@@ -8,7 +8,6 @@ clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt,
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from dq.device import autocast, uses_amp
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.early_stopping import EarlyStopping
-from dq.errors import DQUserError, NonFiniteLoss
+from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives.base import Objective
@@ -224,11 +223,6 @@ def fit(
             device=device,
             progress=progress,
         )
-        if not math.isfinite(train["train/loss"]):
-            raise NonFiniteLoss(
-                f"train/loss is {train['train/loss']} in epoch {epoch}: training diverged "
-                "(lower optimizer.lr, or set trainer.grad_clip)"
-            )
         train_seconds = time.perf_counter() - start
         record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
         record.update(validate(model, splits, trainer=trainer, device=device))
