@@ -16,6 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
+from dq import errors
 from dq.cli import explain_error, train_main
 from dq.config import config_dir
 from dq.outputs import read_json, write_json
@@ -129,6 +130,21 @@ def test_local_sweep_survives_a_failed_job_and_a_rerun_skips_what_completed(
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["failed", "skipped"]
 
 
+@pytest.mark.skipif(not hasattr(errors, "TrainingDiverged"), reason="needs the runner's stop on a non-finite loss")
+def test_a_diverged_job_is_recorded_failed_and_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SGD at lr 1e30 makes the loss NaN in epoch 2: a failure while training, not before.
+    args = [*TINY, "trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e30,0.01", "hydra.sweep.dir=sw"]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "optimizer=sgd optimizer.lr=1e+30): TrainingDiverged: epoch 2: " in err
+    sweep_dir = tmp_path / "sw"
+    assert read_json(sweep_dir / "0" / "run.json")["error"].startswith("TrainingDiverged: epoch 2: ")
+    assert len((sweep_dir / "0" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 1 kept
+    assert [job["status"] for job in read_json(sweep_dir / "sweep.json")["jobs"]] == ["failed", "completed"]
+
+
 def test_a_rerun_refuses_a_directory_that_holds_another_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -155,7 +171,11 @@ def test_running_jobs_are_resumed_only_when_their_process_is_gone(tmp_path: Path
     }
     for name, (run, expected) in cases.items():
         write_json(tmp_path / name / "run.json", {**run, "overrides": ["seed=1"]})
+        (tmp_path / name / "checkpoints").mkdir()
+        (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"")
         assert decide(tmp_path / name, ["seed=1", "launcher=joblib"])[0] is expected, name
+    (tmp_path / "dead" / "checkpoints" / "last.pt").unlink()  # died before its first epoch ended
+    assert decide(tmp_path / "dead", ["seed=1"])[0] is Action.rerun
     assert decide(tmp_path / "nothing", ["seed=1"])[0] is Action.run
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, read_json
+from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON, read_json
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
 JOB_ACTION_JSON = "sweep_job.json"
@@ -91,10 +91,12 @@ def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] 
     status = run.get("status")
     if status == "completed":
         return Action.skip, run
-    if status == "interrupted":
-        return Action.resume, run
-    if status == "running":
-        return (Action.busy, run) if process_alive(run) else (Action.resume, run)
+    if status == "running" and process_alive(run):
+        return Action.busy, run
+    if status in ("interrupted", "running"):
+        # Stopped before its first epoch ended: nothing to resume from, so start afresh.
+        has_last = (Path(job_dir) / CHECKPOINTS / LAST_CHECKPOINT).is_file()
+        return (Action.resume if has_last else Action.rerun), run
     return Action.rerun, run
 
 
