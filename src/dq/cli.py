@@ -13,14 +13,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
 from dq.errors import DQUserError
+
+if TYPE_CHECKING:
+    from dq.sweep.outcome import JobOutcome
 
 EXIT_USER_ERROR = 2
 _show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
@@ -55,7 +61,12 @@ def explain_error(error: BaseException) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _train_app(cfg: DictConfig) -> float | None:
+def _train_app(cfg: DictConfig) -> float | JobOutcome | None:
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # A sweep job records any failure and returns it: the other jobs go on.
+        from dq.sweep.job import run_job
+
+        return run_job(cfg)
     from dq.runner import train
 
     try:
@@ -86,8 +97,12 @@ def _errors_reach_us() -> Iterator[None]:
 
 
 def train_main() -> None:
-    """``dq-train``: compose the config from conf/ and the command line, train, evaluate."""
+    """``dq-train``: compose the config from conf/ and the command line, train, evaluate.
+
+    A sweep (``-m``) exits 1 after all its jobs when any failed, 75 when one was
+    interrupted (see dq.sweep.callback)."""
     from dq.spec import register_schemas
+    from dq.sweep.callback import abandon_sweep, sweep_exit_code
 
     register_schemas()
     global _show_traceback
@@ -96,10 +111,14 @@ def train_main() -> None:
         with _errors_reach_us():
             _train_app()
     except (DQUserError, HydraException, OmegaConfBaseException) as error:
+        abandon_sweep()  # a sweep refused before its first job leaves no sweep.json
         if _show_traceback:
             raise
         print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+    if sweep_exit_code():  # a sweep ran every job, and some failed or were interrupted
+        sys.exit(sweep_exit_code())
 
 
 EXPLAIN_USAGE = (

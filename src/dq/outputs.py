@@ -165,9 +165,15 @@ def device_description(device: torch.device) -> dict[str, Any]:
 
 
 class RunRecord:
-    """Keeps run.json up to date: ``running`` at start, then ``completed`` or ``failed``."""
+    """Keeps run.json up to date: ``running`` at start, then ``completed`` or ``failed``.
 
-    def __init__(self, run_dir: Path, seed: int, command: list[str] | None = None) -> None:
+    ``pid`` and ``host`` let a re-run sweep tell a live job from a dead one; ``overrides``
+    (Hydra's task overrides) let it tell this job's directory from another job's.
+    """
+
+    def __init__(
+        self, run_dir: Path, seed: int, command: list[str] | None = None, overrides: list[str] | None = None
+    ) -> None:
         self.path = Path(run_dir) / RUN_JSON
         self.data: dict[str, Any] = {
             "status": "running",
@@ -179,6 +185,8 @@ class RunRecord:
             "packages": package_versions(),
             "python": platform.python_version(),
             "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "overrides": overrides,
             "device": None,
             "error": None,
         }

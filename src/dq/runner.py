@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -36,6 +37,19 @@ def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
     return default_run_dir(experiment_name)
 
 
+def hydra_task_overrides() -> list[str] | None:
+    """The command-line overrides Hydra gave this run (a sweep job's own), else None."""
+    if not HydraConfig.initialized():
+        return None
+    return [str(item) for item in HydraConfig.get().overrides.task]
+
+
+def in_sweep() -> bool:
+    """True inside a job of ``dq-train -m``: a refused job keeps its directory there, so
+    the sweep can list it with its error."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def save_config(cfg: DictConfig, run_dir: Path) -> None:
     """Write .hydra/config.yaml for runs started outside ``dq-train`` (Hydra writes its own)."""
     path = run_dir / HYDRA_DIR / "config.yaml"
@@ -49,7 +63,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
 
     Raises:
         DQUserError: before anything is trained, for input the user can fix; the run
-            directory is then removed, since it holds no result.
+            directory is then removed, since it holds no result (a sweep job's is kept
+            for dq.sweep.job to mark failed).
     """
     run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
     console = console or Console()
@@ -70,10 +85,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             check_explain(spec.explain, splits.meta, model)
         loggers = build_loggers(spec.logger, LoggerContext(run_dir, spec.experiment_name))  # opens stores now
     except DQUserError:
-        discard_unstarted(run_dir)
+        if not in_sweep():
+            discard_unstarted(run_dir)
         raise
 
-    record = RunRecord(run_dir, spec.seed)
+    record = RunRecord(run_dir, spec.seed, overrides=hydra_task_overrides())
     save_config(cfg, run_dir)
     record.start(device)
     try:

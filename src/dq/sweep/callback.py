@@ -1,0 +1,115 @@
+"""The Hydra callback that frames a sweep (``hydra.callbacks.sweep`` in conf/config.yaml).
+
+Hydra instantiates it on every dq-train start, single runs included, so it imports
+nothing heavy. At a sweep's start it writes sweep.json with the planned jobs; at the end
+it writes sweep.json and summary.csv from the job directories, prints the totals and the
+failed jobs, and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
+was interrupted or never started: a scheduler can requeue on 75).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from dq.outputs import now_iso, write_json
+from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+EXIT_JOB_FAILED = 1
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
+
+_exit_code = 0
+# The sweep this process started, and the sweep.json it replaced (a re-run's), so a sweep
+# refused before any job ran leaves nothing behind.
+_started: tuple[Path, dict[str, Any]] | None = None
+
+
+def sweep_exit_code() -> int:
+    """The exit code the last sweep in this process asks for (0: every job succeeded)."""
+    return _exit_code
+
+
+def planned_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, in job-number order, as Hydra's BasicSweeper will run them;
+    None for another sweeper (Optuna decides its trials as it goes)."""
+    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += [str(item) for item in config.hydra.overrides.task]
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def exit_code_for(counts: dict[str, int]) -> int:
+    if counts.get("failed"):
+        return EXIT_JOB_FAILED
+    if counts.get("interrupted") or counts.get(NOT_STARTED) or counts.get("running"):
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def report(sweep: dict[str, Any], sweep_dir: Path) -> None:
+    """The totals on stdout; each failed job, with its overrides and error, on stderr."""
+    counts, actions = sweep["counts"], sweep["actions"]
+    done = counts.get("completed", 0) + counts.get("skipped", 0)
+    statuses = ", ".join(
+        f"{counts.get(key, 0)} {key.replace('_', ' ')}" for key in ("failed", "interrupted", NOT_STARTED)
+    )
+    did = ", ".join(f"{actions.get(key, 0)} {key}" for key in ("ran", "skipped", "resumed", "reran"))
+    print(f"sweep: {done}/{counts['total']} done, {statuses} ({did}); {sweep_dir / SWEEP_JSON}", flush=True)
+    for job in sweep["jobs"]:
+        if job["status"] == "failed":
+            overrides = " ".join(job["overrides"]) or "(no overrides)"
+            print(f"dq-train: failed job {job['job']} ({overrides}): {job['error']}", file=sys.stderr, flush=True)
+
+
+class SweepSummary(Callback):
+    """sweep.json and summary.csv at the sweep root; the sweep's exit code."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _exit_code, _started
+        _exit_code = 0
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        _started = (sweep_dir, read_sweep(sweep_dir))
+        invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
+        start_sweep(sweep_dir, planned_jobs(config), invocation)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _exit_code
+        _exit_code = EXIT_JOB_FAILED  # stays so if gathering the results fails (Hydra only warns)
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep = finish_sweep(sweep_dir)
+        report(sweep, sweep_dir)
+        _exit_code = exit_code_for(sweep["counts"])
+
+
+def abandon_sweep() -> None:
+    """Undo a sweep's start when Hydra refused it before any job ran (a bad override in
+    one job's composition): put back the sweep.json a re-run replaced, or remove the files
+    the start wrote (sweep.json, Hydra's multirun.yaml) and the then empty directory."""
+    global _started
+    if _started is None:
+        return
+    sweep_dir, before = _started
+    _started = None
+    if before:
+        write_json(sweep_dir / SWEEP_JSON, before)
+        return
+    if any(path.is_dir() and path.name.isdigit() for path in sweep_dir.iterdir()):
+        return
+    for name in (SWEEP_JSON, "multirun.yaml"):
+        (sweep_dir / name).unlink(missing_ok=True)
+    with suppress(OSError):
+        sweep_dir.rmdir()

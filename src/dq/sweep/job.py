@@ -1,0 +1,132 @@
+"""The task function of ``dq-train -m``: one sweep job that never raises into Hydra.
+
+A failure of any kind (bad input, an exception while training, out of memory) is
+recorded in the job's run.json as ``failed`` with its error line and handed back as a
+failed ``JobOutcome``, so Hydra's launcher goes on with the other jobs. A job of a sweep
+re-run into its own ``hydra.sweep.dir`` first looks at what the earlier invocation left
+in its directory (``dq.sweep.jobdir.decide``): completed jobs are skipped, interrupted or
+dead ones resumed from checkpoints/last.pt, failed ones rerun from scratch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from dq import errors
+from dq.outputs import RunRecord, now_iso, write_json
+from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
+from dq.sweep.outcome import JobOutcome, JobStatus
+from dq.sweep.summary import progress_line, read_sweep
+
+# Raised by the runner when SIGTERM/SIGUSR1 stopped a run after it wrote last.pt
+# (dq.errors.RunInterrupted, where this build has it).
+_RunInterrupted: type[BaseException] = getattr(errors, "RunInterrupted", type("_NeverRaised", (Exception,), {}))
+
+
+def _stop_requested() -> bool:
+    """Whether a pre-emption signal asked this process to stop (then no new job starts)."""
+    try:
+        from dq.engine.preemption import stop_requested
+    except ImportError:
+        return False
+    return bool(stop_requested())
+
+
+def _train(cfg: DictConfig, run_dir: Path, *, resume: bool) -> dict[str, float]:
+    """The one place a sweep job calls the runner."""
+    from dq.runner import train
+
+    if not resume:
+        return train(cfg, run_dir=run_dir)
+    if "resume" not in inspect.signature(train).parameters:
+        raise errors.DQUserError("this dq cannot resume a run (dq.runner.train has no resume=)")
+    return train(cfg, run_dir=run_dir, resume=True)  # type: ignore[call-arg]
+
+
+def _error_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _record_failed(cfg: DictConfig, job_dir: Path, overrides: list[str], error: BaseException) -> None:
+    """A job refused before training (or before a resume got going) has no failed
+    run.json yet: write one, so the sweep lists the job with its error (its .hydra/
+    stays beside it)."""
+    seed = cfg.get("seed", 0)
+    RunRecord(job_dir, int(seed) if isinstance(seed, int) else 0, overrides=overrides).fail(error)
+
+
+def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], action: Action, earlier: dict | None) -> JobOutcome:
+    def outcome(status: JobStatus, error: str | None = None) -> JobOutcome:
+        metrics = read_metrics(job_dir) if status in (JobStatus.completed, JobStatus.skipped) else {}
+        return JobOutcome(status, str(job_dir), metrics, error, tuple(overrides))
+
+    if action is Action.skip:
+        return outcome(JobStatus.skipped)
+    if action is Action.foreign:
+        recorded = " ".join((earlier or {}).get("overrides") or [])
+        return outcome(JobStatus.failed, f"{job_dir} holds another job's run ({recorded}); use a new hydra.sweep.dir")
+    if action is Action.busy:
+        where = f"pid {(earlier or {}).get('pid')} on {(earlier or {}).get('host')}"
+        return outcome(JobStatus.failed, f"{job_dir} is still running in {where}")
+    if _stop_requested():
+        return outcome(JobStatus.interrupted, "not started: the sweep was asked to stop")
+    if action is Action.rerun:
+        clear_results(job_dir)
+    try:
+        _train(cfg, job_dir, resume=action is Action.resume)
+    except _RunInterrupted as error:
+        return outcome(JobStatus.interrupted, _error_line(error))
+    except Exception as error:  # any failure is this job's, never the sweep's
+        line = _error_line(error)
+        if isinstance(error, errors.DQUserError):
+            line = str(error)
+        current = read_run(job_dir)
+        if current is None or current.get("status") != "failed":  # refused before the runner wrote one
+            _record_failed(cfg, job_dir, overrides, error)
+        return outcome(JobStatus.failed, line)
+    return outcome(JobStatus.completed)
+
+
+def run_job(cfg: DictConfig) -> JobOutcome:
+    """Run one sweep job in Hydra's job directory; record and return what happened."""
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    overrides = [str(item) for item in hydra_cfg.overrides.task]
+    number = hydra_cfg.job.get("num", "?")
+    action, earlier = decide(job_dir, overrides)
+    try:
+        result = _run(cfg, job_dir, overrides, action, earlier)
+    except BaseException as error:  # KeyboardInterrupt and the like: say so, then stop
+        result = JobOutcome(JobStatus.failed, str(job_dir), {}, _error_line(error), tuple(overrides))
+        _report(sweep_dir, job_dir, number, action, result)
+        raise
+    _report(sweep_dir, job_dir, number, action, result)
+    return result
+
+
+def _report(sweep_dir: Path, job_dir: Path, number: object, action: Action, result: JobOutcome) -> None:
+    """Write sweep_job.json and print the job's line and the sweep's progress."""
+    write_json(
+        job_dir / JOB_ACTION_JSON,
+        {
+            "invocation": read_sweep(sweep_dir).get("invocation"),
+            "action": str(action),
+            "status": str(result.status),
+            "error": result.error,
+            "overrides": list(result.overrides),
+            "at": now_iso(),
+        },
+    )
+    what = " ".join(result.overrides) or "(no overrides)"
+    did = "skipped (completed earlier)" if action is Action.skip else f"{action}, {result.status}"
+    line = f"sweep job {number} ({what}): {did}"
+    if result.error:
+        line += f": {result.error}"
+    print(line, flush=True)
+    print(progress_line(sweep_dir), flush=True)
