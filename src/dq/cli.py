@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.errors import HydraException, MissingConfigException
@@ -21,6 +22,9 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from dq.config import config_dir
 from dq.errors import DQUserError
+
+if TYPE_CHECKING:
+    from dq.sweep.outcome import JobOutcome
 
 EXIT_USER_ERROR = 2
 _show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
@@ -49,10 +53,34 @@ def explain_error(error: BaseException) -> str:
     return _first_line(str(error))
 
 
+# --- minimal multirun branch (branch wt-optuna only, so the Optuna sweeper's tests can run):
+# the lead replaces it by dq.sweep.job.run_job when merging. A sweep job never raises into
+# Hydra: it returns a JobOutcome, completed with its metrics or failed with the error.
+def _sweep_job(cfg: DictConfig) -> JobOutcome:
+    from hydra.core.hydra_config import HydraConfig
+
+    from dq.runner import train
+    from dq.sweep.outcome import JobOutcome, JobStatus
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        return JobOutcome(JobStatus.completed, run_dir, train(cfg))
+    except Exception as error:
+        return JobOutcome(JobStatus.failed, run_dir, error=f"{type(error).__name__}: {error}")
+
+
+# --- end of the minimal multirun branch
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _train_app(cfg: DictConfig) -> float | None:
+def _train_app(cfg: DictConfig) -> float | JobOutcome | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from dq.runner import train
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # minimal multirun branch, see _sweep_job
+        return _sweep_job(cfg)
     try:
         metrics = train(cfg)
     except DQUserError as error:
