@@ -60,7 +60,14 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Path) -> None:
+LAUNCHERS = {
+    "basic": [],  # Hydra's own: the jobs of a batch one after another, in the sweep's process
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],  # a batch in two local processes
+}
+
+
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])
+def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Path, launcher: str) -> None:
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     # The default storage is sweep_dir/optuna.db and the study is named after experiment_name;
@@ -78,6 +85,7 @@ def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Pat
             "hydra.sweeper.n_jobs=2",
             "optimizer.lr=tag(log, interval(0.003, 0.3))",  # replaces the preset's range
             "model.hidden=choice([16],[64,32])",
+            *LAUNCHERS[launcher],
             f"hydra.sweep.dir={sweep_dir}",
         ],
         tmp_path,
@@ -101,7 +109,14 @@ def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Pat
         assert f"model.hidden={trial.params['model.hidden']}" in overrides
 
     rows = read_csv(sweep_dir / "pareto.csv")
-    assert list(rows[0]) == ["trial", *OBJECTIVES, "regularizer.fairness.weight", "optimizer.lr", "model.hidden", "run_dir"]
+    assert list(rows[0]) == [
+        "trial",
+        *OBJECTIVES,
+        "regularizer.fairness.weight",
+        "optimizer.lr",
+        "model.hidden",
+        "run_dir",
+    ]
     front = {int(row["trial"]) for row in rows}
     expected = {t.number for t in trials if not any(dominates(o.values, t.values) for o in trials)}
     assert front == expected and 0 not in front
@@ -110,11 +125,13 @@ def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Pat
         assert [float(row[key]) for key in OBJECTIVES] == [metrics[key] for key in OBJECTIVES]
 
     best_accuracy = max(trials, key=lambda t: t.values[0])
-    assert f"best test/accuracy (maximize): {best_accuracy.values[0]:.4g} in trial {best_accuracy.number}: " in done.stdout
+    assert (
+        f"best test/accuracy (maximize): {best_accuracy.values[0]:.4g} in trial {best_accuracy.number}: " in done.stdout
+    )
     assert "best test/dp_diff (minimize): " in done.stdout
 
 
-def test_failed_trials_are_told_fail_and_the_study_goes_on_through_joblib_and_a_journal(tmp_path: Path) -> None:
+def test_failed_trials_are_told_fail_and_the_study_goes_on_in_a_journal_storage(tmp_path: Path) -> None:
     journal = tmp_path / "study.log"
     done = dq_sweep(
         [
@@ -128,8 +145,6 @@ def test_failed_trials_are_told_fail_and_the_study_goes_on_through_joblib_and_a_
             "hydra.sweeper.n_jobs=2",
             f"hydra.sweeper.storage=journal:{journal}",
             "hydra.sweeper.study_name=journal_study",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
         ],
         tmp_path,
@@ -219,7 +234,9 @@ def test_an_objective_the_run_never_writes_stops_after_the_first_trial(tmp_path:
 STORAGE_FORMS = "sqlite:///<file>, journal:<file>, or an SQLAlchemy database URL (postgresql://..., mysql://...)"
 
 
-@pytest.mark.parametrize("storage", ["sqlite:////no/such/dir/study.db", "journal:/no/such/dir/study.log", "nosuchdb://x"])
+@pytest.mark.parametrize(
+    "storage", ["sqlite:////no/such/dir/study.db", "journal:/no/such/dir/study.log", "nosuchdb://x"]
+)
 def test_a_storage_that_cannot_be_opened_is_refused_in_one_line(storage: str) -> None:
     with pytest.raises(DQUserError) as caught:
         open_storage(storage)
@@ -240,7 +257,9 @@ def test_dq_train_with_a_bad_storage_exits_2_with_one_line_and_leaves_no_sweep_d
         tmp_path,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith(f"dq-train: error: cannot open storage {storage!r}: (sqlite3.OperationalError) unable to open database file")
+    assert done.stderr.startswith(
+        f"dq-train: error: cannot open storage {storage!r}: (sqlite3.OperationalError) unable to open database file"
+    )
     assert done.stderr.count("\n") == 1 and done.stderr.endswith(f"; allowed: {STORAGE_FORMS}\n")
     assert not (tmp_path / "sweep").exists()
 

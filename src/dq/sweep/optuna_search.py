@@ -58,13 +58,17 @@ class SearchSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SearchSettings:
-        objectives = dict(values.get("objectives") or DEFAULT_OBJECTIVES)
+        for key in ("objectives", "sampler", "params"):
+            if not isinstance(values.get(key) or {}, Mapping):
+                raise DQUserError(f"hydra.sweeper.{key} must be a mapping, got {values.get(key)!r}")
+        chosen = {key: direction for key, direction in (values.get("objectives") or {}).items() if direction}
+        objectives = chosen or DEFAULT_OBJECTIVES
         for key, direction in objectives.items():
             if direction not in DIRECTIONS:
                 raise DQUserError(f"hydra.sweeper.objectives.{key} must be maximize or minimize, got {direction!r}")
         settings = cls(
             objectives={str(key): str(direction) for key, direction in objectives.items()},
-            sampler=values.get("sampler"),
+            sampler=values.get("sampler") or None,
             n_trials=int(values.get("n_trials", 20)),
             n_jobs=int(values.get("n_jobs", 1)),
             storage=values.get("storage"),

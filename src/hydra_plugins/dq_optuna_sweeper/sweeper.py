@@ -4,7 +4,7 @@ every start): the work, and the Optuna import, happen in ``dq.sweep.optuna_searc
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
@@ -19,12 +19,13 @@ class DQOptunaSweeperConf:
     _target_: str = "hydra_plugins.dq_optuna_sweeper.sweeper.DQOptunaSweeper"
     # The sweeper builds the sampler itself, so that a bad one is reported in one line.
     _recursive_: bool = False
-    # metric key of metrics.json → maximize | minimize; one entry is a single-objective
-    # study. Unset: {test/accuracy: maximize}.
-    objectives: Optional[Dict[str, str]] = None
+    # metric key of metrics.json → maximize | minimize (null drops a preset's entry); one entry
+    # is a single-objective study. Unset: {test/accuracy: maximize}. (Untyped, like sampler and
+    # params: OmegaConf cannot merge a command-line dict into a typed node that holds None.)
+    objectives: Any = None
     # An optuna.samplers class as a Hydra _target_ node, e.g. {_target_: optuna.samplers.NSGAIISampler,
     # seed: 0}. Unset: TPESampler seeded with the config's seed.
-    sampler: Optional[Dict[str, Any]] = None
+    sampler: Any = None
     # Trials the study should hold when the sweep ends; a restarted study runs only those it lacks.
     n_trials: int = 20
     # Trials asked for at once and handed to hydra/launcher as one batch.
@@ -35,7 +36,7 @@ class DQOptunaSweeperConf:
     study_name: str = "${experiment_name}"
     # Search space in Hydra's override grammar: key → interval(0,2), tag(log, interval(1e-4,1e-1)),
     # tag(int, interval(1,8)), range(1,5), choice(32,64); a plain value is passed to every trial.
-    params: Optional[Dict[str, Any]] = None
+    params: Any = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="dq_optuna", node=DQOptunaSweeperConf, provider="dq")
