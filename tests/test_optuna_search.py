@@ -139,6 +139,7 @@ def test_failed_trials_are_told_fail_and_the_study_goes_on_in_a_journal_storage(
             "dataset=adult",
             "model=mlp",
             "trainer.epochs=1",
+            "dataset.limit=64",
             "optimizer.lr=choice(0.01,-1)",  # -1 composes, then fails the run's validation
             "hydra/sweeper=dq_optuna",
             "hydra.sweeper.n_trials=4",
@@ -186,6 +187,7 @@ def test_a_restarted_study_fails_trials_a_dead_process_left_running_and_continue
             "dataset=adult",
             "model=mlp",
             "trainer.epochs=1",
+            "dataset.limit=64",
             "optimizer.lr=tag(log, interval(0.001, 0.1))",
             "hydra/sweeper=dq_optuna",
             "hydra.sweeper.n_trials=2",
@@ -211,6 +213,7 @@ def test_an_objective_the_run_never_writes_stops_after_the_first_trial(tmp_path:
             "dataset=adult",
             "model=mlp",
             "trainer.epochs=1",
+            "dataset.limit=64",
             "optimizer.lr=interval(0.001, 0.01)",
             "hydra/sweeper=dq_optuna",
             "hydra.sweeper.objectives={test/acuracy:maximize}",
@@ -328,6 +331,17 @@ def test_fair_pareto_preset_searches_keys_that_exist_and_other_runs_are_untouche
     assert plain.hydra.sweeper._target_.endswith("BasicSweeper")
     assert plain.hydra.runtime.choices["hparams_search"] is None
     assert "hydra" in plain and plain.experiment_name == "fair_adult"
+
+
+def test_a_search_without_multirun_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    command = [sys.executable, "-m", "dq.cli", "hparams_search=fair_pareto"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "dq-train: error: hparams_search=fair_pareto runs a search: add -m (dq-train -m ... hparams_search=fair_pareto)\n"
+    )
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("run.json"))
 
 
 def test_an_unknown_search_is_one_line_naming_the_presets() -> None:

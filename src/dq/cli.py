@@ -82,6 +82,11 @@ def _train_app(cfg: DictConfig) -> float | JobOutcome | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # minimal multirun branch, see _sweep_job
         return _sweep_job(cfg)
     try:
+        search = HydraConfig.get().runtime.choices.get("hparams_search")
+        if search is not None:  # a single run would ignore the search space silently
+            raise DQUserError(
+                f"hparams_search={search} runs a search: add -m (dq-train -m ... hparams_search={search})"
+            )
         metrics = train(cfg)
     except DQUserError as error:
         # Leave here, before Hydra adds its own "Error executing job" report.
