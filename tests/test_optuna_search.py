@@ -25,6 +25,7 @@ from dq.config import config_dir
 from dq.errors import DQUserError
 from dq.outputs import read_json
 from dq.spec import register_schemas, to_spec
+from dq.sweep.optuna_search import SearchSettings, build_sampler
 from dq.sweep.optuna_space import parse_search_space
 from dq.sweep.optuna_study import open_storage
 from test_imports import loaded_modules
@@ -267,6 +268,42 @@ def test_dq_train_with_a_bad_storage_exits_2_with_one_line_and_leaves_no_sweep_d
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow  # a subprocess of its own; the fast tests cover the sweeper's paths
+def test_a_search_where_no_trial_completes_exits_1_naming_the_failures(tmp_path: Path) -> None:
+    done = dq_sweep(
+        [
+            "optimizer.lr=choice(-1,-2)",  # every trial fails the run's validation
+            "hydra/sweeper=dq_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "dq-train: error: no trial of study 'default' completed (2 failed)\n"
+    assert "trial 0 FAIL: DQUserError: optimizer.lr must be > 0" in done.stdout
+    assert not (tmp_path / "sweep" / "pareto.csv").exists()
+
+
+def test_bad_sweeper_settings_are_refused_in_one_line() -> None:
+    with pytest.raises(
+        DQUserError, match=r"^bad hydra.sweeper.sampler: Error locating target 'optuna.samplers.Nope'; e.g. "
+    ):
+        build_sampler({"_target_": "optuna.samplers.Nope"}, seed=0)
+    assert type(build_sampler(None, seed=3)).__name__ == "TPESampler"
+    with pytest.raises(
+        DQUserError, match=r"^hydra.sweeper.objectives.test/accuracy must be maximize or minimize, got 'up'$"
+    ):
+        SearchSettings.from_mapping({"objectives": {"test/accuracy": "up"}})
+    with pytest.raises(DQUserError, match=r"^hydra.sweeper.n_jobs must be >= 1, got 0$"):
+        SearchSettings.from_mapping({"n_jobs": 0})
+    # Unset objectives mean accuracy; null drops a preset's entry.
+    assert SearchSettings.from_mapping({}).objectives == {"test/accuracy": "maximize"}
+    kept = SearchSettings.from_mapping({"objectives": {"test/accuracy": "maximize", "test/dp_diff": None}})
+    assert kept.objectives == {"test/accuracy": "maximize"}
+
+
 def test_search_space_grammar_becomes_optuna_distributions() -> None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -333,6 +370,7 @@ def test_fair_pareto_preset_searches_keys_that_exist_and_other_runs_are_untouche
     assert "hydra" in plain and plain.experiment_name == "fair_adult"
 
 
+@pytest.mark.slow  # a subprocess of its own; the fast tests cover the sweeper's paths
 def test_a_search_without_multirun_is_refused_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     command = [sys.executable, "-m", "dq.cli", "hparams_search=fair_pareto"]

@@ -155,8 +155,10 @@ def build_sampler(node: Mapping[str, Any] | None, seed: Any) -> optuna.samplers.
     try:
         sampler = instantiate(node)
     except Exception as error:
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise DQUserError(f"bad hydra.sweeper.sampler: {first}; e.g. {SAMPLER_EXAMPLE}") from None
+        first = first_line(str(error)).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception.", "")
+        raise DQUserError(
+            f"bad hydra.sweeper.sampler: {first or type(error).__name__}; e.g. {SAMPLER_EXAMPLE}"
+        ) from None
     if not isinstance(sampler, optuna.samplers.BaseSampler):
         raise DQUserError(f"hydra.sweeper.sampler must build an optuna sampler, e.g. {SAMPLER_EXAMPLE}")
     return sampler
