@@ -61,7 +61,7 @@ def explain_error(error: BaseException) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _train_app(cfg: DictConfig) -> float | JobOutcome | None:
+def _train_app(cfg: DictConfig) -> JobOutcome | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         # A sweep job records any failure and returns it: the other jobs go on.
         from dq.sweep.job import run_job
@@ -70,15 +70,19 @@ def _train_app(cfg: DictConfig) -> float | JobOutcome | None:
     from dq.runner import train
 
     try:
-        metrics = train(cfg)
+        search = HydraConfig.get().runtime.choices.get("hparams_search")
+        if search is not None:  # a single run would ignore the search space silently
+            raise DQUserError(
+                f"hparams_search={search} runs a search: add -m (dq-train -m ... hparams_search={search})"
+            )
+        train(cfg)
     except DQUserError as error:
         # Leave here, before Hydra adds its own "Error executing job" report.
         if _show_traceback:
             raise
         print(f"dq-train: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    # A sweeper (optuna, say) optimises the returned value.
-    return metrics.get("test/accuracy")
+    return None
 
 
 @contextmanager
