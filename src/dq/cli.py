@@ -20,9 +20,10 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
-from dq.errors import DQUserError
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged
 
 EXIT_USER_ERROR = 2
+EXIT_FAILED = 1
 _show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
 
 
@@ -49,18 +50,23 @@ def explain_error(error: BaseException) -> str:
     return _first_line(str(error))
 
 
+# Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.
+EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, TrainingDiverged: EXIT_FAILED}
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _train_app(cfg: DictConfig) -> float | None:
-    from dq.runner import train
+    from dq.runner import resume_command_line, train
 
     try:
-        metrics = train(cfg)
-    except DQUserError as error:
+        metrics = resume_command_line(cfg) if cfg.get("resume") else train(cfg)
+    except (DQUserError, RunInterrupted, TrainingDiverged) as error:
         # Leave here, before Hydra adds its own "Error executing job" report.
         if _show_traceback:
             raise
-        print(f"dq-train: error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
+        print(f"dq-train: {kind}: {error}", file=sys.stderr)
+        sys.exit(EXIT_CODES[type(error)])
     # A sweeper (optuna, say) optimises the returned value.
     return metrics.get("test/accuracy")
 

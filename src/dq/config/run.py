@@ -9,7 +9,7 @@ ConfigStore and checks a composed config against them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -33,3 +33,4 @@ class RunConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     seed: int = 0
     experiment_name: str = "default"
+    resume: Optional[str] = None  # a run directory to continue (OmegaConf needs Optional)
