@@ -205,13 +205,13 @@ def check_finite(epoch: int, train: dict[str, float]) -> None:
 
 
 def _interrupted(epoch: int, state: EpochState | None, batches: int, checkpoints: Checkpointer) -> RunInterrupted:
-    where = f"epoch {epoch}, after batch {state.batches_done} of {batches}" if state else f"before epoch {epoch}"
+    where = f"in epoch {epoch}, after batch {state.batches_done} of {batches}" if state else f"after epoch {epoch - 1}"
     how = (
         f"continue with: dq-train resume={checkpoints.run_dir}"
         if checkpoints.writes
         else "nothing was saved to resume from (no run directory or trainer.checkpoints=false)"
     )
-    return RunInterrupted(f"stopped by {preemption.received_signal()} in {where}; {how}")
+    return RunInterrupted(f"stopped by {preemption.received_signal()} {where}; {how}")
 
 
 def fit(
