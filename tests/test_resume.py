@@ -345,7 +345,7 @@ def test_sigterm_exits_75_marked_interrupted_and_resumes_to_the_uninterrupted_re
     lines = stderr.strip().splitlines()
     assert len(lines) == 1
     assert re.match(
-        r"dq-train: interrupted: stopped by SIGTERM (in epoch \d, after batch \d+ of 20|after epoch \d);", lines[0]
+        r"dq-train: interrupted: stopped by SIGTERM (in epoch \d, after batch \d+ of \d+|after epoch \d);", lines[0]
     )
     assert lines[0].endswith(f"; continue with: dq-train resume={run_dir}")
     info = read_json(run_dir / "run.json")
