@@ -113,10 +113,13 @@ def cut_metrics_jsonl(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
 def load_resume_point(run_dir: Path, last: dict[str, Any]) -> ResumePoint:
     """Cut metrics.jsonl back to ``last``'s epochs and read the selected epoch's weights."""
     history = cut_metrics_jsonl(run_dir, int(last["epoch"]))
-    selected = last.get("selected_epoch")
+    path = checkpoint_dir(run_dir) / BEST_CHECKPOINT
+    if "selected_epoch" in last:
+        selected = last["selected_epoch"]
+    else:  # a last.pt written before it recorded the selected epoch: best.pt's is the one
+        selected = _read_checkpoint(path, ("model", "epoch"))["epoch"] if path.is_file() else None
     best_state = None
     if selected is not None:
-        path = checkpoint_dir(run_dir) / BEST_CHECKPOINT
         if not path.is_file():
             raise DQUserError(f"cannot resume: {path} does not exist, but last.pt selected epoch {selected}")
         best = _read_checkpoint(path, ("model", "epoch"))
@@ -149,7 +152,10 @@ def restore(
         scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     stopper.load_state_dict(state["early_stopping"])
-    objective.load_state_dict(state.get("objective") or {})
+    try:
+        objective.load_state_dict(state.get("objective") or {})
+    except ValueError as error:
+        raise DQUserError(f"cannot resume: last.pt does not fit this objective ({error})") from None
     restore_rng_state(state["rng"], generator)
     partial = state.get("partial")
     return EpochState.from_state_dict(partial, device) if partial is not None else None
