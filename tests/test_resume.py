@@ -72,12 +72,17 @@ def run_in_process(run_dir: Path, *overrides: str, resume: bool = False) -> dict
 
 @pytest.mark.parametrize(
     "overrides",
-    [STATEFUL, (*DIGITS, "regularizer=[adversarial,robust_fairness]", "dataset.limit=96")],
-    ids=["dropout-step-early_stopping", "adversarial-robust_fairness"],
+    [
+        STATEFUL,
+        (*DIGITS, "regularizer=[adversarial,robust_fairness]", "dataset.limit=96"),
+        (*DIGITS, "regularizer=[lora]", "regularizer.lora.dropout=0.2", "dataset.limit=96"),
+    ],
+    ids=["dropout-step-early_stopping", "adversarial-robust_fairness", "lora"],
 )
 def test_a_run_extended_by_resuming_equals_one_trained_that_long(tmp_path: Path, overrides: tuple[str, ...]) -> None:
     """Two epochs, then resumed to four: the same as four from the start. PGD's random starts
-    draw from the global torch RNG, FRL-Reweight's multipliers carry over in last.pt."""
+    draw from the global torch RNG, FRL-Reweight's multipliers carry over in last.pt, LoRA's
+    adapters are put on again (``restoring``) before last.pt's weights are loaded."""
     run_in_process(tmp_path / "whole", *overrides, "trainer.epochs=4")
     run_in_process(tmp_path / "parts", *overrides, "trainer.epochs=2")
     assert len(read_jsonl(tmp_path / "parts" / "metrics.jsonl")) == 2
