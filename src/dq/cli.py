@@ -23,12 +23,13 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
-from dq.errors import DQUserError
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
 
 EXIT_USER_ERROR = 2
+EXIT_FAILED = 1
 _show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
 
 
@@ -60,6 +61,10 @@ def explain_error(error: BaseException) -> str:
     return _first_line(str(error))
 
 
+# Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.
+EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, TrainingDiverged: EXIT_FAILED}
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _train_app(cfg: DictConfig) -> JobOutcome | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -67,7 +72,7 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
         from dq.sweep.job import run_job
 
         return run_job(cfg)
-    from dq.runner import train
+    from dq.runner import resume_command_line, train
 
     try:
         search = HydraConfig.get().runtime.choices.get("hparams_search")
@@ -75,13 +80,17 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
             raise DQUserError(
                 f"hparams_search={search} runs a search: add -m (dq-train -m ... hparams_search={search})"
             )
-        train(cfg)
-    except DQUserError as error:
+        if cfg.get("resume"):
+            resume_command_line(cfg)
+        else:
+            train(cfg)
+    except (DQUserError, RunInterrupted, TrainingDiverged) as error:
         # Leave here, before Hydra adds its own "Error executing job" report.
         if _show_traceback:
             raise
-        print(f"dq-train: error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
+        print(f"dq-train: {kind}: {error}", file=sys.stderr)
+        sys.exit(EXIT_CODES[type(error)])
     return None
 
 

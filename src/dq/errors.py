@@ -7,3 +7,21 @@ and keeps its traceback.
 
 class DQUserError(ValueError):
     """A problem with the user's input: the message says what was wrong and what is allowed."""
+
+
+class RunInterrupted(Exception):
+    """SIGTERM or SIGUSR1 stopped training after a batch; last.pt holds where it stopped.
+
+    ``dq-train`` exits with ``EXIT_TRY_AGAIN`` (75, EX_TEMPFAIL) so a scheduler's requeue
+    hook can tell "continue me with resume=<run dir>" from a failure.
+    """
+
+
+class TrainingDiverged(RuntimeError):
+    """An epoch's training loss (or one of its terms) was not finite: the run cannot go on.
+
+    The message is one line naming the epoch and the term; checkpoints of earlier epochs stay.
+    """
+
+
+EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL from sysexits.h: "temporary failure, try again"

@@ -3,7 +3,7 @@
 Layout (DESIGN.md's output contract)::
 
     <run_dir>/.hydra/            Hydra's own record of the composed config
-    <run_dir>/run.json           status running|completed|failed, times, provenance
+    <run_dir>/run.json           status running|completed|failed|interrupted, times, provenance
     <run_dir>/metrics.jsonl      one line per epoch
     <run_dir>/metrics.json       final flat metrics
     <run_dir>/checkpoints/       last.pt, best.pt
@@ -165,7 +165,9 @@ def device_description(device: torch.device) -> dict[str, Any]:
 
 
 class RunRecord:
-    """Keeps run.json up to date: ``running`` at start, then ``completed`` or ``failed``.
+    """Keeps run.json up to date: ``running`` at start, then ``completed`` or ``failed``,
+    or ``interrupted`` (pre-empted; last.pt says where). A resumed run reopens it: status
+    ``running`` again, the first start kept, the time appended to ``resumed``.
 
     ``pid`` and ``host`` let a re-run sweep tell a live job from a dead one; ``overrides``
     (Hydra's task overrides) let it tell this job's directory from another job's.
@@ -191,6 +193,17 @@ class RunRecord:
             "error": None,
         }
 
+    @classmethod
+    def reopen(cls, run_dir: Path) -> RunRecord:
+        """The record of an earlier run in ``run_dir``, to be resumed (``start`` then writes it)."""
+        record = cls.__new__(cls)
+        record.path = Path(run_dir) / RUN_JSON
+        record.data = read_json(record.path)
+        # The resuming process is the live one now: a re-run sweep must not take it for dead.
+        record.data.update(status="running", end=None, error=None, host=socket.gethostname(), pid=os.getpid())
+        record.data["resumed"] = [*record.data.get("resumed", []), now_iso()]
+        return record
+
     def start(self, device: torch.device) -> None:
         self.data["device"] = device_description(device)
         write_json(self.path, self.data)
@@ -201,6 +214,10 @@ class RunRecord:
 
     def fail(self, error: BaseException) -> None:
         self.data.update(status="failed", end=now_iso(), error=f"{type(error).__name__}: {error}")
+        write_json(self.path, self.data)
+
+    def interrupt(self, reason: str) -> None:
+        self.data.update(status="interrupted", end=now_iso(), error=reason)
         write_json(self.path, self.data)
 
 

@@ -3,29 +3,53 @@
 ``train(cfg)`` is what ``dq-train`` runs inside Hydra and what a notebook or a test calls
 with a config from Hydra's compose API. Everything a run produces lands in its run
 directory (DESIGN.md's output contract); run.json says ``completed`` only at the very end.
+
+``train(cfg, run_dir, resume=True)`` continues the run in ``run_dir`` from its last.pt
+(``dq.engine.resume``); ``resume_command_line(cfg)`` is ``dq-train resume=<run dir>``.
+SIGTERM/SIGUSR1 during training stop the run after its current batch (``RunInterrupted``,
+run.json ``interrupted``); during evaluation and explanations they are noted and the run
+finishes first (a few seconds to minutes), so its result is not thrown away.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from torch import nn
 
 from dq import data, models
+from dq.config.resume import config_conflict, resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
+from dq.engine import preemption
 from dq.engine.loop import SilentProgress, check_monitor, fit
-from dq.engine.optim import build_optimizer, build_scheduler
-from dq.errors import DQUserError
+from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS, build_optimizer, build_scheduler
+from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
+from dq.errors import DQUserError, RunInterrupted
 from dq.evaluation import evaluate
-from dq.loggers import LoggerContext, build_loggers, flatten_config
+from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
+from dq.objectives.base import ModelTransform, Objective
 from dq.objectives.registry import build_objective, build_transforms
-from dq.outputs import HYDRA_DIR, METRICS_JSON, RunRecord, default_run_dir, discard_unstarted, write_json, write_text
-from dq.spec import to_spec
+from dq.outputs import (
+    HYDRA_DIR,
+    METRICS_JSON,
+    RUN_JSON,
+    RunRecord,
+    default_run_dir,
+    discard_unstarted,
+    read_json,
+    write_json,
+    write_text,
+)
+from dq.records import Splits
+from dq.spec import RunSpec, to_spec
 
 
 def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
@@ -35,6 +59,21 @@ def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return default_run_dir(experiment_name)
+
+
+@dataclass
+class _BuiltRun:
+    """What ``train`` has built before anything is trained."""
+
+    spec: RunSpec
+    splits: Splits
+    model: nn.Module
+    transforms: list[ModelTransform]
+    objective: Objective
+    notes: list[str]
+    device: torch.device
+    run_dir: Path
+    loggers: RunLoggers
 
 
 def hydra_task_overrides() -> list[str] | None:
@@ -50,24 +89,114 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def save_config(cfg: DictConfig, run_dir: Path) -> None:
-    """Write .hydra/config.yaml for runs started outside ``dq-train`` (Hydra writes its own)."""
+def save_config(cfg: DictConfig, run_dir: Path, *, overwrite: bool = False) -> None:
+    """Write .hydra/config.yaml for runs started outside ``dq-train`` (Hydra writes its own),
+    or, with ``overwrite``, for a resumed run whose trainer.epochs grew."""
     path = run_dir / HYDRA_DIR / "config.yaml"
-    if not path.exists():
+    if overwrite or not path.exists():
         job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         write_text(path, OmegaConf.to_yaml(job_cfg))
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console | None = None) -> dict[str, float]:
-    """Train and evaluate the run that ``cfg`` describes; return its final metrics.
+def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
+    """The config a run was started with and its Hydra group choices (empty for a run
+    started from Python, which has no .hydra/hydra.yaml).
 
     Raises:
-        DQUserError: before anything is trained, for input the user can fix; the run
-            directory is then removed, since it holds no result (a sweep job's is kept
-            for dq.sweep.job to mark failed).
+        DQUserError: ``run_dir`` is not a run directory.
     """
-    run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
+    config_path = run_dir / HYDRA_DIR / "config.yaml"
+    if not run_dir.is_dir():
+        raise DQUserError(f"resume={run_dir}: no such directory")
+    if not config_path.is_file() or not (run_dir / RUN_JSON).is_file():
+        missing = config_path if not config_path.is_file() else run_dir / RUN_JSON
+        raise DQUserError(f"resume={run_dir} is not a dq run directory (no {missing})")
+    hydra_path = run_dir / HYDRA_DIR / "hydra.yaml"
+    choices = OmegaConf.select(OmegaConf.load(hydra_path), "hydra.runtime.choices") if hydra_path.is_file() else None
+    return OmegaConf.load(config_path), dict(choices or {})
+
+
+def _resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | None:
+    """What the run in ``run_dir`` continues from; None when it has nothing left to train.
+
+    A completed run trains on only when ``cfg`` asks for more epochs than it was started
+    with and early stopping had not stopped it (that decision stands: the monitored
+    metric stopped improving, more epochs do not change it).
+    """
+    saved, _ = saved_config(run_dir)
+    config_conflict(saved, cfg)
+    grows = int(cfg.trainer.epochs) > int(saved.trainer.epochs)
+    if grows and cfg.scheduler.name in EPOCH_SHAPED_SCHEDULERS:
+        raise DQUserError(
+            f"trainer.epochs cannot grow with scheduler={cfg.scheduler.name}: its curve spans the "
+            f"{saved.trainer.epochs} epochs the run was started with; use scheduler=step or start a new run"
+        )
+    completed = read_json(run_dir / RUN_JSON).get("status") == "completed"
+    if completed and not grows:
+        console.print(f"{run_dir}: already completed; nothing to train", markup=False, highlight=False, soft_wrap=True)
+        return None
+    last = read_last(run_dir)
+    if completed and stopped_early(last):
+        console.print(
+            f"{run_dir}: already completed; early stopping ended it at epoch {last['epoch']}, "
+            f"so trainer.epochs={cfg.trainer.epochs} adds nothing",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return None
+    return load_resume_point(run_dir, last)
+
+
+def resume_command_line(cfg: DictConfig, console: Console | None = None) -> dict[str, float]:
+    """``dq-train resume=<run dir> [overrides]``: continue that run with its saved config.
+
+    The overrides on the command line must agree with the saved config (``trainer.epochs``
+    may grow); the fresh directory Hydra made for this invocation is removed.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(str(cfg.resume))
+    fresh = Path(hydra_cfg.runtime.output_dir)
+    if fresh.resolve() != run_dir.resolve():
+        discard_unstarted(fresh)
+    saved, choices = saved_config(run_dir)
+    merged = resumed_config(
+        saved, cfg, list(hydra_cfg.overrides.task), saved_choices=choices, group_keys=list(hydra_cfg.runtime.choices)
+    )
+    return train(merged, run_dir, console, resume=True)
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path | None = None,
+    console: Console | None = None,
+    *,
+    resume: bool = False,
+) -> dict[str, float]:
+    """Train and evaluate the run that ``cfg`` describes; return its final metrics.
+
+    With ``resume``, continue the run in ``run_dir`` (default: ``cfg.resume``) from its
+    checkpoints/last.pt; ``cfg`` must be its saved config, with ``trainer.epochs`` equal or
+    larger. A run that is already completed trains nothing and returns its metrics.json.
+
+    Raises:
+        DQUserError: before anything is trained, for input the user can fix; a new run's
+            directory is then removed, since it holds no result (a resumed run's is kept, and
+            a sweep job's, for dq.sweep.job to mark failed).
+        RunInterrupted: SIGTERM/SIGUSR1 stopped training; last.pt and run.json say where.
+        TrainingDiverged: the training loss became NaN or infinite.
+    """
     console = console or Console()
+    point: ResumePoint | None = None
+    if resume:
+        if run_dir is None and not cfg.get("resume"):
+            raise DQUserError("resume needs the run directory: resume=<run dir>")
+        run_dir = Path(run_dir if run_dir is not None else str(cfg.resume))
+        point = _resume_point(cfg, run_dir, console)
+        if point is None:
+            path = run_dir / METRICS_JSON
+            return read_json(path) if path.is_file() else {}
+    run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
     try:
         spec = to_spec(cfg)
         set_threads(spec.trainer.num_threads)
@@ -77,7 +206,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
         seed_everything(spec.seed)
         model = models.build(spec.model, splits.meta)
         transforms = build_transforms(spec.regularizer, splits.meta)
-        notes = [note for transform in transforms for note in transform.apply(model)]
+        notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
         objective = build_objective(spec.regularizer, splits.meta)
         if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
             from dq.explain.run import check_explain
@@ -85,68 +214,87 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, console: Console |
             check_explain(spec.explain, splits.meta, model)
         loggers = build_loggers(spec.logger, LoggerContext(run_dir, spec.experiment_name))  # opens stores now
     except DQUserError:
-        if not in_sweep():
+        if not resume and not in_sweep():  # a sweep job keeps its directory to be listed as failed
             discard_unstarted(run_dir)
         raise
 
-    record = RunRecord(run_dir, spec.seed, overrides=hydra_task_overrides())
-    save_config(cfg, run_dir)
+    overrides = hydra_task_overrides()
+    record = RunRecord.reopen(run_dir) if resume else RunRecord(run_dir, spec.seed, overrides=overrides)
+    save_config(cfg, run_dir, overwrite=resume)  # a resumed run's follows trainer.epochs when it grew
     record.start(device)
     try:
         loggers.start(flatten_config(cfg))
-        total, trainable = models.count_parameters(model)
-        console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
-        for note in notes:
-            console.print(note, markup=False, highlight=False, soft_wrap=True)
-        optimizer = build_optimizer(spec.optimizer, model.parameters())
-        scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
-        progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
-        with progress if isinstance(progress, RichProgress) else nullcontext():
-            result = fit(
-                model,
-                objective,
-                splits,
-                trainer=spec.trainer,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                device=device,
-                seed=spec.seed,
-                run_dir=run_dir,
-                progress=progress,
-                on_epoch=loggers.log_epoch,
-            )
-
-        model.load_state_dict(result.best_state)
-        for transform in transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
-            model = transform.finish(model)
-        metrics = evaluate(model, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
-        metrics.update(
-            {
-                "params/total": total,
-                "params/trainable": trainable,
-                "params/trainable_fraction": trainable / total if total else 0.0,
-                "time/train_s": result.train_time_s,
-                "train/best_epoch": result.best_epoch,
-                "train/selected_epoch": result.selected_epoch,
-                "train/epochs_run": len(result.history),
-            }
-        )
-        write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
-        loggers.log_final(metrics)
-        if spec.explain.enabled:
-            from dq.explain.run import EXPLANATIONS, explain_run
-
-            explained = explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed)
-            metrics.update(explained)
-            write_json(run_dir / METRICS_JSON, metrics)
-            loggers.log_final(explained)
-            loggers.log_artifacts(sorted((run_dir / EXPLANATIONS).glob("*.png")), folder=EXPLANATIONS)
+        with preemption.catching_stop_signals():
+            built = _BuiltRun(spec, splits, model, transforms, objective, notes, device, run_dir, loggers)
+            metrics = _train_and_evaluate(built, console, point)
         record.finish()
+    except RunInterrupted as error:
+        record.interrupt(str(error))
+        loggers.close(error)
+        raise
     except BaseException as error:
         record.fail(error)
         loggers.close(error)
         raise
     loggers.close()
+    if preemption.stop_requested():
+        note = f"{preemption.received_signal()} arrived after training; the run finished its evaluation first"
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     console.print(metrics_table(metrics))
     console.print(str(run_dir), markup=False, highlight=False, soft_wrap=True)
+    return metrics
+
+
+def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | None) -> dict[str, float]:
+    """Fit (from ``point`` when resuming), then test metrics and explanations, each written
+    to metrics.json as soon as it is known."""
+    spec, splits, model, device, run_dir = run.spec, run.splits, run.model, run.device, run.run_dir
+    total, trainable = models.count_parameters(model)
+    console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
+    for note in run.notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
+    progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
+    with progress if isinstance(progress, RichProgress) else nullcontext():
+        result = fit(
+            model,
+            run.objective,
+            splits,
+            trainer=spec.trainer,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=device,
+            seed=spec.seed,
+            run_dir=run_dir,
+            progress=progress,
+            on_epoch=run.loggers.log_epoch,
+            resume_from=point,
+        )
+
+    model.load_state_dict(result.best_state)
+    for transform in run.transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
+        model = transform.finish(model)
+    metrics = evaluate(model, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
+    metrics.update(
+        {
+            "params/total": total,
+            "params/trainable": trainable,
+            "params/trainable_fraction": trainable / total if total else 0.0,
+            "time/train_s": result.train_time_s,
+            "train/best_epoch": result.best_epoch,
+            "train/selected_epoch": result.selected_epoch,
+            "train/epochs_run": len(result.history),
+        }
+    )
+    write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
+    run.loggers.log_final(metrics)
+    if spec.explain.enabled:
+        from dq.explain.run import EXPLANATIONS, explain_run
+
+        explained = explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed)
+        metrics.update(explained)
+        write_json(run_dir / METRICS_JSON, metrics)
+        run.loggers.log_final(explained)
+        run.loggers.log_artifacts(sorted((run_dir / EXPLANATIONS).glob("*.png")), folder=EXPLANATIONS)
     return metrics

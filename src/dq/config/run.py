@@ -9,7 +9,7 @@ ConfigStore and checks a composed config against them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -34,3 +34,4 @@ class RunConfig:
     logger: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     experiment_name: str = "default"
+    resume: Optional[str] = None  # a run directory to continue (OmegaConf needs Optional)

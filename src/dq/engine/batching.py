@@ -45,6 +45,7 @@ class LoaderBatches:
     ) -> None:
         self.names = _fields(split)
         self.device = device
+        self.generator = generator  # the loader's shuffling draws from it
         on_cuda = device.type == "cuda"
         dataset = TensorDataset(*(getattr(split, name) for name in self.names))
         self.loader = DataLoader(

@@ -8,9 +8,10 @@ clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt,
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
@@ -19,10 +20,12 @@ from torch import nn
 
 from dq.config.trainer import TrainerConfig
 from dq.device import autocast, uses_amp
-from dq.engine import checkpoint
+from dq.engine import checkpoint, preemption
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.early_stopping import EarlyStopping
-from dq.errors import DQUserError
+from dq.engine.epoch_state import EpochState
+from dq.engine.resume import ResumePoint, restore
+from dq.errors import DQUserError, RunInterrupted, TrainingDiverged
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives.base import Objective
@@ -90,19 +93,27 @@ def train_epoch(
     scaler: torch.amp.GradScaler,
     device: torch.device,
     progress: ProgressReporter,
+    state: EpochState | None = None,
 ) -> dict[str, float]:
     """One pass over ``batches``; returns ``train/loss``, ``train/accuracy`` and ``train/<term>``.
 
     Term values and correct predictions are summed on the device and read once at the end
     (and at each progress refresh), so the loop does not wait on the device every batch.
+
+    With ``state`` (the loop's), the pass continues where that state stands (a resumed
+    epoch: its batch order is drawn again from the generator state the epoch began with,
+    and the batches already done are skipped) and stops early, between two batches, when
+    a stop signal arrived (``dq.engine.preemption``); ``state.batches_done`` then tells.
     """
     amp, amp_dtype = uses_amp(device, trainer.amp), str(trainer.amp_dtype)
     model.train()
-    sums: dict[str, torch.Tensor] = {}
-    correct = torch.zeros((), device=device)
-    seen = 0
-    refresh_every = max(1, len(batches) // 50)
-    for index, batch in enumerate(batches, start=1):
+    if state is None:
+        state = EpochState.begin(batches.generator, device)
+    else:
+        batches.generator.set_state(state.order_state)
+    total = len(batches)
+    refresh_every = max(1, total // 50)
+    for index, batch in enumerate(islice(batches, state.batches_done, None), start=state.batches_done + 1):
         with autocast(device, amp, amp_dtype):
             out = objective(model, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -113,17 +124,12 @@ def train_epoch(
         scaler.step(optimizer)
         scaler.update()
 
-        n = len(batch)
-        seen += n
-        for name, value in out.terms.items():
-            sums[name] = sums.get(name, torch.zeros((), device=device)) + value.float() * n
-        correct += (out.logits.detach().argmax(dim=1) == batch.y).sum()
-        if index % refresh_every == 0 or index == len(batches):
-            progress.advance(index, float(sums["task"]) / seen)
-
-    record = {"train/loss": float(sums["task"]) / seen, "train/accuracy": float(correct) / seen}
-    record.update({f"train/{name}": float(total) / seen for name, total in sums.items() if name != "task"})
-    return record
+        state.add(out.terms, (out.logits.detach().argmax(dim=1) == batch.y).sum(), len(batch))
+        if index % refresh_every == 0 or index == total:
+            progress.advance(index, state.running_loss())
+        if index < total and preemption.stop_requested():
+            break
+    return state.record()
 
 
 def validate(model: nn.Module, splits: Splits, *, trainer: TrainerConfig, device: torch.device) -> dict[str, float]:
@@ -160,12 +166,21 @@ class Checkpointer:
         scaler: torch.amp.GradScaler,
         stopper: EarlyStopping,
         generator: torch.Generator,
+        objective: Objective | None = None,
+        selected_epoch: int | None = None,
+        partial: EpochState | None = None,
     ) -> None:
-        """Everything a continued run needs: weights, optimizer, scheduler, scaler, stopper, RNG."""
+        """Everything a continued run needs: weights, optimizer, scheduler, scaler, stopper,
+        RNG, the objective's state, the selected epoch (whose weights are in best.pt) and,
+        when stopped inside an epoch, that epoch's ``partial`` state. ``epoch`` counts the
+        completed epochs."""
         if not self.writes:
             return
         state = {
             "epoch": epoch,
+            "selected_epoch": selected_epoch,
+            "objective": objective.state_dict() if objective is not None else {},
+            "partial": partial.state_dict() if partial is not None else None,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -174,6 +189,30 @@ class Checkpointer:
             "rng": checkpoint.rng_state(generator),
         }
         checkpoint.save_last(self.run_dir, state)
+
+
+def check_finite(epoch: int, train: dict[str, float]) -> None:
+    """Stop a run whose epoch-mean training loss, or any term's, is not finite.
+
+    Raises:
+        TrainingDiverged: one line naming the epoch and the first such term.
+    """
+    for key, value in train.items():
+        if key != "train/accuracy" and not math.isfinite(value):
+            term = "task" if key == "train/loss" else key.removeprefix("train/")
+            raise TrainingDiverged(
+                f"epoch {epoch}: training loss term {term!r} is {value}; lower optimizer.lr or set trainer.grad_clip"
+            )
+
+
+def _interrupted(epoch: int, state: EpochState | None, batches: int, checkpoints: Checkpointer) -> RunInterrupted:
+    where = f"in epoch {epoch}, after batch {state.batches_done} of {batches}" if state else f"after epoch {epoch - 1}"
+    how = (
+        f"continue with: dq-train resume={checkpoints.run_dir}"
+        if checkpoints.writes
+        else "nothing was saved to resume from (no run directory or trainer.checkpoints=false)"
+    )
+    return RunInterrupted(f"stopped by {preemption.received_signal()} {where}; {how}")
 
 
 def fit(
@@ -189,6 +228,7 @@ def fit(
     run_dir: Path | None = None,
     progress: ProgressReporter | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    resume_from: ResumePoint | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return the history and the selected epoch's weights.
 
@@ -197,6 +237,15 @@ def fit(
     Checkpointer rewrites last.pt (and best.pt when the monitored metric improves).
     ``on_epoch`` receives each epoch's record right after its metrics.jsonl line (the
     run's loggers).
+
+    ``resume_from`` (``dq.engine.resume.load_resume_point``) continues a run from its
+    last.pt: the objects passed in are freshly built as for the original run, and their
+    state is loaded from it, down to the batch a pre-empted epoch stopped at.
+
+    Raises:
+        RunInterrupted: SIGTERM or SIGUSR1 arrived; last.pt was written after the batch
+            that was running (``dq.engine.preemption``).
+        TrainingDiverged: an epoch's mean training loss or term was NaN or infinite.
     """
     check_monitor(trainer, splits)
     progress = progress or SilentProgress()
@@ -213,51 +262,79 @@ def fit(
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     result = FitResult()
     model.to(device)
+    state: EpochState | None = None  # the epoch in progress, when resuming inside one
+    first_epoch = 1
+    if resume_from is not None:
+        parts = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "stopper": stopper}
+        state = restore(resume_from, model=model, objective=objective, generator=generator, device=device, **parts)
+        first_epoch = resume_from.epochs_done + 1
+        result.history = list(resume_from.history)
+        result.selected_epoch, result.best_state = resume_from.selected_epoch, resume_from.best_state
+        result.train_time_s = resume_from.train_time_s
+        result.stopped_early = stopper.should_stop
 
-    for epoch in range(1, trainer.epochs + 1):
-        start = time.perf_counter()
-        progress.start_epoch(epoch, trainer.epochs, len(batches))
-        train = train_epoch(
-            model,
-            objective,
-            batches,
-            trainer=trainer,
-            optimizer=optimizer,
-            scaler=scaler,
-            device=device,
-            progress=progress,
-        )
-        train_seconds = time.perf_counter() - start
-        record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
-        record.update(validate(model, splits, trainer=trainer, device=device))
-        record.update(objective.end_epoch(model, splits.val, device))
-        if scheduler is not None:
-            scheduler.step()
-
-        if stopper.update(epoch, record[es.monitor]) or trainer.select == "last":
-            result.selected_epoch, result.best_state = epoch, _cpu_copy(model)
-            checkpoints.save_best(result.best_state, epoch, record[es.monitor])
-        record["time/train_epoch_s"] = train_seconds
-        record["time/epoch_s"] = time.perf_counter() - start
-        result.train_time_s += record["time/epoch_s"]
-        result.history.append(record)
-        if run_dir is not None:
-            append_jsonl(Path(run_dir) / METRICS_JSONL, record)
-        if on_epoch is not None:
-            on_epoch(record)
+    def save_last(epochs_done: int, partial: EpochState | None = None) -> None:
         checkpoints.save_last(
-            epoch,
+            epochs_done,
             model=model,
             optimizer=optimizer,
             scheduler=scheduler,
             scaler=scaler,
             stopper=stopper,
             generator=generator,
+            objective=objective,
+            selected_epoch=result.selected_epoch,
+            partial=partial,
         )
-        progress.end_epoch(record)
-        if stopper.should_stop:
-            result.stopped_early = True
-            break
+
+    with preemption.catching_stop_signals():
+        for epoch in range(first_epoch, trainer.epochs + 1):
+            if result.stopped_early:
+                break
+            if preemption.stop_requested():  # arrived after the last batch of the epoch before
+                raise _interrupted(epoch, None, len(batches), checkpoints)
+            state = state or EpochState.begin(generator, device)
+            progress.start_epoch(epoch, trainer.epochs, len(batches))
+            if state.batches_done:
+                progress.advance(state.batches_done, state.running_loss())
+            train = train_epoch(
+                model,
+                objective,
+                batches,
+                trainer=trainer,
+                optimizer=optimizer,
+                scaler=scaler,
+                device=device,
+                progress=progress,
+                state=state,
+            )
+            if state.batches_done < len(batches):
+                save_last(epoch - 1, partial=state)
+                raise _interrupted(epoch, state, len(batches), checkpoints)
+            check_finite(epoch, train)
+            train_seconds = state.elapsed()
+            record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
+            record.update(validate(model, splits, trainer=trainer, device=device))
+            record.update(objective.end_epoch(model, splits.val, device))
+            if scheduler is not None:
+                scheduler.step()
+
+            if stopper.update(epoch, record[es.monitor]) or trainer.select == "last":
+                result.selected_epoch, result.best_state = epoch, _cpu_copy(model)
+                checkpoints.save_best(result.best_state, epoch, record[es.monitor])
+            record["time/train_epoch_s"] = train_seconds
+            record["time/epoch_s"] = state.elapsed()
+            result.train_time_s += record["time/epoch_s"]
+            result.history.append(record)
+            if run_dir is not None:
+                append_jsonl(Path(run_dir) / METRICS_JSONL, record)
+            save_last(epoch)
+            if on_epoch is not None:  # after last.pt: a resumed run does not log this epoch again
+                on_epoch(record)
+            state = None
+            progress.end_epoch(record)
+            if stopper.should_stop:
+                result.stopped_early = True
 
     if result.best_state is None:  # every epoch's monitored value was NaN
         result.selected_epoch, result.best_state = len(result.history), _cpu_copy(model)

@@ -37,6 +37,10 @@ SCHEDULERS: dict[SchedulerName, Callable[[SchedulerConfig, torch.optim.Optimizer
     ),
 }
 
+# Schedules laid out over the run's epoch count: a run extended by resuming (more
+# trainer.epochs) cannot follow them as if it had been planned that long from the start.
+EPOCH_SHAPED_SCHEDULERS = frozenset({SchedulerName.cosine})
+
 
 def build_optimizer(cfg: SGDConfig | AdamConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     """The optimizer over the trainable parameters (frozen ones get no state)."""

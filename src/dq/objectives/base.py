@@ -37,6 +37,10 @@ class Term(Protocol):
     on: a term that only measures wraps itself in ``dq.inference.eval_mode`` or
     ``torch.no_grad()``. Terms dropped for weight 0 are not called.
 
+    ``state_dict() -> dict`` and ``load_state_dict(state)`` (optional methods): a term that
+    carries state from epoch to epoch (FRL-Reweight's multipliers) gives it here, so it
+    goes into last.pt and a resumed run continues with it. Plain tensors and numbers only.
+
     ``needs`` (optional attribute, a tuple of term names) says which other terms must be
     active in the same objective; the ``Objective`` refuses the combination otherwise,
     runs the needed terms first on each batch, and hands them over once through the
@@ -105,6 +109,24 @@ class Objective:
             if hook is not None:
                 values.update({key: float(value) for key, value in hook(model, val, device).items()})
         return values
+
+    def state_dict(self) -> dict[str, dict]:
+        """The state of each term that keeps one between epochs, by term name."""
+        return {term.name: term.state_dict() for term in self.terms if hasattr(term, "state_dict")}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        """Give each stateful term its part of ``state`` (from ``state_dict``).
+
+        Raises:
+            ValueError: ``state`` names a term this objective has not, or misses one it has.
+        """
+        stateful = {term.name: term for term in self.terms if hasattr(term, "load_state_dict")}
+        if set(state) != set(stateful):
+            raise ValueError(
+                f"objective state for terms {sorted(state)}, but the stateful terms are {sorted(stateful)}"
+            )
+        for name, term in stateful.items():
+            term.load_state_dict(state[name])  # type: ignore[attr-defined]
 
     @property
     def term_names(self) -> list[str]:

@@ -60,7 +60,8 @@ After each epoch (``end_epoch``) the first ``limit`` validation examples are att
 the adversarial term's own ``dq.attacks.PGD`` object (cross-entropy with the true labels,
 eval mode, a generator seeded with 0, as robust evaluation does), the multipliers take their
 step, and ``robust_fairness/weight/<class>`` and ``robust_fairness/val_robust_error/<class>``
-go into that epoch's line of metrics.jsonl. The multipliers are not saved in last.pt.
+go into that epoch's line of metrics.jsonl. The multipliers are saved in last.pt
+(``state_dict``), so a resumed run continues with them.
 
 Example::
 
@@ -197,6 +198,14 @@ class RobustFairness:
         count = torch.bincount(y_all, minlength=k).double()
         errors = torch.zeros(k, dtype=torch.float64).index_add(0, y_all, wrong_all) / count
         return torch.where(count > 0, errors, torch.full_like(errors, float("nan")))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The multipliers φ, which carry over from epoch to epoch (saved in last.pt)."""
+        return {"phi": self.phi.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.phi = state["phi"].to(dtype=torch.float64, device="cpu").clone()
+        self._batch_weights = None
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """Measure the per-class robust errors, step the multipliers; return weights and errors."""

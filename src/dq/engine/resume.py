@@ -1,0 +1,161 @@
+"""Continuing a run from its checkpoints/last.pt, exactly where it stopped.
+
+last.pt is rewritten after every epoch (and, on pre-emption, between two batches) with
+everything the loop's future depends on: weights, optimizer, scheduler, loss scaler,
+early-stopping state, every random state, the objective's own state (FRL-Reweight's
+multipliers), the selected epoch and, mid-epoch, the ``EpochState``. ``read_last`` loads
+it (a missing or unreadable file is the user's one-line error), ``load_resume_point``
+brings the run directory in line with it (metrics.jsonl cut back to the epochs it covers,
+best.pt's weights) and ``restore`` puts it into freshly built objects.
+
+A SIGKILL can land between any two writes of an epoch's end. They happen in this order:
+best.pt, the metrics.jsonl line, last.pt; so last.pt never covers an epoch whose line or
+best weights are missing, and what is ahead of it (a line, a newer best.pt) is what the
+resumed run writes again, identically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dq.engine.checkpoint import restore_rng_state
+from dq.engine.early_stopping import EarlyStopping
+from dq.engine.epoch_state import EpochState
+from dq.errors import DQUserError
+from dq.objectives.base import Objective
+from dq.outputs import BEST_CHECKPOINT, LAST_CHECKPOINT, METRICS_JSONL, checkpoint_dir, load_checkpoint, write_text
+
+LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _read_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        state = load_checkpoint(path)
+    except Exception as error:  # torch raises several kinds for a truncated or foreign file
+        raise DQUserError(
+            f"cannot resume: {path} is corrupt ({type(error).__name__}: {_first_line(str(error))})"
+        ) from None
+    missing = [key for key in required if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise DQUserError(f"cannot resume: {path} is not a dq checkpoint (it has no {missing[0]!r})")
+    return state
+
+
+def read_last(run_dir: Path) -> dict[str, Any]:
+    """checkpoints/last.pt of ``run_dir``.
+
+    Raises:
+        DQUserError: one line naming the file when it is missing, unreadable or not dq's.
+    """
+    path = checkpoint_dir(run_dir) / LAST_CHECKPOINT
+    if not path.is_file():
+        raise DQUserError(
+            f"cannot resume: {path} does not exist (last.pt is written after each epoch unless trainer.checkpoints=false)"
+        )
+    return _read_checkpoint(path, LAST_KEYS)
+
+
+def stopped_early(last: dict[str, Any]) -> bool:
+    """Whether the run in last.pt had already been stopped by early stopping."""
+    stopper = EarlyStopping(monitor="")
+    stopper.load_state_dict(last["early_stopping"])
+    return stopper.should_stop
+
+
+@dataclass
+class ResumePoint:
+    """last.pt and what the run directory says about the epochs it covers."""
+
+    checkpoint: dict[str, Any]
+    history: list[dict[str, Any]]  # metrics.jsonl's lines for the completed epochs
+    best_state: dict[str, torch.Tensor] | None
+    selected_epoch: int | None
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.checkpoint["epoch"])
+
+    @property
+    def train_time_s(self) -> float:
+        return sum(float(record.get("time/epoch_s", 0.0)) for record in self.history)
+
+
+def cut_metrics_jsonl(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
+    """Keep the first ``epochs`` lines of metrics.jsonl (rewritten atomically) and return them.
+
+    Lines past them belong to an epoch last.pt does not cover (a kill came between the
+    line and last.pt); the resumed run writes them again.
+    """
+    path = Path(run_dir) / METRICS_JSONL
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+    if len(lines) < epochs:
+        raise DQUserError(f"cannot resume: {path} has {len(lines)} epoch lines but last.pt is at epoch {epochs}")
+    kept = lines[:epochs]
+    try:
+        history = [json.loads(line) for line in kept]
+    except json.JSONDecodeError as error:
+        raise DQUserError(f"cannot resume: {path} is corrupt ({error})") from None
+    if len(lines) > epochs or (kept and not kept[-1].endswith("\n")):
+        write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+    return history
+
+
+def load_resume_point(run_dir: Path, last: dict[str, Any]) -> ResumePoint:
+    """Cut metrics.jsonl back to ``last``'s epochs and read the selected epoch's weights."""
+    history = cut_metrics_jsonl(run_dir, int(last["epoch"]))
+    path = checkpoint_dir(run_dir) / BEST_CHECKPOINT
+    if "selected_epoch" in last:
+        selected = last["selected_epoch"]
+    else:  # a last.pt written before it recorded the selected epoch: best.pt's is the one
+        selected = _read_checkpoint(path, ("model", "epoch"))["epoch"] if path.is_file() else None
+    best_state = None
+    if selected is not None:
+        if not path.is_file():
+            raise DQUserError(f"cannot resume: {path} does not exist, but last.pt selected epoch {selected}")
+        best = _read_checkpoint(path, ("model", "epoch"))
+        # A newer best.pt than last.pt: the kill came before last.pt of that epoch was
+        # written; the resumed run repeats that epoch and writes the same best.pt again.
+        if best["epoch"] != selected and best["epoch"] <= int(last["epoch"]):
+            raise DQUserError(f"cannot resume: {path} holds epoch {best['epoch']}, last.pt selected epoch {selected}")
+        best_state = best["model"]
+    return ResumePoint(checkpoint=last, history=history, best_state=best_state, selected_epoch=selected)
+
+
+def restore(
+    point: ResumePoint,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scaler: torch.amp.GradScaler,
+    stopper: EarlyStopping,
+    objective: Objective,
+    generator: torch.Generator,
+    device: torch.device,
+) -> EpochState | None:
+    """Load ``point`` into the loop's objects (the model already on ``device``); return the
+    interrupted epoch's state, or None when last.pt was written at an epoch's end."""
+    state = point.checkpoint
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    stopper.load_state_dict(state["early_stopping"])
+    try:
+        objective.load_state_dict(state.get("objective") or {})
+    except ValueError as error:
+        raise DQUserError(f"cannot resume: last.pt does not fit this objective ({error})") from None
+    restore_rng_state(state["rng"], generator)
+    partial = state.get("partial")
+    return EpochState.from_state_dict(partial, device) if partial is not None else None
