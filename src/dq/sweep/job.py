@@ -10,41 +10,25 @@ dead ones resumed from checkpoints/last.pt, failed ones rerun from scratch.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dq import errors
+from dq.engine.preemption import stop_requested
+from dq.errors import DQUserError, RunInterrupted
 from dq.outputs import RunRecord, now_iso, write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
 from dq.sweep.outcome import JobOutcome, JobStatus
 from dq.sweep.summary import progress_line, read_sweep
 
-# Raised by the runner when SIGTERM/SIGUSR1 stopped a run after it wrote last.pt
-# (dq.errors.RunInterrupted, where this build has it).
-_RunInterrupted: type[BaseException] = getattr(errors, "RunInterrupted", type("_NeverRaised", (Exception,), {}))
-
-
-def _stop_requested() -> bool:
-    """Whether a pre-emption signal asked this process to stop (then no new job starts)."""
-    try:
-        from dq.engine.preemption import stop_requested
-    except ImportError:
-        return False
-    return bool(stop_requested())
-
 
 def _train(cfg: DictConfig, run_dir: Path, *, resume: bool) -> dict[str, float]:
-    """The one place a sweep job calls the runner."""
+    """The one place a sweep job calls the runner (imported here: the callback that
+    loads this package runs on every dq-train start, and must stay light)."""
     from dq.runner import train
 
-    if not resume:
-        return train(cfg, run_dir=run_dir)
-    if "resume" not in inspect.signature(train).parameters:
-        raise errors.DQUserError("this dq cannot resume a run (dq.runner.train has no resume=)")
-    return train(cfg, run_dir=run_dir, resume=True)  # type: ignore[call-arg]
+    return train(cfg, run_dir=run_dir, resume=resume)
 
 
 def _error_line(error: BaseException) -> str:
@@ -73,17 +57,17 @@ def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], action: Action, e
     if action is Action.busy:
         where = f"pid {(earlier or {}).get('pid')} on {(earlier or {}).get('host')}"
         return outcome(JobStatus.failed, f"{job_dir} is still running in {where}")
-    if _stop_requested():
+    if stop_requested():  # a pre-emption signal stopped this process: start nothing new
         return outcome(JobStatus.interrupted, "not started: the sweep was asked to stop")
     if action is Action.rerun:
         clear_results(job_dir)
     try:
         _train(cfg, job_dir, resume=action is Action.resume)
-    except _RunInterrupted as error:
+    except RunInterrupted as error:
         return outcome(JobStatus.interrupted, _error_line(error))
     except Exception as error:  # any failure is this job's, never the sweep's
         line = _error_line(error)
-        if isinstance(error, errors.DQUserError):
+        if isinstance(error, DQUserError):
             line = str(error)
         current = read_run(job_dir)
         if current is None or current.get("status") != "failed":  # refused before the runner wrote one
