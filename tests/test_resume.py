@@ -406,26 +406,33 @@ def test_killed_at_random_moments_until_done_ends_as_if_never_killed(tmp_path: P
     longer = [*SUBPROCESS_RUN, *adversarial, "trainer.epochs=8", "trainer.early_stopping.patience=8"]
     dq.train(compose_config(longer, fast=False), run_dir=tmp_path / "uninterrupted", console=quiet())
     rng = random.Random(8)
+    # Kill points: shortly after four random epochs' lines appear (so inside the next epoch,
+    # between two writes of an epoch's end, or in the evaluation after the last), in order,
+    # so each resumed process is still short of the next one; and once in a resume's start-up.
+    targets = sorted(rng.sample(range(1, 9), 4))
+    startup_kill_after = rng.randrange(1, len(targets))
     process = dq_train_process(longer, tmp_path)
     run_dir = started_run(tmp_path)
-    wait_for_epochs(run_dir, 1)  # before its first last.pt there is nothing to resume
     kills = 0
-    while True:
-        if kills < 8:
-            if rng.random() < 0.25:  # anywhere, start-up included
-                time.sleep(rng.uniform(0.0, 4.0))
-            else:  # somewhere in a random epoch (or in the evaluation after the last)
-                wait_for_epochs(run_dir, rng.randint(0, 8), process)
-                time.sleep(rng.uniform(0.0, 0.5))
-            if process.poll() is None:
-                process.send_signal(rng.choice([signal.SIGKILL, signal.SIGTERM]))
-                kills += 1
+    for index, epoch in enumerate(targets):
+        wait_for_epochs(run_dir, epoch, process)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if process.poll() is None:
+            process.send_signal(rng.choice([signal.SIGKILL, signal.SIGTERM]))
+            kills += 1
         _, stderr = process.communicate(timeout=300)
         # SIGTERM before the handlers are in (start-up) ends the process as the default does.
         assert process.returncode in (0, 75, -signal.SIGKILL, -signal.SIGTERM), stderr
-        if read_json(run_dir / "run.json")["status"] == "completed":
-            break
         process = dq_train_process([f"resume={run_dir}"], tmp_path)
-    assert kills >= 3
-    assert read_json(run_dir / "run.json")["resumed"]  # kills in a resume's start-up leave no mark
+        if index == startup_kill_after:  # in the resume's start-up: nothing is lost or marked
+            time.sleep(rng.uniform(0.5, 2.0))
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+            process.communicate(timeout=300)
+            process = dq_train_process([f"resume={run_dir}"], tmp_path)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert read_json(run_dir / "run.json")["status"] == "completed"
+    assert kills >= 4
+    assert read_json(run_dir / "run.json")["resumed"]
     assert_same_run(run_dir, tmp_path / "uninterrupted")
