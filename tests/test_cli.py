@@ -77,3 +77,21 @@ def test_dq_train_cfg_job_prints_the_config_and_trains_nothing(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert "name: adult" in done.stdout and "sensitive: sex" in done.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_two_modes_at_once_are_one_line_not_a_traceback(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Hydra refuses `-m` with `--cfg` by a ValueError before any job: dq-train says so in one line.
+    from dq.cli import train_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["dq-train", "-m", "seed=0,1", "--cfg", "job"])
+    with pytest.raises(SystemExit) as stopped:
+        train_main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "dq-train: error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"
+        " (one at a time)\n"
+    )
+    assert not (tmp_path / "outputs").exists()

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
 
 EXIT_USER_ERROR = 2
+# How Hydra's ValueError starts when the command line asks for two modes at once.
+HYDRA_MODE_CLASH = "Only one of --run, --multirun, --cfg"
 EXIT_FAILED = 1
 _show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
 
@@ -128,6 +130,11 @@ def train_main() -> None:
         if _show_traceback:
             raise
         print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except ValueError as error:  # Hydra's refusal of two modes at once (-m with --cfg, say)
+        if _show_traceback or not str(error).startswith(HYDRA_MODE_CLASH):
+            raise
+        print(f"dq-train: error: {error} (one at a time)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
     if sweep_exit_code():  # a sweep ran every job, and some failed or were interrupted
