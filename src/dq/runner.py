@@ -5,7 +5,8 @@ with a config from Hydra's compose API. Everything a run produces lands in its r
 directory (DESIGN.md's output contract); run.json says ``completed`` only at the very end.
 
 ``train(cfg, run_dir, resume=True)`` continues the run in ``run_dir`` from its last.pt
-(``dq.engine.resume``); ``resume_command_line(cfg)`` is ``dq-train resume=<run dir>``.
+(``dq.engine.continuation`` decides whether and from where, ``dq.engine.resume`` loads it);
+``resume_command_line(cfg)`` is ``dq-train resume=<run dir>``.
 SIGTERM/SIGUSR1 during training stop the run after its current batch (``RunInterrupted``,
 run.json ``interrupted``); during evaluation and explanations they are noted and the run
 finishes first (a few seconds to minutes), so its result is not thrown away.
@@ -25,13 +26,14 @@ from rich.console import Console
 from torch import nn
 
 from dq import data, models
-from dq.config.resume import config_conflict, resumed_config
+from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine import preemption
+from dq.engine.continuation import resume_point, saved_config
 from dq.engine.loop import SilentProgress, check_monitor, fit
-from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS, build_optimizer, build_scheduler
-from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
+from dq.engine.optim import build_optimizer, build_scheduler
+from dq.engine.resume import ResumePoint
 from dq.errors import DQUserError, RunInterrupted
 from dq.evaluation import evaluate
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
@@ -40,7 +42,6 @@ from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import (
     HYDRA_DIR,
     METRICS_JSON,
-    RUN_JSON,
     RunRecord,
     default_run_dir,
     discard_unstarted,
@@ -98,56 +99,6 @@ def save_config(cfg: DictConfig, run_dir: Path, *, overwrite: bool = False) -> N
         write_text(path, OmegaConf.to_yaml(job_cfg))
 
 
-def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
-    """The config a run was started with and its Hydra group choices (empty for a run
-    started from Python, which has no .hydra/hydra.yaml).
-
-    Raises:
-        DQUserError: ``run_dir`` is not a run directory.
-    """
-    config_path = run_dir / HYDRA_DIR / "config.yaml"
-    if not run_dir.is_dir():
-        raise DQUserError(f"resume={run_dir}: no such directory")
-    if not config_path.is_file() or not (run_dir / RUN_JSON).is_file():
-        missing = config_path if not config_path.is_file() else run_dir / RUN_JSON
-        raise DQUserError(f"resume={run_dir} is not a dq run directory (no {missing})")
-    hydra_path = run_dir / HYDRA_DIR / "hydra.yaml"
-    choices = OmegaConf.select(OmegaConf.load(hydra_path), "hydra.runtime.choices") if hydra_path.is_file() else None
-    return OmegaConf.load(config_path), dict(choices or {})
-
-
-def _resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | None:
-    """What the run in ``run_dir`` continues from; None when it has nothing left to train.
-
-    A completed run trains on only when ``cfg`` asks for more epochs than it was started
-    with and early stopping had not stopped it (that decision stands: the monitored
-    metric stopped improving, more epochs do not change it).
-    """
-    saved, _ = saved_config(run_dir)
-    config_conflict(saved, cfg)
-    grows = int(cfg.trainer.epochs) > int(saved.trainer.epochs)
-    if grows and cfg.scheduler.name in EPOCH_SHAPED_SCHEDULERS:
-        raise DQUserError(
-            f"trainer.epochs cannot grow with scheduler={cfg.scheduler.name}: its curve spans the "
-            f"{saved.trainer.epochs} epochs the run was started with; use scheduler=step or start a new run"
-        )
-    completed = read_json(run_dir / RUN_JSON).get("status") == "completed"
-    if completed and not grows:
-        console.print(f"{run_dir}: already completed; nothing to train", markup=False, highlight=False, soft_wrap=True)
-        return None
-    last = read_last(run_dir)
-    if completed and stopped_early(last):
-        console.print(
-            f"{run_dir}: already completed; early stopping ended it at epoch {last['epoch']}, "
-            f"so trainer.epochs={cfg.trainer.epochs} adds nothing",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        return None
-    return load_resume_point(run_dir, last)
-
-
 def resume_command_line(cfg: DictConfig, console: Console | None = None) -> dict[str, float]:
     """``dq-train resume=<run dir> [overrides]``: continue that run with its saved config.
 
@@ -192,7 +143,7 @@ def train(
         if run_dir is None and not cfg.get("resume"):
             raise DQUserError("resume needs the run directory: resume=<run dir>")
         run_dir = Path(run_dir if run_dir is not None else str(cfg.resume))
-        point = _resume_point(cfg, run_dir, console)
+        point = resume_point(cfg, run_dir, console)
         if point is None:
             path = run_dir / METRICS_JSON
             return read_json(path) if path.is_file() else {}

@@ -1,0 +1,68 @@
+"""Whether, and from where, a run directory continues: the config it was started with,
+the overrides' agreement with it, and what a completed run or a grown ``trainer.epochs``
+means. ``dq.runner`` asks this before it builds anything; ``dq.engine.resume`` then loads
+the checkpoint into the freshly built objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dq.config.resume import config_conflict
+from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS
+from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
+from dq.errors import DQUserError
+from dq.outputs import HYDRA_DIR, RUN_JSON, read_json
+
+
+def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
+    """The config a run was started with and its Hydra group choices (empty for a run
+    started from Python, which has no .hydra/hydra.yaml).
+
+    Raises:
+        DQUserError: ``run_dir`` is not a run directory.
+    """
+    config_path = run_dir / HYDRA_DIR / "config.yaml"
+    if not run_dir.is_dir():
+        raise DQUserError(f"resume={run_dir}: no such directory")
+    if not config_path.is_file() or not (run_dir / RUN_JSON).is_file():
+        missing = config_path if not config_path.is_file() else run_dir / RUN_JSON
+        raise DQUserError(f"resume={run_dir} is not a dq run directory (no {missing})")
+    hydra_path = run_dir / HYDRA_DIR / "hydra.yaml"
+    choices = OmegaConf.select(OmegaConf.load(hydra_path), "hydra.runtime.choices") if hydra_path.is_file() else None
+    return OmegaConf.load(config_path), dict(choices or {})
+
+
+def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | None:
+    """What the run in ``run_dir`` continues from; None when it has nothing left to train.
+
+    A completed run trains on only when ``cfg`` asks for more epochs than it was started
+    with and early stopping had not stopped it (that decision stands: the monitored
+    metric stopped improving, more epochs do not change it).
+    """
+    saved, _ = saved_config(run_dir)
+    config_conflict(saved, cfg)
+    grows = int(cfg.trainer.epochs) > int(saved.trainer.epochs)
+    if grows and cfg.scheduler.name in EPOCH_SHAPED_SCHEDULERS:
+        raise DQUserError(
+            f"trainer.epochs cannot grow with scheduler={cfg.scheduler.name}: its curve spans the "
+            f"{saved.trainer.epochs} epochs the run was started with; use scheduler=step or start a new run"
+        )
+    completed = read_json(run_dir / RUN_JSON).get("status") == "completed"
+    if completed and not grows:
+        console.print(f"{run_dir}: already completed; nothing to train", markup=False, highlight=False, soft_wrap=True)
+        return None
+    last = read_last(run_dir)
+    if completed and stopped_early(last):
+        console.print(
+            f"{run_dir}: already completed; early stopping ended it at epoch {last['epoch']}, "
+            f"so trainer.epochs={cfg.trainer.epochs} adds nothing",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return None
+    return load_resume_point(run_dir, last)
