@@ -21,17 +21,23 @@ from dq.outputs import read_json
     [
         ("dataset=imagenet", r"^unknown dataset 'imagenet'; allowed: .*adult.*mnist5k"),
         ("model=resnet", r"^unknown model 'resnet'; allowed: attention, cnn, mlp, rnn$"),
-        ("trainer.epochz=3", r"^unknown key 'trainer.epochz'; keys of trainer: epochs, batch_size"),
+        (
+            "trainer.epochz=3",
+            r"^unknown key 'trainer.epochz' \(nearest: 'trainer.epochs'\); keys of trainer: epochs, batch_size",
+        ),
         ("trainer.epochs=ten", r"^bad value for trainer.epochs: Value 'ten' of type 'str' could not be converted"),
         (
             "trainer.device=gpu",
             r"^bad value for trainer.device: Invalid value 'gpu', expected one of \[auto, cpu, cuda\]",
         ),
         # Each dataset family has its own schema: an option this dataset does not use is refused.
-        ("dataset=adult dataset.max_length=5", r"^unknown key 'dataset.max_length'; keys of dataset: name, limit, "),
+        (
+            "dataset=adult dataset.max_length=5",
+            r"^unknown key 'dataset.max_length'( \(nearest: '[a-z_.]+'\))?; keys of dataset: name, limit, ",
+        ),
         (
             "dataset=digits dataset.sensitive=sex",
-            r"^unknown key 'dataset.sensitive'; keys of dataset: .*root, download, group$",
+            r"^unknown key 'dataset.sensitive'( \(nearest: '[a-z_.]+'\))?; keys of dataset: .*root, download, group$",
         ),
     ],
 )
@@ -95,3 +101,47 @@ def test_two_modes_at_once_are_one_line_not_a_traceback(tmp_path: Path, monkeypa
         " (one at a time)\n"
     )
     assert not (tmp_path / "outputs").exists()
+
+
+TRAINER_KEYS = (
+    "epochs, batch_size, eval_batch_size, device, amp, amp_dtype, grad_clip, early_stopping, select, "
+    "num_threads, loader, num_workers, checkpoints, progress"
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # Hydra lets `+`/`++` add a key the schema lacks; validation refuses it, naming the nearest.
+        (
+            ["+trainer.epochz=3"],
+            f"unknown key 'trainer.epochz' (nearest: 'trainer.epochs'); keys of trainer: {TRAINER_KEYS}",
+        ),
+        (
+            ["++trainer.epochz=3"],
+            f"unknown key 'trainer.epochz' (nearest: 'trainer.epochs'); keys of trainer: {TRAINER_KEYS}",
+        ),
+        (
+            ["+trainer.early_stopping.patiense=2"],
+            "unknown key 'trainer.early_stopping.patiense' (nearest: 'trainer.early_stopping.patience'); "
+            "keys of trainer.early_stopping: enabled, monitor, mode, patience, min_delta",
+        ),
+        (
+            ["+nonexistent_key=1"],
+            "unknown key 'nonexistent_key'; keys of the config: dataset, model, optimizer, scheduler, trainer, "
+            "regularizer, eval, explain, logger, seed, experiment_name, resume",
+        ),
+        (
+            ["dataset=adult", "model=mlp", "regularizer=[fairness]", "+regularizer.fairness.wieght=2"],
+            "unknown key 'regularizer.fairness.wieght' (nearest: 'regularizer.fairness.weight'); "
+            "keys of regularizer.fairness: weight, criterion",
+        ),
+    ],
+)
+def test_keys_added_with_plus_are_refused_naming_the_nearest_valid_key(overrides: list[str], expected: str) -> None:
+    from dq.errors import DQUserError
+    from dq.spec import compose, to_spec
+
+    with pytest.raises(DQUserError) as refused:
+        to_spec(compose(overrides))
+    assert str(refused.value) == expected

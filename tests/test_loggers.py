@@ -244,7 +244,10 @@ def test_logger_options_are_checked_with_their_path(make_cfg) -> None:
         dq.spec.to_spec(make_cfg("logger=[tensorboard]", "logger.tensorboard.log_dir=''"))
     with pytest.raises(HydraException) as caught:
         make_cfg("logger=[tensorboard]", "logger.tensorboard.logdir=x")
-    assert explain_error(caught.value) == "unknown key 'logger.tensorboard.logdir'; keys of logger.tensorboard: log_dir"
+    assert (
+        explain_error(caught.value)
+        == "unknown key 'logger.tensorboard.logdir' (nearest: 'logger.tensorboard.log_dir'); keys of logger.tensorboard: log_dir"
+    )
 
 
 OPEN_STORE = """

@@ -214,5 +214,7 @@ def test_a_sweep_refused_before_its_first_job_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert sweep_in_process(["dataset=adult", "trainer.epochz=1,2", "hydra.sweep.dir=sw"], tmp_path, monkeypatch) == 2
-    assert capsys.readouterr().err.startswith("dq-train: error: unknown key 'trainer.epochz'; keys of trainer: epochs")
+    assert capsys.readouterr().err.startswith(
+        "dq-train: error: unknown key 'trainer.epochz' (nearest: 'trainer.epochs'); keys of trainer: epochs"
+    )
     assert not (tmp_path / "sw").exists()

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
+from dq.config.validation import unknown_key_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def explain_error(error: BaseException) -> str:
     cause = error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         parent = cause.parent_node
-        keys = ", ".join(str(k) for k in parent) if parent is not None else ""
-        where = cause.full_key.rpartition(".")[0] or "the config"
-        return f"unknown key {cause.full_key!r}; keys of {where}: {keys}"
+        return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         return f"bad value for {cause.full_key}: {_first_line(str(cause))}"
     return _first_line(str(error))

@@ -11,6 +11,7 @@ node by node, and runs each schema's range checks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from dq.config.optimizer import OPTIMIZER_SCHEMAS
 from dq.config.run import RunConfig
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
-from dq.config.validation import typed
+from dq.config.validation import typed, unknown_key_message
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError
 from dq.loggers.registry import LOGGERS
@@ -123,6 +124,10 @@ def to_spec(cfg: DictConfig) -> RunSpec:
             and what is allowed.
     """
     parts: dict[str, Any] = {}
+    known = [item.name for item in dataclasses.fields(RunConfig)]
+    unknown = [str(key) for key in cfg if key not in known and key != "hydra"]
+    if unknown:  # `+name=...` adds a top-level key that no schema reads
+        raise DQUserError(unknown_key_message(unknown[0], known))
     for group in ("dataset", "model", "optimizer", "scheduler", "trainer"):
         if group not in cfg:
             raise DQUserError(f"the config has no {group!r} group")

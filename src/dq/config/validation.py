@@ -10,10 +10,12 @@ is written by no validator.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from dq.errors import DQUserError
 
@@ -57,16 +59,48 @@ def validate_tree(obj: Any, where: str) -> None:
         raise DQUserError(f"{where}.{error.key} {error.message}") from error
 
 
+def unknown_key_message(full_key: str, allowed: Sequence[str]) -> str:
+    """One line for a key no schema knows: the nearest valid key, then all of them.
+
+    ``unknown key 'trainer.epochz' (nearest: 'trainer.epochs'); keys of trainer: epochs, ...``
+    """
+    where, _, name = full_key.rpartition(".")
+    nearest = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
+    hint = f" (nearest: {'.'.join(filter(None, [where, nearest[0]]))!r})" if nearest else ""
+    return f"unknown key {full_key!r}{hint}; keys of {where or 'the config'}: {', '.join(allowed)}"
+
+
+def _fields_at(schema: type, path: list[str]) -> list[str]:
+    """The field names of the dataclass that ``path`` (field names) leads to in ``schema``."""
+    for name in path:
+        field = next((f for f in dataclasses.fields(schema) if f.name == name), None)
+        if field is None or not isinstance(field.default_factory, type):  # type: ignore[misc]
+            return []
+        schema = field.default_factory  # type: ignore[assignment]
+    return [f.name for f in dataclasses.fields(schema)]
+
+
 def typed(where: str, schema: type, node: Any) -> Any:
     """``node`` merged onto ``schema``, turned into its dataclass and validated.
 
     ``where`` is the node's path in the run config (``trainer``, ``regularizer.lora``).
+    The node is merged as plain values: a key added with ``+`` or ``++`` on the command
+    line sits in Hydra's node beside the schema's own, and merging the node as it is would
+    carry it through unnoticed; as plain values the schema refuses it.
 
     Raises:
-        DQUserError: an unknown key, a wrong type or an out-of-range value, in one line.
+        DQUserError: an unknown key (naming the nearest valid one), a wrong type or an
+            out-of-range value, in one line.
     """
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     try:
-        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except ConfigKeyError as error:
+        path = str(error.full_key or error.key or "").split(".")
+        if not path[-1]:
+            raise DQUserError(f"{where}: {str(error).splitlines()[0]}") from error
+        allowed = _fields_at(schema, path[:-1])
+        raise DQUserError(unknown_key_message(".".join([where, *path]), allowed)) from error
     except OmegaConfBaseException as error:
         raise DQUserError(f"{where}: {str(error).splitlines()[0]}") from error
     validate_tree(obj, where)
