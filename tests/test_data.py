@@ -225,9 +225,14 @@ def test_other_sensitive_choices() -> None:
 def test_bad_sensitive_and_group_choices_raise_one_line_errors() -> None:
     with pytest.raises(DQUserError, match=r"dataset adult has no sensitive attribute 'age'; allowed: sex, race$"):
         data.build(cfg("adult", sensitive="age"), 0)
-    with pytest.raises(DQUserError, match=r"dataset: Key 'sensitive' not in 'ImageDatasetConfig'"):
+    with pytest.raises(
+        DQUserError, match=r"^unknown key 'dataset.sensitive'; keys of dataset: .*, root, download, group$"
+    ):
         cfg("digits", sensitive="sex")
-    with pytest.raises(DQUserError, match=r"dataset: Key 'group' not in 'TabularDatasetConfig'"):
+    with pytest.raises(
+        DQUserError,
+        match=r"^unknown key 'dataset.group'; keys of dataset: .*, sensitive, sensitive_bins, include_sensitive$",
+    ):
         cfg("adult", group="label")
     with pytest.raises(DQUserError, match=r"dataset\.group=label is for data without one"):
         data.build(cfg("reviews", group="label"), 0)

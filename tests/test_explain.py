@@ -360,7 +360,10 @@ def test_dq_explain_reexplains_a_finished_run_and_merges_its_metrics(
         (["{run}", "dataset.name=adult"], r"only explain\.\* keys can change on a finished run, got 'dataset.name'"),
         (["{run}", "explain.methods"], r"override 'explain.methods' is not key=value"),
         (["{run}", "explain.n_samples=0"], r"explain.n_samples must be >= 1, got 0"),
-        (["{run}", "explain.colour=red"], r"explain: Key 'colour' not in 'ExplainConfig'"),
+        (
+            ["{run}", "explain.colour=red"],
+            r"unknown key 'explain.colour'; keys of explain: enabled, methods, metrics, ",
+        ),
         (["{run}", "explain.methods=[nope]"], r"unknown explain method 'nope'; allowed: deeplift, gradient_shap"),
     ],
 )
