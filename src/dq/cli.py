@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from dq.config import config_dir
 from dq.config.validation import unknown_key_message
-from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged, first_line
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -34,10 +34,6 @@ EXIT_USER_ERROR = 2
 HYDRA_MODE_CLASH = "Only one of --run, --multirun, --cfg"
 EXIT_FAILED = 1
 _show_traceback = False  # set from HYDRA_FULL_ERROR by train_main
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
 
 
 def _choices(group: str) -> list[str]:
@@ -58,8 +54,8 @@ def explain_error(error: BaseException) -> str:
         parent = cause.parent_node
         return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        return f"bad value for {cause.full_key}: {_first_line(str(cause))}"
-    return _first_line(str(error))
+        return f"bad value for {cause.full_key}: {first_line(str(cause))}"
+    return first_line(str(error))
 
 
 # Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.

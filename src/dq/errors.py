@@ -25,3 +25,8 @@ class TrainingDiverged(RuntimeError):
 
 
 EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL from sysexits.h: "temporary failure, try again"
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a (library's multi-line) message, for a one-line report."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())

@@ -47,7 +47,7 @@ class EpochState:
 
     def record(self) -> dict[str, float]:
         """``train/loss``, ``train/accuracy`` and ``train/<term>``: size-weighted means (one sync)."""
-        record = {"train/loss": float(self.sums["task"]) / self.seen, "train/accuracy": float(self.correct) / self.seen}
+        record = {"train/loss": self.running_loss(), "train/accuracy": float(self.correct) / self.seen}
         record.update(
             {f"train/{name}": float(total) / self.seen for name, total in self.sums.items() if name != "task"}
         )

@@ -27,15 +27,11 @@ from torch import nn
 from dq.engine.checkpoint import restore_rng_state
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
-from dq.errors import DQUserError
+from dq.errors import DQUserError, first_line
 from dq.objectives.base import Objective
 from dq.outputs import BEST_CHECKPOINT, LAST_CHECKPOINT, METRICS_JSONL, checkpoint_dir, load_checkpoint, write_text
 
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng")
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _read_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def _read_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
         state = load_checkpoint(path)
     except Exception as error:  # torch raises several kinds for a truncated or foreign file
         raise DQUserError(
-            f"cannot resume: {path} is corrupt ({type(error).__name__}: {_first_line(str(error))})"
+            f"cannot resume: {path} is corrupt ({type(error).__name__}: {first_line(str(error))})"
         ) from None
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
     if missing:
