@@ -168,5 +168,19 @@ def explain_main(argv: list[str] | None = None) -> None:
     console.print(str(Path(args[0]) / "explanations"), markup=False, highlight=False, soft_wrap=True)
 
 
+def report_main(argv: list[str] | None = None) -> None:
+    """``dq-report PATH...``: tables and plots of every run under the paths (dq.report.command)."""
+    from dq.report.command import main
+
+    main(sys.argv[1:] if argv is None else list(argv))
+
+
+def table_main(argv: list[str] | None = None) -> None:
+    """``dq-table NAME [--quick]``: run a paper table from conf/paper/ (dq.paper.command)."""
+    from dq.paper.command import main
+
+    main(sys.argv[1:] if argv is None else list(argv))
+
+
 if __name__ == "__main__":
     train_main()
