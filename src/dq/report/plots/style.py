@@ -1,0 +1,119 @@
+"""How every report figure looks and is written: one size per kind, one dpi, one colour
+cycle, axis labels with units, labels shortened readably, and atomic PNG writes.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``, no pyplot),
+as in ``dq.explain.pictures``: nothing global changes, no backend is chosen, and any
+thread can draw. Figures use the constrained layout and are saved without
+``bbox_inches="tight"``, so a PNG is exactly ``figsize × DPI`` pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from dq.outputs import atomic_write
+
+DPI = 120
+PANEL = (5.0, 3.8)  # inches per panel (width, height)
+MAX_LABEL = 34  # characters of a series label before it is shortened
+MAX_TICK = 16  # characters of a group name on an axis
+MAX_PANELS = 4  # robust radii (or metrics) shown side by side at most
+BAND_ALPHA = 0.18
+FRONT_COLOR = "#222222"
+# Tabular datasets are attacked in standardised feature units; the others in pixel units
+# ([0, 1]) or raw signal units. Names as in conf/dataset/.
+TABULAR = frozenset({"adult", "compas", "german"})
+SERIES = frozenset({"gunpoint"})
+NORMS = {"linf": "L∞", "l2": "L2", "l1": "L1"}
+
+Drawn = tuple[Figure, str]  # a built figure and its one-sentence caption
+
+
+def new_figure(panels: int = 1, size: tuple[float, float] = PANEL) -> tuple[Figure, list[Axes]]:
+    """A figure of ``panels`` axes side by side, ``size`` inches each."""
+    fig = Figure(figsize=(size[0] * panels, size[1]), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` to PNG in memory, then write it atomically (no half-written file)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    return path
+
+
+def colors(count: int) -> list[tuple[float, float, float, float]]:
+    """``count`` distinct colours in a fixed order (tab10, tab20 beyond ten)."""
+    cmap = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def shorten(text: str, limit: int = MAX_LABEL) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def short_key(key: str) -> str:
+    """An override key as a label: its last two dotted parts (``regularizer.fairness.weight``
+    → ``fairness.weight``), without ``+``/``~`` prefixes."""
+    return ".".join(key.lstrip("+~").split(".")[-2:])
+
+
+def eps_label(config: dict) -> str:
+    """The ε axis label with the attack's norm and the input scale, read from the config
+    (``eval.robust.norm``, ``dataset.name``); L∞ and pixel scale when unknown."""
+    norm = str((config.get("eval") or {}).get("robust", {}).get("norm", "linf")).lower()
+    dataset = str((config.get("dataset") or {}).get("name", ""))
+    scale = (
+        "standardised features" if dataset in TABULAR else "input units" if dataset in SERIES else "pixel scale [0, 1]"
+    )
+    return f"ε ({NORMS.get(norm, norm)}, {scale})"
+
+
+def finish_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None, series: int = 0) -> None:
+    """Label both axes, add a grid, set the panel title, and a legend when there is more
+    than one series."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    if series > 1:
+        ax.legend(fontsize=7, loc="best")
+
+
+def suptitle(fig: Figure, title: str, swept: Sequence[str] = ()) -> None:
+    """The figure title: what is plotted, and what was swept (the varying override keys)."""
+    line = f"swept: {', '.join(short_key(k) for k in swept)}" if swept else ""
+    fig.suptitle(f"{title}\n{line}" if line else title, fontsize=11)
+
+
+def percent(value: float) -> float:
+    return 100.0 * value
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def marker(index: int) -> str:
+    """A marker per series, so series that overlap (equal values) stay visible."""
+    return MARKERS[index % len(MARKERS)]
+
+
+def epoch_ticks(ax: Axes, epochs: Sequence[float]) -> None:
+    """Whole-number epoch ticks (every epoch when there are few)."""
+    last = int(max(epochs, default=1))
+    if last <= 12:
+        ax.set_xticks(range(1, last + 1))
+        ax.set_xlim(0.5, last + 0.5)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
