@@ -22,6 +22,7 @@ from dq.report.plots.style import (
     finish_axes,
     marker,
     new_figure,
+    series_style,
     shorten,
     suptitle,
 )
@@ -41,13 +42,15 @@ def _scaled(column: str, values: pd.Series) -> pd.Series:
     return values * 100.0 if column.rsplit("/", 1)[-1] in PERCENT else values
 
 
-def _band(ax: Axes, frame: pd.DataFrame, column: str, color, label: str, marker: str = "o") -> None:
+def _band(
+    ax: Axes, frame: pd.DataFrame, column: str, color, label: str | None, marker: str = "o", alpha: float = BAND_ALPHA
+) -> None:
     """Mean over runs per epoch, shaded ± std where more than one run logged the epoch."""
     stats = frame.groupby("epoch")[column].agg(["mean", "std", "count"]).dropna(subset=["mean"]).sort_index()
     mean, std = _scaled(column, stats["mean"]), _scaled(column, stats["std"].fillna(0.0))
     ax.plot(stats.index, mean, marker=marker, markersize=4, color=color, label=label)
-    if (stats["count"] > 1).any():
-        ax.fill_between(stats.index, mean - std, mean + std, color=color, alpha=BAND_ALPHA, linewidth=0)
+    if alpha and (stats["count"] > 1).any():
+        ax.fill_between(stats.index, mean - std, mean + std, color=color, alpha=alpha, linewidth=0)
 
 
 def curves_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) -> Drawn | None:
@@ -58,13 +61,12 @@ def curves_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
     if not panels:
         return None
     fig, axes = new_figure(len(panels))
-    palette = colors(len(groups))
     for ax, (column, ylabel) in zip(axes, panels, strict=True):
         series = 0
         for index, (group, frame) in enumerate(zip(groups, frames, strict=True)):
             if column in frame.columns and frame[column].notna().any():
-                label = f"{shorten(group.label)} (n={len(group.runs)})"
-                _band(ax, frame, column, palette[index], label, marker(index))
+                color, label, alpha = series_style(index, len(groups), f"{shorten(group.label)} (n={len(group.runs)})")
+                _band(ax, frame, column, color, label, marker(index), alpha)
                 series += 1
         finish_axes(ax, "epoch", ylabel, series=series)
         epoch_ticks(ax, [e for f in frames if "epoch" in f.columns for e in f["epoch"]])

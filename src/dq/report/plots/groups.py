@@ -17,7 +17,17 @@ from matplotlib.axes import Axes
 
 from dq.report.collect import RunResult
 from dq.report.plots.select import RunGroup, group_key, group_names, group_robust_key, mean_std, radii, robust_key
-from dq.report.plots.style import MAX_PANELS, MAX_TICK, Drawn, colors, finish_axes, new_figure, shorten, suptitle
+from dq.report.plots.style import (
+    MAX_PANELS,
+    MAX_TICK,
+    Drawn,
+    colors,
+    crowded,
+    finish_axes,
+    new_figure,
+    shorten,
+    suptitle,
+)
 
 MANY = 6  # more groups than this: horizontal bars, sorted
 
@@ -42,11 +52,12 @@ def _ticks(ax: Axes, names: Sequence[str]) -> None:
 
 
 def groups_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) -> Drawn | None:
-    """Grouped bars of per-group accuracy (%), one bar per group of runs; None without groups."""
+    """Grouped bars of per-group accuracy (%), one bar per group of runs; None without
+    groups, or with too many run groups for bars to be read (each run's own figure shows them)."""
     runs = [r for g in groups for r in g.runs]
     names = group_names(runs)
     shown = [g for g in groups if group_names(g.runs)]
-    if not names or not shown:
+    if not names or not shown or crowded(len(shown)):
         return None
     panels = _panels(runs)
     width_each = max(5.0, 0.35 * len(names) * len(shown) + 1.5)

@@ -11,7 +11,17 @@ import math
 from collections.abc import Sequence
 
 from dq.report.plots.select import RunGroup
-from dq.report.plots.style import FRONT_COLOR, Drawn, colors, finish_axes, new_figure, percent, shorten, suptitle
+from dq.report.plots.style import (
+    FRONT_COLOR,
+    MAX_GROUP_LEGEND,
+    Drawn,
+    colors,
+    finish_axes,
+    new_figure,
+    percent,
+    shorten,
+    suptitle,
+)
 
 GAPS = {"dp": ("test/dp_diff", "demographic-parity gap"), "eo": ("test/eo_diff", "equalized-odds gap")}
 
@@ -53,23 +63,29 @@ def pareto_figure(groups: Sequence[RunGroup], gap: str, title: str, swept: Seque
     if len(points) < 2:
         return None
     fig, (ax,) = new_figure(size=(6.2, 4.4))
-    palette = colors(len(groups))
-    for index, group in enumerate(groups):
-        xs = [x for g, x, _ in points if g == index]
-        ys = [y for g, _, y in points if g == index]
-        if xs:
-            ax.scatter(xs, ys, color=palette[index], s=36, label=shorten(group.label), zorder=3)
+    if len(groups) > MAX_GROUP_LEGEND:  # e.g. an Optuna search: every trial its own group
+        label = f"runs ({len(groups)} settings)"
+        ax.scatter([x for _, x, _ in points], [y for _, _, y in points], s=30, label=label, zorder=3)
+        n = 2
+    else:
+        palette = colors(len(groups))
+        for index, group in enumerate(groups):
+            xs = [x for g, x, _ in points if g == index]
+            ys = [y for g, _, y in points if g == index]
+            if xs:
+                ax.scatter(xs, ys, color=palette[index], s=36, label=shorten(group.label), zorder=3)
+        n = len({g for g, _, _ in points}) + 1
     front = sorted(
         (points[i] for i in non_dominated([(x, y) for _, x, y in points], (False, True))), key=lambda p: (p[1], p[2])
     )
     fx, fy = [p[1] for p in front], [p[2] for p in front]
     ax.step(fx, fy, where="post", color=FRONT_COLOR, linewidth=1.2, label=f"Pareto front ({len(front)} runs)", zorder=2)
     ax.scatter(fx, fy, s=120, facecolors="none", edgecolors=FRONT_COLOR, linewidths=1.4, zorder=4)
-    n = len(groups) + 1
     finish_axes(ax, f"{gap_name} (percentage points, lower is fairer)", "test accuracy (%)", series=n)
     suptitle(fig, f"{title}: test accuracy against {gap_name}, one point per run", swept)
+    coloured = ", coloured by group of runs" if len(groups) <= MAX_GROUP_LEGEND else ""
     words = (
-        f"Test accuracy against the {gap_name} for {len(points)} runs, coloured by group; the step line "
+        f"Test accuracy against the {gap_name} for {len(points)} runs{coloured}; the step line "
         "and ringed points mark the Pareto front (higher accuracy, smaller gap)."
     )
     return fig, words

@@ -11,7 +11,6 @@ import numpy as np
 from dq.report.collect import RunResult
 from dq.report.plots.select import RunGroup, group_key, group_names, group_robust_key, mean_std, radii, robust_key
 from dq.report.plots.style import (
-    BAND_ALPHA,
     Drawn,
     colors,
     eps_label,
@@ -19,6 +18,7 @@ from dq.report.plots.style import (
     marker,
     new_figure,
     percent,
+    series_style,
     shorten,
     suptitle,
 )
@@ -39,18 +39,19 @@ def robustness_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[st
     if not found:
         return None
     fig, (ax,) = new_figure(size=(6.2, 4.4))
-    palette = colors(len(groups))
     for index, group in enumerate(groups):
         if index not in attacked:
             continue
         eps = [0.0, *(e for e, t in found if robust_key(t) in group.runs[0].metrics)]
         keys = ["test/accuracy", *(robust_key(t) for _, t in found if robust_key(t) in group.runs[0].metrics)]
         mean, std = _curve(group.runs, keys)
-        label = f"{shorten(group.label)} (n={len(group.runs)})"
-        ax.plot(eps, mean, marker=marker(index), color=palette[index], label=label)
-        ax.fill_between(eps, mean - std, mean + std, color=palette[index], alpha=BAND_ALPHA, linewidth=0)
+        color, label, alpha = series_style(index, len(groups), f"{shorten(group.label)} (n={len(group.runs)})")
+        ax.plot(eps, mean, marker=marker(index), color=color, label=label)
+        if alpha:
+            ax.fill_between(eps, mean - std, mean + std, color=color, alpha=alpha, linewidth=0)
     config = groups[attacked[0]].runs[0].config()
-    finish_axes(ax, eps_label(config), "test accuracy under PGD (%)", series=len(attacked))
+    series = len(attacked)
+    finish_axes(ax, eps_label(config), "test accuracy under PGD (%)", series=series)
     suptitle(fig, f"{title}: robust accuracy against ε (ε = 0: clean)", swept)
     words = (
         f"Test accuracy under PGD attack at ε = {', '.join(t for _, t in found)} (ε = 0: clean accuracy), "

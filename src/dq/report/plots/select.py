@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dq.report.collect import RunResult, group_overrides, override_key
-from dq.report.plots.style import short_key
+from dq.report.plots.style import MAX_LABEL, short_key
 
 ROBUST = re.compile(r"^test/robust_accuracy@(?P<eps>[^@/]+)$")
 GROUP_ACCURACY = re.compile(r"^test/group_accuracy/(?P<group>.+)$")
@@ -105,8 +105,11 @@ def varying_keys(keys: Sequence[tuple[str, ...]]) -> list[str]:
 def label_of(key: tuple[str, ...], varying: Sequence[str]) -> str:
     """A label like ``fairness.weight=0.3, adversarial.weight=1``: the group's values of the varying keys."""
     setting = {override_key(o): o.partition("=")[2] for o in key}
-    parts = [f"{short_key(name)}={setting[name]}" for name in varying if name in setting]
-    return ", ".join(parts) or "all runs"
+    present = [name for name in varying if name in setting]
+    label = ", ".join(f"{short_key(name)}={setting[name]}" for name in present)
+    if len(label) > MAX_LABEL:  # keys by their last part only, so the values stay visible
+        label = ", ".join(f"{name.rsplit('.', 1)[-1]}={setting[name]}" for name in present)
+    return label or "all runs"
 
 
 def run_groups(runs: Iterable[RunResult]) -> tuple[list[RunGroup], list[str]]:

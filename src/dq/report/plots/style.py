@@ -10,6 +10,7 @@ thread can draw. Figures use the constrained layout and are saved without
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ DPI = 120
 PANEL = (5.0, 3.8)  # inches per panel (width, height)
 MAX_LABEL = 34  # characters of a series label before it is shortened
 MAX_TICK = 16  # characters of a group name on an axis
+OUTSIDE_LEGEND = 6  # series beyond which the legend moves beside the axes
+MAX_GROUP_LEGEND = 12  # run groups beyond which points are not told apart by colour
 MAX_PANELS = 4  # robust radii (or metrics) shown side by side at most
 BAND_ALPHA = 0.18
 FRONT_COLOR = "#222222"
@@ -48,6 +51,23 @@ def save(fig: Figure, path: Path) -> Path:
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     return path
+
+
+CROWD_COLOR = "#7f7f7f"
+
+
+def crowded(count: int) -> bool:
+    """Too many run groups to tell apart by colour and legend (an Optuna search, say)."""
+    return count > MAX_GROUP_LEGEND
+
+
+def series_style(index: int, count: int, label: str) -> tuple[object, str | None, float]:
+    """Colour, legend label and band opacity of series ``index`` of ``count``: its own
+    colour and label, or, when crowded, the same thin grey for all with one legend entry
+    and no band (overlapping bands would hide the lines)."""
+    if crowded(count):
+        return CROWD_COLOR, (f"{count} settings (too many to tell apart)" if index == 0 else None), 0.0
+    return colors(count)[index], label, BAND_ALPHA
 
 
 def colors(count: int) -> list[tuple[float, float, float, float]]:
@@ -79,22 +99,30 @@ def eps_label(config: dict) -> str:
 
 
 def finish_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None, series: int = 0) -> None:
-    """Label both axes, add a grid, set the panel title, and a legend when there is more
-    than one series."""
+    """Label both axes, add a grid, set the panel title, and a legend when more than one
+    series was drawn (beside the axes when it has many entries; a crowded plot's series
+    share one entry)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
-    if series > 1:
+    entries = len(ax.get_legend_handles_labels()[1])
+    if series > 1 and entries > OUTSIDE_LEGEND:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    elif series > 1 and entries:
         ax.legend(fontsize=7, loc="best")
 
 
 def suptitle(fig: Figure, title: str, swept: Sequence[str] = ()) -> None:
-    """The figure title: what is plotted, and what was swept (the varying override keys)."""
-    line = f"swept: {', '.join(short_key(k) for k in swept)}" if swept else ""
-    fig.suptitle(f"{title}\n{line}" if line else title, fontsize=11)
+    """The figure title: what is plotted, and what was swept (the varying override keys),
+    wrapped to the figure's width so that no part is cut off."""
+    width = max(40, int(fig.get_figwidth() * 13))  # characters of 11-point text per line
+    lines = textwrap.wrap(title, width)
+    if swept:
+        lines += textwrap.wrap(f"swept: {', '.join(short_key(k) for k in swept)}", width)
+    fig.suptitle("\n".join(lines), fontsize=11)
 
 
 def percent(value: float) -> float:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from dq.report.collect import RunResult, override_key
 from dq.report.plots.select import RunGroup, label_of, radii, robust_key
-from dq.report.plots.style import BAND_ALPHA, Drawn, colors, finish_axes, new_figure, shorten, suptitle
+from dq.report.plots.style import Drawn, finish_axes, new_figure, series_style, shorten, suptitle
 
 FIXED = (
     ("test/accuracy", "test accuracy (%)"),
@@ -77,17 +77,18 @@ def weight_figure(
     if frame.empty or not metrics or frame["weight"].nunique() < 2:
         return None
     lines = list(dict.fromkeys(frame["line"]))
-    palette = colors(len(lines))
     fig, axes = new_figure(len(metrics), size=(4.3, 3.7))
     for ax, (key, ylabel) in zip(axes, metrics, strict=True):
-        for color, line in zip(palette, lines, strict=True):
+        for index, line in enumerate(lines):
+            color, label, alpha = series_style(index, len(lines), shorten(line))
             part = frame[frame["line"] == line]
             if key not in part.columns:
                 continue
             stats = part.groupby("weight")[key].agg(["mean", "std", "count"]).dropna(subset=["mean"]).sort_index()
             mean, std = 100 * stats["mean"], 100 * stats["std"].fillna(0.0)
-            ax.plot(stats.index, mean, marker="o", color=color, label=shorten(line))
-            ax.fill_between(stats.index, mean - std, mean + std, color=color, alpha=BAND_ALPHA, linewidth=0)
+            ax.plot(stats.index, mean, marker="o", color=color, label=label)
+            if alpha:
+                ax.fill_between(stats.index, mean - std, mean + std, color=color, alpha=alpha, linewidth=0)
         positive = frame.loc[frame["weight"] > 0, "weight"]
         if len(positive) and positive.max() / positive.min() >= 30:
             ax.set_xscale("symlog", linthresh=float(positive.min()))
@@ -95,8 +96,9 @@ def weight_figure(
     suptitle(fig, f"{title}: metrics against the {term} weight, mean over seeds ± std", swept)
     seeds = frame.groupby(["line", "weight"]).size()
     per_point = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    runs_word = "run" if seeds.max() == 1 else "runs"
     words = (
         f"{', '.join(label.split(' (')[0] for _, label in metrics).capitalize()} against the {term} term's weight "
-        f"({per_point} runs per point, band ± one standard deviation)."
+        f"({per_point} {runs_word} per point, band ± one standard deviation)."
     )
     return fig, words
