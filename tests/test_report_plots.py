@@ -8,6 +8,7 @@ two seeds and two PGD radii; digits with and without class groups), read back wi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -200,6 +201,24 @@ def test_curves_figure_overlays_one_line_per_group_with_every_epoch(fair_sweep) 
         assert list(line.get_xdata()) == [1, 2]
         last = [r.curves()[-1]["train/loss"] for r in group.runs]
         assert line.get_ydata()[-1] == pytest.approx(np.mean(last))
+
+
+def test_many_settings_share_one_grey_legend_entry_and_get_no_group_bars(fair_sweep, tmp_path) -> None:
+    runs = [r for r in find_runs([fair_sweep]) if r.ok]
+    many = [  # 8 rates × 2 weights = 16 settings, as an Optuna search over the learning rate would give
+        dataclasses.replace(run, overrides=[*run.overrides, f"optimizer.lr={copy}e-3"])
+        for copy in range(1, 9)
+        for run in runs
+    ]
+    groups, swept = run_groups(many)
+    assert len(groups) == 16 and swept == ["optimizer.lr", "regularizer.fairness.weight"]
+    names = [f.path.name for f in runs_figures(many, tmp_path, "search")]
+    assert "group_accuracy.png" not in names and "curves.png" in names
+    pareto, caption = pareto_figure(groups, "dp", "search", swept)
+    assert _legend(pareto.axes[0])[0] == "runs (16 settings)" and "coloured" not in caption
+    curves, _ = curves_figure(groups, "search", swept)
+    assert _legend(curves.axes[0]) == ["16 settings (too many to tell apart)"]
+    assert len(curves.axes[0].get_lines()) == 16  # one per setting, all grey
 
 
 # ---------------------------------------------------------------------------- one run

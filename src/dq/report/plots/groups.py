@@ -60,15 +60,15 @@ def groups_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
     if not names or not shown or crowded(len(shown)):
         return None
     panels = _panels(runs)
-    width_each = max(5.0, 0.35 * len(names) * len(shown) + 1.5)
-    fig, axes = new_figure(len(panels), size=(min(width_each, 12.0), 4.2))
+    width_each = min(max(5.0, 0.35 * len(names) * len(shown) + 1.5), 12.0)
+    fig, axes = new_figure(len(panels), size=(width_each, 3.6), stacked=width_each > 7.0)
     palette = colors(len(groups))
     width = 0.8 / len(shown)
     for ax, (panel, tag) in zip(axes, panels, strict=True):
         for slot, group in enumerate(shown):
             stats = [mean_std(group.values(_key(n, tag))) for n in names]
             mean = 100 * np.array([m for m, _ in stats])
-            std = 100 * np.array([s for _, s in stats])
+            std = 100 * np.array([s if len(group.runs) > 1 else np.nan for _, s in stats])  # no bar for n=1
             x = np.arange(len(names)) + (slot - (len(shown) - 1) / 2) * width
             color = palette[groups.index(group)]
             ax.bar(

@@ -38,11 +38,14 @@ NORMS = {"linf": "L∞", "l2": "L2", "l1": "L1"}
 Drawn = tuple[Figure, str]  # a built figure and its one-sentence caption
 
 
-def new_figure(panels: int = 1, size: tuple[float, float] = PANEL) -> tuple[Figure, list[Axes]]:
-    """A figure of ``panels`` axes side by side, ``size`` inches each."""
+def new_figure(panels: int = 1, size: tuple[float, float] = PANEL, stacked: bool = False) -> tuple[Figure, list[Axes]]:
+    """A figure of ``panels`` axes side by side (or one above the other when ``stacked``:
+    wide panels), ``size`` inches each."""
+    if stacked:
+        fig = Figure(figsize=(size[0], size[1] * panels), layout="constrained")
+        return fig, list(fig.subplots(panels, 1, squeeze=False)[:, 0])
     fig = Figure(figsize=(size[0] * panels, size[1]), layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    return fig, list(axes)
+    return fig, list(fig.subplots(1, panels, squeeze=False)[0])
 
 
 def save(fig: Figure, path: Path) -> Path:
