@@ -254,12 +254,16 @@ def test_class_groups_are_horizontal_bars_sorted_least_robust_on_top(digits_runs
     run = find_runs([digits_runs["classes"]])[0]
     fig, caption = run_groups_figure(run, "digits")
     ax = fig.axes[0]
-    assert ax.get_ylabel() == "group" and ax.get_xlabel().startswith("test accuracy (%)")
+    assert ax.get_xlabel().startswith("test accuracy (%)")
     names = [t.get_text() for t in ax.get_yticklabels()]
     assert sorted(names) == sorted(str(i) for i in range(10))
     robust = [run.metrics[f"test/group_robust_accuracy/{name}@0.1"] for name in names]
     assert robust == sorted(robust, reverse=True)  # bottom-up: the most robust class first
-    assert "10 groups" in caption and "least accurate on top" in caption
+    assert ax.get_ylabel() == "class" and "10 classes" in caption and "least accurate on top" in caption
+    # a gap between classes is no fairness measure: no fairness panel, no Pareto plot
+    curves, _ = run_curves_figure(run, "digits")
+    assert "validation fairness gap (percentage points)" not in [a.get_ylabel() for a in curves.axes]
+    assert "test/dp_diff" in run.metrics and pareto_figure(run_groups([run, run])[0], "dp", "x", []) is None
 
 
 def test_failed_runs_make_no_figures_and_no_directory(tmp_path) -> None:

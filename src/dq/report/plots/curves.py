@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from dq.report.collect import RunResult
-from dq.report.plots.select import RunGroup
+from dq.report.plots.select import RunGroup, groups_are_classes
 from dq.report.plots.style import (
     BAND_ALPHA,
     Drawn,
@@ -29,6 +29,7 @@ from dq.report.plots.style import (
 
 PERCENT = ("accuracy", "dp_diff", "eo_diff")  # logged as fractions, drawn in %
 GROUP_PANELS = (("val/accuracy", "validation accuracy (%)"), ("train/loss", "training loss (objective, nats)"))
+GAPS = ("val/dp_diff", "val/eo_diff")
 NOT_TERMS = {"train/accuracy", "train/best_epoch", "train/selected_epoch", "train/epochs_run"}
 
 
@@ -80,8 +81,8 @@ def curves_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
 
 def run_curves_figure(run: RunResult, title: str) -> Drawn | None:
     """One run's logged curves in up to four panels: objective and validation loss, each
-    regularizer term, train/validation accuracy, validation fairness gaps. None without
-    metrics.jsonl."""
+    regularizer term, train/validation accuracy, validation fairness gaps (not when the
+    groups are classes). None without metrics.jsonl."""
     frame = _frame([run])
     if frame.empty:
         return None
@@ -91,7 +92,10 @@ def run_curves_figure(run: RunResult, title: str) -> Drawn | None:
         ("loss (nats)", [c for c in ("train/loss", "val/loss") if c in columns]),
         ("regularizer term value (unweighted, as logged)", terms),
         ("accuracy (%)", [c for c in ("train/accuracy", "val/accuracy") if c in columns]),
-        ("validation fairness gap (percentage points)", [c for c in ("val/dp_diff", "val/eo_diff") if c in columns]),
+        (
+            "validation fairness gap (percentage points)",
+            [] if groups_are_classes(run) else [c for c in GAPS if c in columns],
+        ),
     ]
     panels = [(ylabel, keys) for ylabel, keys in panels if keys]
     if not panels:

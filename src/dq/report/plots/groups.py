@@ -16,7 +16,16 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from dq.report.collect import RunResult
-from dq.report.plots.select import RunGroup, group_key, group_names, group_robust_key, mean_std, radii, robust_key
+from dq.report.plots.select import (
+    RunGroup,
+    group_key,
+    group_names,
+    group_robust_key,
+    groups_are_classes,
+    mean_std,
+    radii,
+    robust_key,
+)
 from dq.report.plots.style import (
     MAX_PANELS,
     MAX_TICK,
@@ -60,6 +69,7 @@ def groups_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
     if not names or not shown or crowded(len(shown)):
         return None
     panels = _panels(runs)
+    noun = "class" if all(groups_are_classes(r) for r in runs) else "group"
     width_each = min(max(5.0, 0.35 * len(names) * len(shown) + 1.5), 12.0)
     fig, axes = new_figure(len(panels), size=(width_each, 3.6), stacked=width_each > 7.0)
     palette = colors(len(groups))
@@ -76,11 +86,11 @@ def groups_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
             )
         _ticks(ax, names)
         ax.set_ylim(0, 105)
-        finish_axes(ax, "group", f"{'accuracy' if tag is None else 'robust accuracy'} (%)", panel, series=len(shown))
-    suptitle(fig, f"{title}: accuracy per group, clean and under attack", swept)
+        finish_axes(ax, noun, f"{'accuracy' if tag is None else 'robust accuracy'} (%)", panel, series=len(shown))
+    suptitle(fig, f"{title}: accuracy per {noun}, clean and under attack", swept)
     robust = " and under PGD at ε = " + ", ".join(t for _, t in panels if t) if len(panels) > 1 else ""
     words = (
-        f"Test accuracy per group ({', '.join(names[:4])}{', …' if len(names) > 4 else ''}) clean{robust}, "
+        f"Test accuracy per {noun} ({', '.join(names[:4])}{', …' if len(names) > 4 else ''}) clean{robust}, "
         "one bar per group of runs (mean over seeds, error bar ± one standard deviation)."
     )
     return fig, words
@@ -92,6 +102,7 @@ def run_groups_figure(run: RunResult, title: str) -> Drawn | None:
     if not names:
         return None
     panels = _panels([run])
+    noun = "class" if groups_are_classes(run) else "group"
     tags = [t for _, t in panels]
     series = [("clean", None)] + [(f"PGD ε = {t}", t) for t in tags if t is not None]
     values = {tag: np.array([100 * float(run.metrics.get(_key(n, tag), np.nan)) for n in names]) for _, tag in series}
@@ -111,9 +122,9 @@ def run_groups_figure(run: RunResult, title: str) -> Drawn | None:
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels([shorten(names[i], MAX_TICK) for i in order])
         ax.set_xlim(0, 108)
-        finish_axes(ax, "test accuracy (%) (dashed: over all examples)", "group", series=len(series))
+        finish_axes(ax, "test accuracy (%) (dashed: over all examples)", noun, series=len(series))
         words = (
-            f"Test accuracy of each of {len(names)} groups, clean"
+            f"Test accuracy of each of {len(names)} {noun}{'es' if noun == 'class' else 's'}, clean"
             f"{' and under PGD at ε = ' + ', '.join(t for t in tags if t) if len(series) > 1 else ''}, sorted by "
             f"{'robust' if weakest else 'clean'} accuracy with the least accurate on top; dashed lines mark the overall accuracy."
         )
@@ -125,10 +136,10 @@ def run_groups_figure(run: RunResult, title: str) -> Drawn | None:
             ax.bar(x, values[tag], width, color=palette[slot], label=label)
         _ticks(ax, names)
         ax.set_ylim(0, 105)
-        finish_axes(ax, "group", "test accuracy (%)", series=len(series))
+        finish_axes(ax, noun, "test accuracy (%)", series=len(series))
         words = (
-            f"Test accuracy of each group ({', '.join(names)}), clean"
+            f"Test accuracy of each {noun} ({', '.join(names)}), clean"
             f"{' and under PGD at ε = ' + ', '.join(t for t in tags if t) if len(series) > 1 else ''}."
         )
-    suptitle(fig, f"{title}: accuracy per group")
+    suptitle(fig, f"{title}: accuracy per {noun}")
     return fig, words

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from dq.report.plots.select import RunGroup
+from dq.report.plots.select import RunGroup, fair_groups
 from dq.report.plots.style import (
     FRONT_COLOR,
     MAX_GROUP_LEGEND,
@@ -51,12 +51,13 @@ def non_dominated(points: Sequence[Sequence[float]], maximise: Sequence[bool]) -
 def pareto_figure(groups: Sequence[RunGroup], gap: str, title: str, swept: Sequence[str]) -> Drawn | None:
     """Test accuracy (%) against the ``gap`` ("dp" or "eo") in percentage points, a point
     per run coloured by its group, the front drawn as a step line through ringed points.
-    None when fewer than two runs have both numbers."""
+    None when fewer than two runs have both numbers (runs whose groups are classes count
+    for none: a gap between classes is no fairness measure)."""
     gap_key, gap_name = GAPS[gap]
     points = [
         (group_index, percent(run.metrics[gap_key]), percent(run.metrics["test/accuracy"]))
         for group_index, group in enumerate(groups)
-        for run in group.runs
+        for run in fair_groups(group.runs)
         if isinstance(run.metrics.get(gap_key), int | float)
         and isinstance(run.metrics.get("test/accuracy"), int | float)
     ]
@@ -79,7 +80,15 @@ def pareto_figure(groups: Sequence[RunGroup], gap: str, title: str, swept: Seque
         (points[i] for i in non_dominated([(x, y) for _, x, y in points], (False, True))), key=lambda p: (p[1], p[2])
     )
     fx, fy = [p[1] for p in front], [p[2] for p in front]
-    ax.step(fx, fy, where="post", color=FRONT_COLOR, linewidth=1.2, label=f"Pareto front ({len(front)} runs)", zorder=2)
+    ax.step(
+        fx,
+        fy,
+        where="post",
+        color=FRONT_COLOR,
+        linewidth=1.2,
+        label=f"Pareto front ({len(front)} run{'s' if len(front) > 1 else ''})",
+        zorder=2,
+    )
     ax.scatter(fx, fy, s=120, facecolors="none", edgecolors=FRONT_COLOR, linewidths=1.4, zorder=4)
     finish_axes(ax, f"{gap_name} (percentage points, lower is fairer)", "test accuracy (%)", series=n)
     suptitle(fig, f"{title}: test accuracy against {gap_name}, one point per run", swept)

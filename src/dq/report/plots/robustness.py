@@ -9,7 +9,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from dq.report.collect import RunResult
-from dq.report.plots.select import RunGroup, group_key, group_names, group_robust_key, mean_std, radii, robust_key
+from dq.report.plots.select import (
+    RunGroup,
+    group_key,
+    group_names,
+    group_robust_key,
+    groups_are_classes,
+    mean_std,
+    radii,
+    robust_key,
+)
 from dq.report.plots.style import (
     Drawn,
     colors,
@@ -82,6 +91,6 @@ def run_robustness_figure(run: RunResult, title: str) -> Drawn | None:
     finish_axes(ax, eps_label(run.config()), "test accuracy under PGD (%)", series=drawn)
     ax.set_ylim(0, 102)
     suptitle(fig, f"{title}: robust accuracy against ε (ε = 0: clean)")
-    per_group = " and per group" if drawn > 1 else ""
+    per_group = f" and per {'class' if groups_are_classes(run) else 'group'}" if drawn > 1 else ""
     words = f"This run's test accuracy under PGD attack at each ε (ε = 0: clean accuracy), overall{per_group}."
     return fig, words

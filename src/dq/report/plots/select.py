@@ -63,6 +63,17 @@ def group_names(runs: Iterable[RunResult]) -> list[str]:
     return list(names)
 
 
+def groups_are_classes(run: RunResult) -> bool:
+    """Whether the run's groups are its classes (``dataset.group=label``): then per-group
+    accuracy is class-wise accuracy, and DP/EO gaps between classes are no fairness measure."""
+    return str((run.config().get("dataset") or {}).get("group")) == "label"
+
+
+def fair_groups(runs: Iterable[RunResult]) -> list[RunResult]:
+    """The runs whose groups are sensitive groups (not classes)."""
+    return [run for run in runs if not groups_are_classes(run)]
+
+
 def numbers(runs: Iterable[RunResult], key: str) -> np.ndarray:
     """The finite values of metric ``key`` over ``runs`` (runs without it are left out)."""
     values = [run.metrics.get(key) for run in runs]

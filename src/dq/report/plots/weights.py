@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from dq.report.collect import RunResult, override_key
-from dq.report.plots.select import RunGroup, label_of, radii, robust_key
+from dq.report.plots.select import RunGroup, fair_groups, label_of, radii, robust_key
 from dq.report.plots.style import Drawn, finish_axes, new_figure, series_style, shorten, suptitle
 
 FIXED = (
@@ -56,7 +56,10 @@ def swept_terms(groups: Sequence[RunGroup]) -> tuple[list[str], dict[int, dict[s
 
 
 def _metrics(runs: Sequence[RunResult]) -> list[tuple[str, str]]:
-    present = [(k, label) for k, label in FIXED if any(k in r.metrics for r in runs)]
+    fair = fair_groups(runs)
+    present = [
+        (k, label) for k, label in FIXED if any(k in r.metrics for r in (runs if k == "test/accuracy" else fair))
+    ]
     robust = [(robust_key(t), f"robust accuracy at ε = {t} (%)") for _, t in radii(runs)]
     return (present + robust)[:MAX_METRICS]
 
