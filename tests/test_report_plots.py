@@ -238,7 +238,8 @@ def test_run_figures_of_a_run_with_groups_and_two_radii(fair_sweep, tmp_path) ->
     assert _legend(robust.axes[0]) == ["all test examples", "Female", "Male"]
     assert "overall and per group" in caption
     bars, _ = run_groups_figure(run, "r")
-    assert _legend(bars.axes[0]) == ["clean", "PGD ε = 0.05", "PGD ε = 0.1"]
+    (legend,) = bars.legends  # one legend for the figure, below the bars
+    assert [t.get_text() for t in legend.get_texts()] == ["clean", "PGD ε = 0.05", "PGD ε = 0.1"]
     assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["Female", "Male"]
 
 

@@ -32,6 +32,7 @@ from dq.report.plots.style import (
     Drawn,
     colors,
     crowded,
+    figure_legend,
     finish_axes,
     new_figure,
     shorten,
@@ -86,7 +87,8 @@ def groups_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
             )
         _ticks(ax, names)
         ax.set_ylim(0, 105)
-        finish_axes(ax, noun, f"{'accuracy' if tag is None else 'robust accuracy'} (%)", panel, series=len(shown))
+        finish_axes(ax, noun, f"{'accuracy' if tag is None else 'robust accuracy'} (%)", panel)
+    figure_legend(fig, axes[0], len(shown))
     suptitle(fig, f"{title}: accuracy per {noun}, clean and under attack", swept)
     robust = " and under PGD at ε = " + ", ".join(t for _, t in panels if t) if len(panels) > 1 else ""
     words = (
@@ -136,7 +138,8 @@ def run_groups_figure(run: RunResult, title: str) -> Drawn | None:
             ax.bar(x, values[tag], width, color=palette[slot], label=label)
         _ticks(ax, names)
         ax.set_ylim(0, 105)
-        finish_axes(ax, noun, "test accuracy (%)", series=len(series))
+        finish_axes(ax, noun, "test accuracy (%)")
+        figure_legend(fig, ax, len(series))
         words = (
             f"Test accuracy of each {noun} ({', '.join(names)}), clean"
             f"{' and under PGD at ε = ' + ', '.join(t for t in tags if t) if len(series) > 1 else ''}."

@@ -118,6 +118,16 @@ def finish_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None, se
         ax.legend(fontsize=7, loc="best")
 
 
+def figure_legend(fig: Figure, ax: Axes, series: int) -> None:
+    """One legend for the whole figure, below the panels (bars fill their axes, so a
+    legend inside would hide some), when there is more than one series."""
+    if series > 1:
+        handles, labels = ax.get_legend_handles_labels()
+        per_row = int(fig.get_figwidth() * 15 // (max(map(len, labels)) + 7))  # 8-point text: ~15 chars/inch
+        ncol = max(1, min(len(labels), 4, per_row))
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
+
+
 def suptitle(fig: Figure, title: str, swept: Sequence[str] = ()) -> None:
     """The figure title: what is plotted, and what was swept (the varying override keys),
     wrapped to the figure's width so that no part is cut off."""
