@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +282,12 @@ def test_long_labels_are_shortened_readably() -> None:
     long = "a" * 60
     assert len(shorten(long)) == MAX_LABEL and shorten(long).endswith("…")
     assert shorten("short") == "short"
+
+
+def test_importing_the_plots_api_loads_no_matplotlib_or_pandas() -> None:
+    """dq-report imports it to answer --help: drawing libraries load on the first figure."""
+    probe = (
+        "import sys, dq.report.plots; print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'pandas'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

@@ -8,6 +8,8 @@ attacked get no robustness plot.
 
 One module per kind builds a matplotlib figure and its caption (``curves``, ``pareto``,
 ``robustness``, ``groups``, ``weights``); this module names the files and writes them.
+matplotlib and pandas load on the first figure drawn, not on import (``dq-report --help``
+stays quick).
 """
 
 from __future__ import annotations
@@ -15,15 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dq.report.collect import RunResult
-from dq.report.plots.curves import curves_figure, run_curves_figure
-from dq.report.plots.groups import groups_figure, run_groups_figure
-from dq.report.plots.pareto import non_dominated, pareto_figure
-from dq.report.plots.robustness import robustness_figure, run_robustness_figure
-from dq.report.plots.select import run_groups
-from dq.report.plots.style import Drawn, save
-from dq.report.plots.weights import swept_terms, weight_figure
+
+if TYPE_CHECKING:
+    from dq.report.plots.style import Drawn
 
 __all__ = ["Figure", "non_dominated", "run_figures", "runs_figures"]
 
@@ -36,7 +35,17 @@ class Figure:
     caption: str
 
 
+def __getattr__(name: str) -> Any:
+    if name == "non_dominated":  # the Pareto function, without loading matplotlib first
+        from dq.report.plots.pareto import non_dominated
+
+        return non_dominated
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _write(built: Sequence[tuple[str, Drawn | None]], out_dir: Path) -> list[Figure]:
+    from dq.report.plots.style import save
+
     written = []
     for name, drawn in built:
         if drawn is None:
@@ -61,6 +70,10 @@ def run_figures(run: RunResult, out_dir: Path) -> list[Figure]:
     figures that apply to this run (none for a run that did not complete)."""
     if not run.ok:
         return []
+    from dq.report.plots.curves import run_curves_figure
+    from dq.report.plots.groups import run_groups_figure
+    from dq.report.plots.robustness import run_robustness_figure
+
     title = run_title(run)
     return _write(
         [
@@ -79,6 +92,13 @@ def runs_figures(runs: Sequence[RunResult], out_dir: Path, title: str) -> list[F
     and robust accuracy bars, and each swept regularizer weight against its metrics with
     ± std bands over seeds. ``title`` says what was swept. Returns the figures that apply;
     failed and broken runs are left out."""
+    from dq.report.plots.curves import curves_figure
+    from dq.report.plots.groups import groups_figure
+    from dq.report.plots.pareto import pareto_figure
+    from dq.report.plots.robustness import robustness_figure
+    from dq.report.plots.select import run_groups
+    from dq.report.plots.weights import swept_terms, weight_figure
+
     groups, swept = run_groups(runs)
     if not groups:
         return []

@@ -95,7 +95,8 @@ def weight_figure(
         positive = frame.loc[frame["weight"] > 0, "weight"]
         if len(positive) and positive.max() / positive.min() >= 30:
             ax.set_xscale("symlog", linthresh=float(positive.min()))
-        finish_axes(ax, f"{term} weight λ", ylabel, series=len(lines))
+        scale = " (log scale; linear below the smallest weight > 0)" if ax.get_xscale() == "symlog" else ""
+        finish_axes(ax, f"{term} weight λ{scale}", ylabel, series=len(lines))
     suptitle(fig, f"{title}: metrics against the {term} weight, mean over seeds ± std", swept)
     seeds = frame.groupby(["line", "weight"]).size()
     per_point = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
