@@ -1,0 +1,113 @@
+"""Training curves from metrics.jsonl, x = epoch.
+
+For many runs: validation accuracy and training loss, one line per group of runs (mean
+over its seeds, band ± std). For one run: every loss term it logged, its train and
+validation accuracy, and its validation fairness gaps where it has groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from matplotlib.axes import Axes
+
+from dq.report.collect import RunResult
+from dq.report.plots.select import RunGroup, groups_are_classes
+from dq.report.plots.style import (
+    BAND_ALPHA,
+    Drawn,
+    colors,
+    epoch_ticks,
+    finish_axes,
+    marker,
+    new_figure,
+    series_style,
+    shorten,
+    suptitle,
+)
+
+PERCENT = ("accuracy", "dp_diff", "eo_diff")  # logged as fractions, drawn in %
+GROUP_PANELS = (("val/accuracy", "validation accuracy (%)"), ("train/loss", "training loss (objective, nats)"))
+GAPS = ("val/dp_diff", "val/eo_diff")
+NOT_TERMS = {"train/accuracy", "train/best_epoch", "train/selected_epoch", "train/epochs_run"}
+
+
+def _frame(runs: Sequence[RunResult]) -> pd.DataFrame:
+    """One row per (run, epoch) with every numeric value logged; fractions kept as logged."""
+    rows = [{"run": i, **row} for i, run in enumerate(runs) for row in run.curves() if "epoch" in row]
+    return pd.DataFrame(rows)
+
+
+def _scaled(column: str, values: pd.Series) -> pd.Series:
+    return values * 100.0 if column.rsplit("/", 1)[-1] in PERCENT else values
+
+
+def _band(
+    ax: Axes, frame: pd.DataFrame, column: str, color, label: str | None, marker: str = "o", alpha: float = BAND_ALPHA
+) -> None:
+    """Mean over runs per epoch, shaded ± std where more than one run logged the epoch."""
+    stats = frame.groupby("epoch")[column].agg(["mean", "std", "count"]).dropna(subset=["mean"]).sort_index()
+    mean, std = _scaled(column, stats["mean"]), _scaled(column, stats["std"].fillna(0.0))
+    ax.plot(stats.index, mean, marker=marker, markersize=4, color=color, label=label)
+    if alpha and (stats["count"] > 1).any():
+        ax.fill_between(stats.index, mean - std, mean + std, color=color, alpha=alpha, linewidth=0)
+
+
+def curves_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) -> Drawn | None:
+    """Validation accuracy and training loss per epoch, one line per group; None when no
+    run logged epochs."""
+    frames = [_frame(group.runs) for group in groups]
+    panels = [(c, y) for c, y in GROUP_PANELS if any(c in f.columns and f[c].notna().any() for f in frames)]
+    if not panels:
+        return None
+    fig, axes = new_figure(len(panels))
+    for ax, (column, ylabel) in zip(axes, panels, strict=True):
+        series = 0
+        for index, (group, frame) in enumerate(zip(groups, frames, strict=True)):
+            if column in frame.columns and frame[column].notna().any():
+                color, label, alpha = series_style(index, len(groups), f"{shorten(group.label)} (n={len(group.runs)})")
+                _band(ax, frame, column, color, label, marker(index), alpha)
+                series += 1
+        finish_axes(ax, "epoch", ylabel, series=series)
+        epoch_ticks(ax, [e for f in frames if "epoch" in f.columns for e in f["epoch"]])
+    suptitle(fig, f"{title}: training curves, mean over seeds ± std", swept)
+    words = (
+        f"{' and '.join(y.split(' (')[0] for _, y in panels).capitalize()} per epoch, one line per group of runs "
+        "(mean over seeds, band ± one standard deviation)."
+    )
+    return fig, words
+
+
+def run_curves_figure(run: RunResult, title: str) -> Drawn | None:
+    """One run's logged curves in up to four panels: objective and validation loss, each
+    regularizer term, train/validation accuracy, validation fairness gaps (not when the
+    groups are classes). None without metrics.jsonl."""
+    frame = _frame([run])
+    if frame.empty:
+        return None
+    columns = [c for c in frame.columns if frame[c].notna().any()]
+    terms = sorted(c for c in columns if c.startswith("train/") and c not in NOT_TERMS and c != "train/loss")
+    panels = [
+        ("loss (nats)", [c for c in ("train/loss", "val/loss") if c in columns]),
+        ("regularizer term value (unweighted, as logged)", terms),
+        ("accuracy (%)", [c for c in ("train/accuracy", "val/accuracy") if c in columns]),
+        (
+            "validation fairness gap (percentage points)",
+            [] if groups_are_classes(run) else [c for c in GAPS if c in columns],
+        ),
+    ]
+    panels = [(ylabel, keys) for ylabel, keys in panels if keys]
+    if not panels:
+        return None
+    fig, axes = new_figure(len(panels), size=(4.4, 3.6))
+    for ax, (ylabel, keys) in zip(axes, panels, strict=True):
+        for index, (color, key) in enumerate(zip(colors(len(keys)), keys, strict=True)):
+            _band(ax, frame, key, color, key, marker(index))
+        finish_axes(ax, "epoch", ylabel, series=len(keys))
+        if len(keys) == 1:
+            ax.set_title(keys[0], fontsize=9)
+        epoch_ticks(ax, frame["epoch"].tolist())
+    suptitle(fig, f"{title}: training curves per epoch")
+    shown = ", ".join(key for _, keys in panels for key in keys)
+    return fig, f"This run's curves per epoch: {shown}."
