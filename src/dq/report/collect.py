@@ -73,7 +73,9 @@ def override_key(override: str) -> str:
 
 
 def is_placement(key: str) -> bool:
-    return any(key == name or key.startswith(name + ".") for name in PLACEMENT_KEYS)
+    """Whether an override key is a placement key or inside one (``hydra.sweep.dir``,
+    ``hydra/launcher``: a config group is written with a slash)."""
+    return any(key == name or key.startswith((name + ".", name + "/")) for name in PLACEMENT_KEYS)
 
 
 def group_overrides(run: RunResult) -> tuple[str, ...]:
