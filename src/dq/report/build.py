@@ -63,7 +63,7 @@ def write_report(
     title = title or default_title(summary)
     texts = {
         SUMMARY_CSV: summary_csv(summary),
-        SUMMARY_MD: summary_markdown(summary, title),
+        SUMMARY_MD: summary_markdown(summary, title, base=out_dir),
         SUMMARY_TEX: summary_latex(summary, title),
     }
     files = []

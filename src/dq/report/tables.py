@@ -13,6 +13,8 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
 
 from dq.errors import first_line
 from dq.report.collect import RunResult
@@ -41,7 +43,7 @@ def summary_csv(summary: Summary) -> str:
 def _md(text: str) -> str:
     """A markdown table cell: pipes and backslashes escaped, HTML's ``<`` neutralised."""
     text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("<", "&lt;")  # a tag would be HTML to a markdown renderer
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], right_from: int) -> list[str]:
@@ -51,13 +53,22 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], right_from: 
     return lines
 
 
-def problem_lines(problems: Sequence[RunResult]) -> list[tuple[str, str, str]]:
-    """(path, status, one-line reason) of each run left out."""
-    return [(str(run.run_dir), run.status, first_line(run.problem or "")) for run in problems]
+def _shown_path(path: Path, base: Path | None) -> str:
+    """``path`` relative to ``base`` when it lies under it (a sweep's job: ``3``), else as found."""
+    if base is not None:
+        with suppress(ValueError):
+            return str(path.resolve().relative_to(base.resolve()))
+    return str(path)
 
 
-def summary_markdown(summary: Summary, title: str) -> str:
-    """A ``# title``, the caption, the table, and a "Runs not included" section when any was left out."""
+def problem_lines(problems: Sequence[RunResult], base: Path | None = None) -> list[tuple[str, str, str]]:
+    """(path, status, one-line reason) of each run left out; paths relative to ``base`` where under it."""
+    return [(_shown_path(run.run_dir, base), run.status, first_line(run.problem or "")) for run in problems]
+
+
+def summary_markdown(summary: Summary, title: str, base: Path | None = None) -> str:
+    """A ``# title``, the caption, the table, and a "Runs not included" section when any
+    was left out (run paths relative to ``base``, the report's directory, where under it)."""
     columns = [*summary.key_columns(), "n", *summary.metrics]
     rows = [[row[column] for column in columns] for row in summary.rows()]
     lines = [f"# {_md(title)}", "", _md(summary.caption()), ""]
@@ -67,7 +78,7 @@ def summary_markdown(summary: Summary, title: str) -> str:
         lines.append("No completed runs.")
     if summary.problems:
         lines += ["", "## Runs not included", ""]
-        lines += _md_table(["run", "status", "error"], problem_lines(summary.problems), right_from=3)
+        lines += _md_table(["run", "status", "error"], problem_lines(summary.problems, base), right_from=3)
     return "\n".join(lines) + "\n"
 
 
