@@ -300,3 +300,12 @@ def test_a_report_that_cannot_be_written_is_one_line_and_keeps_sweep_json(
     write_sweep_report(sweep, tmp_path)
     err = capsys.readouterr().err
     assert err.startswith("dq-train: sweep report not written: ") and len(err.splitlines()) == 1
+
+
+def test_only_failed_runs_still_give_a_report_that_lists_them(runs_dir: Path, tmp_path: Path) -> None:
+    failed = [run for run in find_runs([runs_dir]) if run.status == "failed"]
+    report = write_report(failed, tmp_path, "t", by=["optimizer.lr"])
+    assert report.summary.groups == [] and len(report.summary.problems) == 2
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "No completed runs." in markdown and markdown.count("| failed |") == 2
+    assert (tmp_path / "summary.csv").read_text() == "label,n\n"

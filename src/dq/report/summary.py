@@ -212,7 +212,7 @@ def _by_values(runs: Sequence[RunResult], by: Sequence[str]) -> list[dict[str, s
             found.add(key)
         values.append(row)
     for key in by:
-        if key not in found:
+        if runs and key not in found:  # (no completed run: nothing to check against)
             known = {override_key(item) for run in runs for item in run.overrides}
             for config in configs.values():
                 known.update(_flat_keys(config))
