@@ -93,6 +93,9 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",  # in LaTeX's default font encoding these print as other glyphs
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
     "±": r"$\pm$",
     "×": r"$\times$",
     "–": "--",
@@ -114,7 +117,7 @@ def _latex_number(text: str) -> str:
 
 
 def _latex_value(cell: str) -> str:
-    """``0.812 ± 0.004`` → ``$0.812 \\pm 0.004$``; a missing std → ``$0.812 \\pm$ --``."""
+    """``0.812 ± 0.004`` → ``$0.812 \\pm 0.004$``; a missing std → ``$0.812 \\pm \\mbox{--}$``."""
     if cell == MISSING:
         return "--"
     value, _, rest = cell.partition(" (n=")
@@ -123,7 +126,7 @@ def _latex_value(cell: str) -> str:
     if not std:
         return f"${latex_escape(mean)}${suffix}"
     if std == MISSING:
-        return f"${mean} \\pm$ --{suffix}"
+        return f"${mean} \\pm \\mbox{{--}}${suffix}"
     return f"${mean} \\pm {std}${suffix}"
 
 
