@@ -179,7 +179,7 @@ def test_one_run_has_no_std_and_a_missing_metric_shows_its_n(runs_dir: Path, tmp
     assert rows[1]["test/accuracy"].endswith(" ± –") and rows[1]["extra/only_here"] == "–"
     assert rows[0]["extra/only_here"] == "0.250 ± – (n=1)"
     tex = summary_latex(summary, "t")
-    assert " \\pm \\mbox{--}$ \\\\" in tex and "$0.250 \\pm \\mbox{--}$ (n=1)" in tex
+    assert " \\pm \\mbox{--}$ & -- \\\\" in tex and "$0.250 \\pm \\mbox{--}$ (n=1)" in tex
     write_report(runs, tmp_path, "t", metrics=["test/accuracy"])
     with (tmp_path / "summary.csv").open(newline="") as handle:
         assert list(csv.DictReader(handle))[1]["test/accuracy/std"] == ""
