@@ -309,3 +309,14 @@ def test_only_failed_runs_still_give_a_report_that_lists_them(runs_dir: Path, tm
     markdown = (tmp_path / "summary.md").read_text()
     assert "No completed runs." in markdown and markdown.count("| failed |") == 2
     assert (tmp_path / "summary.csv").read_text() == "label,n\n"
+
+
+def test_by_values_from_overrides_and_configs_are_spelt_alike(runs_dir: Path) -> None:
+    runs = [run for run in find_runs([runs_dir]) if run.ok]
+    # trainer.progress is an override (Hydra's sweeper wrote "False"), model.hidden comes from
+    # the config (a list): both in the one spelling an override would use.
+    summary = summarize(runs, metrics=["test/accuracy"], by=["trainer.progress", "model.hidden", "optimizer.lr"])
+    hidden = runs[0].config()["model"]["hidden"]
+    assert summary.common["trainer.progress"] == "false"
+    assert summary.common["model.hidden"] == "[" + ",".join(str(width) for width in hidden) + "]"
+    assert [group.values["optimizer.lr"] for group in summary.groups] == ["0.01", "0.1"]

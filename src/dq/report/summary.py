@@ -152,12 +152,17 @@ def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> 
 
 def _canonical(value: Any) -> str:
     """One spelling per value, so ``1``, ``1.0`` and ``1e0`` (an override's string or a
-    config's number) fall in one group; a config group's node is named by its ``name``."""
+    config's number) fall in one group, and ``[256, 128]`` and ``[256,128]`` too; a config
+    group's node is named by its ``name``."""
     if isinstance(value, dict):
         return str(value.get("name", value))
+    if isinstance(value, list | tuple):  # as Hydra's override grammar writes it: [256,128]
+        return "[" + ",".join(_canonical(item) for item in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
     text = str(value)
+    if text.lower() in ("true", "false"):  # Hydra's sweeper writes False, YAML false
+        return text.lower()
     try:
         number = float(text)
     except ValueError:
