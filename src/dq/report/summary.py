@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +107,7 @@ class Summary:
         return pd.DataFrame(self.rows(), columns=[*self.key_columns(), "n", *self.metrics])
 
 
-def display(value: Stats | None, n_group: int, fmt: Any) -> str:
+def display(value: Stats | None, n_group: int, fmt: Callable[[float], str]) -> str:
     """``0.812 ± 0.004``; ``–`` for a std over one run; ``(n=k)`` when fewer runs of the
     group reported the metric; ``–`` alone when none did."""
     if value is None:
