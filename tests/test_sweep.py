@@ -1,5 +1,5 @@
 """Sweeps: failure-tolerant jobs through Hydra's real launchers (joblib and submitit in
-subprocesses, the basic launcher in-process), sweep.json and summary.csv, re-running a
+subprocesses, the basic launcher in-process), sweep.json, jobs.csv and the report, re-running a
 sweep into its own directory, and the launcher presets' composed configs."""
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def sweep_in_process(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch
     return 0
 
 
-def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
-    with (sweep_dir / "summary.csv").open(newline="") as handle:
+def job_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "jobs.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -75,7 +75,7 @@ def test_joblib_sweep_finishes_the_other_jobs_and_lists_the_failed_one(tmp_path:
     assert sweep["jobs"][2]["overrides"][-1] == "optimizer.lr=0.001"
     assert sweep["jobs"][0]["metrics"] == read_json(sweep_dir / "0" / "metrics.json")
 
-    rows = summary_rows(sweep_dir)
+    rows = job_rows(sweep_dir)
     assert [(row["job"], row["status"], row["optimizer.lr"]) for row in rows] == [
         ("0", "completed", "0.01"),
         ("1", "failed", "-1"),
@@ -83,6 +83,17 @@ def test_joblib_sweep_finishes_the_other_jobs_and_lists_the_failed_one(tmp_path:
     ]
     assert float(rows[0]["test/accuracy"]) == sweep["jobs"][0]["metrics"]["test/accuracy"]
     assert rows[1]["test/accuracy"] == ""
+
+    # The report at the root: one group per learning rate that completed, the failed job listed.
+    with (sweep_dir / "summary.csv").open(newline="") as handle:
+        groups = list(csv.DictReader(handle))
+    assert [(row["optimizer.lr"], row["n"]) for row in groups] == [("0.001", "1"), ("0.01", "1")]
+    assert float(groups[1]["test/accuracy/mean"]) == sweep["jobs"][0]["metrics"]["test/accuracy"]
+    markdown = (sweep_dir / "summary.md").read_text()
+    assert "## Runs not included" in markdown
+    assert f"| 1 | failed | DQUserError: {BAD_LR} |" in markdown
+    assert "\\toprule" in (sweep_dir / "summary.tex").read_text()
+    assert "sweep: report in sw/summary.md" in done.stdout
 
     # Each job in its own numbered directory, run by its own process; the refused job
     # keeps Hydra's record and a failed run.json.
@@ -124,7 +135,7 @@ def test_local_sweep_survives_a_failed_job_and_a_rerun_skips_what_completed(
     assert (metrics_file.stat().st_mtime_ns, metrics_file.read_bytes()) == before
     sweep = read_json(sweep_dir / "sweep.json")
     assert [(job["status"], job["action"]) for job in sweep["jobs"]] == [("failed", "reran"), ("skipped", "skipped")]
-    assert [row["status"] for row in summary_rows(sweep_dir)] == ["failed", "skipped"]
+    assert [row["status"] for row in job_rows(sweep_dir)] == ["failed", "skipped"]
 
 
 def test_a_diverged_job_is_recorded_failed_and_the_sweep_goes_on(

@@ -4,4 +4,9 @@ from what a run or a sweep left behind.
 
 - ``collect``: find runs under paths and read each one (``RunResult``).
 - ``plots``: figures (PNG) for one run and for many.
+- ``summary``: runs grouped (overrides minus the seed, or ``--by`` keys), mean ± std and n per metric.
+- ``numbers``: the statistics and how a metric's numbers are printed.
+- ``tables``: a summary as summary.csv, summary.md and summary.tex.
+- ``build``: ``write_report``, the one "report these runs into a directory" (dq-report and a sweep's end).
+- ``command``: the ``dq-report`` command line.
 """

@@ -2,8 +2,9 @@
 
 Hydra instantiates it on every dq-train start, single runs included, so it imports
 nothing heavy. At a sweep's start it writes sweep.json with the planned jobs; at the end
-it writes sweep.json and summary.csv from the job directories, prints the totals and the
-failed jobs, and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
+it writes sweep.json and jobs.csv from the job directories, prints the totals and the
+failed jobs, writes the report of the jobs (summary.csv/.md/.tex and plots/, by
+dq.report.build; a failure there is one stderr line), and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
 was interrupted or never started: a scheduler can requeue on 75).
 """
 
@@ -19,7 +20,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dq.outputs import now_iso, write_json
+from dq.errors import first_line
+from dq.outputs import RUN_JSON, now_iso, write_json
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -76,7 +78,7 @@ def report(sweep: dict[str, Any], sweep_dir: Path) -> None:
 
 
 class SweepSummary(Callback):
-    """sweep.json and summary.csv at the sweep root; the sweep's exit code."""
+    """sweep.json, jobs.csv and the report at the sweep root; the sweep's exit code."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code, _started
@@ -93,6 +95,31 @@ class SweepSummary(Callback):
         sweep = finish_sweep(sweep_dir)
         report(sweep, sweep_dir)
         _exit_code = exit_code_for(sweep["counts"])
+        write_sweep_report(sweep, sweep_dir)
+
+
+def write_sweep_report(sweep: dict[str, Any], sweep_dir: Path) -> None:
+    """summary.csv/.md/.tex and plots/ of the sweep's jobs at its root (dq.report.build).
+
+    Runs after sweep.json and the exit code are settled: whatever goes wrong here is one
+    line on stderr and changes neither (``dq-report <sweep dir>`` makes it again)."""
+    try:
+        from dq.report.build import write_report
+        from dq.report.collect import read_run
+
+        job_dirs = [Path(job["run_dir"]) for job in sweep["jobs"]]
+        runs = [read_run(job_dir) for job_dir in job_dirs if (job_dir / RUN_JSON).is_file()]
+        if not runs:  # no job started: nothing to report
+            return
+        done = write_report(runs, sweep_dir)
+    except Exception as error:  # a report is a convenience: it must not fail the sweep
+        print(
+            f"dq-train: sweep report not written: {type(error).__name__}: {first_line(str(error))}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    print(f"sweep: report in {done.files[1]}", flush=True)
 
 
 def abandon_sweep() -> None:

@@ -1,5 +1,6 @@
-"""A sweep's results, gathered from its job directories: sweep.json, summary.csv and the
-progress line.
+"""A sweep's results, gathered from its job directories: sweep.json, jobs.csv (one row per
+job) and the progress line. The grouped mean ± std report (summary.csv/.md/.tex) is
+dq.report's, written by the callback after these.
 
 Everything is read from disk (``<sweep dir>/<job number>/``: run.json, metrics.json and
 the ``sweep_job.json`` each job of this invocation writes), so it works the same whatever
@@ -22,7 +23,7 @@ from dq.outputs import HYDRA_DIR, now_iso, read_json, write_json, write_text
 from dq.sweep.jobdir import JOB_ACTION_JSON, read_metrics, read_run
 
 SWEEP_JSON = "sweep.json"
-SUMMARY_CSV = "summary.csv"
+JOBS_CSV = "jobs.csv"
 NOT_STARTED = "not_started"
 
 
@@ -121,7 +122,7 @@ def _override_key(override: str) -> str:
     return override.partition("=")[0].lstrip("+~")
 
 
-def summary_csv(jobs: list[dict[str, Any]]) -> str:
+def jobs_csv(jobs: list[dict[str, Any]]) -> str:
     """One row per job: job, status, each override key, then each metric."""
     keys: dict[str, None] = {}
     metrics: dict[str, None] = {}
@@ -145,11 +146,11 @@ def summary_csv(jobs: list[dict[str, Any]]) -> str:
 
 
 def finish_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """Write the final sweep.json and summary.csv at the sweep root; return sweep.json."""
+    """Write the final sweep.json and jobs.csv at the sweep root; return sweep.json."""
     sweep = collect(sweep_dir)
     sweep.update(status="finished", end=now_iso())
     write_json(Path(sweep_dir) / SWEEP_JSON, sweep)
-    write_text(Path(sweep_dir) / SUMMARY_CSV, summary_csv(sweep["jobs"]))
+    write_text(Path(sweep_dir) / JOBS_CSV, jobs_csv(sweep["jobs"]))
     return sweep
 
 
