@@ -80,7 +80,7 @@ def _run_facts(run: RunResult) -> dict[str, Any]:
         "status": run.status,
         "experiment": (run.config().get("experiment_name") if run.status != "broken" else None) or "",
         "overrides": " ".join(run.overrides) or "(none)",
-        "seed": "" if run.seed is None else run.seed,
+        "seed": "" if run.seed is None else str(run.seed),
         "start": info.get("start", ""),
         "end": info.get("end", ""),
     }

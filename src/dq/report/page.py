@@ -29,7 +29,7 @@ padding:1.2em 1.6em;color:#1d2330;background:#fff;line-height:1.4}
 h1{font-size:1.6em;margin:.2em 0 .1em}h2{font-size:1.25em;border-bottom:2px solid #dfe3ea;
 padding-bottom:.2em;margin-top:1.6em}h3{font-size:1.05em;margin:1em 0 .4em}
 p.sub{color:#5a6372;margin:0 0 1em}
-table{border-collapse:collapse;margin:.4em 0 1em;font-size:.9em}
+.wide{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:.4em 0 1em;font-size:.9em}
 th,td{border:1px solid #d5dae3;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr:nth-child(even) td{background:#f8f9fb}
@@ -75,7 +75,8 @@ def table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
             for cell in row
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # A wide table (a sweep's many metrics) scrolls inside its box instead of widening the page.
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def frame_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
