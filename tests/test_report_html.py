@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 import dq.report.run_report as run_report
 from dq.report.collect import read_run
 from dq.report.html import write_run_html, write_sweep_html, write_table_html
+from dq.report.page import format_value
 from dq.report.plots import Figure
 from report_runs import AMP_METRIC, HOSTILE, hostile_copy, tiny_run
 
@@ -109,3 +111,25 @@ def test_the_report_switches_turn_each_file_off(tmp_path: Path) -> None:
     assert "no explanations (explain.enabled=false)" in (run / "report.html").read_text()
     run = tiny_run(tmp_path / "off", "explain.enabled=false", "eval.robust.eps=[]", "report.html=false")
     assert (run / "model_card.md").is_file() and not (run / "report.html").exists()
+
+
+def test_dq_explain_rewrites_the_report_with_the_new_explanations(run_dir: Path, tmp_path: Path) -> None:
+    from dq.reexplain import explain_directory
+
+    copy = tmp_path / "again"
+    shutil.copytree(run_dir, copy)
+    metrics = explain_directory(
+        copy, ["explain.methods=[saliency]", "explain.n_samples=2", "explain.metrics=[sparseness]"]
+    )
+    page = (copy / "report.html").read_text()
+    assert f'<td class="num">{format_value(metrics["explain/saliency/sparseness"])}</td>' in page
+    assert format_value(metrics["explain/saliency/sparseness"]) in (copy / "model_card.md").read_text()
+
+
+def test_robustness_section_breaks_robust_accuracy_down_by_class(run_dir: Path, tmp_path: Path) -> None:
+    run = read_run(run_dir)
+    run.metrics.update({"test/class_accuracy/Shirt": 0.6, "test/class_robust_accuracy/Shirt@0.1": 0.11})
+    section = write_run_html(run, [], tmp_path / "p.html").read_text().split("<h2>Robustness by ε and by class</h2>")[1]
+    section = section.split("<h2>")[0]
+    assert "<h3>robust accuracy by class</h3>" in section and "<h3>robust accuracy by group</h3>" in section
+    assert '<tr><td>Shirt</td><td class="num">0.6</td><td class="num">0.11</td></tr>' in section

@@ -197,10 +197,11 @@ def train(
     return metrics
 
 
-def write_report(spec: RunSpec, run_dir: Path, console: Console) -> None:
-    """report.html and model_card.md for a completed run (``report.*`` switches them off).
-    The run's result is already safe on disk, so a report that fails costs one warning
-    line, never the run."""
+def write_report(spec: RunSpec, run_dir: Path, console: Console | None = None) -> None:
+    """report.html and model_card.md for a completed run (``report.*`` switches them off),
+    also after ``dq-explain`` changed its explanations. The run's result is already safe
+    on disk, so a report that fails costs one warning line (on stderr by default), never the run."""
+    console = console or Console(stderr=True)
     if not (spec.report.html or spec.report.model_card):
         return
     try:
