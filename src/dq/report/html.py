@@ -160,9 +160,8 @@ def _gallery(page: Page, run: RunResult) -> list[str]:
         method = picture.stem
         values = quality.get(method, {})
         table = page.key_values(values, ("metric", "value")) if values else page.text("no metrics recorded")
-        cards.append(
-            f'<div class="card">{page.heading(method)}{figure_html(picture, f"{method} attributions")}{table}</div>'
-        )
+        picture_html = figure_html(picture, f"{method} attributions")
+        cards.append(f'<div class="card">{page.heading(method)}<div class="row">{picture_html}{table}</div></div>')
     for method in (m for m in quality if m not in {p.stem for p in pictures}):
         cards.append(
             f'<div class="card">{page.heading(method)}{page.key_values(quality[method], ("metric", "value"))}</div>'
@@ -192,4 +191,4 @@ def _provenance(info: dict[str, Any]) -> dict[str, Any]:
         facts[f"package {name}"] = version or "not installed"
     if info.get("error"):
         facts["error"] = info["error"]
-    return {key: value if isinstance(value, (int, float, str)) else json.dumps(value) for key, value in facts.items()}
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in facts.items()}

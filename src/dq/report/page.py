@@ -33,12 +33,12 @@ p.sub{color:#5a6372;margin:0 0 1em}
 th,td{border:1px solid #d5dae3;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr:nth-child(even) td{background:#f8f9fb}
-pre{background:#f5f7fa;border:1px solid #dfe3ea;padding:.7em;overflow:auto;max-height:32em;font-size:.85em}
+pre{background:#f5f7fa;border:1px solid #dfe3ea;padding:.7em;overflow:auto;font-size:.85em}
 figure{display:inline-block;margin:.4em 1em 1em 0;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #dfe3ea}
 figcaption{font-size:.85em;color:#4a5361;max-width:560px}
-.grid{display:flex;flex-wrap:wrap;column-gap:2em}.gallery{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #dfe3ea;border-radius:6px;padding:.6em;
-max-width:100%}.card img{max-width:560px;width:100%}
+.grid{display:flex;flex-wrap:wrap;column-gap:2em}.gallery{display:flex;flex-direction:column;gap:1em}.card{border:1px solid #dfe3ea;border-radius:6px;padding:.6em;
+max-width:100%}.card img{max-width:620px;width:100%}.row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}.row>figure{flex:0 1 620px;margin:0}
 .problem{color:#a01818}.note{color:#4a5361}ul.notes li{margin:.2em 0}
 """
 
