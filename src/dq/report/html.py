@@ -132,10 +132,14 @@ def _robustness(page: Page, metrics: dict[str, Any]) -> list[str]:
     if not by_eps:
         return [page.text("not attacked: eval.robust.eps is empty")]
     clean = metrics.get("test/accuracy", "")
-    rows = [
-        [eps, value, clean, metrics.get(f"test/worst_group_robust_accuracy@{eps}", "")] for eps, value in by_eps.items()
-    ]
-    parts = [page.rows(["ε", "robust accuracy", "clean accuracy", "worst-group robust accuracy"], rows)]
+    worst = {
+        eps: metrics[f"test/worst_group_robust_accuracy@{eps}"]
+        for eps in by_eps
+        if f"test/worst_group_robust_accuracy@{eps}" in metrics
+    }
+    header = ["ε", "robust accuracy", "clean accuracy", *(["worst-group robust accuracy"] if worst else [])]
+    rows = [[eps, value, clean, *([worst.get(eps, "")] if worst else [])] for eps, value in by_eps.items()]
+    parts = [page.rows(header, rows)]
     for part in breakdowns(metrics):
         if not part.robust:
             continue

@@ -38,7 +38,7 @@ figure{display:inline-block;margin:.4em 1em 1em 0;vertical-align:top;max-width:1
 figure img{max-width:100%;border:1px solid #dfe3ea}
 figcaption{font-size:.85em;color:#4a5361;max-width:560px}
 .grid{display:flex;flex-wrap:wrap;column-gap:2em}.gallery{display:flex;flex-direction:column;gap:1em}.card{border:1px solid #dfe3ea;border-radius:6px;padding:.6em;
-max-width:100%}.card img{max-width:620px;width:100%}.row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}.row>figure{flex:0 1 620px;margin:0}
+max-width:100%}.card img{width:100%}.row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}.row>figure{flex:0 1 800px;margin:0}
 .problem{color:#a01818}.note{color:#4a5361}ul.notes li{margin:.2em 0}
 """
 
