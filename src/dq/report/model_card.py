@@ -83,7 +83,7 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
 
     parts += [
         "## Intended use\n",
-        f"A research model from dq's `{md(cfg.get('experiment_name', ''))}` experiment, trained to measure the decision "
+        f"A research model from dq's {md(cfg.get('experiment_name', ''))} experiment, trained to measure the decision "
         f"quality of its {md(model.get('name', ''))} classifier on {md(dataset.get('name', ''))}: accuracy together with "
         "fairness, robustness, explanation quality and parameter cost. It is not meant for decisions about people; "
         "its numbers describe this run's data split and seed only.\n",
