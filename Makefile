@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml Makefile
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "note: dataset=fashion_mnist needs Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) or dataset.root"; fi
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "note: chromium did not install; tests/test_report_browser.py will be skipped"; \
+	else echo "note: the real-browser report test needs Debian's chromium (sudo apt-get install chromium); it is skipped without it"; fi
 	touch $(STAMP)
 
 run: setup

@@ -129,7 +129,7 @@ TRAINER_KEYS = (
         (
             ["+nonexistent_key=1"],
             "unknown key 'nonexistent_key'; keys of the config: dataset, model, optimizer, scheduler, trainer, "
-            "regularizer, eval, explain, logger, seed, experiment_name, resume",
+            "regularizer, eval, explain, report, logger, seed, experiment_name, resume",
         ),
         (
             ["dataset=adult", "model=mlp", "regularizer=[fairness]", "+regularizer.fairness.wieght=2"],

@@ -19,6 +19,7 @@ from dq.device import resolve_device, set_threads
 from dq.errors import DQUserError
 from dq.explain.run import explain_run
 from dq.outputs import METRICS_JSON, read_json, write_json
+from dq.runner import write_report
 from dq.runs import load_run
 from dq.spec import to_spec
 
@@ -63,6 +64,7 @@ def explain_directory(path: str | Path, overrides: Sequence[str] = ()) -> dict[s
     model = run.model.to(device)
     metrics = explain_run(model, run.splits, run.splits.meta, spec.explain, run.run_dir, device, spec.seed)
     merge_metrics(run.run_dir / METRICS_JSON, metrics, [str(m) for m in spec.explain.methods])
+    write_report(spec, run.run_dir)  # report.html and model_card.md show the new explanations
     return metrics
 
 

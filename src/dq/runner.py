@@ -34,7 +34,7 @@ from dq.engine.continuation import resume_point, saved_config
 from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.resume import ResumePoint
-from dq.errors import DQUserError, RunInterrupted
+from dq.errors import DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
 from dq.objectives.base import ModelTransform, Objective
@@ -188,12 +188,29 @@ def train(
         loggers.close(error)
         raise
     loggers.close()
+    write_report(spec, run_dir, console)
     if preemption.stop_requested():
         note = f"{preemption.received_signal()} arrived after training; the run finished its evaluation first"
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     console.print(metrics_table(metrics))
     console.print(str(run_dir), markup=False, highlight=False, soft_wrap=True)
     return metrics
+
+
+def write_report(spec: RunSpec, run_dir: Path, console: Console | None = None) -> None:
+    """report.html and model_card.md for a completed run (``report.*`` switches them off),
+    also after ``dq-explain`` changed its explanations. The run's result is already safe
+    on disk, so a report that fails costs one warning line (on stderr by default), never the run."""
+    console = console or Console(stderr=True)
+    if not (spec.report.html or spec.report.model_card):
+        return
+    try:
+        from dq.report.run_report import write_run_report
+
+        write_run_report(run_dir, html=spec.report.html, model_card=spec.report.model_card)
+    except Exception as error:  # whatever breaks in a report, the run stays completed
+        line = f"warning: the run's report was not written: {type(error).__name__}: {first_line(str(error))}"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | None) -> dict[str, float]:
@@ -232,6 +249,7 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
             "params/total": total,
             "params/trainable": trainable,
             "params/trainable_fraction": trainable / total if total else 0.0,
+            "test/examples": len(splits.test),
             "time/train_s": result.train_time_s,
             "train/best_epoch": result.best_epoch,
             "train/selected_epoch": result.selected_epoch,

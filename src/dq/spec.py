@@ -22,6 +22,7 @@ from dq.config import config_dir
 from dq.config.eval import EvalConfig
 from dq.config.explain import ExplainConfig
 from dq.config.optimizer import OPTIMIZER_SCHEMAS
+from dq.config.report import ReportConfig
 from dq.config.run import RunConfig
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
@@ -47,6 +48,7 @@ class RunSpec:
     regularizer: dict[str, Any]
     eval: EvalConfig
     explain: ExplainConfig
+    report: ReportConfig
     logger: dict[str, Any]
     seed: int
     experiment_name: str
@@ -66,6 +68,7 @@ SINGLE_SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
     "eval": EvalConfig,
     "explain": ExplainConfig,
+    "report": ReportConfig,
 }
 
 _registered = False

@@ -15,6 +15,7 @@ from omegaconf import MISSING
 
 from dq.config.eval import EvalConfig
 from dq.config.explain import ExplainConfig
+from dq.config.report import ReportConfig
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
 
@@ -31,6 +32,7 @@ class RunConfig:
     regularizer: dict[str, Any] = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     logger: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     experiment_name: str = "default"

@@ -9,4 +9,8 @@ from what a run or a sweep left behind.
 - ``tables``: a summary as summary.csv, summary.md and summary.tex.
 - ``build``: ``write_report``, the one "report these runs into a directory" (dq-report and a sweep's end).
 - ``command``: the ``dq-report`` command line.
+- ``page``: a tiny builder of self-contained, escaped HTML pages; ``html``: the run, sweep
+  and paper-table pages built with it; ``breakdown``: flat metric keys read back as tables.
+- ``model_card`` and ``caveats``: model_card.md and the rules that derive its caveats.
+- ``run_report``: a run's report.html and model_card.md, written from its directory.
 """
