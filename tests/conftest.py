@@ -23,6 +23,10 @@ FAST = (
     "dataset.limit=64",
     "explain.n_samples=4",
     "explain.sensitivity_samples=1",
+    # A run's report.html and model_card.md cost about 2 s (matplotlib, figures): the report
+    # tests turn them on.
+    "report.html=false",
+    "report.model_card=false",
 )
 
 

@@ -108,7 +108,7 @@ def test_groups_hold_numpys_mean_and_sample_std_and_the_problem_runs(runs_dir: P
 
 def test_summary_files_hold_the_numbers_and_list_the_runs_left_out(runs_dir: Path, tmp_path: Path) -> None:
     report = write_report(find_runs([runs_dir]), tmp_path, "Learning rate", metrics=["test/accuracy", "params/*"])
-    assert [path.name for path in report.files] == ["summary.csv", "summary.md", "summary.tex"]
+    assert [path.name for path in report.files] == ["summary.csv", "summary.md", "summary.tex", "report.html"]
     assert report.summary.metrics == ["test/accuracy", "params/total", "params/trainable", "params/trainable_fraction"]
     by_lr = jobs_by_lr(runs_dir)
     accuracy = {lr: job_metrics(runs_dir, jobs, "test/accuracy") for lr, jobs in by_lr.items()}
@@ -206,7 +206,7 @@ def test_a_metric_pattern_matching_nothing_names_the_nearest(runs_dir: Path) -> 
         summarize(find_runs([runs_dir]), metrics=["test/acuracy"])
     assert (
         str(caught.value)
-        == "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/loss"
+        == "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/examples"
     )
 
 
@@ -229,6 +229,7 @@ def test_cli_writes_the_report_and_lists_problem_runs_on_stderr(
     assert code == 0
     assert f"wrote {out_dir / 'summary.md'}" in out and "optimizer.lr" in out
     assert sorted(path.name for path in out_dir.iterdir() if path.is_file()) == [
+        "report.html",
         "summary.csv",
         "summary.md",
         "summary.tex",
@@ -256,7 +257,7 @@ def test_cli_writes_into_the_single_path_by_default(
         (["{empty}"], "no runs under {empty} (a run directory holds run.json)"),
         (
             ["{runs}", "--metrics", "test/acuracy"],
-            "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/loss",
+            "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/examples",
         ),
         (
             ["{runs}", "--by", "optimizer.lrr"],
@@ -287,6 +288,8 @@ def test_a_sweep_leaves_its_report_at_its_root(sweep_dir: Path) -> None:
     assert markdown.startswith("# optimizer.lr swept (2 groups, 4 runs)\n")
     assert markdown.count("| failed | DQUserError: optimizer.lr must be > 0, got -1.0 |") == 2
     assert (sweep_dir / "summary.tex").read_text().count("\\pm") >= 2
+    page = (sweep_dir / "report.html").read_text()
+    assert "<h1>optimizer.lr swept (2 groups, 4 runs)</h1>" in page and page.count("optimizer.lr must be &gt; 0") == 2
     with (sweep_dir / "jobs.csv").open(newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 6  # the per-job table beside it
 

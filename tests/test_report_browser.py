@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dq.report.build import write_report
 from dq.report.collect import RunResult, read_run
-from dq.report.html import write_sweep_html, write_table_html
-from dq.report.plots import Figure, runs_figures
+from dq.report.html import write_table_html
+from dq.report.plots import Figure
 from report_runs import tiny_run
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -160,11 +161,18 @@ def test_run_page_renders_in_chromium(runs: list[RunResult], tmp_path: Path) -> 
 
 
 def test_sweep_page_renders_in_chromium(runs: list[RunResult], tmp_path: Path) -> None:
-    figures = runs_figures(runs, tmp_path, "fairness weight") or [scatter(runs, tmp_path / "scatter.png")]
+    """The sweep page as dq-report and a sweep's end write it (dq.report.build.write_report)."""
     broken = RunResult(tmp_path / "9", "failed", problem="RuntimeError: loss is NaN at epoch 3")
-    page = write_sweep_html("Sweep: regularizer.fairness.weight", summary(runs), figures, [broken], tmp_path / "s.html")
-    probe, console = render(page, tmp_path / "sweep.png", height=1000)
-    check(probe, console, tables=2, images=1)
+    report = write_report(
+        [*runs, broken],
+        tmp_path / "sweep",
+        "Sweep: regularizer.fairness.weight",
+        metrics=["test/accuracy", "test/dp_diff", "test/eo_diff"],
+        by=["regularizer.fairness.weight"],
+    )
+    probe, console = render(tmp_path / "sweep" / "report.html", tmp_path / "sweep.png", height=1000)
+    check(probe, console, tables=2, images=len(report.figures))
+    assert len(report.figures) >= 3  # Pareto fronts, curves, per-group bars, metrics against the weight
     assert probe["headings"] == ["Summary", "Figures", "Failed and broken runs"]
     keep(tmp_path / "sweep.png", "report_sweep.png")
 

@@ -43,7 +43,11 @@ def test_a_completed_run_writes_its_page_and_card_with_every_section(run_dir: Pa
     page = (run_dir / "report.html").read_text()
     assert re.findall(r"<h2>(.*?)</h2>", page) == RUN_SECTIONS
     pngs = embedded_pngs(page)
-    assert len(pngs) == 2 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in pngs)  # both methods' pictures
+    figures = sorted(path.name for path in (run_dir / "plots").glob("*.png"))
+    assert figures == ["curves.png", "group_accuracy.png", "robust_accuracy_vs_eps.png"]
+    # the run's three figures and both explanation methods' pictures, each embedded once
+    assert len(pngs) == 5 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in pngs)
+    assert {(run_dir / "plots" / name).read_bytes() for name in figures} <= set(pngs)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "robust accuracy @ ε=0.05" in page and "test/group_accuracy/Female" in page
     assert (run_dir / "model_card.md").read_text().startswith("# Model card: default")

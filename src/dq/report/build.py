@@ -3,6 +3,10 @@
 
     <out_dir>/summary.csv  summary.md  summary.tex   mean ± std per group (dq.report.tables)
     <out_dir>/plots/*.png                             dq.report.plots.runs_figures
+    <out_dir>/report.html                             dq.report.html.write_sweep_html
+
+When ``out_dir`` is itself the one run reported (``dq-report <run dir>``), its
+report.html stays the run's own page (dq.report.run_report), made again.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from pathlib import Path
 
 from dq.outputs import write_text
 from dq.report.collect import RunResult
+from dq.report.html import write_sweep_html
 from dq.report.plots import Figure, runs_figures
+from dq.report.run_report import REPORT_HTML, write_run_report
 from dq.report.summary import Summary, summarize
 from dq.report.tables import summary_csv, summary_latex, summary_markdown
 
@@ -49,7 +55,7 @@ def write_report(
     by: Sequence[str] | None = None,
 ) -> Report:
     """Summarise ``runs`` (see ``dq.report.summary.summarize``) and write summary.csv,
-    summary.md, summary.tex and the comparison plots into ``out_dir``.
+    summary.md, summary.tex, the comparison plots and report.html into ``out_dir``.
 
     Every check (metric patterns, ``by`` keys) happens before the first file is written,
     so bad input leaves no half-written report. Runs that did not complete are listed in
@@ -70,5 +76,9 @@ def write_report(
     for name, text in texts.items():
         write_text(out_dir / name, text)
         files.append(out_dir / name)
+    if len(runs) == 1 and runs[0].run_dir.resolve() == out_dir.resolve():
+        files += write_run_report(out_dir)
+        return Report(summary, title, files, [])
     figures = runs_figures([run for run in runs if run.ok], out_dir / PLOTS_DIR, title)
+    files.append(write_sweep_html(title, summary.frame(), figures, summary.problems, out_dir / REPORT_HTML))
     return Report(summary, title, files, figures)
