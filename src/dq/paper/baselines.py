@@ -14,6 +14,7 @@ passed as keyword arguments.
 from __future__ import annotations
 
 import time
+
 import numpy as np
 from omegaconf import DictConfig
 
@@ -51,13 +52,15 @@ def _scores(splits: Splits, pred: np.ndarray) -> dict[str, float]:
     """dq's test metrics of predictions on the test split."""
     _, y, group = _arrays(splits, "test")
     metrics = {"test/accuracy": float(np.mean(pred == y))}
-    metrics.update({f"test/{key}": value for key, value in fairness_gaps(y, pred, group, splits.meta.num_classes).items()})
+    metrics.update(
+        {f"test/{key}": value for key, value in fairness_gaps(y, pred, group, splits.meta.num_classes).items()}
+    )
     names = splits.meta.group_names
     metrics.update({f"test/group_accuracy/{g}": v for g, v in group_accuracy(y, pred, group, names).items()})
     return metrics
 
 
-def logistic_regression(cfg: DictConfig, seed: int, C: float = 1.0, max_iter: int = 1000) -> dict[str, float]:  # noqa: N803
+def logistic_regression(cfg: DictConfig, seed: int, C: float = 1.0, max_iter: int = 1000) -> dict[str, float]:
     """An unconstrained scikit-learn LogisticRegression on dq's train split."""
     from sklearn.linear_model import LogisticRegression
 
@@ -75,7 +78,7 @@ def exponentiated_gradient(
     constraint: str = "demographic_parity",
     eps: float = 0.01,
     max_iter: int = 50,
-    C: float = 1.0,  # noqa: N803
+    C: float = 1.0,
 ) -> dict[str, float]:
     """fairlearn's ExponentiatedGradient (Agarwal et al. 2018) around a LogisticRegression,
     with DemographicParity (or ``constraint: equalized_odds``) on the sensitive groups of

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from dq.errors import DQUserError, first_line
 from dq.outputs import git_state
@@ -34,8 +35,20 @@ EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line (exit 2) like dq's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"dq-table: error: {message}; usage: {USAGE}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+USAGE = "dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--tables DIR] [OVERRIDE ...]"
+
+
 def parser() -> argparse.ArgumentParser:
-    made = argparse.ArgumentParser(
+    made = _Parser(
+        usage=USAGE,
         prog="dq-table",
         description="Run a paper table from conf/paper/NAME.yaml and write tables/NAME.md, .csv and .tex.",
         epilog=f"tables: {', '.join(available())}",
@@ -46,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--out", type=Path, default=Path("tables"), help="where the table files go (default: tables/)")
     made.add_argument("--runs", type=Path, default=None, help="runs directory (default: outputs/tables/NAME[-quick])")
     made.add_argument("--fresh", action="store_true", help="delete the table's earlier runs and start over")
+    made.add_argument("--tables", type=Path, default=None, help="where table files are (default: dq's conf/paper/)")
     return made
 
 
@@ -97,10 +111,10 @@ def say(line: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     started = time.perf_counter()
     try:
-        spec = load_table(args.name)
+        spec = load_table(args.name, args.tables)
         runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
         plan = make_plan(spec, args.quick, runs_dir, list(args.overrides))
         check_overrides(plan)
@@ -141,5 +155,8 @@ def main(argv: list[str]) -> None:
     incomplete = [result.label for result in results if result.problems]
     say(f"wrote {', '.join(str(path) for path in [*paths, *(f.path for f in figures)])} in {outcome.seconds:.0f} s")
     if incomplete or not prepared:
-        say(f"rows with failed or missing seeds: {', '.join(incomplete) or 'none'}" + ("" if prepared else "; a prepare stage failed"))
+        say(
+            f"rows with failed or missing seeds: {', '.join(incomplete) or 'none'}"
+            + ("" if prepared else "; a prepare stage failed")
+        )
         sys.exit(EXIT_FAILED)

@@ -16,7 +16,12 @@ from dq.paper.plan import REFERENCE, PlannedRow
 from dq.paper.spec import Finding, SourceValue, Tolerance
 from dq.report.collect import RunResult
 
-OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 
 
 @dataclass
@@ -142,10 +147,7 @@ def check_finding(finding: Finding, results: Sequence[RowResult]) -> FindingResu
     ``<``/``<=`` below it by ``margin``."""
     by_label = {result.label: result for result in results}
     left = by_label[finding.left].mean(finding.metric)
-    if isinstance(finding.right, str):
-        right = by_label[finding.right].mean(finding.metric)
-    else:
-        right = float(finding.right)
+    right = by_label[finding.right].mean(finding.metric) if isinstance(finding.right, str) else float(finding.right)
     if left is None or right is None:
         return FindingResult(finding, None, left, right)
     shifted = right + finding.margin if finding.op.startswith(">") else right - finding.margin

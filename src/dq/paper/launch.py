@@ -91,7 +91,9 @@ def run_sweep_step(what: str, overrides: list[str], plan: Plan, sweep_dir: Path,
     if done == len(seeds):
         say(f"{what}: {done}/{len(seeds)} seeds completed")
         return True
-    say(f"{what}: {done}/{len(seeds)} seeds completed (dq-train exit {status}): {_last_error(log_path)}; log: {log_path}")
+    say(
+        f"{what}: {done}/{len(seeds)} seeds completed (dq-train exit {status}): {_last_error(log_path)}; log: {log_path}"
+    )
     return False
 
 

@@ -29,20 +29,22 @@ def tables_dir() -> Path:
     return config_dir() / PAPER_GROUP
 
 
-def available() -> list[str]:
-    """The names of the table files in ``conf/paper/``, sorted."""
-    return sorted(path.stem for path in tables_dir().glob("*.yaml"))
+def available(directory: Path | None = None) -> list[str]:
+    """The names of the table files in ``directory`` (default ``conf/paper/``), sorted."""
+    return sorted(path.stem for path in (directory or tables_dir()).glob("*.yaml"))
 
 
-def load_table(name: str) -> TableSpec:
-    """The table ``name`` from ``conf/paper/<name>.yaml``, merged onto the schema and checked.
+def load_table(name: str, directory: Path | None = None) -> TableSpec:
+    """The table ``name`` from ``<directory>/<name>.yaml`` (default ``conf/paper/``),
+    merged onto the schema and checked.
 
     Raises:
         DQUserError: any of the problems listed in the module docstring, in one line.
     """
-    path = tables_dir() / f"{name}.yaml"
+    path = (directory or tables_dir()) / f"{name}.yaml"
     if not path.is_file():
-        raise DQUserError(f"unknown paper table {name!r}; available: {', '.join(available()) or 'none'}")
+        names = ", ".join(available(directory)) or "none"
+        raise DQUserError(f"unknown paper table {name!r}; available: {names}")
     try:
         node = OmegaConf.load(path)
     except Exception as error:  # a YAML syntax error: OmegaConf and PyYAML raise several kinds
@@ -95,7 +97,9 @@ def _check_row(spec: TableSpec, row: Row, where: str) -> None:
         raise DQUserError(f"{where}: every row needs a label")
     for metric in row.source:
         if metric not in spec.metrics:
-            raise DQUserError(f"{what}: source value for {metric!r}, which is not compared; metrics: {', '.join(spec.metrics)}")
+            raise DQUserError(
+                f"{what}: source value for {metric!r}, which is not compared; metrics: {', '.join(spec.metrics)}"
+            )
     if row.reference and row.baseline:
         raise DQUserError(f"{what}: a row is either a reference row or a baseline row, not both")
     if row.reference and not row.source:
@@ -106,7 +110,9 @@ def _check_row(spec: TableSpec, row: Row, where: str) -> None:
         if row.baseline.rpartition(".")[0] != BASELINES_MODULE or not callable(
             getattr(baselines, row.baseline.rpartition(".")[2], None)
         ):
-            raise DQUserError(f"{what}: unknown baseline {row.baseline!r}; available: {', '.join(baselines.available())}")
+            raise DQUserError(
+                f"{what}: unknown baseline {row.baseline!r}; available: {', '.join(baselines.available())}"
+            )
     for override in row.overrides:
         for name in PREPARE_REF.findall(override):
             if name not in spec.prepare:
@@ -119,7 +125,9 @@ def _check_finding(finding: Finding, number: int, labels: list[str], known: set[
     if finding.op not in FINDING_OPS:
         raise DQUserError(f"{what}: unknown op {finding.op!r}; allowed: {' '.join(FINDING_OPS)}")
     if finding.metric not in known:
-        raise DQUserError(f"{what}: metric {finding.metric!r} is not among metrics or columns: {', '.join(sorted(known))}")
+        raise DQUserError(
+            f"{what}: metric {finding.metric!r} is not among metrics or columns: {', '.join(sorted(known))}"
+        )
     sides = [finding.left] + ([finding.right] if isinstance(finding.right, str) else [])
     for side in sides:
         if side not in labels:

@@ -87,7 +87,9 @@ class Plan:
 
     def substitute(self, override: str) -> str:
         """``{prepare:<stage>}`` → that stage's run directory of the same seed (job)."""
-        return PREPARE_REF.sub(lambda match: f"{self.prepare_dir(match.group(1)).resolve()}/${{hydra:job.num}}", override)
+        return PREPARE_REF.sub(
+            lambda match: f"{self.prepare_dir(match.group(1)).resolve()}/${{hydra:job.num}}", override
+        )
 
 
 def slugify(label: str) -> str:

@@ -141,7 +141,9 @@ def markdown(outcome: TableOutcome, figure_links: Sequence[str] = ()) -> str:
     lines = [f"# {outcome.title}", ""]
     lines.append(f"Source: {spec.source.cite}" + (f" — {spec.source.where}" if spec.source.where else "") + ".")
     lines.append("")
-    lines.append(f"Setting: ours — {spec.setting or 'as the source'}; source — {spec.source.setting or 'see the source'}.")
+    lines.append(
+        f"Setting: ours — {spec.setting or 'as the source'}; source — {spec.source.setting or 'see the source'}."
+    )
     if outcome.quick:
         lines += ["", "Quick version: CI-sized settings (quick.overrides), not the table's numbers."]
     lines += ["", "| " + " | ".join(map(_md_cell, cols)) + " |", "|" + "---|" * len(cols)]
