@@ -162,7 +162,7 @@ def test_quick_swaps_seeds_and_appends_overrides_and_prepare_points_at_the_same_
     quick = make_plan(spec, quick=True, runs_dir=tmp_path, extra=["launcher=joblib"])
     assert full.seeds == [0, 1, 2] and quick.seeds == [5]
     row = quick.rows[0]
-    expected = f"x={(tmp_path / 'prepare-base').resolve()}/${{hydra:job.num}}"
+    expected = f"x={(tmp_path / 'prepare-base').resolve()}/seed-${{seed}}"
     assert quick.run_overrides(row) == ["dataset=digits", expected, "trainer.epochs=1", "launcher=joblib"]
     assert full.run_overrides(row) == ["dataset=digits", expected, "launcher=joblib"]
 
@@ -367,3 +367,31 @@ def test_full_fair_adult_erm_row_matches_ffb_within_3_sigma(tmp_path: Path) -> N
     }
     assert rows["MLP (ERM)"]["test/accuracy/within"] == "true"
     assert rows["MLP (ERM)"]["test/dp_diff/within"] == "true"
+
+
+PREPARED = """
+name: prep
+title: "LoRA on a prepared base"
+metrics: [test/accuracy]
+tolerance: {abs: 0.9}
+seeds: [0]
+overrides: [dataset=digits, model=mlp, trainer.epochs=1, explain.enabled=false, trainer.progress=false, dataset.limit=200]
+prepare:
+  base: {overrides: [experiment_name=base]}
+rows:
+  - label: lora
+    overrides: ["regularizer=[lora]", "regularizer.lora.init_from={prepare:base}"]
+    source: {test/accuracy: {mean: 0.5}}
+"""
+
+
+def test_prepare_runs_first_and_a_row_starts_from_the_run_of_its_own_seed(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    write_table_file(tmp_path, "prep", PREPARED)
+    runs = tmp_path / "runs"
+    main(["prep", "--tables", str(tmp_path), "--out", str(tmp_path / "tables"), "--runs", str(runs)])
+    assert (runs / "prepare-base" / "seed-0").resolve() == (runs / "prepare-base" / "0").resolve()
+    saved = OmegaConf.load(runs / "lora" / "0" / ".hydra" / "config.yaml")
+    assert Path(saved.regularizer.lora.init_from) == (runs / "prepare-base").resolve() / "seed-0"
+    assert "| lora | 0.5000 |" in (tmp_path / "tables" / "prep.md").read_text(encoding="utf-8")

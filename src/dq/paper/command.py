@@ -28,7 +28,7 @@ from dq.paper.figure import pareto_figure
 from dq.paper.launch import compose_overrides, row_runs, run_prepare, run_rows
 from dq.paper.load import available, load_table
 from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
-from dq.paper.write import TableOutcome, display_rows, headers, write_table
+from dq.paper.write import TableOutcome, display_rows, finding_line, headers, write_table
 from dq.report.plots import Figure
 
 EXIT_USER_ERROR = 2
@@ -102,7 +102,7 @@ def write_html(outcome: TableOutcome, out_dir: Path) -> None:
 
     frame = pd.DataFrame(display_rows(outcome), columns=headers(outcome.spec))
     notes = [f"Source: {outcome.spec.source.cite} — {outcome.spec.source.where}", f"Setting: {outcome.spec.setting}"]
-    notes += [f"{'✓' if f.holds else '✗'} {f.finding.text} — {f.describe()}" for f in outcome.findings]
+    notes += [finding_line(result) for result in outcome.findings]
     write_table_html(outcome.title, frame, notes, outcome.figures, Path(out_dir) / f"{outcome.stem}.html")
 
 

@@ -104,7 +104,18 @@ def run_prepare(plan: Plan, say: Say) -> bool:
         overrides = [*plan.common, *prepare.overrides, *plan.appended]
         sweep_dir = plan.prepare_dir(stage)
         ok = run_sweep_step(f"prepare {stage!r}", overrides, plan, sweep_dir, sweep_dir.name, say) and ok
+        link_seeds(sweep_dir, plan.seeds)
     return ok
+
+
+def link_seeds(sweep_dir: Path, seeds: list[int]) -> None:
+    """``<sweep_dir>/seed-<s>`` → the job of seed ``s`` (what ``{prepare:<stage>}`` names)."""
+    for number, seed in enumerate(seeds):
+        link = Path(sweep_dir) / f"seed-{seed}"
+        if link.is_symlink():
+            link.unlink()
+        if (Path(sweep_dir) / str(number)).is_dir() and not link.exists():
+            link.symlink_to(str(number), target_is_directory=True)
 
 
 def _done(job: Path, seed: int) -> bool:

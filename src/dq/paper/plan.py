@@ -7,13 +7,14 @@ the dq-train command line). The quick version keeps the rows and swaps the seeds
 
 Directories (``<runs>`` is ``outputs/tables/<name>[-quick]`` by default)::
 
-    <runs>/prepare-<stage>/<job>/   a prepare stage's runs, one job per seed
+    <runs>/prepare-<stage>/<job>/   a prepare stage's runs, one job per seed (and seed-<s> links)
     <runs>/<row slug>/<job>/        a row's runs (or baseline results), one job per seed
     <runs>/logs/<slug>.log          what dq-train printed for that row
 
-Job ``i`` is seed ``seeds[i]`` everywhere, so a row's ``{prepare:<stage>}`` becomes
-``<runs>/prepare-<stage>/${hydra:job.num}``: the prepare run of the same seed, resolved
-by Hydra inside each job.
+Job ``i`` is seed ``seeds[i]`` everywhere. A prepare stage's directory also gets a link
+``seed-<s>`` to the job of seed ``s``, so a row's ``{prepare:<stage>}`` becomes
+``<runs>/prepare-<stage>/seed-${seed}``: the prepare run of the same seed, a plain config
+interpolation that resolves the same in the job and when the run is loaded again later.
 """
 
 from __future__ import annotations
@@ -87,9 +88,7 @@ class Plan:
 
     def substitute(self, override: str) -> str:
         """``{prepare:<stage>}`` → that stage's run directory of the same seed (job)."""
-        return PREPARE_REF.sub(
-            lambda match: f"{self.prepare_dir(match.group(1)).resolve()}/${{hydra:job.num}}", override
-        )
+        return PREPARE_REF.sub(lambda match: f"{self.prepare_dir(match.group(1)).resolve()}/seed-${{seed}}", override)
 
 
 def slugify(label: str) -> str:

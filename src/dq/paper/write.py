@@ -85,8 +85,6 @@ def headers(spec: TableSpec) -> list[str]:
 
 def row_note(result: RowResult) -> str:
     parts = [result.planned.row.note] if result.planned.row.note else []
-    if result.reference:
-        parts.insert(0, "(different setting)")
     if result.planned.kind == "baseline":
         parts.insert(0, f"baseline: {str(result.planned.row.baseline).rpartition('.')[2]}")
     if result.problems:
