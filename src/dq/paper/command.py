@@ -112,7 +112,7 @@ def say(line: str) -> None:
 
 def main(argv: list[str]) -> None:
     args = parser().parse_intermixed_args(argv)
-    started = time.perf_counter()
+    started, git = time.perf_counter(), git_state()  # the code that runs the table, before anything changes
     try:
         spec = load_table(args.name, args.tables)
         runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> None:
         findings=findings,
         command=shlex.join(["dq-table", *argv]),
         seconds=time.perf_counter() - started,
-        git=git_state(),
+        git=git,
         figures=figures,
     )
     paths = write_table(outcome, args.out)
