@@ -301,8 +301,10 @@ def quick_csv(out: Path, name: str) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (config_dir() / "paper").glob("*.yaml")))
 def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The quick version of each table file runs its rows and writes the three files."""
-    main([name, "--quick", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs"), "trainer.device=cpu"])
+    """The quick version of each table file runs its rows (in this process: the subprocess
+    path is the failed-row and prepare tests') and writes the three files."""
+    args = [name, "--quick", "--in-process", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
+    main([*args, "trainer.device=cpu"])
     spec = load_table(name)
     rows = quick_csv(tmp_path / "tables", name)
     assert len(rows) == len(expand_rows(spec))

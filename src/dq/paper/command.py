@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USER_ERROR)
 
 
-USAGE = "dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--tables DIR] [OVERRIDE ...]"
+USAGE = "dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--tables DIR] [--in-process] [OVERRIDE ...]"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--runs", type=Path, default=None, help="runs directory (default: outputs/tables/NAME[-quick])")
     made.add_argument("--fresh", action="store_true", help="delete the table's earlier runs and start over")
     made.add_argument("--tables", type=Path, default=None, help="where table files are (default: dq's conf/paper/)")
+    made.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the jobs one by one in this process (tests, debugging); launcher overrides do not apply",
+    )
     return made
 
 
@@ -116,7 +121,7 @@ def main(argv: list[str]) -> None:
     try:
         spec = load_table(args.name, args.tables)
         runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
-        plan = make_plan(spec, args.quick, runs_dir, list(args.overrides))
+        plan = make_plan(spec, args.quick, runs_dir, list(args.overrides), args.in_process)
         check_overrides(plan)
     except DQUserError as error:
         print(f"dq-table: error: {error}", file=sys.stderr)

@@ -78,15 +78,40 @@ def _last_error(log_path: Path) -> str:
     return (errors or lines or ["no output"])[-1][:300]
 
 
+def run_in_process(overrides: list[str], seeds: list[int], sweep_dir: Path, log_path: Path) -> int:
+    """The jobs of a sweep one after another in this process (``dq.train``), each into the
+    directory the sweep would give it; launcher and Hydra overrides do not apply. For
+    tests and debugging: no process start per row. Returns 0, or 1 when a job failed."""
+    from dq.runner import train
+    from dq.spec import compose
+
+    status = 0
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        for number, seed in enumerate(seeds):
+            job = Path(sweep_dir) / str(number)
+            if _done(job, seed):
+                continue
+            items = [*overrides, f"seed={seed}"]
+            kept = [item for item in items if not (is_placement(override_key(item)) and override_key(item) != "seed")]
+            log.write(f"in process: {job}: {' '.join(kept)}\n")
+            try:
+                train(compose(kept), job)
+            except Exception as error:  # one job's failure is the row's, as in a sweep
+                log.write(f"error: {first_line(f'{type(error).__name__}: {error}')}\n")
+                status = 1
+    return status
+
+
 def run_sweep_step(what: str, overrides: list[str], plan: Plan, sweep_dir: Path, slug: str, say: Say) -> bool:
     """Run (or reuse) one sweep over the plan's seeds; True when every seed completed."""
     seeds = plan.seeds
     if len(completed_jobs(sweep_dir, seeds)) == len(seeds):
         say(f"{what}: {len(seeds)}/{len(seeds)} seeds already completed in {sweep_dir}, reused")
         return True
-    say(f"{what}: running {len(seeds)} seed(s) into {sweep_dir}")
+    say(f"{what}: running {len(seeds)} seed(s) {'in this process ' if plan.in_process else ''}into {sweep_dir}")
     log_path = plan.log_path(slug)
-    status = sweep(overrides, seeds, sweep_dir, log_path)
+    status = (run_in_process if plan.in_process else sweep)(overrides, seeds, sweep_dir, log_path)
     done = len(completed_jobs(sweep_dir, seeds))
     if done == len(seeds):
         say(f"{what}: {done}/{len(seeds)} seeds completed")

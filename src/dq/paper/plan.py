@@ -61,6 +61,7 @@ class Plan:
     runs_dir: Path
     rows: list[PlannedRow] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)  # the command line's overrides, for every run
+    in_process: bool = False  # run jobs here one by one (dq.train) instead of dq-train -m
 
     @property
     def common(self) -> list[str]:
@@ -143,9 +144,9 @@ def expand_rows(spec: TableSpec) -> list[PlannedRow]:
     return planned
 
 
-def make_plan(spec: TableSpec, quick: bool, runs_dir: Path, extra: list[str]) -> Plan:
+def make_plan(spec: TableSpec, quick: bool, runs_dir: Path, extra: list[str], in_process: bool = False) -> Plan:
     seeds = list(spec.quick.seeds if quick else spec.seeds)
-    return Plan(spec, quick, seeds, Path(runs_dir), expand_rows(spec), list(extra))
+    return Plan(spec, quick, seeds, Path(runs_dir), expand_rows(spec), list(extra), in_process)
 
 
 def default_runs_dir(name: str, quick: bool) -> Path:
