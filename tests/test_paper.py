@@ -215,6 +215,7 @@ def test_findings_with_margins_rows_numbers_and_reference_rows() -> None:
         Finding(text="t", metric="test/accuracy", left="a", op=">=", right="ref", margin=-0.1), rows
     )
     assert versus_source.holds is True and versus_source.right == 0.9
+    assert "0.8 (a) >= 0.9 (ref) - 0.1" in versus_source.describe()
     missing = check_finding(Finding(text="t", metric="test/dp_diff", left="a", op="<", right="b"), rows)
     assert missing.holds is None
 

@@ -138,7 +138,8 @@ class FindingResult:
             number = "n/a" if value is None else f"{value:.4g}"
             return f"{number} ({side})" if isinstance(side, str) else number
 
-        margin = f" {'+' if f.op.startswith('>') else '-'} {f.margin:g}" if f.margin else ""
+        shift = f.margin if f.op.startswith(">") else -f.margin  # what is added to right
+        margin = f" {'+' if shift > 0 else '-'} {abs(shift):g}" if shift else ""
         return f"{f.metric}: {show(self.left, f.left)} {f.op} {show(self.right, f.right)}{margin}"
 
 
