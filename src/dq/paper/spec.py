@@ -24,6 +24,13 @@ number), on ``metric`` (ours, means over seeds), with ``margin``.
 override may use ``{prepare:<name>}``, replaced by that run's directory (same seed).
 
 ``quick`` shrinks the whole table to CI size (``dq-table <name> --quick``).
+
+``pareto`` (``[x metric, y metric]``, optional) draws every row's means (baselines and
+reference rows included) in that plane with the Pareto front marked (lower x, higher y
+is better: a fairness gap against accuracy).
+
+Units: a source value is written in the metric's own units (accuracy 0.8535, not 85.35),
+so ours and the source's are compared as they are.
 """
 
 from __future__ import annotations
@@ -75,7 +82,7 @@ class Finding:
     left: str = "???"
     op: str = ">"  # one of > >= < <=
     right: Any = None  # a row label, or a number
-    margin: float = 0.0
+    margin: float = 0.0  # > and >=: left must exceed right by margin; < and <=: fall below it by margin
 
 
 @dataclass
@@ -106,3 +113,4 @@ class TableSpec:
     rows: list[Row] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     quick: Quick = field(default_factory=Quick)
+    pareto: list[str] = field(default_factory=list)  # [x metric, y metric]; empty: no figure

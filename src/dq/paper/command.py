@@ -1,0 +1,164 @@
+"""``dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [OVERRIDE ...]``.
+
+Loads ``conf/paper/NAME.yaml``, checks it and every row's config before anything runs,
+runs the prepare stages, then the rows (``dq-train -m`` per row, the extra overrides
+passed to every run: ``launcher=joblib``, ``trainer.device=cpu``), then compares and
+writes ``<out>/NAME.md``, ``.csv`` and ``.tex`` (``NAME-quick.*`` with ``--quick``).
+
+Runs land in ``outputs/tables/NAME[-quick]/`` and are reused by the next invocation (an
+interrupted table continues where it stopped; ``--fresh`` starts over). A row that fails
+does not stop the table: its cells say ``failed``, the table is written, and the command
+exits 1. A mistake in the table file or the command line exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from dq.errors import DQUserError, first_line
+from dq.outputs import git_state
+from dq.paper.compare import check_finding, row_result
+from dq.paper.figure import pareto_figure
+from dq.paper.launch import compose_overrides, row_runs, run_prepare, run_rows
+from dq.paper.load import available, load_table
+from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
+from dq.paper.write import TableOutcome, display_rows, finding_line, headers, write_table
+from dq.report.plots import Figure
+
+EXIT_USER_ERROR = 2
+EXIT_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line (exit 2) like dq's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"dq-table: error: {message}; usage: {USAGE}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+USAGE = "dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--tables DIR] [--in-process] [OVERRIDE ...]"
+
+
+def parser() -> argparse.ArgumentParser:
+    made = _Parser(
+        usage=USAGE,
+        prog="dq-table",
+        description="Run a paper table from conf/paper/NAME.yaml and write tables/NAME.md, .csv and .tex.",
+        epilog=f"tables: {', '.join(available())}",
+    )
+    made.add_argument("name", help="the table (a file name in conf/paper/ without .yaml)")
+    made.add_argument("overrides", nargs="*", help="dq-train overrides for every run, e.g. launcher=joblib")
+    made.add_argument("--quick", action="store_true", help="the CI-sized version (quick.seeds, quick.overrides)")
+    made.add_argument("--out", type=Path, default=Path("tables"), help="where the table files go (default: tables/)")
+    made.add_argument("--runs", type=Path, default=None, help="runs directory (default: outputs/tables/NAME[-quick])")
+    made.add_argument("--fresh", action="store_true", help="delete the table's earlier runs and start over")
+    made.add_argument("--tables", type=Path, default=None, help="where table files are (default: dq's conf/paper/)")
+    made.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the jobs one by one in this process (tests, debugging); launcher overrides do not apply",
+    )
+    return made
+
+
+def check_overrides(plan: Plan) -> None:
+    """Compose every run and baseline row's config once (first seed), so a typo in the table
+    file or on the command line is one line now, not a failed row later."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dq.spec import compose, to_spec
+
+    try:
+        OverridesParser.create().parse_overrides(plan.extra)
+    except HydraException as error:
+        raise DQUserError(f"bad override on the command line: {first_line(str(error))}") from error
+    uses_prepare = {row.slug for row in plan.rows if any("{prepare:" in item for item in row.overrides)}
+    for row in plan.rows:
+        if row.kind == REFERENCE:
+            continue
+        try:
+            cfg = compose(compose_overrides(plan, row, plan.seeds[0]))
+            if row.slug not in uses_prepare:  # a prepared directory does not exist yet
+                to_spec(cfg)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise DQUserError(f"row {row.label!r}: {first_line(str(error))}") from error
+        except DQUserError as error:
+            raise DQUserError(f"row {row.label!r}: {error}") from error
+
+
+def write_html(outcome: TableOutcome, out_dir: Path) -> None:
+    """The table as ``<out>/<stem>.html``: the comparison with the source, the notes on
+    sources and settings, the findings and the figures (dq.report.html)."""
+    import pandas as pd
+
+    from dq.report.html import write_table_html
+
+    frame = pd.DataFrame(display_rows(outcome), columns=headers(outcome.spec))
+    notes = [f"Source: {outcome.spec.source.cite} — {outcome.spec.source.where}", f"Setting: {outcome.spec.setting}"]
+    notes += [finding_line(result) for result in outcome.findings]
+    write_table_html(outcome.title, frame, notes, outcome.figures, Path(out_dir) / f"{outcome.stem}.html")
+
+
+def say(line: str) -> None:
+    print(f"dq-table: {line}", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    args = parser().parse_intermixed_args(argv)
+    started, git = time.perf_counter(), git_state()  # the code that runs the table, before anything changes
+    try:
+        spec = load_table(args.name, args.tables)
+        runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
+        plan = make_plan(spec, args.quick, runs_dir, list(args.overrides), args.in_process)
+        check_overrides(plan)
+    except DQUserError as error:
+        print(f"dq-table: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    if args.fresh and runs_dir.exists():
+        say(f"--fresh: removing {runs_dir}")
+        shutil.rmtree(runs_dir)
+    say(f"{spec.name}{' (quick)' if args.quick else ''}: {len(plan.rows)} rows, seeds {plan.seeds}, runs in {runs_dir}")
+    prepared = run_prepare(plan, say)
+    run_rows(plan, say)
+
+    shown = [*spec.metrics, *spec.columns, *(m for m in spec.pareto if m not in spec.metrics + spec.columns)]
+    results = [row_result(row, row_runs(plan, row), shown, len(plan.seeds)) for row in plan.rows]
+    findings = [check_finding(finding, results) for finding in spec.findings]
+    stem = f"{spec.name}-quick" if args.quick else spec.name
+    figures: list[Figure] = []
+    if spec.pareto:
+        figure = pareto_figure(results, spec.pareto[0], spec.pareto[1], spec.title, args.out / f"{stem}-pareto.png")
+        figures += [figure] if figure else []
+    outcome = TableOutcome(
+        spec=spec,
+        quick=args.quick,
+        seeds=plan.seeds,
+        results=results,
+        findings=findings,
+        command=shlex.join(["dq-table", *argv]),
+        seconds=time.perf_counter() - started,
+        git=git,
+        figures=figures,
+    )
+    paths = write_table(outcome, args.out)
+    write_html(outcome, args.out)
+    for result in findings:
+        say(f"finding {'holds' if result.holds else 'does not hold' if result.holds is False else 'not evaluated'}: "
+            f"{result.finding.text} ({result.describe()})")  # fmt: skip
+    incomplete = [result.label for result in results if result.problems]
+    say(f"wrote {', '.join(str(path) for path in [*paths, *(f.path for f in figures)])} in {outcome.seconds:.0f} s")
+    if incomplete or not prepared:
+        say(
+            f"rows with failed or missing seeds: {', '.join(incomplete) or 'none'}"
+            + ("" if prepared else "; a prepare stage failed")
+        )
+        sys.exit(EXIT_FAILED)

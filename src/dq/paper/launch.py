@@ -1,0 +1,224 @@
+"""Running a table's work: prepare stages, run rows through ``dq-train -m``, baselines.
+
+Each run row (and each prepare stage) is one ``dq-train -m`` sweep over the seeds into its
+own directory, so whatever launcher the command line picks (``launcher=joblib``,
+``launcher=slurm``) spreads the seeds, and a re-run into the same directory skips the jobs
+that completed (dq's sweeps do that). A row whose jobs all completed before is not
+launched at all. Baselines run in this process, one seed at a time; each seed's result is
+written as a small run directory (run.json, metrics.json, .hydra/config.yaml), so the
+table, dq-report and a re-run read it like any run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from dq.errors import first_line
+from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, now_iso, write_json, write_text
+from dq.paper.plan import BASELINE, RUN, Plan, PlannedRow
+from dq.report.collect import RunResult, is_placement, override_key, read_run
+
+Say = Callable[[str], None]
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def train_command() -> list[str]:
+    """How to start dq-train: the console script beside this Python, else ``python -m dq.cli``.
+
+    The child inherits the environment, PYTHONPATH included, so it imports the same dq."""
+    script = Path(sys.executable).with_name("dq-train")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "dq.cli"]
+
+
+def hydra_path(path: Path) -> str:
+    """A path as a Hydra override value (quoted where it holds other characters)."""
+    text = str(path.resolve())
+    return text if _PLAIN_PATH.match(text) else "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def completed_jobs(sweep_dir: Path, seeds: list[int]) -> list[RunResult]:
+    """The runs of ``sweep_dir`` (job ``i`` is seed ``seeds[i]``) that completed with that seed."""
+    done = []
+    for number, seed in enumerate(seeds):
+        job = Path(sweep_dir) / str(number)
+        if _done(job, seed):
+            done.append(read_run(job))
+    return done
+
+
+def sweep(overrides: list[str], seeds: list[int], sweep_dir: Path, log_path: Path) -> int:
+    """``dq-train -m <overrides> seed=<seeds> hydra.sweep.dir=<sweep_dir>``; its output goes
+    to ``log_path``. Returns its exit status."""
+    args = [
+        *train_command(),
+        "-m",
+        *overrides,
+        "seed=" + ",".join(str(seed) for seed in seeds),
+        f"hydra.sweep.dir={hydra_path(sweep_dir)}",
+    ]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(args) + "\n")
+        log.flush()
+        return subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def _last_error(log_path: Path) -> str:
+    """The last line of a dq-train log that says what went wrong."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def run_in_process(overrides: list[str], seeds: list[int], sweep_dir: Path, log_path: Path) -> int:
+    """The jobs of a sweep one after another in this process (``dq.train``), each into the
+    directory the sweep would give it; launcher and Hydra overrides do not apply. For
+    tests and debugging: no process start per row. Returns 0, or 1 when a job failed."""
+    from dq.runner import train
+    from dq.spec import compose
+
+    status = 0
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        for number, seed in enumerate(seeds):
+            job = Path(sweep_dir) / str(number)
+            if _done(job, seed):
+                continue
+            items = [*overrides, f"seed={seed}"]
+            kept = [item for item in items if not (is_placement(override_key(item)) and override_key(item) != "seed")]
+            log.write(f"in process: {job}: {' '.join(kept)}\n")
+            try:
+                train(compose(kept), job)
+            except Exception as error:  # one job's failure is the row's, as in a sweep
+                log.write(f"error: {first_line(f'{type(error).__name__}: {error}')}\n")
+                status = 1
+    return status
+
+
+def run_sweep_step(what: str, overrides: list[str], plan: Plan, sweep_dir: Path, slug: str, say: Say) -> bool:
+    """Run (or reuse) one sweep over the plan's seeds; True when every seed completed."""
+    seeds = plan.seeds
+    if len(completed_jobs(sweep_dir, seeds)) == len(seeds):
+        say(f"{what}: {len(seeds)}/{len(seeds)} seeds already completed in {sweep_dir}, reused")
+        return True
+    say(f"{what}: running {len(seeds)} seed(s) {'in this process ' if plan.in_process else ''}into {sweep_dir}")
+    log_path = plan.log_path(slug)
+    status = (run_in_process if plan.in_process else sweep)(overrides, seeds, sweep_dir, log_path)
+    done = len(completed_jobs(sweep_dir, seeds))
+    if done == len(seeds):
+        say(f"{what}: {done}/{len(seeds)} seeds completed")
+        return True
+    say(
+        f"{what}: {done}/{len(seeds)} seeds completed (dq-train exit {status}): {_last_error(log_path)}; log: {log_path}"
+    )
+    return False
+
+
+def run_prepare(plan: Plan, say: Say) -> bool:
+    """Every prepare stage, before any row; True when all their seeds completed."""
+    ok = True
+    for stage, prepare in plan.spec.prepare.items():
+        overrides = [*plan.common, *prepare.overrides, *plan.appended]
+        sweep_dir = plan.prepare_dir(stage)
+        ok = run_sweep_step(f"prepare {stage!r}", overrides, plan, sweep_dir, sweep_dir.name, say) and ok
+        link_seeds(sweep_dir, plan.seeds)
+    return ok
+
+
+def link_seeds(sweep_dir: Path, seeds: list[int]) -> None:
+    """``<sweep_dir>/seed-<s>`` → the job of seed ``s`` (what ``{prepare:<stage>}`` names)."""
+    for number, seed in enumerate(seeds):
+        link = Path(sweep_dir) / f"seed-{seed}"
+        if link.is_symlink():
+            link.unlink()
+        if (Path(sweep_dir) / str(number)).is_dir() and not link.exists():
+            link.symlink_to(str(number), target_is_directory=True)
+
+
+def _done(job: Path, seed: int) -> bool:
+    if not (job / RUN_JSON).is_file():
+        return False
+    run = read_run(job)
+    return run.ok and run.seed == seed
+
+
+def _baseline_function(name: str) -> Callable[..., dict[str, float]]:
+    module, _, function = name.rpartition(".")
+    return getattr(importlib.import_module(module), function)
+
+
+def compose_overrides(plan: Plan, row: PlannedRow, seed: int) -> list[str]:
+    """A baseline row's overrides as ``dq.compose`` takes them: no Hydra or launcher keys
+    (they place runs; a baseline runs here)."""
+    items = [*plan.run_overrides(row), f"seed={seed}"]
+    return [item for item in items if not (is_placement(override_key(item)) and override_key(item) != "seed")]
+
+
+def run_baseline(plan: Plan, row: PlannedRow, say: Say, what: str = "") -> bool:
+    """Each seed of a baseline row, in this process; True when every seed gave numbers."""
+    from omegaconf import OmegaConf
+
+    from dq.spec import compose
+
+    what = what or f"row {row.label!r}"
+    row_dir = plan.row_dir(row)
+    reused = len(completed_jobs(row_dir, plan.seeds))
+    if reused == len(plan.seeds):
+        say(f"{what}: {reused}/{reused} seeds already completed in {row_dir}, reused")
+        return True
+    say(f"{what}: baseline {row.row.baseline} on {len(plan.seeds)} seed(s) into {row_dir}")
+    function = _baseline_function(str(row.row.baseline))
+    ok = True
+    for number, seed in enumerate(plan.seeds):
+        job = row_dir / str(number)
+        if _done(job, seed):
+            continue
+        overrides = compose_overrides(plan, row, seed)
+        record = {"status": "running", "seed": seed, "overrides": overrides, "baseline": row.row.baseline}
+        record["start"] = now_iso()
+        try:
+            cfg = compose(overrides)
+            write_text(job / HYDRA_DIR / "config.yaml", OmegaConf.to_yaml(cfg))
+            metrics = function(cfg, seed, **dict(row.row.baseline_args))
+        except Exception as error:  # a baseline's failure is the row's, not the table's
+            record.update(status="failed", error=first_line(f"{type(error).__name__}: {error}"), end=now_iso())
+            write_json(job / RUN_JSON, record)
+            say(f"{what}: seed {seed} failed: {record['error']}")
+            ok = False
+            continue
+        write_json(job / METRICS_JSON, metrics)
+        record.update(status="completed", end=now_iso())
+        write_json(job / RUN_JSON, record)
+    say(f"{what}: {len(completed_jobs(row_dir, plan.seeds))}/{len(plan.seeds)} seeds completed")
+    return ok
+
+
+def run_rows(plan: Plan, say: Say) -> dict[str, bool]:
+    """Run every row that runs (reference rows do not); ``{slug: every seed completed}``."""
+    outcome: dict[str, bool] = {}
+    todo = [row for row in plan.rows if row.kind in (RUN, BASELINE)]
+    for number, row in enumerate(todo, start=1):
+        what = f"[{number}/{len(todo)}] row {row.label!r}"
+        if row.kind == BASELINE:
+            outcome[row.slug] = run_baseline(plan, row, say, what)
+        else:
+            outcome[row.slug] = run_sweep_step(what, plan.run_overrides(row), plan, plan.row_dir(row), row.slug, say)
+    return outcome
+
+
+def row_runs(plan: Plan, row: PlannedRow) -> list[RunResult]:
+    """Every job of the row's directory for the plan's seeds, as read back (failed ones too)."""
+    runs = []
+    for number in range(len(plan.seeds)):
+        job = plan.row_dir(row) / str(number)
+        if (job / RUN_JSON).is_file():
+            runs.append(read_run(job))
+    return runs

@@ -1,0 +1,403 @@
+"""dq-table: table files checked in one line each, rows expanded, numbers compared, files
+written; every conf/paper/*.yaml table's quick version runs end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from dq.config import config_dir
+from dq.errors import DQUserError
+from dq.paper.command import main
+from dq.paper.compare import RowResult, Stat, check_finding, stat, within
+from dq.paper.load import load_table
+from dq.paper.plan import BASELINE, REFERENCE, RUN, PlannedRow, expand_rows, make_plan
+from dq.paper.spec import Finding, Row, SourceValue, TableSpec, Tolerance
+from dq.paper.write import TableOutcome, csv_text, markdown, tex, write_table
+
+GOOD = """
+name: {name}
+title: "A test table"
+source: {{cite: "Someone 2020", where: "Table 1", setting: "theirs"}}
+setting: "ours"
+metrics: [test/accuracy]
+tolerance: {{abs: 0.5}}
+seeds: [0]
+overrides: [dataset=digits, model=mlp, trainer.epochs=1, explain.enabled=false, trainer.progress=false]
+rows:
+  - label: plain
+    overrides: []
+    source: {{test/accuracy: {{mean: 0.5}}}}
+  - label: swept
+    overrides: ["trainer.batch_size=16,32"]
+  - label: theirs
+    reference: true
+    source: {{test/accuracy: {{mean: 0.9, std: 0.01}}}}
+findings:
+  - {{text: "plain beats chance", metric: test/accuracy, left: plain, op: ">", right: 0.1}}
+"""
+
+
+def write_table_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load_text(tmp_path: Path, text: str, name: str = "t") -> TableSpec:
+    write_table_file(tmp_path, name, text)
+    return load_table(name, tmp_path)
+
+
+# --- loading: one line per mistake -------------------------------------------------------
+
+
+def test_good_table_loads(tmp_path: Path) -> None:
+    spec = load_text(tmp_path, GOOD.format(name="t"))
+    assert [row.label for row in spec.rows] == ["plain", "swept", "theirs"]
+    assert spec.rows[2].source["test/accuracy"] == SourceValue(0.9, 0.01)
+
+
+def test_unknown_table_lists_the_available_ones(tmp_path: Path) -> None:
+    write_table_file(tmp_path, "one", GOOD.format(name="one"))
+    with pytest.raises(DQUserError, match=r"^unknown paper table 'two'; available: one$"):
+        load_table("two", tmp_path)
+
+
+def test_the_committed_tables_are_listed() -> None:
+    with pytest.raises(DQUserError, match=r"available: .*fair_adult.*rrr_decoy"):
+        load_table("no_such_table")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("tolerance: {abs: 0.5}", "tolerence: {abs: 0.5}"),
+            r"unknown key 'paper/t.tolerence' \(nearest: 'paper/t.tolerance'\)",
+        ),
+        (
+            ("right: 0.1", "right: nobody"),
+            r"finding 1 \('plain beats chance'\): no row is labelled 'nobody'; rows: plain, swept \(trainer.batch_size=16\)",
+        ),
+        (('op: ">"', 'op: "=>"'), r"unknown op '=>'; allowed: > >= < <="),
+        (
+            ("metrics: [test/accuracy]", "metrics: [test/accuracy, test/dp_diff]"),
+            r"metric 'test/dp_diff' is compared but no row gives its source value",
+        ),
+        (("overrides: []", "overrides: ['x={prepare:base}']"), r"row 'plain': \{prepare:base\} names no prepare stage"),
+        (("name: t", "name: other"), r"name is 'other'; it must be the file's name 't'"),
+        (("overrides: []", 'overrides: ["trainer.batch_size=16,,"]'), r"row 'plain': bad override"),
+        (
+            ("    reference: true", "    reference: true\n    baseline: dq.paper.baselines.logistic_regression"),
+            r"either a reference row or a baseline row",
+        ),
+    ],
+)
+def test_table_mistakes_are_one_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    text = GOOD.format(name="t")
+    assert change[0] in text
+    with pytest.raises(DQUserError, match=message) as caught:
+        load_text(tmp_path, text.replace(change[0], change[1], 1))
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_baseline_lists_the_available_ones(tmp_path: Path) -> None:
+    text = GOOD.format(name="t").replace("    overrides: []\n", "    baseline: dq.paper.baselines.svm\n", 1)
+    with pytest.raises(
+        DQUserError, match=r"unknown baseline 'dq.paper.baselines.svm'; available: .*exponentiated_gradient"
+    ):
+        load_text(tmp_path, text)
+
+
+def test_bad_yaml_says_where(tmp_path: Path) -> None:
+    with pytest.raises(DQUserError, match=r"not readable YAML: expected .* at line 3, column 1$"):
+        load_text(tmp_path, "name: t\nrows: [a, [b\n")
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def test_sweep_rows_expand_with_hydra_syntax() -> None:
+    spec = TableSpec(
+        name="t",
+        rows=[
+            Row(label="grid", overrides=["a=1", "regularizer.fairness.weight=0.1,1", "+b=x,'y,z'"]),
+            Row(label="list", overrides=["regularizer=[fairness,adversarial]"]),
+            Row(label="ref", reference=True, source={"m": SourceValue(1.0)}),
+            Row(label="base", baseline="dq.paper.baselines.logistic_regression"),
+        ],
+    )
+    rows = expand_rows(spec)
+    assert [row.label for row in rows] == [
+        "grid (regularizer.fairness.weight=0.1, b=x)",
+        "grid (regularizer.fairness.weight=0.1, b='y,z')",
+        "grid (regularizer.fairness.weight=1, b=x)",
+        "grid (regularizer.fairness.weight=1, b='y,z')",
+        "list",
+        "ref",
+        "base",
+    ]
+    assert rows[1].overrides == ["a=1", "regularizer.fairness.weight=0.1", "+b='y,z'"]
+    assert rows[4].overrides == ["regularizer=[fairness,adversarial]"]
+    assert [row.kind for row in rows[4:]] == [RUN, REFERENCE, BASELINE]
+    assert len({row.slug for row in rows}) == len(rows)
+
+
+def test_quick_swaps_seeds_and_appends_overrides_and_prepare_points_at_the_same_job(tmp_path: Path) -> None:
+    spec = TableSpec(
+        name="t", overrides=["dataset=digits"], seeds=[0, 1, 2], rows=[Row(label="r", overrides=["x={prepare:base}"])]
+    )
+    spec.quick.seeds, spec.quick.overrides = [5], ["trainer.epochs=1"]
+    full = make_plan(spec, quick=False, runs_dir=tmp_path, extra=["launcher=joblib"])
+    quick = make_plan(spec, quick=True, runs_dir=tmp_path, extra=["launcher=joblib"])
+    assert full.seeds == [0, 1, 2] and quick.seeds == [5]
+    row = quick.rows[0]
+    expected = f"x={(tmp_path / 'prepare-base').resolve()}/seed-${{seed}}"
+    assert quick.run_overrides(row) == ["dataset=digits", expected, "trainer.epochs=1", "launcher=joblib"]
+    assert full.run_overrides(row) == ["dataset=digits", expected, "launcher=joblib"]
+
+
+# --- comparing -----------------------------------------------------------------------------
+
+
+def test_stat_is_mean_and_sample_std_of_the_finite_values() -> None:
+    value = stat([0.8, 0.9, float("nan"), 1.0])
+    assert value is not None and value.n == 3
+    assert value.mean == pytest.approx(0.9) and value.std == pytest.approx(0.1)
+    assert stat([0.7]) == Stat(0.7, None, 1)
+    assert stat([float("nan")]) is None
+
+
+def test_tolerance_abs_or_sigma() -> None:
+    source = SourceValue(0.8535, 0.0034)
+    assert within(0.8535 + 0.0101, source, Tolerance(sigma=3.0)) is True
+    assert within(0.8535 - 0.0103, source, Tolerance(sigma=3.0)) is False
+    assert within(0.80, SourceValue(0.82), Tolerance(abs=0.03)) is True
+    assert within(0.78, SourceValue(0.82), Tolerance(abs=0.03, sigma=3.0)) is False  # no std: sigma cannot apply
+    assert within(0.5, source, Tolerance()) is None
+
+
+def result(label: str, kind: str = RUN, **values: float) -> RowResult:
+    source = {"test/accuracy": SourceValue(0.9, 0.01)} if kind == REFERENCE else {}
+    planned = PlannedRow(label, kind, [], Row(label=label, reference=kind == REFERENCE, source=source))
+    stats = {key.replace("__", "/"): Stat(v, 0.01, 3) for key, v in values.items()}
+    return RowResult(planned, stats, completed=0 if kind == REFERENCE else 3)
+
+
+def test_findings_with_margins_rows_numbers_and_reference_rows() -> None:
+    rows = [result("a", test__accuracy=0.80), result("b", test__accuracy=0.55), result("ref", REFERENCE)]
+    holds = check_finding(Finding(text="t", metric="test/accuracy", left="a", op=">", right="b", margin=0.2), rows)
+    assert holds.holds is True and (holds.left, holds.right) == (0.80, 0.55)
+    assert "0.8 (a) > 0.55 (b) + 0.2" in holds.describe()
+    assert (
+        check_finding(Finding(text="t", metric="test/accuracy", left="a", op=">", right="b", margin=0.3), rows).holds
+        is False
+    )
+    assert (
+        check_finding(Finding(text="t", metric="test/accuracy", left="b", op="<", right=0.6, margin=0.04), rows).holds
+        is True
+    )
+    assert (
+        check_finding(Finding(text="t", metric="test/accuracy", left="b", op="<", right=0.6, margin=0.06), rows).holds
+        is False
+    )
+    versus_source = check_finding(
+        Finding(text="t", metric="test/accuracy", left="a", op=">=", right="ref", margin=-0.1), rows
+    )
+    assert versus_source.holds is True and versus_source.right == 0.9
+    assert "0.8 (a) >= 0.9 (ref) - 0.1" in versus_source.describe()
+    missing = check_finding(Finding(text="t", metric="test/dp_diff", left="a", op="<", right="b"), rows)
+    assert missing.holds is None
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def outcome_for_writers() -> TableOutcome:
+    spec = TableSpec(
+        name="t_x",
+        title="Right & wrong_100%",
+        metrics=["test/accuracy"],
+        columns=["test/dp_diff"],
+        tolerance=Tolerance(abs=0.05),
+    )
+    spec.source.cite, spec.source.where = "Ross et al. 2017", "recorded output"
+    ok = result("with penalty", test__accuracy=0.93, test__dp_diff=0.1)
+    ok.planned.row.source = {"test/accuracy": SourceValue(0.961)}
+    far = result("no penalty", test__accuracy=0.70)
+    far.planned.row.source = {"test/accuracy": SourceValue(0.516)}
+    failed = RowResult(PlannedRow("broken | row", RUN, [], Row(label="broken | row")), {}, 0, ["seed 0: boom"])
+    ref = result("theirs", REFERENCE)
+    ref.planned.row.note = "full MNIST"
+    finding = check_finding(
+        Finding(text="penalty helps", metric="test/accuracy", left="with penalty", op=">", right="no penalty"),
+        [ok, far],
+    )
+    return TableOutcome(
+        spec,
+        False,
+        [0, 1, 2],
+        [ok, far, failed, ref],
+        [finding],
+        "dq-table t_x",
+        12.3,
+        {"commit": "abc", "dirty": False},
+    )
+
+
+def test_markdown_shows_source_ours_diff_verdict_findings_and_provenance() -> None:
+    text = markdown(outcome_for_writers())
+    lines = text.splitlines()
+    assert lines[0] == "# Right & wrong_100%"
+    assert "| with penalty | 0.9610 | 0.9300 ± 0.0100 (3) | -0.0310 | ✓ | 0.1000 ± 0.0100 (3) |" in text
+    assert "| no penalty | 0.5160 | 0.7000 ± 0.0100 (3) | +0.1840 | ✗ |" in text
+    assert "| broken \\| row |  | failed |" in text and "seed 0: boom" in text
+    assert "| theirs (different setting) | 0.9000 ± 0.0100 |" in text and "full MNIST" in text
+    assert "- ✓ holds: penalty helps — test/accuracy: 0.93 (with penalty) > 0.7 (no penalty)" in text
+    assert "Made by `dq-table t_x` in 12 s; dq commit abc." in text
+    assert "|ours − source| ≤ 0.05" in text
+
+
+def test_csv_is_machine_readable() -> None:
+    rows = list(csv.DictReader(io.StringIO(csv_text(outcome_for_writers()))))
+    assert [row["row"] for row in rows] == ["with penalty", "no penalty", "broken | row", "theirs"]
+    assert float(rows[0]["test/accuracy/mean"]) == pytest.approx(0.93)
+    assert float(rows[0]["test/accuracy/diff"]) == pytest.approx(-0.031)
+    assert rows[0]["test/accuracy/within"] == "true" and rows[1]["test/accuracy/within"] == "false"
+    assert rows[2]["failed"] == "true" and rows[2]["test/accuracy/mean"] == ""
+    assert rows[3]["kind"] == "reference" and float(rows[3]["test/accuracy/source_std"]) == pytest.approx(0.01)
+
+
+def test_tex_is_booktabs_and_escaped() -> None:
+    text = tex(outcome_for_writers())
+    assert r"\toprule" in text and r"\midrule" in text and r"\bottomrule" in text
+    assert r"Right \& wrong\_100\%" in text and r"\label{tab:t\_x}" in text
+    assert r"0.9300 $\pm$ 0.0100 (3)" in text and r"test/accuracy ours (n)" in text
+    assert "✓" not in text and "±" not in text
+
+
+def test_write_table_writes_the_three_files(tmp_path: Path) -> None:
+    paths = write_table(outcome_for_writers(), tmp_path / "tables")
+    assert [p.name for p in paths] == ["t_x.md", "t_x.csv", "t_x.tex"]
+    assert all(p.read_text(encoding="utf-8") for p in paths)
+    assert not [p for p in (tmp_path / "tables").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def quick_csv(out: Path, name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO((out / f"{name}-quick.csv").read_text(encoding="utf-8"))))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (config_dir() / "paper").glob("*.yaml")))
+def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The quick version of each table file runs its rows (in this process: the subprocess
+    path is the failed-row and prepare tests') and writes the three files."""
+    args = [name, "--quick", "--in-process", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
+    main([*args, "trainer.device=cpu"])
+    spec = load_table(name)
+    rows = quick_csv(tmp_path / "tables", name)
+    assert len(rows) == len(expand_rows(spec))
+    for row in rows:
+        if row["kind"] != REFERENCE:
+            assert row["completed"] == str(len(spec.quick.seeds)), row
+            for metric in spec.metrics:
+                assert math.isfinite(float(row[f"{metric}/mean"])), (row["row"], metric)
+    text = (tmp_path / "tables" / f"{name}-quick.md").read_text(encoding="utf-8")
+    assert f"Made by `dq-table {name} --quick" in text and "failed" not in text
+    if spec.pareto:
+        assert (tmp_path / "tables" / f"{name}-quick-pareto.png").stat().st_size > 10_000
+    page = (tmp_path / "tables" / f"{name}-quick.html").read_text(encoding="utf-8")
+    assert "<h2>Comparison with the source</h2>" in page and page.count("<tr>") > len(rows)
+    assert page.count("data:image/png;base64,") == len(spec.pareto and [1])
+    assert "wrote " in capsys.readouterr().out
+
+
+FAILING = GOOD.replace(
+    '  - label: swept\n    overrides: ["trainer.batch_size=16,32"]\n',
+    "  - label: on a gpu\n    overrides: [trainer.device=cuda]\n",
+)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the failing row needs a machine without CUDA")
+def test_a_failed_row_is_written_as_failed_exits_1_and_a_rerun_reuses_the_finished_runs(tmp_path: Path) -> None:
+    write_table_file(tmp_path, "t", FAILING.format(name="t"))
+    command = [sys.executable, "-c", "from dq.cli import table_main; table_main()", "t", "--tables", str(tmp_path)]
+    command += ["--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "row 'on a gpu': 0/1 seeds completed" in done.stdout
+    text = (tmp_path / "tables" / "t.md").read_text(encoding="utf-8")
+    assert "| on a gpu |  | failed |" in text
+    assert "- ✓ holds: plain beats chance" in text
+    # Again, in this process: the finished row is reused, the failed one tried again.
+    with pytest.raises(SystemExit) as caught:
+        main(["t", "--tables", str(tmp_path), "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")])
+    assert caught.value.code == 1
+    assert (tmp_path / "runs" / "plain" / "0" / "run.json").is_file()
+
+
+def test_a_typo_in_an_extra_override_stops_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_table_file(tmp_path, "t", GOOD.format(name="t"))
+    with pytest.raises(SystemExit) as caught:
+        main(["t", "--tables", str(tmp_path), "--runs", str(tmp_path / "runs"), "trainer.epochz=1"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dq-table: error: row 'plain': ") and "epochz" in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_full_fair_adult_erm_row_matches_ffb_within_3_sigma(tmp_path: Path) -> None:
+    """The full fair_adult table (joblib): our ERM MLP is within 3σ of FFB's published row."""
+    main(["fair_adult", "launcher=joblib", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")])
+    rows = {
+        row["row"]: row for row in csv.DictReader(io.StringIO((tmp_path / "tables" / "fair_adult.csv").read_text()))
+    }
+    assert rows["MLP (ERM)"]["test/accuracy/within"] == "true"
+    assert rows["MLP (ERM)"]["test/dp_diff/within"] == "true"
+
+
+PREPARED = """
+name: prep
+title: "LoRA on a prepared base"
+metrics: [test/accuracy]
+tolerance: {abs: 0.9}
+seeds: [0]
+overrides: [dataset=digits, model=mlp, trainer.epochs=1, explain.enabled=false, trainer.progress=false, dataset.limit=200]
+prepare:
+  base: {overrides: [experiment_name=base]}
+rows:
+  - label: lora
+    overrides: ["regularizer=[lora]", "regularizer.lora.init_from={prepare:base}"]
+    source: {test/accuracy: {mean: 0.5}}
+"""
+
+
+def test_prepare_runs_first_and_a_row_starts_from_the_run_of_its_own_seed(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    write_table_file(tmp_path, "prep", PREPARED)
+    runs = tmp_path / "runs"
+    main(["prep", "--tables", str(tmp_path), "--out", str(tmp_path / "tables"), "--runs", str(runs)])
+    assert (runs / "prepare-base" / "seed-0").resolve() == (runs / "prepare-base" / "0").resolve()
+    saved = OmegaConf.load(runs / "lora" / "0" / ".hydra" / "config.yaml")
+    assert Path(saved.regularizer.lora.init_from) == (runs / "prepare-base").resolve() / "seed-0"
+    assert "| lora | 0.5000 |" in (tmp_path / "tables" / "prep.md").read_text(encoding="utf-8")
