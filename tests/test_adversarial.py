@@ -225,7 +225,11 @@ def test_robust_metrics_keys_per_eps_and_per_group(make_cfg) -> None:
     expected = {f"test/robust_accuracy@{e}" for e in ("0.05", "0.1")} | {
         f"test/group_robust_accuracy/{g}@{e}" for g in present for e in ("0.05", "0.1")
     }
-    expected |= {f"test/worst_group_robust_accuracy@{e}" for e in ("0.05", "0.1")}
+    expected |= {
+        f"test/{k}@{e}"
+        for k in ("worst_group_robust_accuracy", "robust_dp_diff", "robust_eo_diff")
+        for e in ("0.05", "0.1")
+    }
     assert set(metrics) == expected
     # Each value counts attacked examples: overall over the 20, per group over its own, and
     # the overall value is the groups' count-weighted mean.

@@ -76,3 +76,61 @@ def test_split_metrics_keys_follow_the_output_contract() -> None:
 def test_group_names_with_a_slash_stay_one_key_segment() -> None:
     out = group_accuracy(np.array([0, 1]), np.array([0, 0]), np.array([0, 1]), ["T-shirt/top", "Trouser"])
     assert out == {"T-shirt-top": 1.0, "Trouser": 0.0}
+
+
+# --------------------------------------------------------------------------- fairness of robustness
+def _robust_gaps_against_fairlearn(
+    overrides: tuple[str, ...], eps: float, linear: bool = False
+) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
+    """dq's ``test/robust_{dp,eo}_diff@eps``, the same gaps from fairlearn directly on the
+    very same PGD predictions (same seeded start) of an untrained model (the configured one,
+    or a random linear layer, whose predictions vary more), and those predictions."""
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    from dq import data, models
+    from dq.config.eval import RobustEvalConfig
+    from dq.device import seed_everything
+    from dq.metrics.robustness import robust_metrics, robust_predictions
+    from dq.spec import compose, to_spec
+
+    spec = to_spec(compose(["trainer.device=cpu", *overrides]))
+    splits = data.build(spec.dataset, 0)
+    seed_everything(0)
+    model = models.build(spec.model, splits.meta).eval()
+    if linear:
+        model = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(splits.test.x[0].numel(), splits.meta.num_classes)
+        )
+    cfg = RobustEvalConfig(eps=[eps], steps=3)
+    cpu = torch.device("cpu")
+    ours = robust_metrics(model, splits.test, splits.meta, cfg, cpu, batch_size=64, seed=3)
+    pred = robust_predictions(model, splits.test, splits.meta, cfg, eps, cpu, 64, seed=3).numpy()
+    y, group = splits.test.y.numpy(), splits.test.group.numpy()
+    classes = [1] if splits.meta.num_classes == 2 else range(splits.meta.num_classes)
+    dp = [demographic_parity_difference(y == c, pred == c, sensitive_features=group) for c in classes]
+    eo = [equalized_odds_difference(y == c, pred == c, sensitive_features=group) for c in classes]
+    tag = f"{eps:g}"
+    return (
+        {k: ours[f"test/robust_{k}@{tag}"] for k in ("dp_diff", "eo_diff")},
+        {
+            "dp_diff": float(np.nanmax(dp)),
+            "eo_diff": float(np.nanmax(eo)),
+        },
+        pred,
+    )
+
+
+def test_robust_gaps_on_adult_by_sex_match_fairlearn_on_the_adversarial_predictions() -> None:
+    ours, fairlearn, pred = _robust_gaps_against_fairlearn(("dataset=adult", "model=mlp", "dataset.limit=600"), 0.5)
+    assert len(np.unique(pred)) == 2  # both classes predicted: the gaps are not trivially 0
+    assert ours == pytest.approx(fairlearn, abs=1e-12)
+    assert 0.0 < ours["dp_diff"] <= 1.0 and 0.0 < ours["eo_diff"] <= 1.0
+
+
+def test_robust_gaps_with_each_class_a_group_are_the_worst_class_one_vs_rest() -> None:
+    ours, fairlearn, pred = _robust_gaps_against_fairlearn(
+        ("dataset=digits", "dataset.group=label", "dataset.limit=300"), 0.1, linear=True
+    )
+    assert len(np.unique(pred)) > 2
+    assert ours == pytest.approx(fairlearn, abs=1e-12)
+    assert ours["dp_diff"] > 0.0

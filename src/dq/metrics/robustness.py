@@ -3,7 +3,11 @@
 Keys: ``test/robust_accuracy@<eps>`` and, where the split has groups,
 ``test/group_robust_accuracy/<group>@<eps>`` and ``test/worst_group_robust_accuracy@<eps>``
 (the smallest of those, over the groups present; with ``dataset.group=label`` the
-worst class's robust accuracy, the number robust-fairness methods try to raise).
+worst class's robust accuracy, the number robust-fairness methods try to raise), and
+the group fairness of robustness, ``test/robust_dp_diff@<eps>`` and
+``test/robust_eo_diff@<eps>``: the demographic-parity and equalized-odds gaps of the
+predictions on PGD examples, computed by the same fairlearn-backed ``fairness_gaps`` as
+``test/dp_diff``/``test/eo_diff`` (one-vs-rest, worst class, for multi-class tasks).
 ``<eps>`` is written with ``f"{eps:g}"``.
 The attack is the same ``dq.attacks.PGD`` that adversarial training uses: it maximises
 the cross-entropy with the true labels, clipped to the valid range and, on tabular data,
@@ -19,7 +23,7 @@ from torch import nn
 
 from dq.attacks import PGD, attackable
 from dq.config.eval import RobustEvalConfig
-from dq.metrics.fairness import group_accuracy
+from dq.metrics.fairness import fairness_gaps, group_accuracy
 from dq.records import DatasetMeta, Split
 
 
@@ -65,9 +69,12 @@ def robust_metrics(
         tag = f"{eps:g}"
         out[f"test/robust_accuracy@{tag}"] = float((pred == y).float().mean())
         if split.group is not None and meta.has_groups:
-            by_group = group_accuracy(y.numpy(), pred.numpy(), split.group.cpu().numpy(), meta.group_names)
+            y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
+            by_group = group_accuracy(y_np, pred_np, group_np, meta.group_names)
             for name, value in by_group.items():
                 out[f"test/group_robust_accuracy/{name}@{tag}"] = value
             if by_group:
                 out[f"test/worst_group_robust_accuracy@{tag}"] = min(by_group.values())
+            for name, value in fairness_gaps(y_np, pred_np, group_np, meta.num_classes).items():
+                out[f"test/robust_{name}@{tag}"] = value
     return out
