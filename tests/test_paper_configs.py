@@ -8,19 +8,18 @@
 
 from __future__ import annotations
 
-import itertools
-import re
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
+from dq.paper.load import PREPARE_REF
+from dq.paper.plan import RUN, expand_rows
 from dq.paper.spec import TableSpec
 from dq.spec import compose, to_spec
 
 PAPER = Path(__file__).resolve().parents[1] / "conf" / "paper"
 TABLES = sorted(PAPER.glob("*.yaml"))
-PREPARE_REF = re.compile(r"\{prepare:([A-Za-z0-9_-]+)\}")
 OUR_TABLES = {"adv_digits", "adv_fmnist", "robust_fair", "explain_sanity", "lora_transfer"}
 
 
@@ -29,34 +28,8 @@ def load(path: Path) -> TableSpec:
     return OmegaConf.to_object(merged)
 
 
-def expand(label: str, overrides: list[str]) -> list[tuple[str, list[str]]]:
-    """A row's ``(label, overrides)`` per combination of its sweep overrides, labelled
-    ``"<label> (<key>=<value>, ...)"`` as dq-table does; ``{prepare:x}`` kept as is."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    marked = [PREPARE_REF.sub("PREPARE_PLACEHOLDER", item) for item in overrides]
-    parsed = OverridesParser.create().parse_overrides(marked)
-    choices = []
-    for original, override in zip(overrides, parsed, strict=True):
-        if override.is_sweep_override():
-            key = override.get_key_element()
-            choices.append(
-                [(f"{override.key_or_group}={value}", f"{key}={value}") for value in override.sweep_string_iterator()]
-            )
-        else:
-            choices.append([(None, original)])
-    rows = []
-    for combination in itertools.product(*choices):
-        named = [name for name, _ in combination if name is not None]
-        rows.append((f"{label} ({', '.join(named)})" if named else label, [item for _, item in combination]))
-    return rows
-
-
 def labels(spec: TableSpec) -> set[str]:
-    out = set()
-    for row in spec.rows:
-        out |= {label for label, _ in ([(row.label, [])] if row.reference else expand(row.label, row.overrides))}
-    return out
+    return {row.label for row in expand_rows(spec)}
 
 
 def test_our_tables_are_committed() -> None:
@@ -71,9 +44,7 @@ def test_a_table_validates_and_its_findings_name_its_rows(path: Path) -> None:
     assert spec.metrics, "a table compares at least one metric"
     assert spec.seeds and spec.quick.seeds
     known = labels(spec)
-    assert len(known) == sum(len(expand(r.label, r.overrides)) if not r.reference else 1 for r in spec.rows), (
-        "row labels are unique"
-    )
+    assert len(known) == len(expand_rows(spec)), "row labels are unique"
     for finding in spec.findings:
         assert finding.op in {">", ">=", "<", "<="}
         assert finding.left in known, f"{finding.text!r}: no row {finding.left!r}"
@@ -100,14 +71,13 @@ def run_configs(spec: TableSpec, tmp: Path) -> list[tuple[str, list[str]]]:
         seed = (spec.quick.seeds if quick else spec.seeds)[0]
         for stage, prepare in spec.prepare.items():
             runs.append((f"prepare {stage}", [*prepare.overrides, *appended, f"seed={seed}"]))
-        for row in spec.rows:
-            if row.reference or row.baseline:
+        for row in expand_rows(spec):
+            if row.kind != RUN:
                 continue
-            for label, overrides in expand(row.label, row.overrides):
-                own = [PREPARE_REF.sub(str(tmp), item) for item in overrides]
-                runs.append(
-                    (f"{label}{' (quick)' if quick else ''}", [*spec.overrides, *own, *appended, f"seed={seed}"])
-                )
+            own = [PREPARE_REF.sub(str(tmp), item) for item in row.overrides]
+            runs.append(
+                (f"{row.label}{' (quick)' if quick else ''}", [*spec.overrides, *own, *appended, f"seed={seed}"])
+            )
     return runs
 
 

@@ -19,21 +19,10 @@ from dq.outputs import write_text
 from dq.paper.compare import FindingResult, RowResult, Stat
 from dq.paper.spec import SourceValue, TableSpec
 from dq.report.plots import Figure
+from dq.report.tables import latex_escape
 
 FAILED = "failed"
 MARKS = {True: "✓", False: "✗", None: "–"}
-TEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
 
 
 @dataclass
@@ -201,7 +190,7 @@ def csv_text(outcome: TableOutcome) -> str:
 
 
 def tex_escape(text: str) -> str:
-    escaped = "".join(TEX_SPECIAL.get(char, char) for char in text)
+    escaped = latex_escape(text)
     return (
         escaped.replace("±", r"$\pm$")
         .replace("✓", "yes")
