@@ -352,6 +352,8 @@ def test_a_failed_row_is_written_as_failed_exits_1_and_a_rerun_reuses_the_finish
         main(["t", "--tables", str(tmp_path), "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")])
     assert caught.value.code == 1
     assert (tmp_path / "runs" / "plain" / "0" / "run.json").is_file()
+    made_by = (tmp_path / "tables" / "t.md").read_text(encoding="utf-8").splitlines()[-1]
+    assert "(1 of 2 runs reused from an earlier invocation)" in made_by, made_by
 
 
 def test_a_typo_in_an_extra_override_stops_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ from dq.errors import DQUserError, first_line
 from dq.outputs import git_state
 from dq.paper.compare import check_finding, row_result
 from dq.paper.figure import pareto_figure
-from dq.paper.launch import compose_overrides, row_runs, run_prepare, run_rows
+from dq.paper.launch import completed_jobs, compose_overrides, row_runs, run_prepare, run_rows
 from dq.paper.load import available, load_table
 from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
 from dq.paper.write import TableOutcome, display_rows, finding_line, headers, write_table
@@ -127,6 +127,8 @@ def main(argv: list[str]) -> None:
         say(f"--fresh: removing {runs_dir}")
         shutil.rmtree(runs_dir)
     say(f"{spec.name}{' (quick)' if args.quick else ''}: {len(plan.rows)} rows, seeds {plan.seeds}, runs in {runs_dir}")
+    computed = [row for row in plan.rows if row.kind != REFERENCE]
+    reused = sum(len(completed_jobs(plan.row_dir(row), plan.seeds)) for row in computed)
     prepared = run_prepare(plan, say)
     run_rows(plan, say)
 
@@ -146,6 +148,7 @@ def main(argv: list[str]) -> None:
         findings=findings,
         command=shlex.join(["dq-table", *argv]),
         seconds=time.perf_counter() - started,
+        reused=(reused, len(computed) * len(plan.seeds)),
         git=git,
         figures=figures,
     )

@@ -38,6 +38,9 @@ class TableOutcome:
     seconds: float
     git: dict
     figures: list[Figure] = field(default_factory=list)
+    # (runs an earlier invocation had completed, runs in the table): a re-run's seconds
+    # are not the cost of the table
+    reused: tuple[int, int] = (0, 0)
 
     @property
     def stem(self) -> str:
@@ -148,9 +151,11 @@ def markdown(outcome: TableOutcome, figure_links: Sequence[str] = ()) -> str:
         lines += ["", f"![{figure.caption}]({link})"]
     commit = outcome.git.get("commit") or "unknown"
     dirty = " (uncommitted changes)" if outcome.git.get("dirty") else ""
+    reused, total = outcome.reused
+    again = f" ({reused} of {total} runs reused from an earlier invocation)" if reused else ""
     lines += [
         "",
-        f"Made by `{outcome.command}` in {outcome.seconds:.0f} s; dq commit {commit}{dirty}.",
+        f"Made by `{outcome.command}` in {outcome.seconds:.0f} s{again}; dq commit {commit}{dirty}.",
         "",
     ]
     return "\n".join(lines)
