@@ -74,6 +74,8 @@ def check_table(spec: TableSpec) -> None:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise DQUserError(f"{where}: row labels must be unique; repeated: {', '.join(duplicates)}")
+    if not spec.metrics and not spec.findings:
+        raise DQUserError(f"{where}: nothing to check: compare a metric (metrics, with source values) or state findings")
     with_source = {metric for row in spec.rows for metric in row.source}
     for metric in spec.metrics:
         if metric not in with_source:
