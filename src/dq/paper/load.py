@@ -75,7 +75,9 @@ def check_table(spec: TableSpec) -> None:
     if duplicates:
         raise DQUserError(f"{where}: row labels must be unique; repeated: {', '.join(duplicates)}")
     if not spec.metrics and not spec.findings:
-        raise DQUserError(f"{where}: nothing to check: compare a metric (metrics, with source values) or state findings")
+        raise DQUserError(
+            f"{where}: nothing to check: compare a metric (metrics, with source values) or state findings"
+        )
     with_source = {metric for row in spec.rows for metric in row.source}
     for metric in spec.metrics:
         if metric not in with_source:
