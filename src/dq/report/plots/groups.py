@@ -89,7 +89,8 @@ def groups_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
         ax.set_ylim(0, 105)
         finish_axes(ax, noun, f"{'accuracy' if tag is None else 'robust accuracy'} (%)", panel)
     figure_legend(fig, axes[0], len(shown))
-    suptitle(fig, f"{title}: accuracy per {noun}, clean and under attack", swept)
+    attacked = ", clean and under attack" if len(panels) > 1 else ""
+    suptitle(fig, f"{title}: accuracy per {noun}{attacked}", swept)
     robust = " and under PGD at ε = " + ", ".join(t for _, t in panels if t) if len(panels) > 1 else ""
     words = (
         f"Test accuracy per {noun} ({', '.join(names[:4])}{', …' if len(names) > 4 else ''}) clean{robust}, "
