@@ -15,7 +15,7 @@ from pathlib import Path
 from dq.outputs import atomic_write
 from dq.paper.compare import RowResult
 from dq.paper.plan import BASELINE, REFERENCE, RUN
-from dq.report.plots import Figure
+from dq.report.plots import Figure, non_dominated
 
 # What the axes say beside the metric name.
 UNITS = {
@@ -25,16 +25,6 @@ UNITS = {
 }
 STYLE = {RUN: ("o", "tab:blue", "ours (dq runs)"), BASELINE: ("s", "tab:green", "baseline (same split)"),
          REFERENCE: ("^", "tab:gray", "source (different setting)")}  # fmt: skip
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats (lower x and higher y, one strictly)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any((ox <= x and oy >= y) and (ox < x or oy > y) for j, (ox, oy) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
 
 
 def _axis(metric: str) -> str:
@@ -68,7 +58,8 @@ def pareto_figure(results: Sequence[RowResult], x: str, y: str, title: str, path
             )
             axes.annotate(result.label, (mx, my), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ours = [row for row in rows if not row[0].reference]
-    front = [ours[i] for i in pareto_front([(mx, my) for _, mx, my, _, _ in ours])]
+    points = [(mx, my) for _, mx, my, _, _ in ours]  # lower x (gap) and higher y (accuracy) are better
+    front = [ours[i] for i in sorted(non_dominated(points, (False, True)), key=lambda i: points[i][0])]
     axes.plot(
         [r[1] for r in front], [r[2] for r in front], "--", color="tab:red", label="Pareto front (ours and baselines)"
     )

@@ -92,8 +92,7 @@ def run_in_process(overrides: list[str], seeds: list[int], sweep_dir: Path, log_
             job = Path(sweep_dir) / str(number)
             if _done(job, seed):
                 continue
-            items = [*overrides, f"seed={seed}"]
-            kept = [item for item in items if not (is_placement(override_key(item)) and override_key(item) != "seed")]
+            kept = composable([*overrides, f"seed={seed}"])
             log.write(f"in process: {job}: {' '.join(kept)}\n")
             try:
                 train(compose(kept), job)
@@ -155,11 +154,15 @@ def _baseline_function(name: str) -> Callable[..., dict[str, float]]:
     return getattr(importlib.import_module(module), function)
 
 
+def composable(overrides: list[str]) -> list[str]:
+    """The overrides ``dq.compose`` takes for a job run in this process: no Hydra or launcher
+    keys (they place runs), the seed kept."""
+    return [item for item in overrides if not (is_placement(override_key(item)) and override_key(item) != "seed")]
+
+
 def compose_overrides(plan: Plan, row: PlannedRow, seed: int) -> list[str]:
-    """A baseline row's overrides as ``dq.compose`` takes them: no Hydra or launcher keys
-    (they place runs; a baseline runs here)."""
-    items = [*plan.run_overrides(row), f"seed={seed}"]
-    return [item for item in items if not (is_placement(override_key(item)) and override_key(item) != "seed")]
+    """A baseline row's overrides as ``dq.compose`` takes them (it runs here)."""
+    return composable([*plan.run_overrides(row), f"seed={seed}"])
 
 
 def run_baseline(plan: Plan, row: PlannedRow, say: Say, what: str = "") -> bool:

@@ -42,19 +42,22 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    _config: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.status == "completed" and self.problem is None
 
     def config(self) -> dict[str, Any]:
-        """The composed config (.hydra/config.yaml) as plain containers; empty when absent."""
-        path = self.run_dir / HYDRA_DIR / "config.yaml"
-        if not path.is_file():
-            return {}
-        from omegaconf import OmegaConf
+        """The composed config (.hydra/config.yaml) as plain containers; empty when absent.
+        Read once: tables, figures, the page and the card all ask for it (treat it as read-only)."""
+        if self._config is None:
+            path = self.run_dir / HYDRA_DIR / "config.yaml"
+            from omegaconf import OmegaConf
 
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
+            loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else {}
+            self._config = loaded  # type: ignore[assignment]
+        return self._config  # type: ignore[return-value]
 
     def curves(self) -> list[dict[str, Any]]:
         """metrics.jsonl: one dict per epoch (empty when absent or unreadable)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq.outputs import HYDRA_DIR
-from dq.report.breakdown import breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
+from dq.report.breakdown import Breakdown, breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
 from dq.report.collect import RunResult
 from dq.report.page import Page, figure_html
 
@@ -114,13 +114,8 @@ def _fairness(page: Page, metrics: dict[str, Any]) -> list[str]:
     for part in breakdowns(metrics):
         if part.kind != "group":
             continue
-        eps_list = list(part.robust)
-        header = [part.kind, "accuracy", *(f"robust accuracy @ ε={eps}" for eps in eps_list)]
-        rows = [
-            [name, part.clean.get(name, ""), *(part.robust[eps].get(name, "") for eps in eps_list)]
-            for name in part.names()
-        ]
-        parts.append(page.rows(header, rows))
+        header = [part.kind, "accuracy", *(f"robust accuracy @ ε={eps}" for eps in part.robust)]
+        parts.append(page.rows(header, _clean_and_robust_rows(part)))
     gaps = fairness_gaps(metrics)
     if gaps:
         parts += [page.heading("Gaps between groups"), page.key_values(gaps, ("metric", "value"))]
@@ -143,14 +138,18 @@ def _robustness(page: Page, metrics: dict[str, Any]) -> list[str]:
     for part in breakdowns(metrics):
         if not part.robust:
             continue
-        eps_list = list(part.robust)
-        header = [part.kind, "clean", *(f"ε={eps}" for eps in eps_list)]
-        rows = [
-            [name, part.clean.get(name, ""), *(part.robust[eps].get(name, "") for eps in eps_list)]
-            for name in part.names()
-        ]
-        parts += [page.heading(f"robust accuracy by {part.kind}"), page.rows(header, rows)]
+        header = [part.kind, "clean", *(f"ε={eps}" for eps in part.robust)]
+        parts += [page.heading(f"robust accuracy by {part.kind}"), page.rows(header, _clean_and_robust_rows(part))]
     return parts
+
+
+def _clean_and_robust_rows(part: Breakdown) -> list[list[Any]]:
+    """One row per group or class of a breakdown: its clean accuracy, then its robust
+    accuracy at each ε (blank where a value is missing)."""
+    return [
+        [name, part.clean.get(name, ""), *(values.get(name, "") for values in part.robust.values())]
+        for name in part.names()
+    ]
 
 
 def _gallery(page: Page, run: RunResult) -> list[str]:

@@ -209,7 +209,7 @@ def _by_values(runs: Sequence[RunResult], by: Sequence[str]) -> list[dict[str, s
             if key in overrides:
                 row[key] = _canonical(overrides[key])
             else:
-                config = configs.setdefault(run.run_dir, run.config())
+                config = configs[run.run_dir] = run.config()
                 value = _config_value(config, key)
                 row[key] = "" if value is _ABSENT else _canonical(value)
                 if value is _ABSENT:
