@@ -27,6 +27,8 @@ FAST = (
     # tests turn them on.
     "report.html=false",
     "report.model_card=false",
+    # Bootstrap intervals of group metrics (eval.bootstrap) are tested where they are the point.
+    "eval.bootstrap=0",
 )
 
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from dq.config.attack import AttackConfig, AttackNorm
 from dq.config.validation import require
+
+
+class RobustAttack(StrEnum):
+    """pgd: the fast default; autoattack: Croce & Hein's standard ensemble (pyautoattack)."""
+
+    pgd = "pgd"
+    autoattack = "autoattack"
 
 
 @dataclass
@@ -14,6 +22,7 @@ class RobustEvalConfig:
     ``limit`` evaluates the first N test examples only."""
 
     eps: list[float] = field(default_factory=list)
+    attack: RobustAttack = RobustAttack.pgd
     norm: AttackNorm = AttackNorm.linf
     alpha: float | None = None
     steps: int = 20
@@ -33,4 +42,10 @@ class RobustEvalConfig:
 
 @dataclass
 class EvalConfig:
+    """``bootstrap``: resamples for the 95% intervals of every group metric (0: none)."""
+
     robust: RobustEvalConfig = field(default_factory=RobustEvalConfig)
+    bootstrap: int = 200
+
+    def validate(self) -> None:
+        require(self.bootstrap >= 0, "bootstrap", f"must be >= 0 (0 turns intervals off), got {self.bootstrap}")

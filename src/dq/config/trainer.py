@@ -29,6 +29,13 @@ class EpochSelection(StrEnum):
     last = "last"
 
 
+class NonFinitePolicy(StrEnum):
+    """What a batch whose loss, a term or a gradient is NaN or infinite does to the run."""
+
+    stop = "stop"
+    skip_batch = "skip_batch"
+
+
 class LoaderKind(StrEnum):
     tensor = "tensor"
     dataloader = "dataloader"
@@ -73,6 +80,7 @@ class TrainerConfig:
     num_workers: int = 0
     checkpoints: bool = True
     progress: bool = True
+    nonfinite: NonFinitePolicy = NonFinitePolicy.stop
 
     def validate(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")

@@ -83,7 +83,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code, _started
         _exit_code = 0
-        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # the cwd may change before abandon_sweep
         _started = (sweep_dir, read_sweep(sweep_dir))
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
@@ -134,7 +134,7 @@ def abandon_sweep() -> None:
     if before:
         write_json(sweep_dir / SWEEP_JSON, before)
         return
-    if any(path.is_dir() and path.name.isdigit() for path in sweep_dir.iterdir()):
+    if not sweep_dir.is_dir() or any(path.is_dir() and path.name.isdigit() for path in sweep_dir.iterdir()):
         return
     for name in (SWEEP_JSON, "multirun.yaml"):
         (sweep_dir / name).unlink(missing_ok=True)
