@@ -111,7 +111,7 @@ def test_a_refused_run_trains_nothing_and_leaves_no_directory(make_cfg, tmp_path
     cfg = make_cfg("dataset=adult", "model=mlp", "eval.robust.attack=autoattack", "eval.robust.eps=[0.1,0.7]")
     run_dir = tmp_path / "run"
     began = time.perf_counter()
-    with pytest.raises(DQUserError, match="needs every eps < 0.5; got 0.7"):
+    with pytest.raises(DQUserError, match=r"needs every eps < 0\.5; got 0\.7"):
         dq.train(cfg, run_dir=run_dir, console=Console(quiet=True))
     assert not run_dir.exists()
     assert time.perf_counter() - began < 10

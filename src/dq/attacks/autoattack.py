@@ -136,16 +136,24 @@ class BoxMap(nn.Module):
         return self.model(self.from_box(z))
 
 
-def standard_autoattack(model: nn.Module, norm: str, eps: float, num_classes: int, seed: int, device: torch.device) -> Any:
+def standard_autoattack(
+    model: nn.Module, norm: str, eps: float, num_classes: int, seed: int, device: torch.device
+) -> Any:
     """pyautoattack's ``AutoAttack``, standard version, set up for ``num_classes`` classes."""
-    from pyautoattack import AutoAttack  # noqa: PLC0415 (lazy: keeps `import dq` light)
+    from pyautoattack import AutoAttack  # lazy: keeps `import dq` light
 
     targets = min(9, num_classes - 1)
     if num_classes >= 4:
         adversary = AutoAttack(model, eps=eps, norm=norm, seed=seed, version="standard", device=device)
     else:  # APGD-T's targeted DLR loss reads the 4th largest logit
         adversary = AutoAttack(
-            model, eps=eps, norm=norm, seed=seed, version="custom", attacks=["apgd-ce", "fab-t", "square"], device=device
+            model,
+            eps=eps,
+            norm=norm,
+            seed=seed,
+            version="custom",
+            attacks=["apgd-ce", "fab-t", "square"],
+            device=device,
         )
         adversary.apgd.n_restarts = 1
         adversary.square.n_queries = 5000
@@ -187,4 +195,3 @@ def autoattack_predictions(
         finally:
             adversary.logger.setLevel(level)
     return y_adv.cpu()
-

@@ -59,7 +59,7 @@ def features_in_step(n_features: int, max_steps: int = MAX_STEPS) -> int:
 def pixel_flipping_curves(space: Space, attributions: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     """[N, steps + 1]: the probability of ``target`` on the clean examples of ``space`` and
     after each removal step, the order given by ``attributions`` (shaped like the inputs)."""
-    import quantus  # noqa: PLC0415 (lazy: quantus loads opencv and scikit-image)
+    import quantus  # lazy: quantus loads opencv and scikit-image
 
     x = space.inputs.detach().float().cpu().numpy()
     a = attributions.detach().float().cpu().numpy()
