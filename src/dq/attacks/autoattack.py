@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -185,13 +187,21 @@ def autoattack_predictions(
     check_autoattack(meta, [eps])
     x, y = x.to(device), y.to(device)
     rng_devices = [device] if device.type == "cuda" else []
-    with eval_mode(model), torch.random.fork_rng(devices=rng_devices):
+    with eval_mode(model), torch.random.fork_rng(devices=rng_devices), _quiet():
         box = BoxMap.for_data(model, x, meta, eps).to(device)
         adversary = standard_autoattack(box, NORMS[AttackNorm(norm)], eps / box.scale, meta.num_classes, seed, device)
-        level = adversary.logger.level
-        adversary.logger.setLevel(logging.ERROR)  # its checks warn about what a run cannot act on
-        try:
-            _, y_adv = adversary.run_standard_evaluation(box.to_box(x), y, batch_size=batch_size)
-        finally:
-            adversary.logger.setLevel(level)
+        _, y_adv = adversary.run_standard_evaluation(box.to_box(x), y, batch_size=batch_size)
     return y_adv.cpu()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """pyautoattack's logger ("auto-attack") at ERROR while it runs: it announces its
+    version and warns from checks (randomised or dynamic defences) that a run cannot act on."""
+    logger = logging.getLogger("auto-attack")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
