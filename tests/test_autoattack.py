@@ -115,15 +115,3 @@ def test_a_refused_run_trains_nothing_and_leaves_no_directory(make_cfg, tmp_path
         dq.train(cfg, run_dir=run_dir, console=Console(quiet=True))
     assert not run_dir.exists()
     assert time.perf_counter() - began < 10
-
-
-@pytest.mark.slow
-def test_autoattack_against_pgd20_on_digits_cnn_natural_and_adversarial(make_cfg, tmp_path: Path) -> None:
-    """The note's evidence: a digits CNN trained naturally and with PGD (adv_digits, 30
-    epochs), AutoAttack vs PGD-20 at ε = 0.1 on the first 100 test digits. See README."""
-    for weight in (0.0, 1.0):
-        overrides = ["+experiment=adv_digits", f"regularizer.adversarial.weight={weight}", "dataset.limit=null"]
-        overrides += ["explain.enabled=false", "eval.robust.attack=autoattack", "eval.robust.limit=100"]
-        metrics = dq.train(make_cfg(*overrides, "trainer.epochs=30"), run_dir=tmp_path / f"w{weight}", console=None)
-        print(weight, {k: v for k, v in metrics.items() if "@" in k or k.startswith("time/")})
-        assert metrics["test/autoattack_accuracy@0.1"] <= metrics["test/robust_accuracy@0.1"]
