@@ -90,6 +90,17 @@ def test_the_box_of_images_is_their_valid_range() -> None:
     assert box.scale == 1.0 and float(box.low.abs().max()) == 0.0 and box.fixed is None and box.side == 0
 
 
+def test_a_series_is_laid_out_as_a_square_for_square_and_comes_back() -> None:
+    meta = DatasetMeta(name="toy", modality="series", input_shape=(1, 14), num_classes=2, class_names=("a", "b"))
+    x = torch.randn(6, 1, 14, generator=torch.Generator().manual_seed(0)) * 3
+    box = BoxMap.for_data(nn.Flatten(), x, meta, 0.2)
+    z = box.to_box(x)
+    assert z.shape == (6, 1, 4, 4) and float(z[:, :, -1, -2:].abs().max()) == 0.0  # 16 - 14 unused entries
+    torch.testing.assert_close(box.from_box(z), x, atol=1e-5, rtol=0)
+    assert bool((x - 0.2 > box.low).all()) and bool((x + 0.2 < box.low + box.scale).all())
+    assert torch.equal(box(z), box.from_box(z).flatten(1))
+
+
 def text_meta() -> DatasetMeta:
     return DatasetMeta(name="reviews", modality="text", input_shape=(12,), num_classes=2, class_names=("a", "b"))
 
