@@ -25,9 +25,9 @@ from dq.spec import to_spec
 CPU = torch.device("cpu")
 
 
-def trained(make_cfg, *overrides: str, epochs: int = 30) -> tuple[nn.Module, Splits]:
-    """A model trained with plain full-batch Adam on the whole train split (about a second)."""
-    spec = to_spec(make_cfg(*overrides, "dataset.limit=null", "explain.enabled=false"))
+def trained(make_cfg, *overrides: str, epochs: int = 30, limit: str = "null") -> tuple[nn.Module, Splits]:
+    """A model trained with plain full-batch Adam on the train split (about a second)."""
+    spec = to_spec(make_cfg(*overrides, f"dataset.limit={limit}", "explain.enabled=false"))
     splits = data.build(spec.dataset, spec.seed)
     seed_everything(0)
     model = models.build(spec.model, splits.meta)
@@ -65,7 +65,7 @@ def test_autoattack_on_adult_finds_at_least_what_pgd_finds_with_pgds_group_keys(
 
 
 def test_the_box_of_adult_never_clips_and_gives_the_one_hot_columns_back(make_cfg) -> None:
-    model, splits = trained(make_cfg, "dataset=adult", "model=mlp", "model.hidden=[16]", epochs=1)
+    model, splits = trained(make_cfg, "dataset=adult", "model=mlp", "model.hidden=[16]", epochs=1, limit="600")
     # the box: its walls lie beyond x ± eps, so they never clip; one-hot columns come back exactly
     x = splits.test.x[:48]
     box = BoxMap.for_data(model, x, splits.meta, 0.3)
