@@ -37,6 +37,7 @@ from dq.engine.resume import ResumePoint
 from dq.errors import DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
+from dq.metrics.robustness import check_robust_eval
 from dq.objectives.base import ModelTransform, Objective
 from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import (
@@ -154,6 +155,7 @@ def train(
         device = resolve_device(str(spec.trainer.device))
         splits = data.build(spec.dataset, spec.seed)
         check_monitor(spec.trainer, splits)
+        check_robust_eval(spec.eval.robust, splits.meta)
         seed_everything(spec.seed)
         model = models.build(spec.model, splits.meta)
         transforms = build_transforms(spec.regularizer, splits.meta)

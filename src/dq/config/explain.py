@@ -18,7 +18,9 @@ class Baseline(StrEnum):
 class ExplainConfig:
     """Attributions (captum) on ``n_samples`` test examples after training, their pictures,
     and explanation-quality metrics. ``sensitivity_samples`` bounds the expensive
-    sensitivity_max to the first few of those examples."""
+    sensitivity_max to the first few of those examples. ``pixel_flipping`` (faithfulness,
+    dq.explain.faithfulness) is not in the default ``metrics``: it applies to images only
+    and is refused on other data, which a default must not be."""
 
     enabled: bool = True
     methods: list[str] = field(default_factory=lambda: ["integrated_gradients", "saliency"])

@@ -17,6 +17,10 @@
 - mask_mass: share of |attribution| inside the annotation mask (data with ``Split.mask``).
 - sensitive_share: share of |attribution| on the sensitive attribute's input columns
   (tabular data where the attribute is a model input).
+- pixel_flipping → ``faithfulness_pixel_flipping`` (Bach et al. 2015, through Quantus;
+  dq.explain.faithfulness): area under the explained class's probability as pixels are
+  set to 0, most relevant first. Lower is better. Images only, refused elsewhere before
+  training; not in the default list (``explain.metrics`` opts in).
 
 A metric that does not apply to the data is skipped (``applies`` says why), not filled
 with NaN. Text metrics count real tokens only (padding has no attribution).
@@ -36,8 +40,10 @@ from torch import nn
 
 from dq.config.explain import ExplainConfig
 from dq.errors import DQUserError
+from dq.explain.faithfulness import faithfulness_refusal, pixel_flipping
 from dq.explain.methods import Attribution, Method, attribute, attribute_inputs
 from dq.explain.space import Space
+from dq.records import DatasetMeta
 
 INFIDELITY_NOISE = 0.1  # std of the gaussian noise, relative to the input scale
 INFIDELITY_SAMPLES = 16  # noise draws per example
@@ -249,6 +255,11 @@ def _sensitive_applies(e: Explained) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- faithfulness
+def _pixel_flipping(e: Explained) -> dict[str, float]:
+    return {"faithfulness_pixel_flipping": pixel_flipping(e.space, e.attribution.values, e.target)}
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -258,14 +269,26 @@ METRICS: dict[str, Metric] = {
         Metric("sparseness", _sparseness),
         Metric("mask_mass", _mask_mass, _mask_applies),
         Metric("sensitive_share", _sensitive_share, _sensitive_applies),
+        Metric("pixel_flipping", _pixel_flipping),
     )
 }
 
 
-def check_metrics(names: list[str]) -> None:
+# Metrics that must refuse data they cannot judge (before training), not skip it.
+REFUSALS: dict[str, Callable[[DatasetMeta], str | None]] = {"pixel_flipping": faithfulness_refusal}
+
+
+def check_metrics(names: list[str], meta: DatasetMeta | None = None) -> None:
+    """DQUserError in one line for an unknown metric or, given ``meta``, one that refuses
+    the data (pixel_flipping off images)."""
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise DQUserError(f"unknown explain metric {unknown[0]!r}; allowed: {', '.join(METRICS)}")
+    if meta is not None:
+        for name in names:
+            reason = REFUSALS[name](meta) if name in REFUSALS else None
+            if reason is not None:
+                raise DQUserError(reason)
 
 
 def judge(e: Explained, names: list[str]) -> tuple[dict[str, float], dict[str, str]]:

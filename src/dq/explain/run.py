@@ -56,7 +56,7 @@ def check_explain(cfg: ExplainConfig, meta: DatasetMeta, model: nn.Module) -> li
         raise DQUserError("explain.methods is empty; name at least one method or set explain.enabled=false")
     names = list(dict.fromkeys(str(name) for name in cfg.methods))
     methods = [lookup(name) for name in names]
-    check_metrics([str(name) for name in cfg.metrics])
+    check_metrics([str(name) for name in cfg.metrics], meta)
     check_baseline(cfg.baseline, meta)
     if meta.modality == "text":
         embedding_of(model, meta)

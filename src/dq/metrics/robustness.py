@@ -14,15 +14,23 @@ the cross-entropy with the true labels, clipped to the valid range and, on tabul
 moving only the continuous columns. On text it moves the output of ``model.embedding``
 (per-token ε, padding fixed): embedding-space robustness, not robustness to word
 substitutions. Tabular data without continuous columns gets no robust metrics, and no error.
+
+With ``eval.robust.attack=autoattack`` the same examples are also attacked with standard
+AutoAttack (dq.attacks.autoattack): ``test/autoattack_accuracy@<eps>`` and its group keys,
+named as PGD's (``robust`` → ``autoattack``), and ``time/autoattack_s``. PGD's keys stay:
+a gap between the two is the reviewer's sign that PGD overestimated robustness.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 from torch import nn
 
 from dq.attacks import PGD, attackable
-from dq.config.eval import RobustEvalConfig
+from dq.attacks.autoattack import autoattack_predictions, check_autoattack
+from dq.config.eval import RobustAttack, RobustEvalConfig
 from dq.metrics.fairness import fairness_gaps, group_accuracy
 from dq.records import DatasetMeta, Split
 
@@ -66,15 +74,57 @@ def robust_metrics(
     out: dict[str, float] = {}
     for eps in cfg.eps:
         pred = robust_predictions(model, split, meta, cfg, float(eps), device, batch_size, seed)
-        tag = f"{eps:g}"
-        out[f"test/robust_accuracy@{tag}"] = float((pred == y).float().mean())
-        if split.group is not None and meta.has_groups:
-            y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
-            by_group = group_accuracy(y_np, pred_np, group_np, meta.group_names)
-            for name, value in by_group.items():
-                out[f"test/group_robust_accuracy/{name}@{tag}"] = value
-            if by_group:
-                out[f"test/worst_group_robust_accuracy@{tag}"] = min(by_group.values())
-            for name, value in fairness_gaps(y_np, pred_np, group_np, meta.num_classes).items():
-                out[f"test/robust_{name}@{tag}"] = value
+        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "robust"))
+    if cfg.attack == RobustAttack.autoattack:
+        out.update(autoattack_metrics(model, split, meta, cfg, device, batch_size, seed))
     return out
+
+
+def attacked_metrics(
+    y: torch.Tensor, pred: torch.Tensor, split: Split, meta: DatasetMeta, tag: str, attack: str
+) -> dict[str, float]:
+    """The keys of one attack at one radius from its predictions ``pred`` [N]:
+    ``test/<attack>_accuracy@<tag>`` and, where the split has groups,
+    ``test/group_<attack>_accuracy/<group>@<tag>``, ``test/worst_group_<attack>_accuracy@<tag>``,
+    ``test/<attack>_dp_diff@<tag>`` and ``test/<attack>_eo_diff@<tag>``."""
+    out = {f"test/{attack}_accuracy@{tag}": float((pred == y).float().mean())}
+    if split.group is not None and meta.has_groups:
+        y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
+        by_group = group_accuracy(y_np, pred_np, group_np, meta.group_names)
+        for name, value in by_group.items():
+            out[f"test/group_{attack}_accuracy/{name}@{tag}"] = value
+        if by_group:
+            out[f"test/worst_group_{attack}_accuracy@{tag}"] = min(by_group.values())
+        for name, value in fairness_gaps(y_np, pred_np, group_np, meta.num_classes).items():
+            out[f"test/{attack}_{name}@{tag}"] = value
+    return out
+
+
+def autoattack_metrics(
+    model: nn.Module,
+    split: Split,
+    meta: DatasetMeta,
+    cfg: RobustEvalConfig,
+    device: torch.device,
+    batch_size: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``test/autoattack_accuracy@<eps>`` (and its group keys, named as PGD's) for each
+    ``cfg.eps`` on ``split`` (already cut to ``cfg.limit``): standard AutoAttack under
+    ``cfg.norm`` (dq.attacks.autoattack), seeded with ``seed``, with the time it took in
+    ``time/autoattack_s``."""
+    began = time.perf_counter()
+    y = split.y.cpu()
+    out: dict[str, float] = {}
+    for eps in cfg.eps:
+        pred = autoattack_predictions(model, split.x, split.y, meta, cfg.norm, float(eps), device, batch_size, seed)
+        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "autoattack"))
+    out["time/autoattack_s"] = time.perf_counter() - began
+    return out
+
+
+def check_robust_eval(cfg: RobustEvalConfig, meta: DatasetMeta) -> None:
+    """One-line DQUserError, before training, for a robust evaluation that cannot run on
+    ``meta``'s data (AutoAttack on text, or past the radius its fixed columns allow)."""
+    if cfg.attack == RobustAttack.autoattack and cfg.eps and attackable(meta):
+        check_autoattack(meta, [float(e) for e in cfg.eps])
