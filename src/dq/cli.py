@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from dq.config import config_dir
 from dq.config.validation import unknown_key_message
-from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged, first_line
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -59,7 +59,12 @@ def explain_error(error: BaseException) -> str:
 
 
 # Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.
-EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, TrainingDiverged: EXIT_FAILED}
+# RunFailed: TrainingDiverged (a non-finite batch) and DiskFull (no room to write a file).
+EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, RunFailed: EXIT_FAILED}
+
+
+def exit_code(error: BaseException) -> int:
+    return next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -81,13 +86,13 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
             resume_command_line(cfg)
         else:
             train(cfg)
-    except (DQUserError, RunInterrupted, TrainingDiverged) as error:
+    except (DQUserError, RunInterrupted, RunFailed) as error:
         # Leave here, before Hydra adds its own "Error executing job" report.
         if _show_traceback:
             raise
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
         print(f"dq-train: {kind}: {error}", file=sys.stderr)
-        sys.exit(EXIT_CODES[type(error)])
+        sys.exit(exit_code(error))
     return None
 
 
