@@ -27,7 +27,7 @@ from rich.console import Console
 
 import dq
 from conftest import compose_config
-from dq.cli import train_main
+from dq.cli import report_main, train_main
 from dq.errors import DiskFull
 from dq.outputs import append_jsonl, read_json, read_jsonl, save_torch, write_json
 
@@ -104,6 +104,16 @@ def test_the_file_size_limit_stops_dq_train_with_one_line_and_loses_nothing(
     train(run_dir, 4, resume=True)  # room again: the run goes on from epoch 2's last.pt
     assert read_json(run_dir / "run.json")["status"] == "completed"
     assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2, 3, 4]
+
+    # dq-report without room for its tables: one line, exit 1, the run untouched.
+    finished, out = snapshot(run_dir), tmp_path / "report"
+    capsys.readouterr()
+    with file_size_limit(1024), pytest.raises(SystemExit) as stop:
+        report_main([str(run_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.count("\n") == 1
+    assert err.startswith(f"dq-report: error: no space left on device writing {out}/") and "(File too large)" in err
+    assert snapshot(run_dir) == finished and not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
 
 def test_failed_writes_leave_the_old_file_and_no_half_line(tmp_path: Path) -> None:

@@ -165,9 +165,9 @@ def explain_main(argv: list[str] | None = None) -> None:
         if not args or args[0].startswith("explain."):
             raise DQUserError("missing RUN_DIR; " + EXPLAIN_USAGE.splitlines()[0])
         metrics = explain_directory(args[0], args[1:])
-    except DQUserError as error:
+    except (DQUserError, RunFailed) as error:  # RunFailed: DiskFull, the run's earlier files intact
         print(f"dq-explain: error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(exit_code(error))
     console = Console()
     console.print(metrics_table(metrics, title="explanation metrics"))
     console.print(str(Path(args[0]) / "explanations"), markup=False, highlight=False, soft_wrap=True)
