@@ -131,6 +131,11 @@ def train_main() -> None:
             raise
         print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except RunFailed as error:  # a sweep that found no room even for its job records (DiskFull)
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     except ValueError as error:  # Hydra's refusal of two modes at once (-m with --cfg, say)
         if _show_traceback or not str(error).startswith(HYDRA_MODE_CLASH):
             raise
