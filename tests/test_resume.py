@@ -31,6 +31,7 @@ from dq.config.resume import resumed_config
 from dq.device import seed_everything
 from dq.engine import preemption
 from dq.engine.loop import fit
+from dq.engine.nonfinite import ADVICE
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.resume import load_resume_point, read_last
 from dq.errors import DQUserError, RunInterrupted
@@ -367,11 +368,12 @@ def test_sigterm_exits_75_marked_interrupted_and_resumes_to_the_uninterrupted_re
 
 
 def test_a_diverging_run_fails_with_one_line_naming_epoch_and_term_and_keeps_its_checkpoints(tmp_path: Path) -> None:
-    """lr 1e30 on one batch per epoch: epoch 1's mean loss is finite (measured before the
-    step), the step makes the weights overflow, epoch 2's loss is NaN."""
+    """lr 1e30 on one batch per epoch: epoch 1's loss is finite (measured before the step),
+    the step makes the weights overflow, epoch 2's first batch has a NaN loss (the full
+    story, byte-identical checkpoints included, is in test_nonfinite.py)."""
     args = [*DIGITS, "dataset.limit=64", "trainer.batch_size=64", "trainer.epochs=3", "optimizer.lr=1e30"]
     done = dq_train([*args, "trainer.device=cpu", "trainer.progress=false"], tmp_path)
-    line = "epoch 2: training loss term 'task' is nan; lower optimizer.lr or set trainer.grad_clip"
+    line = f"epoch 2, batch 1 of 1: training loss term 'task' is nan; {ADVICE}"
     assert done.returncode == 1
     assert done.stderr == f"dq-train: error: {line}\n"
     run_dir = next((tmp_path / "outputs" / "default").iterdir())

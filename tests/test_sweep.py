@@ -145,9 +145,10 @@ def test_a_diverged_job_is_recorded_failed_and_the_sweep_goes_on(
     args = [*TINY, "trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e30,0.01", "hydra.sweep.dir=sw"]
     assert sweep_in_process(args, tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err
-    assert "optimizer=sgd optimizer.lr=1e+30): TrainingDiverged: epoch 2: " in err
+    line = "TrainingDiverged: epoch 2, batch 1 of 1: training loss term 'task' is nan; "
+    assert f"optimizer=sgd optimizer.lr=1e+30): {line}" in err
     sweep_dir = tmp_path / "sw"
-    assert read_json(sweep_dir / "0" / "run.json")["error"].startswith("TrainingDiverged: epoch 2: ")
+    assert read_json(sweep_dir / "0" / "run.json")["error"].startswith(line)
     assert len((sweep_dir / "0" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 1 kept
     assert [job["status"] for job in read_json(sweep_dir / "sweep.json")["jobs"]] == ["failed", "completed"]
 

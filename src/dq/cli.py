@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from dq.config import config_dir
 from dq.config.validation import unknown_key_message
-from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged, first_line
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -59,7 +59,12 @@ def explain_error(error: BaseException) -> str:
 
 
 # Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.
-EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, TrainingDiverged: EXIT_FAILED}
+# RunFailed: TrainingDiverged (a non-finite batch) and DiskFull (no room to write a file).
+EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, RunFailed: EXIT_FAILED}
+
+
+def exit_code(error: BaseException) -> int:
+    return next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -81,13 +86,13 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
             resume_command_line(cfg)
         else:
             train(cfg)
-    except (DQUserError, RunInterrupted, TrainingDiverged) as error:
+    except (DQUserError, RunInterrupted, RunFailed) as error:
         # Leave here, before Hydra adds its own "Error executing job" report.
         if _show_traceback:
             raise
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
         print(f"dq-train: {kind}: {error}", file=sys.stderr)
-        sys.exit(EXIT_CODES[type(error)])
+        sys.exit(exit_code(error))
     return None
 
 
@@ -126,6 +131,11 @@ def train_main() -> None:
             raise
         print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except RunFailed as error:  # a sweep that found no room even for its job records (DiskFull)
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     except ValueError as error:  # Hydra's refusal of two modes at once (-m with --cfg, say)
         if _show_traceback or not str(error).startswith(HYDRA_MODE_CLASH):
             raise
@@ -160,9 +170,9 @@ def explain_main(argv: list[str] | None = None) -> None:
         if not args or args[0].startswith("explain."):
             raise DQUserError("missing RUN_DIR; " + EXPLAIN_USAGE.splitlines()[0])
         metrics = explain_directory(args[0], args[1:])
-    except DQUserError as error:
+    except (DQUserError, RunFailed) as error:  # RunFailed: DiskFull, the run's earlier files intact
         print(f"dq-explain: error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(exit_code(error))
     console = Console()
     console.print(metrics_table(metrics, title="explanation metrics"))
     console.print(str(Path(args[0]) / "explanations"), markup=False, highlight=False, soft_wrap=True)

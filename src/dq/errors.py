@@ -17,11 +17,23 @@ class RunInterrupted(Exception):
     """
 
 
-class TrainingDiverged(RuntimeError):
-    """An epoch's training loss (or one of its terms) was not finite: the run cannot go on.
+class RunFailed(RuntimeError):
+    """The run cannot go on, for a reason the message says in one line (exit 1, run.json
+    ``failed``); what it finished before stays on disk as it was."""
 
-    The message is one line naming the epoch and the term; checkpoints of earlier epochs stay.
+
+class TrainingDiverged(RunFailed):
+    """A batch's loss, one of its terms or a gradient was NaN or infinite (or, with
+    ``trainer.nonfinite=skip_batch``, every batch of an epoch was skipped).
+
+    The message is one line naming the epoch, the batch and the culprit; the optimizer did
+    not step on that batch and the checkpoints of earlier epochs stay as they were.
     """
+
+
+class DiskFull(RunFailed):
+    """A write found no room: full filesystem, spent quota or file-size limit (ENOSPC,
+    EDQUOT, EFBIG). The message names the file; the file it would have replaced is intact."""
 
 
 EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL from sysexits.h: "temporary failure, try again"

@@ -8,12 +8,19 @@ Layout (DESIGN.md's output contract)::
     <run_dir>/metrics.json       final flat metrics
     <run_dir>/checkpoints/       last.pt, best.pt
 
-Every file is written to a temporary sibling and renamed into place, so a reader never
-sees half a file and a crash never destroys what an earlier step finished.
+Every file is written to a temporary sibling, fsynced and renamed into place (then the
+directory is fsynced), so a reader never sees half a file and a crash or a full disk never
+destroys what an earlier step finished. metrics.jsonl is the one file appended to: a failed
+append is cut back to the file's length before it, so it never ends in half a line.
+
+A write that finds the filesystem full, the quota spent or the file-size limit reached
+(ENOSPC, EDQUOT, EFBIG) raises ``DiskFull``: one line naming the file; the temporary file is
+removed and the file it was meant to replace is as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -28,6 +35,8 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dq.errors import DiskFull
 
 if TYPE_CHECKING:  # torch is imported where a function needs it: reading run files does not
     import torch
@@ -66,18 +75,55 @@ def default_run_dir(experiment_name: str, root: str | Path = "outputs") -> Path:
     return Path(root) / experiment_name / datetime.now().strftime(RUN_DIR_TIME_FORMAT)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # Created 0666 less the process umask, like any ordinary file (mkstemp would give 0600).
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+# Errors that mean "no room": a full filesystem, a spent quota, the file-size limit.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_space(path: Path, error: OSError) -> DiskFull:
+    """The one-line ``DiskFull`` for a write of ``path`` that failed with ``error``."""
+    return DiskFull(f"no space left on device writing {path} ({os.strerror(error.errno or 0)})")
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    if directory and os.name == "nt":  # Windows cannot open a directory to fsync it
+        return
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.fsync(fd)
+    except OSError as error:
+        if not directory or error.errno in NO_SPACE_ERRNOS:  # some filesystems cannot fsync a directory
+            raise
     finally:
-        with suppress(FileNotFoundError):
-            tmp.unlink()
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it over
+    ``path`` and fsync the directory: after a crash either the old file or the whole new one
+    is there, never a part.
+
+    Raises:
+        DiskFull: no room for it (ENOSPC, EDQUOT, EFBIG); ``path`` is untouched and the
+            temporary file removed.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        # Created 0666 less the process umask, like any ordinary file (mkstemp would give 0600).
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        try:
+            write(tmp)
+            _fsync_path(tmp)
+            os.replace(tmp, path)
+        finally:
+            with suppress(FileNotFoundError):
+                tmp.unlink()
+        _fsync_path(path.parent, directory=True)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS:
+            raise no_space(path, error) from error
+        raise
 
 
 def write_text(path: Path, text: str) -> None:
@@ -88,10 +134,38 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+class _RecordingFile:
+    """A file torch.save writes through, keeping the OSError of a failed write: torch turns
+    it into a RuntimeError without an errno, and a full disk must still be told apart."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_torch(path: Path, obj: Any) -> None:
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            recording = _RecordingFile(handle)
+            try:
+                torch.save(obj, recording)
+            except RuntimeError:
+                if recording.error is not None:
+                    raise recording.error from None
+                raise
+
+    atomic_write(path, write)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -106,11 +180,36 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one line and flush it to disk: an epoch that finished stays recorded."""
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one line and fsync it: an epoch that finished stays recorded.
+
+    The line goes out in one ``os.write`` (more only if the kernel takes part of it); if
+    any of it fails, the file is cut back to its length before, so it never ends in half a
+    line. Appending costs one line per epoch, where an atomic rewrite would cost the file.
+
+    Raises:
+        DiskFull: no room for the line; the file is as it was.
+    """
+    data = (json.dumps(record, default=str) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS:
+            raise no_space(Path(path), error) from error
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as error:
+            os.ftruncate(fd, size)
+            if error.errno in NO_SPACE_ERRNOS:
+                raise no_space(Path(path), error) from error
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ finishes first (a few seconds to minutes), so its result is not thrown away.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +34,16 @@ from dq.engine.continuation import resume_point, saved_config
 from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.resume import ResumePoint
-from dq.errors import DQUserError, RunInterrupted, first_line
+from dq.errors import DiskFull, DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
 from dq.metrics.robustness import check_robust_eval
 from dq.objectives.base import ModelTransform, Objective
 from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import (
+    CHECKPOINTS,
     HYDRA_DIR,
+    LAST_CHECKPOINT,
     METRICS_JSON,
     RunRecord,
     default_run_dir,
@@ -136,7 +138,9 @@ def train(
             directory is then removed, since it holds no result (a resumed run's is kept, and
             a sweep job's, for dq.sweep.job to mark failed).
         RunInterrupted: SIGTERM/SIGUSR1 stopped training; last.pt and run.json say where.
-        TrainingDiverged: the training loss became NaN or infinite.
+        TrainingDiverged: a batch's loss, a term or a gradient was NaN or infinite.
+        DiskFull: a file found no room (ENOSPC, EDQUOT, EFBIG); run.json says ``failed``
+            when it still fits, and every file written before is intact.
     """
     console = console or Console()
     point: ResumePoint | None = None
@@ -182,13 +186,18 @@ def train(
             metrics = _train_and_evaluate(built, console, point)
         record.finish()
     except RunInterrupted as error:
-        record.interrupt(str(error))
+        with suppress(DiskFull):  # no room for run.json either: it stays as it was
+            record.interrupt(str(error))
         loggers.close(error)
         raise
     except BaseException as error:
-        record.fail(error)
-        loggers.close(error)
-        raise
+        failure = with_resume_hint(error, run_dir) if isinstance(error, DiskFull) else error
+        with suppress(DiskFull):
+            record.fail(failure)
+        loggers.close(failure)
+        if failure is error:
+            raise
+        raise failure from error.__cause__
     loggers.close()
     write_report(spec, run_dir, console)
     if preemption.stop_requested():
@@ -197,6 +206,14 @@ def train(
     console.print(metrics_table(metrics))
     console.print(str(run_dir), markup=False, highlight=False, soft_wrap=True)
     return metrics
+
+
+def with_resume_hint(error: DiskFull, run_dir: Path) -> DiskFull:
+    """``error``'s line and what to do once there is room again: a run with a last.pt
+    continues from it (every file written before the full disk is intact)."""
+    if (run_dir / CHECKPOINTS / LAST_CHECKPOINT).is_file():
+        return DiskFull(f"{error}; free space, then continue with: dq-train resume={run_dir}")
+    return DiskFull(f"{error}; free space and run it again")
 
 
 def write_report(spec: RunSpec, run_dir: Path, console: Console | None = None) -> None:

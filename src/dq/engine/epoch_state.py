@@ -6,10 +6,15 @@ The loop keeps one ``EpochState`` per epoch. A run stopped between two batches
 the batch-order generator is set back to its state at the epoch's start (so the same
 permutation is drawn), the batches already done are skipped, and the sums go on from
 where they were, so the epoch's metrics come out bit for bit as if never stopped.
+
+A batch skipped for a non-finite value (``trainer.nonfinite=skip_batch``) counts as done
+and as skipped; its values stay out of the sums, so the epoch's means are over the
+batches the optimizer stepped on.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +25,8 @@ import torch
 @dataclass
 class EpochState:
     order_state: torch.Tensor  # the batch generator's state when the epoch began
-    batches_done: int = 0
+    batches_done: int = 0  # stepped and skipped batches alike: where a resumed epoch goes on
+    skipped: int = 0  # batches skipped for a non-finite loss, term or gradient
     seen: int = 0
     sums: dict[str, torch.Tensor] = field(default_factory=dict)  # term name -> Σ value·n, on the device
     correct: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # correct predictions, on the device
@@ -42,11 +48,19 @@ class EpochState:
             self.sums[name] = total + value.float() * n
         self.correct = self.correct + correct
 
+    def skip(self) -> None:
+        """Count one batch as done and skipped: nothing of it enters the sums."""
+        self.batches_done += 1
+        self.skipped += 1
+
     def running_loss(self) -> float:
-        return float(self.sums["task"]) / self.seen
+        """The mean task loss so far (NaN while no batch has been stepped on)."""
+        return float(self.sums["task"]) / self.seen if self.seen else math.nan
 
     def record(self) -> dict[str, float]:
         """``train/loss``, ``train/accuracy`` and ``train/<term>``: size-weighted means (one sync)."""
+        if not self.seen:  # every batch so far was skipped
+            return {"train/loss": math.nan, "train/accuracy": math.nan}
         record = {"train/loss": self.running_loss(), "train/accuracy": float(self.correct) / self.seen}
         record.update(
             {f"train/{name}": float(total) / self.seen for name, total in self.sums.items() if name != "task"}
@@ -61,6 +75,7 @@ class EpochState:
         return {
             "order_state": self.order_state,
             "batches_done": self.batches_done,
+            "skipped": self.skipped,
             "seen": self.seen,
             "sums": {name: value.detach().cpu() for name, value in self.sums.items()},
             "correct": self.correct.detach().cpu(),
@@ -72,6 +87,7 @@ class EpochState:
         return cls(
             order_state=state["order_state"],
             batches_done=int(state["batches_done"]),
+            skipped=int(state.get("skipped", 0)),  # absent in a last.pt written before skip_batch
             seen=int(state["seen"]),
             sums={name: value.to(device) for name, value in state["sums"].items()},
             correct=state["correct"].to(device),

@@ -24,6 +24,7 @@ from dq.engine import checkpoint, preemption
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
+from dq.engine.nonfinite import BatchGuard, all_skipped_line, stop_line
 from dq.engine.resume import ResumePoint, restore
 from dq.errors import DQUserError, RunInterrupted, TrainingDiverged
 from dq.inference import predict_logits
@@ -94,8 +95,10 @@ def train_epoch(
     device: torch.device,
     progress: ProgressReporter,
     state: EpochState | None = None,
+    epoch: int = 1,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns ``train/loss``, ``train/accuracy`` and ``train/<term>``.
+    """One pass over ``batches``; returns ``train/loss``, ``train/accuracy`` and ``train/<term>``
+    (and ``train/skipped_batches`` with ``trainer.nonfinite=skip_batch``).
 
     Term values and correct predictions are summed on the device and read once at the end
     (and at each progress refresh), so the loop does not wait on the device every batch.
@@ -104,8 +107,18 @@ def train_epoch(
     epoch: its batch order is drawn again from the generator state the epoch began with,
     and the batches already done are skipped) and stops early, between two batches, when
     a stop signal arrived (``dq.engine.preemption``); ``state.batches_done`` then tells.
+
+    Each batch passes ``BatchGuard`` after its backward pass: a NaN or infinite loss, term or
+    gradient never reaches the optimizer. ``trainer.nonfinite=stop`` raises at once,
+    ``skip_batch`` drops that batch's gradients and counts it (dq.engine.nonfinite).
+
+    Raises:
+        TrainingDiverged: a non-finite batch under ``stop`` (one line: epoch, batch, culprit),
+            or an epoch whose every batch was skipped under ``skip_batch``.
     """
     amp, amp_dtype = uses_amp(device, trainer.amp), str(trainer.amp_dtype)
+    skip_nonfinite = str(trainer.nonfinite) == "skip_batch"
+    guard = BatchGuard(model, gradients=not scaler.is_enabled())  # a float16 scaler owns inf gradients
     model.train()
     if state is None:
         state = EpochState.begin(batches.generator, device)
@@ -118,18 +131,29 @@ def train_epoch(
             out = objective(model, batch)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
-        if trainer.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-
-        state.add(out.terms, (out.logits.detach().argmax(dim=1) == batch.y).sum(), len(batch))
+        problem = guard.problem(out)  # before unscale_/clipping: a skipped batch leaves the scaler as it was
+        if problem is not None and not skip_nonfinite:
+            raise TrainingDiverged(stop_line(epoch, index, total, problem))
+        if problem is not None:
+            optimizer.zero_grad(set_to_none=True)
+            state.skip()
+        else:
+            if trainer.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            state.add(out.terms, (out.logits.detach().argmax(dim=1) == batch.y).sum(), len(batch))
         if index % refresh_every == 0 or index == total:
             progress.advance(index, state.running_loss())
         if index < total and preemption.stop_requested():
             break
-    return state.record()
+    if state.batches_done == total and state.skipped == total:
+        raise TrainingDiverged(all_skipped_line(epoch, total))
+    record = state.record()
+    if skip_nonfinite:
+        record["train/skipped_batches"] = state.skipped
+    return record
 
 
 def validate(model: nn.Module, splits: Splits, *, trainer: TrainerConfig, device: torch.device) -> dict[str, float]:
@@ -192,13 +216,14 @@ class Checkpointer:
 
 
 def check_finite(epoch: int, train: dict[str, float]) -> None:
-    """Stop a run whose epoch-mean training loss, or any term's, is not finite.
+    """Stop a run whose epoch-mean training loss, or any term's, is not finite: a backstop
+    behind the per-batch guard, for finite batch values whose sum overflowed.
 
     Raises:
         TrainingDiverged: one line naming the epoch and the first such term.
     """
     for key, value in train.items():
-        if key != "train/accuracy" and not math.isfinite(value):
+        if key not in ("train/accuracy", "train/skipped_batches") and not math.isfinite(value):
             term = "task" if key == "train/loss" else key.removeprefix("train/")
             raise TrainingDiverged(
                 f"epoch {epoch}: training loss term {term!r} is {value}; lower optimizer.lr or set trainer.grad_clip"
@@ -245,7 +270,10 @@ def fit(
     Raises:
         RunInterrupted: SIGTERM or SIGUSR1 arrived; last.pt was written after the batch
             that was running (``dq.engine.preemption``).
-        TrainingDiverged: an epoch's mean training loss or term was NaN or infinite.
+        TrainingDiverged: a batch's loss, a term or a gradient was NaN or infinite
+            (``trainer.nonfinite=stop``; the optimizer did not step on it, and last.pt and
+            best.pt stay as the epoch before left them), or every batch of an epoch was
+            skipped (``skip_batch``).
     """
     check_monitor(trainer, splits)
     progress = progress or SilentProgress()
@@ -307,6 +335,7 @@ def fit(
                 device=device,
                 progress=progress,
                 state=state,
+                epoch=epoch,
             )
             if state.batches_done < len(batches):
                 save_last(epoch - 1, partial=state)

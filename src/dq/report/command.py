@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from dq.errors import DQUserError
+from dq.errors import DiskFull, DQUserError
 from dq.report.build import Report, write_report
 from dq.report.collect import find_runs
 from dq.report.tables import problem_lines
 
 EXIT_USER_ERROR = 2
+EXIT_FAILED = 1  # a report that could not be written (no room): not the user's input
 SHOWN_METRICS = 4  # the terminal table's metric columns; the files hold them all
 DEFAULT_OUT = Path("report")
 
@@ -103,6 +104,9 @@ def main(argv: list[str]) -> None:
     except DQUserError as error:
         print(f"dq-report: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except DiskFull as error:  # files written before it stay whole; the runs are untouched
+        print(f"dq-report: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     _print(report)
     for path, status, reason in problem_lines(report.summary.problems):
         print(f"dq-report: not included: {path} ({status}): {reason}", file=sys.stderr)
