@@ -45,11 +45,11 @@ from dq.outputs import (
     RunRecord,
     default_run_dir,
     discard_unstarted,
-    read_json,
     write_json,
     write_text,
 )
 from dq.records import Splits
+from dq.run_files import read_metrics
 from dq.spec import RunSpec, to_spec
 
 
@@ -145,8 +145,7 @@ def train(
         run_dir = Path(run_dir if run_dir is not None else str(cfg.resume))
         point = resume_point(cfg, run_dir, console)
         if point is None:
-            path = run_dir / METRICS_JSON
-            return read_json(path) if path.is_file() else {}
+            return read_metrics(run_dir) if (run_dir / METRICS_JSON).exists() else {}
     run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
     try:
         spec = to_spec(cfg)
