@@ -263,6 +263,22 @@ def test_dq_table_lists_a_broken_reused_run(
     assert (job / "checkpoints" / "best.pt").read_bytes() == (trained / BEST_PT).read_bytes()  # not trained over
 
 
+def test_a_failed_job_run_again_by_dq_table_logs_only_its_own_epochs(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by the matrix: a fresh run in a directory that held a failed one appended its
+    epochs to the old metrics.jsonl (4 lines for 2 epochs), which the reports now refuse."""
+    (tmp_path / "t.yaml").write_text(TABLE % ", ".join(RUN), encoding="utf-8")
+    job = tmp_path / "runs" / "plain" / "0"
+    shutil.copytree(trained, job)
+    (job / "run.json").write_text(json.dumps({**read_json(job / "run.json"), "status": "failed", "error": "x"}))
+    argv = ["t", "--tables", str(tmp_path), "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
+    code, out, err = call(table_main, [*argv, "--in-process"], capsys)
+    assert (code, err) == (0, ""), out
+    assert read_json(job / "run.json")["status"] == "completed"
+    assert len((job / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
 def test_a_checkpoint_holding_a_pickled_object_is_refused_by_name(tmp_path: Path) -> None:
     from datetime import datetime
 

@@ -42,6 +42,7 @@ from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import (
     HYDRA_DIR,
     METRICS_JSON,
+    METRICS_JSONL,
     RunRecord,
     default_run_dir,
     discard_unstarted,
@@ -171,6 +172,8 @@ def train(
     overrides = hydra_task_overrides()
     record = RunRecord.reopen(run_dir) if resume else RunRecord(run_dir, spec.seed, overrides=overrides)
     save_config(cfg, run_dir, overwrite=resume)  # a resumed run's follows trainer.epochs when it grew
+    if not resume:  # a failed job trained again in its directory: its epoch log starts anew
+        (run_dir / METRICS_JSONL).unlink(missing_ok=True)
     record.start(device)
     try:
         loggers.start(flatten_config(cfg))
