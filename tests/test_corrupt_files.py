@@ -21,6 +21,7 @@ import torch
 from dq.cli import explain_main, report_main, table_main, train_main
 from dq.errors import DQUserError
 from dq.outputs import read_json
+from dq.report.collect import BROKEN, read_run
 from dq.run_files import BEST_PT, CONFIG_YAML, LAST_PT, CorruptRunFile, read_checkpoint
 from dq.runs import load_run
 
@@ -261,6 +262,18 @@ def test_dq_table_lists_a_broken_reused_run(
     listed = [line for line in out.splitlines() if line.startswith("dq-table: not included: row 'plain': ")]
     assert len(listed) == 1 and listed[0].startswith(f"dq-table: not included: row 'plain': {job}: {name} "), out
     assert (job / "checkpoints" / "best.pt").read_bytes() == (trained / BEST_PT).read_bytes()  # not trained over
+
+
+def test_an_epoch_log_cut_at_a_line_end_is_caught_by_its_count(trained: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    first = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[0]
+    (run / "metrics.jsonl").write_text(first, encoding="utf-8")  # valid JSON lines, one too few
+    found = read_run(run)
+    assert (found.status, found.problem) == (
+        BROKEN,
+        "metrics.jsonl holds 1 epoch line(s), but metrics.json says 2 epoch(s) ran; re-run the training or restore the file",
+    )
 
 
 def test_a_failed_job_run_again_by_dq_table_logs_only_its_own_epochs(

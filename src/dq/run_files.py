@@ -148,7 +148,7 @@ def check_epochs(run_dir: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]
     ran = metrics.get(EPOCHS_RUN)
     if (run_dir / METRICS_JSONL).exists() and isinstance(ran, int) and len(epochs) != ran:
         raise CorruptRunFile(
-            run_dir, METRICS_JSONL, f"has {len(epochs)} epoch lines, but metrics.json says {ran} epochs ran"
+            run_dir, METRICS_JSONL, f"holds {len(epochs)} epoch line(s), but metrics.json says {ran} epoch(s) ran"
         )
     return epochs
 
