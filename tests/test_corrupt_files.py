@@ -292,6 +292,19 @@ def test_a_failed_job_run_again_by_dq_table_logs_only_its_own_epochs(
     assert len((job / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 2
 
 
+def test_init_from_a_run_with_a_truncated_best_pt_names_the_file(trained: Path, tmp_path: Path) -> None:
+    from dq.models.pretrained import load_pretrained
+
+    run = broken_copy(trained, tmp_path, BEST_PT, "truncated")
+    model = load_run(trained).model
+    with pytest.raises(DQUserError) as caught:
+        load_pretrained(model, run)
+    assert str(caught.value).startswith(
+        f"regularizer.lora.init_from={run}: {run / BEST_PT} is truncated or not a torch checkpoint (RuntimeError: "
+    )
+    assert str(caught.value).endswith("; re-run the training or restore the file")
+
+
 def test_a_checkpoint_holding_a_pickled_object_is_refused_by_name(tmp_path: Path) -> None:
     from datetime import datetime
 
