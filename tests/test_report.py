@@ -103,7 +103,9 @@ def test_groups_hold_numpys_mean_and_sample_std_and_the_problem_runs(runs_dir: P
     failed = [str(job) for job in range(6) if read_json(runs_dir / str(job) / "run.json")["status"] == "failed"]
     assert len(failed) == 2 and set(problems) == {*failed, "broken"}
     assert problems[failed[0]] == ("failed", "DQUserError: optimizer.lr must be > 0, got -1.0")
-    assert problems["broken"][0] == "broken" and problems["broken"][1].startswith("metrics.json unreadable: ")
+    assert problems["broken"][0] == "broken" and problems["broken"][1].startswith(
+        "metrics.json is truncated or not JSON ("
+    )
 
 
 def test_summary_files_hold_the_numbers_and_list_the_runs_left_out(runs_dir: Path, tmp_path: Path) -> None:
@@ -136,7 +138,10 @@ def test_summary_files_hold_the_numbers_and_list_the_runs_left_out(runs_dir: Pat
     assert lines[6] == f"| 0.01 | 2 | {mean:.3f} ± {std:.3f} | {total} ± 0 | {total} ± 0 | 1.000 ± 0.000 |"
     left_out = lines[lines.index("## Runs not included") + 2 :]
     assert left_out[:2] == ["| run | status | error |", "| --- | --- | --- |"]
-    assert any(line.startswith(f"| {runs_dir / 'broken'} | broken | metrics.json unreadable: ") for line in left_out)
+    assert any(
+        line.startswith(f"| {runs_dir / 'broken'} | broken | metrics.json is truncated or not JSON (")
+        for line in left_out
+    )
     assert sum("| failed | DQUserError: optimizer.lr must be > 0, got -1.0 |" in line for line in left_out) == 2
 
     tex = (tmp_path / "summary.tex").read_text().splitlines()
@@ -236,7 +241,7 @@ def test_cli_writes_the_report_and_lists_problem_runs_on_stderr(
     ]
     problems = err.splitlines()
     assert len(problems) == 3 and all(line.startswith("dq-report: not included: ") for line in problems)
-    assert f"dq-report: not included: {runs_dir / 'broken'} (broken): metrics.json unreadable: " in err
+    assert f"dq-report: not included: {runs_dir / 'broken'} (broken): metrics.json is truncated or not JSON (" in err
     assert (out_dir / "summary.md").read_text().startswith("# T\n")
 
 

@@ -86,7 +86,7 @@ def test_sweep_page_has_the_summary_the_figures_and_the_problem_runs(run_dir: Pa
     assert re.findall(r"<h2>(.*?)</h2>", page) == ["Summary", "Figures", "Failed and broken runs"]
     assert "1 &amp; &lt;b&gt;" in page and '<td class="num">0.81</td>' in page
     assert len(embedded_pngs(page)) == 1 and "<figcaption>a &amp; b</figcaption>" in page
-    assert "run.json unreadable" in page
+    assert "run.json does not exist; re-run the training or restore the file" in page
 
 
 def test_table_page_has_the_comparison_and_notes(tmp_path: Path) -> None:

@@ -267,7 +267,7 @@ def test_resume_refuses_what_is_not_a_run_and_a_missing_or_corrupt_last_pt(tmp_p
     (run_dir / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
     last = run_dir / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:300])
-    with pytest.raises(DQUserError, match=rf"^cannot resume: {last} is corrupt \("):
+    with pytest.raises(DQUserError, match=rf"^cannot resume: {last} is truncated or not a torch checkpoint \("):
         dq.train(cfg, run_dir=run_dir, resume=True)
     last.unlink()
     with pytest.raises(DQUserError, match=rf"^cannot resume: {last} does not exist"):
@@ -393,7 +393,8 @@ def test_dq_train_resume_of_a_corrupt_last_pt_is_one_line_and_exit_2(tmp_path: P
     assert done.returncode == 2
     last = run_dir / "checkpoints" / "last.pt"
     assert (
-        done.stderr.startswith(f"dq-train: error: cannot resume: {last} is corrupt (") and done.stderr.count("\n") == 1
+        done.stderr.startswith(f"dq-train: error: cannot resume: {last} is truncated or not a torch checkpoint (")
+        and done.stderr.count("\n") == 1
     )
     assert not list(tmp_path.glob("outputs/*/*"))  # Hydra's directory for this invocation is gone
 

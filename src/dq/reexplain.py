@@ -18,7 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from dq.device import resolve_device, set_threads
 from dq.errors import DQUserError
 from dq.explain.run import explain_run
-from dq.outputs import METRICS_JSON, read_json, write_json
+from dq.outputs import METRICS_JSON, write_json
+from dq.run_files import read_metrics
 from dq.runner import write_report
 from dq.runs import load_run
 from dq.spec import to_spec
@@ -70,7 +71,7 @@ def explain_directory(path: str | Path, overrides: Sequence[str] = ()) -> dict[s
 
 def merge_metrics(path: Path, metrics: dict[str, float], methods: Sequence[str]) -> dict[str, float]:
     """``path``'s metrics with the keys of ``methods`` replaced by ``metrics`` (others kept)."""
-    existing = read_json(path) if path.is_file() else {}
+    existing = read_metrics(path.parent) if path.exists() else {}
 
     def stale(key: str) -> bool:
         return any(key.startswith(f"explain/{m}/") or key == f"time/explain/{m}_per_sample_s" for m in methods)

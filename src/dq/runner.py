@@ -45,14 +45,15 @@ from dq.outputs import (
     HYDRA_DIR,
     LAST_CHECKPOINT,
     METRICS_JSON,
+    METRICS_JSONL,
     RunRecord,
     default_run_dir,
     discard_unstarted,
-    read_json,
     write_json,
     write_text,
 )
 from dq.records import Splits
+from dq.run_files import read_metrics
 from dq.spec import RunSpec, to_spec
 
 
@@ -150,8 +151,7 @@ def train(
         run_dir = Path(run_dir if run_dir is not None else str(cfg.resume))
         point = resume_point(cfg, run_dir, console)
         if point is None:
-            path = run_dir / METRICS_JSON
-            return read_json(path) if path.is_file() else {}
+            return read_metrics(run_dir) if (run_dir / METRICS_JSON).exists() else {}
     run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
     try:
         spec = to_spec(cfg)
@@ -178,6 +178,8 @@ def train(
     overrides = hydra_task_overrides()
     record = RunRecord.reopen(run_dir) if resume else RunRecord(run_dir, spec.seed, overrides=overrides)
     save_config(cfg, run_dir, overwrite=resume)  # a resumed run's follows trainer.epochs when it grew
+    if not resume:  # a failed job trained again in its directory: its epoch log starts anew
+        (run_dir / METRICS_JSONL).unlink(missing_ok=True)
     record.start(device)
     try:
         loggers.start(flatten_config(cfg))

@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from dq import data, models
 from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
 from dq.objectives.registry import build_transforms
-from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, read_json
+from dq.outputs import HYDRA_DIR, RUN_JSON
 from dq.records import Splits
+from dq.run_files import config_problem, read_config, read_metrics, read_run_json
 from dq.spec import RunSpec, to_spec
 
 
@@ -39,16 +40,23 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
 
     Raises:
         DQUserError: when ``path`` is not a run directory or the run did not complete.
+        CorruptRunFile: one line naming the file, when a file it reads (run.json,
+            .hydra/config.yaml, checkpoints/best.pt, metrics.json) is missing or broken.
     """
     run_dir = Path(path)
-    config_path = run_dir / HYDRA_DIR / "config.yaml"
-    if not config_path.is_file():
-        raise DQUserError(f"{run_dir} is not a dq run directory (no {HYDRA_DIR}/config.yaml)")
-    info = read_json(run_dir / RUN_JSON) if (run_dir / RUN_JSON).is_file() else {}
-    if info.get("status") != "completed":
-        raise DQUserError(f"run {run_dir} has status {info.get('status', 'unknown')!r}; only completed runs load")
-    cfg = OmegaConf.load(config_path)
-    spec = to_spec(cfg)
+    if not run_dir.is_dir():
+        raise DQUserError(f"{run_dir} is not a dq run directory (no such directory)")
+    if not (run_dir / RUN_JSON).exists() and not (run_dir / HYDRA_DIR).exists():
+        raise DQUserError(f"{run_dir} is not a dq run directory (no {RUN_JSON}, no {HYDRA_DIR}/config.yaml)")
+    info = read_run_json(run_dir)
+    if info["status"] != "completed":
+        raise DQUserError(f"run {run_dir} has status {info['status']!r}; only completed runs load")
+    cfg = read_config(run_dir)
+    try:
+        spec = to_spec(cfg)
+    except DQUserError as error:
+        raise config_problem(run_dir, error) from None
+    metrics = read_metrics(run_dir)
     splits = data.build(spec.dataset, spec.seed)
     model = models.build(spec.model, splits.meta)
     transforms = build_transforms(spec.regularizer, splits.meta)
@@ -59,5 +67,4 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     for transform in transforms:
         model = transform.finish(model)
     model.eval()
-    metrics = read_json(run_dir / METRICS_JSON) if (run_dir / METRICS_JSON).is_file() else {}
     return LoadedRun(run_dir=run_dir, cfg=cfg, spec=spec, model=model, splits=splits, metrics=metrics, info=info)

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from dq.errors import first_line
 from dq.outputs import BEST_CHECKPOINT as BEST
 from dq.outputs import LAST_CHECKPOINT as LAST
-from dq.outputs import checkpoint_dir, load_checkpoint, save_torch
+from dq.outputs import checkpoint_dir, save_torch
+from dq.run_files import BEST_PT, CorruptRunFile, read_checkpoint
 
 
 def rng_state(batch_generator: torch.Generator) -> dict[str, Any]:
@@ -61,7 +63,14 @@ def save_best(run_dir: Path, model_state: dict[str, torch.Tensor], epoch: int, m
 
 
 def load_best_into(model: nn.Module, run_dir: Path) -> dict[str, Any]:
-    """Load best.pt's weights into ``model``; returns the checkpoint's other fields."""
-    checkpoint = load_checkpoint(checkpoint_dir(run_dir) / BEST, map_location=next(model.parameters()).device)
-    model.load_state_dict(checkpoint.pop("model"))
+    """Load best.pt's weights into ``model``; returns the checkpoint's other fields.
+
+    Raises:
+        CorruptRunFile: best.pt is missing, broken, or holds weights of another model.
+    """
+    checkpoint = read_checkpoint(run_dir, BEST_PT, ("model",), map_location=next(model.parameters()).device)
+    try:
+        model.load_state_dict(checkpoint.pop("model"))
+    except (RuntimeError, TypeError, AttributeError) as error:  # wrong keys or shapes, or not a state dict
+        raise CorruptRunFile(run_dir, BEST_PT, f"does not fit the run's model ({first_line(str(error))})") from None
     return checkpoint

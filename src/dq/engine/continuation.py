@@ -15,7 +15,10 @@ from dq.config.resume import config_conflict
 from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS
 from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
 from dq.errors import DQUserError
-from dq.outputs import HYDRA_DIR, RUN_JSON, read_json
+from dq.outputs import HYDRA_DIR, RUN_JSON
+from dq.run_files import CorruptRunFile, read_config, read_run_json, read_yaml
+
+HYDRA_YAML = f"{HYDRA_DIR}/hydra.yaml"
 
 
 def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
@@ -23,7 +26,8 @@ def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
     started from Python, which has no .hydra/hydra.yaml).
 
     Raises:
-        DQUserError: ``run_dir`` is not a run directory.
+        DQUserError: ``run_dir`` is not a run directory, or its config (or hydra.yaml) is
+            broken: one line naming the file (dq.run_files).
     """
     config_path = run_dir / HYDRA_DIR / "config.yaml"
     if not run_dir.is_dir():
@@ -31,9 +35,13 @@ def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
     if not config_path.is_file() or not (run_dir / RUN_JSON).is_file():
         missing = config_path if not config_path.is_file() else run_dir / RUN_JSON
         raise DQUserError(f"resume={run_dir} is not a dq run directory (no {missing})")
-    hydra_path = run_dir / HYDRA_DIR / "hydra.yaml"
-    choices = OmegaConf.select(OmegaConf.load(hydra_path), "hydra.runtime.choices") if hydra_path.is_file() else None
-    return OmegaConf.load(config_path), dict(choices or {})
+    try:
+        saved = read_config(run_dir)
+        hydra = read_yaml(run_dir, HYDRA_YAML) if (run_dir / HYDRA_YAML).exists() else None
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
+    choices = OmegaConf.select(hydra, "hydra.runtime.choices") if isinstance(hydra, DictConfig) else None
+    return saved, dict(choices or {})
 
 
 def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | None:
@@ -51,7 +59,10 @@ def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoin
             f"trainer.epochs cannot grow with scheduler={cfg.scheduler.name}: its curve spans the "
             f"{saved.trainer.epochs} epochs the run was started with; use scheduler=step or start a new run"
         )
-    completed = read_json(run_dir / RUN_JSON).get("status") == "completed"
+    try:
+        completed = read_run_json(run_dir)["status"] == "completed"
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
     if completed and not grows:
         console.print(f"{run_dir}: already completed; nothing to train", markup=False, highlight=False, soft_wrap=True)
         return None

@@ -16,7 +16,6 @@ resumed run writes again, identically.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,25 @@ from torch import nn
 from dq.engine.checkpoint import restore_rng_state
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
-from dq.errors import DQUserError, first_line
+from dq.errors import DQUserError
 from dq.objectives.base import Objective
-from dq.outputs import BEST_CHECKPOINT, LAST_CHECKPOINT, METRICS_JSONL, checkpoint_dir, load_checkpoint, write_text
+from dq.outputs import BEST_CHECKPOINT, CHECKPOINTS, LAST_CHECKPOINT, METRICS_JSONL, checkpoint_dir, write_text
+from dq.run_files import RESTORE, CorruptRunFile, read_checkpoint, read_epochs
 
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng")
+# A run whose last.pt is gone or broken is never started afresh in its directory unasked.
+START_OVER = "the run cannot continue: remove {run_dir} to start over"
 
 
 def _read_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """A checkpoint (dq.run_files says what is wrong with a broken one); a broken last.pt is
+    never replaced by a fresh start: the line says how to start over."""
+    run_dir = path.parent.parent
+    remedy = RESTORE if path.name == BEST_CHECKPOINT else START_OVER.format(run_dir=run_dir)
     try:
-        state = load_checkpoint(path)
-    except Exception as error:  # torch raises several kinds for a truncated or foreign file
-        raise DQUserError(
-            f"cannot resume: {path} is corrupt ({type(error).__name__}: {first_line(str(error))})"
-        ) from None
-    missing = [key for key in required if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise DQUserError(f"cannot resume: {path} is not a dq checkpoint (it has no {missing[0]!r})")
-    return state
+        return read_checkpoint(run_dir, f"{CHECKPOINTS}/{path.name}", required, remedy=remedy)
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
 
 
 def read_last(run_dir: Path) -> dict[str, Any]:
@@ -54,9 +54,10 @@ def read_last(run_dir: Path) -> dict[str, Any]:
         DQUserError: one line naming the file when it is missing, unreadable or not dq's.
     """
     path = checkpoint_dir(run_dir) / LAST_CHECKPOINT
-    if not path.is_file():
+    if not path.exists():
         raise DQUserError(
-            f"cannot resume: {path} does not exist (last.pt is written after each epoch unless trainer.checkpoints=false)"
+            f"cannot resume: {path} does not exist (last.pt is written after each epoch unless "
+            f"trainer.checkpoints=false); {START_OVER.format(run_dir=run_dir)}"
         )
     return _read_checkpoint(path, LAST_KEYS)
 
@@ -93,16 +94,16 @@ def cut_metrics_jsonl(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
     line and last.pt); the resumed run writes them again.
     """
     path = Path(run_dir) / METRICS_JSONL
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
-    if len(lines) < epochs:
-        raise DQUserError(f"cannot resume: {path} has {len(lines)} epoch lines but last.pt is at epoch {epochs}")
+    try:  # last.pt written inside the first epoch covers no line: then none is needed
+        history = read_epochs(run_dir, missing_ok=False, limit=epochs)
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
+    if len(history) < epochs:
+        raise DQUserError(f"cannot resume: {path} has {len(history)} epoch lines but last.pt is at epoch {epochs}")
+    lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
     kept = lines[:epochs]
-    try:
-        history = [json.loads(line) for line in kept]
-    except json.JSONDecodeError as error:
-        raise DQUserError(f"cannot resume: {path} is corrupt ({error})") from None
-    if len(lines) > epochs or (kept and not kept[-1].endswith("\n")):
-        write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+    if len(lines) > epochs or (kept and not kept[-1].endswith(b"\n")):
+        write_text(path, "".join(line.decode("utf-8").rstrip("\r\n") + "\n" for line in kept))
     return history
 
 

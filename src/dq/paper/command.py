@@ -159,6 +159,9 @@ def main(argv: list[str]) -> None:
             f"{result.finding.text} ({result.describe()})")  # fmt: skip
     incomplete = [result.label for result in results if result.problems]
     say(f"wrote {', '.join(str(path) for path in [*paths, *(f.path for f in figures)])} in {outcome.seconds:.0f} s")
+    for result in results:
+        for problem in result.problems:
+            say(f"not included: row {result.label!r}: {problem}")
     if incomplete or not prepared:
         say(
             f"rows with failed or missing seeds: {', '.join(incomplete) or 'none'}"

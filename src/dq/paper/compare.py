@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dq.paper.plan import REFERENCE, PlannedRow
 from dq.paper.spec import Finding, SourceValue, Tolerance
-from dq.report.collect import RunResult
+from dq.report.collect import BROKEN, RunResult
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -112,7 +112,10 @@ def row_result(planned: PlannedRow, runs: Sequence[RunResult], metrics: Sequence
         return result
     good = [run for run in runs if run.ok]
     result.completed = len(good)
-    result.problems = [f"seed {run.seed}: {run.problem}" for run in runs if not run.ok]
+    # A broken run is named by its directory (its line names the file inside it).
+    result.problems = [
+        f"{run.run_dir if run.status == BROKEN else f'seed {run.seed}'}: {run.problem}" for run in runs if not run.ok
+    ]
     missing = expected - len(runs)
     if missing > 0:
         result.problems.append(f"{missing} seed(s) never ran")

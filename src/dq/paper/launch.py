@@ -7,6 +7,11 @@ that completed (dq's sweeps do that). A row whose jobs all completed before is n
 launched at all. Baselines run in this process, one seed at a time; each seed's result is
 written as a small run directory (run.json, metrics.json, .hydra/config.yaml), so the
 table, dq-report and a re-run read it like any run.
+
+A job whose files are broken (truncated, empty, foreign: dq.run_files says which; or its
+run.json lost beside its results) is never trained over: the table lists it with its
+file's line, and removing its directory runs it again. A job holding only Hydra's .hydra/
+never started: it runs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from dq.errors import first_line
 from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, now_iso, write_json, write_text
 from dq.paper.plan import BASELINE, RUN, Plan, PlannedRow
-from dq.report.collect import RunResult, is_placement, override_key, read_run
+from dq.report.collect import BROKEN, RunResult, holds_run, is_placement, override_key, read_run
 
 Say = Callable[[str], None]
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
@@ -90,7 +95,7 @@ def run_in_process(overrides: list[str], seeds: list[int], sweep_dir: Path, log_
     with open(log_path, "w", encoding="utf-8") as log:
         for number, seed in enumerate(seeds):
             job = Path(sweep_dir) / str(number)
-            if _done(job, seed):
+            if _done(job, seed) or _broken(job):
                 continue
             kept = composable([*overrides, f"seed={seed}"])
             log.write(f"in process: {job}: {' '.join(kept)}\n")
@@ -102,12 +107,23 @@ def run_in_process(overrides: list[str], seeds: list[int], sweep_dir: Path, log_
     return status
 
 
+def broken_jobs(sweep_dir: Path, seeds: list[int]) -> list[RunResult]:
+    """The jobs of ``sweep_dir`` that hold a run with a broken file (dq.run_files) or
+    without its run.json: left as they are and listed, never trained over."""
+    jobs = [Path(sweep_dir) / str(number) for number in range(len(seeds))]
+    return [run for run in (read_run(job) for job in jobs if holds_run(job)) if run.status == BROKEN]
+
+
 def run_sweep_step(what: str, overrides: list[str], plan: Plan, sweep_dir: Path, slug: str, say: Say) -> bool:
     """Run (or reuse) one sweep over the plan's seeds; True when every seed completed."""
     seeds = plan.seeds
     if len(completed_jobs(sweep_dir, seeds)) == len(seeds):
         say(f"{what}: {len(seeds)}/{len(seeds)} seeds already completed in {sweep_dir}, reused")
         return True
+    broken = broken_jobs(sweep_dir, seeds)
+    if broken and len(completed_jobs(sweep_dir, seeds)) + len(broken) == len(seeds):
+        say(f"{what}: {len(broken)} job(s) in {sweep_dir} have broken files, listed at the end; not run again")
+        return False
     say(f"{what}: running {len(seeds)} seed(s) {'in this process ' if plan.in_process else ''}into {sweep_dir}")
     log_path = plan.log_path(slug)
     status = (run_in_process if plan.in_process else sweep)(overrides, seeds, sweep_dir, log_path)
@@ -149,6 +165,12 @@ def _done(job: Path, seed: int) -> bool:
     return run.ok and run.seed == seed
 
 
+def _broken(job: Path) -> bool:
+    """A job whose files are broken (or whose run.json is lost): the table lists it and
+    leaves it alone."""
+    return holds_run(job) and read_run(job).status == BROKEN
+
+
 def _baseline_function(name: str) -> Callable[..., dict[str, float]]:
     module, _, function = name.rpartition(".")
     return getattr(importlib.import_module(module), function)
@@ -182,7 +204,7 @@ def run_baseline(plan: Plan, row: PlannedRow, say: Say, what: str = "") -> bool:
     ok = True
     for number, seed in enumerate(plan.seeds):
         job = row_dir / str(number)
-        if _done(job, seed):
+        if _done(job, seed) or _broken(job):
             continue
         overrides = compose_overrides(plan, row, seed)
         record = {"status": "running", "seed": seed, "overrides": overrides, "baseline": row.row.baseline}
@@ -222,6 +244,6 @@ def row_runs(plan: Plan, row: PlannedRow) -> list[RunResult]:
     runs = []
     for number in range(len(plan.seeds)):
         job = plan.row_dir(row) / str(number)
-        if (job / RUN_JSON).is_file():
+        if holds_run(job):
             runs.append(read_run(job))
     return runs

@@ -1,7 +1,8 @@
 """Finding runs under paths and reading each one back as a ``RunResult``.
 
-A run directory is one that holds ``run.json`` (DESIGN.md's output contract). Whatever is
-wrong with one (no metrics.json, unreadable JSON, a failed status) is recorded on its
+A run directory is one that holds ``run.json`` (DESIGN.md's output contract), or files
+only a run writes (metrics, checkpoints) without it. Whatever is wrong with one (a failed
+status, a missing, truncated or foreign file: dq.run_files names it) is recorded on its
 ``RunResult`` as ``problem``, so a report lists it instead of failing on it.
 """
 
@@ -14,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from dq.errors import DQUserError
-from dq.outputs import HYDRA_DIR, METRICS_JSON, METRICS_JSONL, RUN_JSON, read_json, read_jsonl
+from dq.outputs import CHECKPOINTS, HYDRA_DIR, METRICS_JSON, METRICS_JSONL, RUN_JSON
+from dq.run_files import CorruptRunFile, check_epochs, read_config, read_epochs, read_metrics, read_run_json, read_yaml
 
 # Overrides that say how or where a run ran, not what it computed: never a grouping key.
 PLACEMENT_KEYS = ("seed", "launcher", "resume", "hydra", "experiment_name")
 BROKEN = "broken"  # a run directory whose files cannot be read
+# Files only a run writes: a directory with one of them but no run.json lost its run.json
+# (listed as broken). A directory with only .hydra/ is a job killed before it started.
+RUN_MARKS = frozenset({METRICS_JSON, METRICS_JSONL, CHECKPOINTS})
 
 
 @dataclass
@@ -49,21 +54,24 @@ class RunResult:
         return self.status == "completed" and self.problem is None
 
     def config(self) -> dict[str, Any]:
-        """The composed config (.hydra/config.yaml) as plain containers; empty when absent.
+        """The composed config (.hydra/config.yaml) as plain containers; empty when absent
+        or broken (a completed run's was read by ``read_run``, or the run is ``broken``).
         Read once: tables, figures, the page and the card all ask for it (treat it as read-only)."""
         if self._config is None:
-            path = self.run_dir / HYDRA_DIR / "config.yaml"
             from omegaconf import OmegaConf
 
-            loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else {}
+            try:
+                loaded = OmegaConf.to_container(read_config(self.run_dir), resolve=False)
+            except CorruptRunFile:
+                loaded = {}
             self._config = loaded  # type: ignore[assignment]
         return self._config  # type: ignore[return-value]
 
     def curves(self) -> list[dict[str, Any]]:
         """metrics.jsonl: one dict per epoch (empty when absent or unreadable)."""
         try:
-            return read_jsonl(self.run_dir / METRICS_JSONL)
-        except (OSError, ValueError):
+            return read_epochs(self.run_dir)
+        except CorruptRunFile:
             return []
 
     def override_values(self) -> dict[str, str]:
@@ -90,31 +98,47 @@ def _recorded_overrides(run_dir: Path) -> list[str]:
     path = run_dir / HYDRA_DIR / "overrides.yaml"
     if not path.is_file():
         return []
-    from omegaconf import OmegaConf
-
-    return [str(item) for item in OmegaConf.load(path)]
+    return [str(item) for item in read_yaml(run_dir, f"{HYDRA_DIR}/overrides.yaml")]
 
 
 def read_run(run_dir: Path) -> RunResult:
-    """Read ``run_dir`` (which holds run.json); never raises for a bad run."""
+    """Read ``run_dir``; never raises for a bad run.
+
+    Every run: run.json. A completed one also: metrics.json, .hydra/config.yaml (the tables
+    group by it) and metrics.jsonl where there is one (the curves). A file among these that
+    is missing or broken makes the run ``broken``, with the file's line (dq.run_files) as
+    its problem; the checkpoints are not read (a report does not need them).
+    """
     run_dir = Path(run_dir)
     try:
-        info = read_json(run_dir / RUN_JSON)
-    except (OSError, ValueError) as error:
-        return RunResult(run_dir, BROKEN, problem=f"run.json unreadable: {error}")
+        info = read_run_json(run_dir)
+    except CorruptRunFile as error:
+        return RunResult(run_dir, BROKEN, problem=error.short)
     try:
         overrides = info.get("overrides") or _recorded_overrides(run_dir)
-    except Exception as error:  # a corrupt overrides.yaml: OmegaConf raises several kinds
-        overrides, info["error"] = [], info.get("error") or f"overrides.yaml unreadable: {error}"
-    run = RunResult(run_dir, str(info.get("status", BROKEN)), list(overrides), info.get("seed"), info=info)
+    except CorruptRunFile as error:
+        overrides, info["error"] = [], info.get("error") or error.short
+    run = RunResult(run_dir, str(info["status"]), [str(item) for item in overrides], info.get("seed"), info=info)
     if run.status != "completed":
         run.problem = info.get("error") or f"status {run.status}"
         return run
     try:
-        run.metrics = read_json(run_dir / METRICS_JSON)
-    except (OSError, ValueError) as error:
-        run.status, run.problem = BROKEN, f"metrics.json unreadable: {error}"
+        run.metrics = read_metrics(run_dir)
+        config = read_config(run_dir)
+        check_epochs(run_dir, run.metrics)
+    except CorruptRunFile as error:
+        run.status, run.problem = BROKEN, error.short
+        return run
+    from omegaconf import OmegaConf
+
+    run._config = OmegaConf.to_container(config, resolve=False)  # type: ignore[assignment]
     return run
+
+
+def holds_run(directory: Path) -> bool:
+    """Whether ``directory`` holds a run: its run.json, or files only a run writes (then
+    its run.json was lost: the run is broken). Only ``.hydra/``: a job that never started."""
+    return any((Path(directory) / name).exists() for name in (RUN_JSON, *RUN_MARKS))
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[RunResult]:
@@ -128,7 +152,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunResult]:
         if not path.exists():
             raise DQUserError(f"no such file or directory: {path}")
         for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "checkpoints")
-            if RUN_JSON in files:
+            marked = RUN_JSON in files or bool(RUN_MARKS.intersection([*files, *dirs]))
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != CHECKPOINTS)
+            if marked:
                 found.append(read_run(Path(root)))
     return sorted(found, key=lambda run: str(run.run_dir))

@@ -1,0 +1,224 @@
+"""Reading a run directory's files back, with one diagnosis for each way a file can be broken.
+
+Every reader of a run (``load_run``, ``dq-explain``, ``dq-train resume=``, ``dq-report``,
+``dq-table``) reads run.json, metrics.json, metrics.jsonl, ``.hydra/config.yaml`` and the
+checkpoints through these functions, so a truncated, empty, foreign or missing file is the
+same one line wherever it is met::
+
+    <run>/checkpoints/best.pt is truncated or not a torch checkpoint (RuntimeError: ...);
+    re-run the training or restore the file
+
+The line is a ``CorruptRunFile`` (a ``DQUserError``: exit 2, no traceback). A reader that
+does not need a file never opens it, so a broken file it does not need is no error there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dq.errors import DQUserError, first_line
+from dq.outputs import (
+    BEST_CHECKPOINT,
+    CHECKPOINTS,
+    HYDRA_DIR,
+    LAST_CHECKPOINT,
+    METRICS_JSON,
+    METRICS_JSONL,
+    RUN_JSON,
+    load_checkpoint,
+)
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+CONFIG_YAML = f"{HYDRA_DIR}/config.yaml"
+LAST_PT = f"{CHECKPOINTS}/{LAST_CHECKPOINT}"
+BEST_PT = f"{CHECKPOINTS}/{BEST_CHECKPOINT}"
+# What a run directory's files are named relative to it (the names the lines use).
+RUN_FILES = (RUN_JSON, METRICS_JSON, METRICS_JSONL, CONFIG_YAML, LAST_PT, BEST_PT)
+# The run-wide config nodes every dq run's config.yaml has (dq.config.run).
+CONFIG_NODES = ("dataset", "model", "trainer")
+RESTORE = "re-run the training or restore the file"
+EPOCHS_RUN = "train/epochs_run"  # metrics.json's count of metrics.jsonl's lines
+
+
+class CorruptRunFile(DQUserError):
+    """A run file that is missing, empty, truncated or not what dq writes there.
+
+    Attributes:
+        path: the file as the reader was given it (its run directory joined with ``name``).
+        name: the file relative to its run directory (``checkpoints/best.pt``).
+        problem: what is wrong, without the path (``is empty (0 bytes)``).
+    """
+
+    def __init__(self, run_dir: Path, name: str, problem: str, remedy: str = RESTORE) -> None:
+        self.path = Path(run_dir) / name
+        self.name = name
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"{self.path} {problem}; {remedy}")
+
+    @property
+    def short(self) -> str:
+        """The line with the path relative to the run (a report lists the run beside it)."""
+        return f"{self.name} {self.problem}; {self.remedy}"
+
+
+def _bytes(run_dir: Path, name: str) -> bytes:
+    """The file's bytes; missing and empty files are refused here, for every kind alike."""
+    path = Path(run_dir) / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptRunFile(run_dir, name, "does not exist") from None
+    except IsADirectoryError:
+        raise CorruptRunFile(run_dir, name, "is a directory, not a file") from None
+    except OSError as error:
+        raise CorruptRunFile(run_dir, name, f"cannot be read ({error.strerror or error})") from None
+    if not data.strip():
+        raise CorruptRunFile(run_dir, name, "is empty (0 bytes)" if not data else "holds only blank space")
+    return data
+
+
+def _json(run_dir: Path, name: str, data: bytes, where: str = "") -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CorruptRunFile(run_dir, name, f"{where}is not UTF-8 text: garbage or a foreign file") from None
+    except json.JSONDecodeError as error:
+        raise CorruptRunFile(run_dir, name, f"{where}is truncated or not JSON ({error})") from None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def read_object(run_dir: Path, name: str) -> dict[str, Any]:
+    """A JSON file of the run that must hold one object (run.json, metrics.json)."""
+    value = _json(run_dir, name, _bytes(run_dir, name))
+    if not isinstance(value, dict):
+        raise CorruptRunFile(run_dir, name, f"holds {_kind(value)}, not a JSON object")
+    return value
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """run.json: an object whose ``status`` is a string (DESIGN's output contract)."""
+    info = read_object(run_dir, RUN_JSON)
+    if not isinstance(info.get("status"), str):
+        raise CorruptRunFile(run_dir, RUN_JSON, "has no status (running, completed, failed or interrupted)")
+    return info
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json: an object of flat metric names; every value a number, a string or null."""
+    metrics = read_object(run_dir, METRICS_JSON)
+    nested = next((key for key, value in metrics.items() if isinstance(value, dict | list)), None)
+    if nested is not None:
+        raise CorruptRunFile(run_dir, METRICS_JSON, f"holds {_kind(metrics[nested])} at {nested!r}, not flat metrics")
+    return metrics
+
+
+def read_epochs(run_dir: Path, *, missing_ok: bool = True, limit: int | None = None) -> list[dict[str, Any]]:
+    """metrics.jsonl's records, one object per line (the first ``limit`` lines when given).
+
+    A run that wrote no epochs (a baseline) has none: ``missing_ok`` reads that as no lines.
+    """
+    path = Path(run_dir) / METRICS_JSONL
+    if (missing_ok and not path.exists()) or limit == 0:
+        return []
+    lines = _bytes(run_dir, METRICS_JSONL).splitlines()
+    records = []
+    for number, line in enumerate(lines[:limit] if limit is not None else lines, start=1):
+        record = _json(run_dir, METRICS_JSONL, line, where=f"line {number} ")
+        if not isinstance(record, dict):
+            raise CorruptRunFile(run_dir, METRICS_JSONL, f"line {number} holds {_kind(record)}, not a JSON object")
+        records.append(record)
+    return records
+
+
+def check_epochs(run_dir: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """A completed run's metrics.jsonl (none for a run that logs no epochs), which must hold
+    as many epochs as metrics.json says ran: a file cut at a line's end is still caught."""
+    epochs = read_epochs(run_dir)
+    ran = metrics.get(EPOCHS_RUN)
+    if (run_dir / METRICS_JSONL).exists() and isinstance(ran, int) and len(epochs) != ran:
+        raise CorruptRunFile(
+            run_dir, METRICS_JSONL, f"holds {len(epochs)} epoch line(s), but metrics.json says {ran} epoch(s) ran"
+        )
+    return epochs
+
+
+def read_yaml(run_dir: Path, name: str) -> Any:
+    """A YAML file of the run as OmegaConf reads it (a DictConfig or a ListConfig)."""
+    from omegaconf import OmegaConf
+
+    data = _bytes(run_dir, name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptRunFile(run_dir, name, "is not UTF-8 text: garbage or a foreign file") from None
+    try:
+        return OmegaConf.create(text)
+    except Exception as error:  # PyYAML's and OmegaConf's errors share no base class
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or first_line(str(error))
+        raise CorruptRunFile(run_dir, name, f"is truncated or not YAML ({problem}{where})") from None
+
+
+def read_config(run_dir: Path) -> DictConfig:
+    """``.hydra/config.yaml``: a mapping that holds the run-wide nodes (dataset, model, trainer)."""
+    from omegaconf import DictConfig
+
+    cfg = read_yaml(run_dir, CONFIG_YAML)
+    if not isinstance(cfg, DictConfig):
+        raise CorruptRunFile(run_dir, CONFIG_YAML, f"holds {type(cfg).__name__}, not a mapping of config nodes")
+    missing = [node for node in CONFIG_NODES if not isinstance(cfg.get(node), DictConfig)]
+    if missing:
+        raise CorruptRunFile(run_dir, CONFIG_YAML, f"is not a dq run's config (no {missing[0]} node)")
+    return cfg
+
+
+def config_problem(run_dir: Path, error: DQUserError) -> CorruptRunFile:
+    """The saved config read, but did not validate: the file's problem, in the same line shape."""
+    return CorruptRunFile(run_dir, CONFIG_YAML, f"does not validate ({error})")
+
+
+def read_checkpoint(
+    run_dir: Path,
+    name: str,
+    required: Sequence[str],
+    map_location: Any = "cpu",
+    remedy: str = RESTORE,
+) -> dict[str, Any]:
+    """A checkpoint of the run (``checkpoints/last.pt`` or ``best.pt``), loaded with
+    ``weights_only=True``, that holds the ``required`` keys."""
+    try:
+        _bytes(run_dir, name)
+        state = load_checkpoint(Path(run_dir) / name, map_location=map_location)
+    except CorruptRunFile as error:
+        raise CorruptRunFile(run_dir, name, error.problem, remedy) from None
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise CorruptRunFile(run_dir, name, _checkpoint_problem(error), remedy) from None
+    missing = [key for key in required if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CorruptRunFile(run_dir, name, f"is not a dq checkpoint (it has no {missing[0]!r})", remedy)
+    return state
+
+
+def _checkpoint_problem(error: Exception) -> str:
+    """What torch's (long, multi-paragraph) complaint about a checkpoint amounts to."""
+    text = str(error)
+    # weights_only loading explains itself at length; its own reason follows this marker.
+    reason = text.partition("WeightsUnpickler error:")[2].strip() or text
+    reason = first_line(reason).split(". ")[0].rstrip(".")
+    if "Unsupported global" in reason:
+        return f"holds pickled Python objects, which dq never loads ({reason}; checkpoints load with weights_only=True)"
+    if isinstance(error, EOFError) and not reason:
+        reason = "ended early"
+    return f"is truncated or not a torch checkpoint ({type(error).__name__}: {reason})"
