@@ -18,6 +18,7 @@ substitutions. Tabular data without continuous columns gets no robust metrics, a
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,12 +51,14 @@ def robust_metrics(
     device: torch.device,
     batch_size: int,
     seed: int = 0,
+    n_boot: int = 0,
 ) -> dict[str, float]:
     """``test/robust_accuracy@<eps>`` for each ``cfg.eps`` (and per group, and the worst
     group, where the split has groups) on the first ``cfg.limit`` examples of ``split``; {} with no eps or for
     tabular data without continuous columns.
 
     The random start is drawn from a generator seeded with ``seed``, so the numbers repeat.
+    With ``n_boot`` > 0 the group metrics get bootstrap intervals (:func:`robust_intervals`).
     The model's train/eval mode is restored afterwards.
     """
     if not cfg.eps or not attackable(meta) or len(split) == 0:
@@ -77,4 +80,29 @@ def robust_metrics(
                 out[f"test/worst_group_robust_accuracy@{tag}"] = min(by_group.values())
             for name, value in fairness_gaps(y_np, pred_np, group_np, meta.num_classes).items():
                 out[f"test/robust_{name}@{tag}"] = value
+            out.update(robust_intervals(y_np, pred_np, group_np, meta, tag, n_boot, seed))
     return out
+
+
+def robust_intervals(
+    y: np.ndarray, pred: np.ndarray, group: np.ndarray, meta: DatasetMeta, tag: str, n_boot: int, seed: int
+) -> dict[str, float]:
+    """Bootstrap 95% intervals (dq.metrics.intervals) of the robust accuracy, per group and
+    of the worst group, and of the robust DP/EO gaps at radius ``tag``; {} when ``n_boot`` is 0."""
+    if n_boot <= 0:
+        return {}
+    from dq.metrics.intervals import group_intervals, interval_metrics
+
+    def key(name: str) -> str:
+        kind, _, member = name.partition("/")
+        robust = {
+            "accuracy": "robust_accuracy",
+            "group_accuracy": f"group_robust_accuracy/{member}",
+            "worst_group_accuracy": "worst_group_robust_accuracy",
+            "dp_diff": "robust_dp_diff",
+            "eo_diff": "robust_eo_diff",
+        }[kind]
+        return f"test/{robust}@{tag}"
+
+    intervals = group_intervals(y, pred, group, meta.group_names, meta.num_classes, n_boot, seed)
+    return interval_metrics(intervals, key)
