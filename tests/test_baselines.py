@@ -131,3 +131,20 @@ def test_refusals_say_one_line_and_write_nothing(adult_run: Path, tmp_path: Path
     assert "is not a dq run directory" in _refused([str(tmp_path)], capsys)
     assert "--bootstrap must be >= 0" in _refused([str(adult_run), "--bootstrap", "-1"], capsys)
     assert "usage: dq-baselines RUN_DIR" in _refused([], capsys)
+
+
+@pytest.mark.slow
+def test_on_full_adult_the_penalty_and_both_fairlearn_methods_shrink_the_gap_beyond_noise(tmp_path, make_cfg) -> None:
+    """Evidence (issue 13): fair_adult at weight 1, seed 0, 200 resamples. Measured: the run's
+    DP gap 0.016 [0.005, 0.029] against the logistic regression's 0.179 [0.168, 0.191];
+    ExponentiatedGradient 0.010 [0.001, 0.024], ThresholdOptimizer 0.002 [0.000, 0.016]."""
+    base = ("+experiment=fair_adult", "trainer.progress=false", "trainer.device=cpu", "explain.enabled=false")
+    dq.train(
+        make_cfg(*base, "regularizer.fairness.weight=1", "eval.bootstrap=200", fast=False), run_dir=tmp_path / "run"
+    )
+    main([str(tmp_path / "run")])
+    rows = {name: row["metrics"] for name, row in _written(tmp_path / "run")["rows"].items()}
+    unconstrained = rows["logistic_regression"]["test/dp_diff/ci_low"]
+    for name in ("run", "exponentiated_gradient", "threshold_optimizer"):
+        assert rows[name]["test/dp_diff/ci_high"] < unconstrained, name  # intervals apart: not noise
+        assert rows[name]["test/accuracy"] >= 0.80, name  # well above the 75.2% majority rate
