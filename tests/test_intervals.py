@@ -148,6 +148,8 @@ def test_robust_interval_keys_name_the_robust_metrics(adult_logistic) -> None:
         "test/robust_eo_diff@0.1",
     }
     assert robust_intervals(y, pred, group, meta, "0.1", n_boot=0, seed=0) == {}
+    autoattack = robust_intervals(y, pred, group, meta, "0.1", n_boot=5, seed=0, attack="autoattack")
+    assert {key.replace("autoattack", "robust") for key in autoattack} == set(keys)
 
 
 def test_undefined_gaps_get_no_interval() -> None:

@@ -85,24 +85,33 @@ def robust_metrics(
 
 
 def robust_intervals(
-    y: np.ndarray, pred: np.ndarray, group: np.ndarray, meta: DatasetMeta, tag: str, n_boot: int, seed: int
+    y: np.ndarray,
+    pred: np.ndarray,
+    group: np.ndarray,
+    meta: DatasetMeta,
+    tag: str,
+    n_boot: int,
+    seed: int,
+    attack: str = "robust",
 ) -> dict[str, float]:
-    """Bootstrap 95% intervals (dq.metrics.intervals) of the robust accuracy, per group and
-    of the worst group, and of the robust DP/EO gaps at radius ``tag``; {} when ``n_boot`` is 0."""
+    """Bootstrap 95% intervals (dq.metrics.intervals) of one attack's accuracy at radius
+    ``tag``, per group and of the worst group, and of its DP/EO gaps, under that attack's
+    keys (``test/<attack>_accuracy@<tag>/ci_low``, ``test/group_<attack>_accuracy/<g>@<tag>/ci_low``,
+    ...); {} when ``n_boot`` is 0."""
     if n_boot <= 0:
         return {}
     from dq.metrics.intervals import group_intervals, interval_metrics
 
     def key(name: str) -> str:
         kind, _, member = name.partition("/")
-        robust = {
-            "accuracy": "robust_accuracy",
-            "group_accuracy": f"group_robust_accuracy/{member}",
-            "worst_group_accuracy": "worst_group_robust_accuracy",
-            "dp_diff": "robust_dp_diff",
-            "eo_diff": "robust_eo_diff",
+        attacked = {
+            "accuracy": f"{attack}_accuracy",
+            "group_accuracy": f"group_{attack}_accuracy/{member}",
+            "worst_group_accuracy": f"worst_group_{attack}_accuracy",
+            "dp_diff": f"{attack}_dp_diff",
+            "eo_diff": f"{attack}_eo_diff",
         }[kind]
-        return f"test/{robust}@{tag}"
+        return f"test/{attacked}@{tag}"
 
     intervals = group_intervals(y, pred, group, meta.group_names, meta.num_classes, n_boot, seed)
     return interval_metrics(intervals, key)
