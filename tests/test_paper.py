@@ -305,7 +305,7 @@ def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pyt
     """The quick version of each table file runs its rows (in this process: the subprocess
     path is the failed-row and prepare tests') and writes the three files."""
     args = [name, "--quick", "--in-process", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
-    main([*args, "trainer.device=cpu"])
+    main([*args, "trainer.device=cpu", "eval.bootstrap=0"])  # intervals are tests/test_intervals.py's
     spec = load_table(name)
     rows = quick_csv(tmp_path / "tables", name)
     assert len(rows) == len(expand_rows(spec))

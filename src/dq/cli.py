@@ -192,5 +192,12 @@ def table_main(argv: list[str] | None = None) -> None:
     main(sys.argv[1:] if argv is None else list(argv))
 
 
+def baselines_main(argv: list[str] | None = None) -> None:
+    """``dq-baselines RUN_DIR``: fairness baselines on a run's split beside its numbers (dq.baselines.command)."""
+    from dq.baselines.command import main
+
+    main(sys.argv[1:] if argv is None else list(argv))
+
+
 if __name__ == "__main__":
     train_main()

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dq.outputs import CI_HIGH, CI_LOW, is_interval_key
 from dq.records import DatasetMeta
 from dq.spec import RunSpec
 
@@ -35,12 +36,26 @@ def config_summary(spec: RunSpec, meta: DatasetMeta, device: str, params: tuple[
 
 
 def metrics_table(metrics: Mapping[str, float], title: str = "test metrics") -> Table:
+    """One row per metric; a metric with a bootstrap interval (``<key>/ci_low`` and
+    ``<key>/ci_high``) shows it beside its value, ``0.812 [0.790, 0.833]``, in one row."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="cyan")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else f"{value:,.4f}")
+        if _is_interval_bound(key, metrics):
+            continue  # shown in its metric's row
+        low, high = metrics.get(f"{key}/{CI_LOW}"), metrics.get(f"{key}/{CI_HIGH}")
+        if low is not None and high is not None:
+            table.add_row(key, f"{value:.3f} [{low:.3f}, {high:.3f}]")
+        else:
+            table.add_row(key, f"{value:,}" if isinstance(value, int) else f"{value:,.4f}")
     return table
+
+
+def _is_interval_bound(key: str, metrics: Mapping[str, float]) -> bool:
+    """``<key>/ci_low`` or ``<key>/ci_high`` whose ``<key>`` has both bounds (shown in its row)."""
+    base = key.rpartition("/")[0]
+    return is_interval_key(key) and base in metrics and f"{base}/{CI_LOW}" in metrics and f"{base}/{CI_HIGH}" in metrics
 
 
 class RichProgress:

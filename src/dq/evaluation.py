@@ -23,14 +23,17 @@ def evaluate(
     model: nn.Module, splits: Splits, *, eval_cfg: EvalConfig, trainer: TrainerConfig, device: torch.device, seed: int
 ) -> dict[str, float]:
     """accuracy, loss, ECE, group metrics, the counterfactual flip rate where the sensitive
-    attribute is a model input, and PGD robust accuracy at each ``eval.robust.eps``."""
+    attribute is a model input, and PGD robust accuracy at each ``eval.robust.eps``; group
+    metrics with bootstrap intervals when ``eval.bootstrap`` > 0 (test split only)."""
     test, meta = splits.test, splits.meta
     amp = uses_amp(device, trainer.amp)
     logits = predict_logits(model, test, device, trainer.eval_batch_size, amp, str(trainer.amp_dtype))
-    metrics = split_metrics(logits, test.y, "test", test.group, meta.group_names)
+    metrics = split_metrics(logits, test.y, "test", test.group, meta.group_names, eval_cfg.bootstrap, seed)
     if meta.sensitive_columns:
         metrics["test/cf_flip_rate"] = counterfactual_flip_rate(
             model, test, meta.sensitive_columns, device, trainer.eval_batch_size
         )
-    metrics.update(robust_metrics(model, test, meta, eval_cfg.robust, device, trainer.eval_batch_size, seed))
+    metrics.update(
+        robust_metrics(model, test, meta, eval_cfg.robust, device, trainer.eval_batch_size, seed, eval_cfg.bootstrap)
+    )
     return metrics

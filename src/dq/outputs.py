@@ -7,6 +7,7 @@ Layout (DESIGN.md's output contract)::
     <run_dir>/metrics.jsonl      one line per epoch
     <run_dir>/metrics.json       final flat metrics
     <run_dir>/checkpoints/       last.pt, best.pt
+    <run_dir>/baselines.json     dq-baselines' numbers beside the run's (fairness on tabular data)
 
 Every file is written to a temporary sibling, fsynced and renamed into place (then the
 directory is fsynced), so a reader never sees half a file and a crash or a full disk never
@@ -49,6 +50,16 @@ HYDRA_DIR = ".hydra"
 RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S.%f"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+BASELINES_JSON = "baselines.json"
+# A metric's bootstrap 95% interval sits beside it in metrics.json: <key>/ci_low, <key>/ci_high.
+CI_LOW = "ci_low"
+CI_HIGH = "ci_high"
+
+
+def is_interval_key(key: str) -> bool:
+    """``<key>/ci_low`` or ``<key>/ci_high``: a bound of another metric's interval."""
+    return key.rpartition("/")[2] in (CI_LOW, CI_HIGH)
+
 
 # Packages whose versions decide a run's numbers; recorded in run.json.
 RECORDED_PACKAGES = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from dq.metrics.classification import accuracy, cross_entropy, expected_calibration_error
@@ -19,8 +20,12 @@ def split_metrics(
     prefix: str,
     group: torch.Tensor | None = None,
     group_names: Sequence[str] = (),
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """accuracy, loss, ece and, where the split has groups, per-group accuracy, dp_diff, eo_diff."""
+    """accuracy, loss, ece and, where the split has groups, per-group accuracy, dp_diff, eo_diff;
+    with ``n_boot`` > 0 also their bootstrap 95% intervals (``<key>/ci_low``, ``<key>/ci_high``,
+    dq.metrics.intervals, resamples drawn from ``seed``), the overall accuracy's among them."""
     logits, y = logits.float().cpu(), y.cpu()
     out = {
         f"{prefix}/accuracy": accuracy(logits, y),
@@ -35,4 +40,22 @@ def split_metrics(
             out[f"{prefix}/group_accuracy/{name}"] = value
         for name, value in fairness_gaps(y_np, pred_np, group_np, logits.shape[1]).items():
             out[f"{prefix}/{name}"] = value
+        if n_boot > 0:
+            out.update(_intervals(y_np, pred_np, group_np, group_names, logits.shape[1], n_boot, seed, prefix))
     return out
+
+
+def _intervals(
+    y: np.ndarray,
+    pred: np.ndarray,
+    group: np.ndarray,
+    group_names: Sequence[str],
+    num_classes: int,
+    n_boot: int,
+    seed: int,
+    prefix: str,
+) -> dict[str, float]:
+    from dq.metrics.intervals import group_intervals, interval_metrics
+
+    intervals = group_intervals(y, pred, group, group_names, num_classes, n_boot, seed)
+    return interval_metrics(intervals, lambda name: None if name == "worst_group_accuracy" else f"{prefix}/{name}")

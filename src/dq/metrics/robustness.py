@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,12 +59,14 @@ def robust_metrics(
     device: torch.device,
     batch_size: int,
     seed: int = 0,
+    n_boot: int = 0,
 ) -> dict[str, float]:
     """``test/robust_accuracy@<eps>`` for each ``cfg.eps`` (and per group, and the worst
     group, where the split has groups) on the first ``cfg.limit`` examples of ``split``; {} with no eps or for
     tabular data without continuous columns.
 
     The random start is drawn from a generator seeded with ``seed``, so the numbers repeat.
+    With ``n_boot`` > 0 the group metrics get bootstrap intervals (:func:`robust_intervals`).
     The model's train/eval mode is restored afterwards.
     """
     if not cfg.eps or not attackable(meta) or len(split) == 0:
@@ -74,19 +77,27 @@ def robust_metrics(
     out: dict[str, float] = {}
     for eps in cfg.eps:
         pred = robust_predictions(model, split, meta, cfg, float(eps), device, batch_size, seed)
-        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "robust"))
+        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "robust", n_boot, seed))
     if cfg.attack == RobustAttack.autoattack:
-        out.update(autoattack_metrics(model, split, meta, cfg, device, batch_size, seed))
+        out.update(autoattack_metrics(model, split, meta, cfg, device, batch_size, seed, n_boot))
     return out
 
 
 def attacked_metrics(
-    y: torch.Tensor, pred: torch.Tensor, split: Split, meta: DatasetMeta, tag: str, attack: str
+    y: torch.Tensor,
+    pred: torch.Tensor,
+    split: Split,
+    meta: DatasetMeta,
+    tag: str,
+    attack: str,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
     """The keys of one attack at one radius from its predictions ``pred`` [N]:
     ``test/<attack>_accuracy@<tag>`` and, where the split has groups,
     ``test/group_<attack>_accuracy/<group>@<tag>``, ``test/worst_group_<attack>_accuracy@<tag>``,
-    ``test/<attack>_dp_diff@<tag>`` and ``test/<attack>_eo_diff@<tag>``."""
+    ``test/<attack>_dp_diff@<tag>`` and ``test/<attack>_eo_diff@<tag>``; with ``n_boot`` > 0
+    their bootstrap intervals (:func:`robust_intervals`)."""
     out = {f"test/{attack}_accuracy@{tag}": float((pred == y).float().mean())}
     if split.group is not None and meta.has_groups:
         y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
@@ -97,6 +108,7 @@ def attacked_metrics(
             out[f"test/worst_group_{attack}_accuracy@{tag}"] = min(by_group.values())
         for name, value in fairness_gaps(y_np, pred_np, group_np, meta.num_classes).items():
             out[f"test/{attack}_{name}@{tag}"] = value
+        out.update(robust_intervals(y_np, pred_np, group_np, meta, tag, n_boot, seed, attack))
     return out
 
 
@@ -108,6 +120,7 @@ def autoattack_metrics(
     device: torch.device,
     batch_size: int,
     seed: int = 0,
+    n_boot: int = 0,
 ) -> dict[str, float]:
     """``test/autoattack_accuracy@<eps>`` (and its group keys, named as PGD's) for each
     ``cfg.eps`` on ``split`` (already cut to ``cfg.limit``): standard AutoAttack under
@@ -118,7 +131,7 @@ def autoattack_metrics(
     out: dict[str, float] = {}
     for eps in cfg.eps:
         pred = autoattack_predictions(model, split.x, split.y, meta, cfg.norm, float(eps), device, batch_size, seed)
-        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "autoattack"))
+        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "autoattack", n_boot, seed))
     out["time/autoattack_s"] = time.perf_counter() - began
     return out
 
@@ -128,3 +141,36 @@ def check_robust_eval(cfg: RobustEvalConfig, meta: DatasetMeta) -> None:
     ``meta``'s data (AutoAttack on text, or past the radius its fixed columns allow)."""
     if cfg.attack == RobustAttack.autoattack and cfg.eps and attackable(meta):
         check_autoattack(meta, [float(e) for e in cfg.eps])
+
+
+def robust_intervals(
+    y: np.ndarray,
+    pred: np.ndarray,
+    group: np.ndarray,
+    meta: DatasetMeta,
+    tag: str,
+    n_boot: int,
+    seed: int,
+    attack: str = "robust",
+) -> dict[str, float]:
+    """Bootstrap 95% intervals (dq.metrics.intervals) of one attack's accuracy at radius
+    ``tag``, per group and of the worst group, and of its DP/EO gaps, under that attack's
+    keys (``test/<attack>_accuracy@<tag>/ci_low``, ``test/group_<attack>_accuracy/<g>@<tag>/ci_low``,
+    ...); {} when ``n_boot`` is 0."""
+    if n_boot <= 0:
+        return {}
+    from dq.metrics.intervals import group_intervals, interval_metrics
+
+    def key(name: str) -> str:
+        kind, _, member = name.partition("/")
+        attacked = {
+            "accuracy": f"{attack}_accuracy",
+            "group_accuracy": f"group_{attack}_accuracy/{member}",
+            "worst_group_accuracy": f"worst_group_{attack}_accuracy",
+            "dp_diff": f"{attack}_dp_diff",
+            "eo_diff": f"{attack}_eo_diff",
+        }[kind]
+        return f"test/{attacked}@{tag}"
+
+    intervals = group_intervals(y, pred, group, meta.group_names, meta.num_classes, n_boot, seed)
+    return interval_metrics(intervals, key)

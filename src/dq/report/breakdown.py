@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_BREAKDOWN = re.compile(r"^test/(?P<kind>[a-z]+)_(?P<robust>robust_)?accuracy/(?P<name>.+?)(?:@(?P<eps>[^@/]+))?$")
+_BREAKDOWN = re.compile(r"^test/(?P<kind>[a-z]+)_(?P<robust>robust_)?accuracy/(?P<name>[^/]+?)(?:@(?P<eps>[^@/]+))?$")
 _ROBUST = re.compile(r"^test/robust_accuracy@(?P<eps>[^@/]+)$")
 _GAP = re.compile(r"^test/(?P<robust>robust_)?(?P<gap>dp|eo)_diff(?:@(?P<eps>[^@/]+))?$")
 _EXPLAIN = re.compile(r"^explain/(?P<method>[^/]+)/(?P<metric>.+)$")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq.errors import DQUserError
+from dq.outputs import is_interval_key
 from dq.report.collect import RunResult, group_overrides, override_key
 from dq.report.numbers import Stats, formatter, stats
 
@@ -131,12 +132,14 @@ def is_number(value: Any) -> bool:
 
 def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> list[str]:
     """The metrics named or matched (``test/*``, ``explain/*/infidelity``), in pattern order.
+    With no patterns, every metric but the bounds of bootstrap intervals (``<key>/ci_low``,
+    ``<key>/ci_high``: they would double the columns; name them to get them, ``test/dp_diff*``).
 
     Raises:
         DQUserError: a pattern matches no metric; the message names the nearest ones.
     """
     if not patterns:
-        return list(available)
+        return [name for name in available if not is_interval_key(name)]
     chosen: dict[str, None] = {}
     for pattern in patterns:
         matched = [name for name in available if fnmatch.fnmatchcase(name, pattern)]

@@ -18,8 +18,8 @@ from dq.report.collect import RunResult, group_overrides, override_key
 from dq.report.plots.style import MAX_LABEL, short_key
 
 ROBUST = re.compile(r"^test/robust_accuracy@(?P<eps>[^@/]+)$")
-GROUP_ACCURACY = re.compile(r"^test/group_accuracy/(?P<group>.+)$")
-GROUP_ROBUST = re.compile(r"^test/group_robust_accuracy/(?P<group>.+)@(?P<eps>[^@/]+)$")
+GROUP_ACCURACY = re.compile(r"^test/group_accuracy/(?P<group>[^/]+)$")
+GROUP_ROBUST = re.compile(r"^test/group_robust_accuracy/(?P<group>[^/]+)@(?P<eps>[^@/]+)$")
 
 
 def robust_key(tag: str) -> str:

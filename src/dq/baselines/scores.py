@@ -1,0 +1,31 @@
+"""dq's test metrics of a baseline's predictions, with the same keys and functions as a
+run's metrics.json (``test/accuracy``, ``test/dp_diff``, ``test/eo_diff``,
+``test/group_accuracy/<g>``) and, with ``n_boot`` > 0, the same bootstrap intervals
+(dq.metrics.intervals), so a table compares like with like."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from dq.metrics.fairness import fairness_gaps, group_accuracy
+from dq.records import Splits
+
+
+def prediction_metrics(splits: Splits, pred: np.ndarray, n_boot: int = 0, seed: int = 0) -> dict[str, float]:
+    """Accuracy, DP and EO gaps and per-group accuracy of ``pred`` on the test split; with
+    ``n_boot`` > 0 their ``/ci_low`` and ``/ci_high`` and ``time/intervals_s``."""
+    test, meta = splits.test, splits.meta
+    y, group = test.y.numpy(), test.group.numpy()
+    metrics = {"test/accuracy": float(np.mean(pred == y))}
+    metrics.update({f"test/{k}": v for k, v in fairness_gaps(y, pred, group, meta.num_classes).items()})
+    metrics.update({f"test/group_accuracy/{g}": v for g, v in group_accuracy(y, pred, group, meta.group_names).items()})
+    if n_boot > 0:
+        from dq.metrics.intervals import group_intervals, interval_metrics
+
+        start = time.perf_counter()
+        intervals = group_intervals(y, pred, group, meta.group_names, meta.num_classes, n_boot, seed)
+        metrics.update(interval_metrics(intervals, lambda name: None if name.startswith("worst") else f"test/{name}"))
+        metrics["time/intervals_s"] = time.perf_counter() - start
+    return metrics

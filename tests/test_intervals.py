@@ -1,0 +1,208 @@
+"""Bootstrap intervals of group metrics (dq.metrics.intervals): fairlearn's own intervals
+where fairlearn can express the statistic, dq's point estimates at their centre, and the
+keys a run writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from fairlearn.metrics import (
+    MetricFrame,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.metrics import accuracy_score
+
+from dq import data
+from dq.console import metrics_table
+from dq.data.registry import dataset_config
+from dq.metrics import split_metrics
+from dq.metrics.fairness import fairness_gaps, group_accuracy
+from dq.metrics.intervals import CI_QUANTILES, group_intervals, rate_metrics
+from dq.metrics.robustness import robust_intervals
+from dq.records import DatasetMeta
+
+
+def _predictions(n: int, num_classes: int, num_groups: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Labels, predictions right 80% of the time with a group-dependent bias, and groups."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, num_classes, n)
+    group = rng.integers(0, num_groups, n)
+    noise = rng.integers(0, num_classes, n)
+    pred = np.where(rng.random(n) < 0.8 - 0.1 * group, y, noise)
+    return y, pred, group
+
+
+@pytest.fixture(scope="module")
+def adult_logistic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real predictions with a real gap: a logistic regression on adult (sex), 3000
+    examples per split; its test DP difference is about 0.2."""
+    from sklearn.linear_model import LogisticRegression
+
+    splits = data.build(dataset_config("adult", limit=3000), seed=0)
+    model = LogisticRegression(max_iter=500).fit(splits.train.x.numpy(), splits.train.y.numpy())
+    return splits.test.y.numpy(), model.predict(splits.test.x.numpy()), splits.test.group.numpy()
+
+
+def test_intervals_are_fairlearns_own_where_fairlearn_expresses_the_statistic() -> None:
+    """Same data, same n_boot and random_state: a plain fairlearn MetricFrame gives exactly
+    the group accuracy, overall and worst-group intervals, and (binary, class 1) the DP interval."""
+    y, pred, group = _predictions(200, 2, 3, seed=1)
+    ours = group_intervals(y, pred, group, ["a", "b", "c"], 2, n_boot=20, seed=7).estimates
+    common = {"y_true": y, "y_pred": pred, "sensitive_features": group, "n_boot": 20, "random_state": 7}
+    accuracy = MetricFrame(metrics=accuracy_score, ci_quantiles=list(CI_QUANTILES), **common)
+    low, high = accuracy.by_group_ci
+    for code, name in enumerate("abc"):
+        estimate = ours[f"group_accuracy/{name}"]
+        assert (estimate.low, estimate.high) == pytest.approx((low[code], high[code]), abs=1e-12)
+    assert (ours["accuracy"].low, ours["accuracy"].high) == pytest.approx(tuple(accuracy.overall_ci), abs=1e-12)
+    worst = ours["worst_group_accuracy"]
+    assert (worst.low, worst.high) == pytest.approx(tuple(accuracy.group_min_ci()), abs=1e-12)
+    selection = MetricFrame(metrics=selection_rate, ci_quantiles=list(CI_QUANTILES), **common)
+    dp = ours["dp_diff"]
+    assert (dp.low, dp.high) == pytest.approx(tuple(selection.difference_ci()), abs=1e-12)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_point_estimates_are_dqs_group_metrics(num_classes: int) -> None:
+    """The frame's statistics are fairness_gaps' and group_accuracy's, also for a group
+    that never holds some class (its TPR is 0, as fairlearn defines it)."""
+    y, pred, group = _predictions(300, num_classes, 3, seed=num_classes)
+    y[group == 2] = 0  # group 2 has no positives of any class but 0
+    estimates = group_intervals(y, pred, group, ["a", "b", "c"], num_classes, n_boot=5, seed=0).estimates
+    for key, value in fairness_gaps(y, pred, group, num_classes).items():
+        assert estimates[key].value == pytest.approx(value, abs=1e-12)
+    for name, value in group_accuracy(y, pred, group, ["a", "b", "c"]).items():
+        assert estimates[f"group_accuracy/{name}"].value == pytest.approx(value, abs=1e-12)
+
+
+def test_rates_are_fairlearns_definitions() -> None:
+    y, pred, _ = _predictions(200, 3, 2, seed=3)
+    subsets = [(y, pred), (y[y != 1], pred[y != 1]), (np.zeros(5, int), np.array([0, 1, 0, 0, 1]))]
+    for y_s, pred_s in subsets:
+        metrics = rate_metrics(3)
+        for cls in range(3):
+            binary = (y_s == cls).astype(int), (pred_s == cls).astype(int)
+            assert metrics[f"selection/{cls}"](y_s, pred_s) == pytest.approx(selection_rate(*binary))
+            assert metrics[f"tpr/{cls}"](y_s, pred_s) == pytest.approx(true_positive_rate(*binary))
+            assert metrics[f"fpr/{cls}"](y_s, pred_s) == pytest.approx(false_positive_rate(*binary))
+        assert metrics["accuracy"](y_s, pred_s) == pytest.approx(accuracy_score(y_s, pred_s))
+
+
+def test_intervals_on_adult_contain_the_estimate_and_repeat_with_the_seed(adult_logistic) -> None:
+    y, pred, group = adult_logistic
+    first = group_intervals(y, pred, group, ["Female", "Male"], 2, n_boot=60, seed=0).estimates
+    again = group_intervals(y, pred, group, ["Female", "Male"], 2, n_boot=60, seed=0).estimates
+    other = group_intervals(y, pred, group, ["Female", "Male"], 2, n_boot=60, seed=1).estimates
+    assert first["dp_diff"].value > 0.1  # a real gap, not a degenerate 0 ± 0
+    for name, estimate in first.items():
+        assert estimate.low <= estimate.value <= estimate.high, name
+        assert estimate.high - estimate.low > 0, name
+        assert (again[name].low, again[name].high) == (estimate.low, estimate.high)
+    assert any((other[n].low, other[n].high) != (e.low, e.high) for n, e in first.items())
+
+
+def test_split_metrics_writes_ci_keys_only_with_a_bootstrap(adult_logistic) -> None:
+    y, pred, group = adult_logistic
+    logits = torch.nn.functional.one_hot(torch.as_tensor(pred), 2).float()
+    args = (logits, torch.as_tensor(y), "test", torch.as_tensor(group), ("Female", "Male"))
+    plain = split_metrics(*args)
+    assert not any(key.endswith(("/ci_low", "/ci_high")) for key in plain)
+    with_ci = split_metrics(*args, n_boot=20, seed=0)
+    for key in (
+        "test/accuracy",
+        "test/group_accuracy/Female",
+        "test/group_accuracy/Male",
+        "test/dp_diff",
+        "test/eo_diff",
+    ):
+        assert with_ci[f"{key}/ci_low"] <= with_ci[key] == plain[key] <= with_ci[f"{key}/ci_high"], key
+    assert {k for k in with_ci if k.endswith("/ci_low")} == {
+        f"test/{k}/ci_low" for k in ("accuracy", "group_accuracy/Female", "group_accuracy/Male", "dp_diff", "eo_diff")
+    }
+
+
+def test_robust_interval_keys_name_the_robust_metrics(adult_logistic) -> None:
+    y, pred, group = adult_logistic
+    meta = DatasetMeta(
+        name="adult",
+        modality="tabular",
+        input_shape=(1,),
+        num_classes=2,
+        class_names=("<=50K", ">50K"),
+        group_names=("Female", "Male"),
+    )
+    keys = robust_intervals(y, pred, group, meta, "0.1", n_boot=5, seed=0)
+    bases = {key.rpartition("/")[0] for key in keys}
+    assert bases == {
+        "test/robust_accuracy@0.1",
+        "test/group_robust_accuracy/Female@0.1",
+        "test/group_robust_accuracy/Male@0.1",
+        "test/worst_group_robust_accuracy@0.1",
+        "test/robust_dp_diff@0.1",
+        "test/robust_eo_diff@0.1",
+    }
+    assert robust_intervals(y, pred, group, meta, "0.1", n_boot=0, seed=0) == {}
+    autoattack = robust_intervals(y, pred, group, meta, "0.1", n_boot=5, seed=0, attack="autoattack")
+    assert {key.replace("autoattack", "robust") for key in autoattack} == set(keys)
+
+
+def test_undefined_gaps_get_no_interval() -> None:
+    y, pred, group = _predictions(50, 2, 1, seed=0)
+    out = split_metrics(
+        torch.nn.functional.one_hot(torch.as_tensor(pred), 2).float(),
+        torch.as_tensor(y),
+        "test",
+        torch.as_tensor(group),
+        ("only",),
+        n_boot=5,
+    )
+    assert math.isnan(out["test/dp_diff"]) and "test/dp_diff/ci_low" not in out
+    assert "test/group_accuracy/only/ci_low" in out
+
+
+def test_console_shows_the_interval_in_the_metric_row() -> None:
+    from rich.console import Console
+
+    metrics = {"test/dp_diff": 0.0812, "test/dp_diff/ci_low": 0.079, "test/dp_diff/ci_high": 0.0833, "test/loss": 0.5}
+    console = Console(width=100, record=True)
+    console.print(metrics_table(metrics))
+    text = console.export_text()
+    assert "0.081 [0.079, 0.083]" in text
+    assert "ci_low" not in text and "0.5000" in text
+
+
+def test_a_run_writes_intervals_of_its_group_metrics(make_cfg, tmp_path) -> None:
+    import dq
+
+    cfg = make_cfg("dataset=adult", "model=mlp", "explain.enabled=false", "dataset.limit=300", "eval.bootstrap=20")
+    returned = dq.train(cfg, run_dir=tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("test/group_accuracy/Female", "test/group_accuracy/Male", "test/dp_diff", "test/eo_diff"):
+        assert written[f"{key}/ci_low"] == returned[f"{key}/ci_low"] <= written[f"{key}/ci_high"]
+        assert written[f"{key}/ci_low"] <= written[key] <= written[f"{key}/ci_high"]
+
+
+def test_reports_leave_interval_bounds_out_of_default_columns_and_group_tables() -> None:
+    from dq.report.breakdown import breakdowns
+    from dq.report.plots.select import GROUP_ACCURACY, GROUP_ROBUST
+    from dq.report.summary import select_metrics
+
+    keys = ["test/dp_diff", "test/dp_diff/ci_low", "test/dp_diff/ci_high", "test/accuracy"]
+    assert select_metrics(keys, None) == ["test/dp_diff", "test/accuracy"]
+    assert select_metrics(keys, ["test/dp_diff*"]) == keys[:3]
+    metrics = {
+        "test/group_accuracy/Male": 0.8,
+        "test/group_accuracy/Male/ci_low": 0.7,
+        "test/group_robust_accuracy/Male@0.1": 0.3,
+        "test/group_robust_accuracy/Male@0.1/ci_high": 0.4,
+    }
+    (part,) = breakdowns(metrics)
+    assert part.clean == {"Male": 0.8} and part.robust == {"0.1": {"Male": 0.3}}
+    assert not GROUP_ACCURACY.match("test/group_accuracy/Male/ci_low")
+    assert not GROUP_ROBUST.match("test/group_robust_accuracy/Male@0.1/ci_high")
