@@ -57,7 +57,8 @@ def test_autoattack_on_adult_finds_at_least_what_pgd_finds_with_pgds_group_keys(
     """About 5–25 s on one thread (Square's 5,000 queries): binary, so APGD-CE, FAB-T, Square."""
     model, splits = trained(make_cfg, "dataset=adult", "model=mlp", "model.hidden=[16]", epochs=20)
     cfg = RobustEvalConfig(eps=[0.3], attack="autoattack", limit=48)
-    metrics = robust_metrics(model, splits.test, splits.meta, cfg, CPU, batch_size=64, seed=0)
+    metrics = robust_metrics(model, splits.test, splits.meta, cfg, CPU, batch_size=64, seed=0, n_boot=50)
+    assert "test/autoattack_dp_diff@0.3/ci_low" in metrics  # intervals, as PGD's keys have them
     pgd_keys = {k for k in metrics if "robust" in k}
     assert {k.replace("robust", "autoattack") for k in pgd_keys} == {k for k in metrics if "test/" in k} - pgd_keys
     assert any(k.startswith("test/group_autoattack_accuracy/") for k in metrics)
