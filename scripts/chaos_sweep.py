@@ -101,6 +101,8 @@ def sweep_complete(sweep_dir: Path) -> bool:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
+    if not sweep_dir.is_dir():  # killed before the sweep made its directory
+        return []
     return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
@@ -197,7 +199,7 @@ def run_episode(grid: list[str], sweep_dir: Path, log: Path, budget: int, expect
                 tally: Tally, max_invocations: int) -> int:
     """Kill and re-run one sweep until it completes; return the kills it took."""
     kills = 0
-    before = snapshot(sweep_dir) if sweep_dir.is_dir() else {}
+    before = snapshot(sweep_dir)
     for invocation in range(max_invocations):
         if invocation:
             tally.restarts += 1

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dq.config import config_dir
 from dq.config.eval import EvalConfig
@@ -29,6 +29,7 @@ from dq.config.trainer import TrainerConfig
 from dq.config.validation import typed, unknown_key_message
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError
+from dq.outputs import unique_stamp
 from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
@@ -82,6 +83,9 @@ def register_schemas() -> None:
         return
     from hydra.core.config_store import ConfigStore
 
+    # conf/config.yaml names run and sweep directories with it; cached like Hydra's ${now:},
+    # so a sweep's jobs (in this process or a launcher's) see the one value.
+    OmegaConf.register_new_resolver("dq_stamp", unique_stamp, use_cache=True, replace=True)
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     for group, schema in SINGLE_SCHEMAS.items():
