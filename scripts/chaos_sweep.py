@@ -8,7 +8,10 @@ directory after each kill until it completes, and check that nothing was lost.
    kills land in start-up, training, checkpoint writes, evaluation, sweep.json and report
    writes...). The sweep is then re-run into the same directory, and killed again, until an
    invocation exits 0 with every job completed. An episode that completes before all the
-   kills were spent is followed by a fresh one, until ``--kills`` kills were delivered.
+   kills were spent is followed by a fresh one, until ``--kills`` kills were delivered. A
+   kill after which no job got further (no epoch, no job started or completed) widens the
+   window by a quarter: on a shared machine that became slower than during the reference,
+   kills would otherwise all land in start-up.
 3. Every job's final metrics.json is compared with the reference's, value by value
    (``time/*`` keys aside); after each kill the script records which jobs had completed
    (with their metrics) and which had a last.pt (with its epoch), and checks at the end that
@@ -24,7 +27,7 @@ or differs. Example::
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import random
 import shutil
@@ -72,6 +75,7 @@ class Tally:
     from_scratch: int = 0  # a job with a last.pt that started again from scratch
     problems: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    window_s: float = 0.0  # kill moments are uniform over [0, window_s]: the reference's wall time, widened
 
 
 def sweep_command(grid: list[str], sweep_dir: Path) -> list[str]:
@@ -181,10 +185,8 @@ def compare_with_reference(reference_dir: Path, sweep_dir: Path, tally: Tally, e
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
     # Children that outlived the leader (none with the basic launcher) die with the group.
     for _ in range(100):
@@ -195,8 +197,24 @@ def kill_group(process: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def run_episode(grid: list[str], sweep_dir: Path, log: Path, budget: int, expected_s: float, rng: random.Random,
-                tally: Tally, max_invocations: int) -> int:
+def progress(state: dict[str, dict[str, Any]]) -> tuple[int, int, int]:
+    """How far a sweep got: jobs completed, epochs in last.pt files, jobs started."""
+    return (
+        sum(job["status"] == "completed" for job in state.values()),
+        sum(job["last_epoch"] for job in state.values() if isinstance(job["last_epoch"], int)),
+        sum(job["status"] is not None for job in state.values()),
+    )
+
+
+def run_episode(
+    grid: list[str],
+    sweep_dir: Path,
+    log: Path,
+    budget: int,
+    rng: random.Random,
+    tally: Tally,
+    max_invocations: int,
+) -> int:
     """Kill and re-run one sweep until it completes; return the kills it took."""
     kills = 0
     before = snapshot(sweep_dir)
@@ -204,7 +222,7 @@ def run_episode(grid: list[str], sweep_dir: Path, log: Path, budget: int, expect
         if invocation:
             tally.restarts += 1
         process = start(grid, sweep_dir, log)
-        moment = rng.uniform(0.0, expected_s) if kills < budget else None
+        moment = rng.uniform(0.0, tally.window_s) if kills < budget else None
         try:
             code = process.wait(timeout=moment)
         except subprocess.TimeoutExpired:
@@ -214,6 +232,10 @@ def run_episode(grid: list[str], sweep_dir: Path, log: Path, budget: int, expect
                 handle.write(f"=== SIGKILL to the group after {moment:.2f} s\n")
             after = snapshot(sweep_dir)
             compare_snapshots(before, after, tally, f"kill {tally.kills + kills}")
+            if progress(after) == progress(before):
+                # Nothing got further: the machine is slower now than when the reference
+                # ran (a shared machine), so the kills would all land in start-up. Widen.
+                tally.window_s *= 1.25
             before = after
             continue
         after = snapshot(sweep_dir)
@@ -239,6 +261,7 @@ def print_summary(tally: Tally, jobs: int) -> None:
         ("completed results lost (target 0)", tally.lost),
         ("restarts from scratch despite last.pt", tally.from_scratch),
         ("exits without a kill that did not complete", len(tally.unexpected_exits)),
+        ("kill window at the end", f"{tally.window_s:.0f} s"),
         ("wall time", f"{tally.wall_s:.0f} s"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -274,15 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = len(job_dirs(reference))
 
     rng = random.Random(args.seed)
-    tally = Tally()
+    tally = Tally(window_s=expected_s)
     chaos = out / "chaos"
     shutil.rmtree(chaos, ignore_errors=True)
     while tally.kills < args.kills:
         sweep_dir = chaos / str(tally.episodes)
         problems_before = len(tally.problems)
-        kills = run_episode(
-            args.jobs, sweep_dir, log, args.kills - tally.kills, expected_s, rng, tally, args.max_invocations
-        )
+        kills = run_episode(args.jobs, sweep_dir, log, args.kills - tally.kills, rng, tally, args.max_invocations)
         tally.kills += kills
         tally.episodes += 1
         intact = compare_with_reference(reference, sweep_dir, tally, sweep_dir.name)

@@ -9,6 +9,7 @@ SIGKILLed, the same commands go on.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -81,6 +82,10 @@ def sigkill(child: subprocess.Popen) -> None:
     assert child.returncode == -9
 
 
+def quiet() -> Console:
+    return Console(file=io.StringIO())
+
+
 def busy_line(what: str, directory: Path, pid: int) -> str:
     return f"{what} {directory}: it is running in pid {pid} on host {socket.gethostname()} since "
 
@@ -103,7 +108,7 @@ def test_a_live_holder_refuses_others_and_a_killed_one_leaves_nothing_stuck(tmp_
 def test_resuming_a_run_that_a_live_process_holds_refuses_and_touches_nothing(tmp_path: Path, holder) -> None:
     run_dir = tmp_path / "run"
     overrides = (*DIGITS, "trainer.epochs=2")
-    dq.train(compose_config(overrides), run_dir=run_dir, console=Console(file=open(os.devnull, "w")))
+    dq.train(compose_config(overrides), run_dir=run_dir, console=quiet())
     run_json = run_dir / "run.json"
     write_json(run_json, {**read_json(run_json), "status": "running"})  # as a SIGKILL leaves it
     before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and path.name != LOCK_FILE}
@@ -116,7 +121,7 @@ def test_resuming_a_run_that_a_live_process_holds_refuses_and_touches_nothing(tm
     assert after == before
 
     sigkill(child)
-    dq.train(compose_config(overrides), run_dir=run_dir, resume=True, console=Console(file=open(os.devnull, "w")))
+    dq.train(compose_config(overrides), run_dir=run_dir, resume=True, console=quiet())
     info = read_json(run_json)
     assert info["status"] == "completed" and len(info["resumed"]) == 1
 
@@ -168,7 +173,7 @@ def test_directory_names_differ_even_at_the_same_microsecond(monkeypatch: pytest
 
     class Clock(datetime):
         @classmethod
-        def now(cls, tz=None):  # noqa: ANN001, ANN206
+        def now(cls, tz=None):
             return frozen
 
     monkeypatch.setattr(outputs, "datetime", Clock)
@@ -198,10 +203,22 @@ def test_hydra_names_run_and_sweep_directories_with_the_stamp() -> None:
 @pytest.mark.slow
 def test_two_sweeps_started_at_once_into_one_outputs_root_both_complete_apart(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "dq.cli", "-m", *TINY_SWEEP, "seed=0,1", "logger=[jsonl,mlflow]"]
-    first = subprocess.Popen([*command, "experiment_name=both"], cwd=tmp_path, env=child_env(), text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    second = subprocess.Popen([*command, "experiment_name=both"], cwd=tmp_path, env=child_env(), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [*command, "experiment_name=both"],
+        cwd=tmp_path,
+        env=child_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    second = subprocess.Popen(
+        [*command, "experiment_name=both"],
+        cwd=tmp_path,
+        env=child_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     for process in (first, second):
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err

@@ -29,10 +29,10 @@ from dq.config.trainer import TrainerConfig
 from dq.config.validation import typed, unknown_key_message
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError
-from dq.outputs import unique_stamp
 from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
+from dq.outputs import unique_stamp
 from dq.registry import Registry
 
 
