@@ -227,5 +227,6 @@ def test_two_sweeps_started_at_once_into_one_outputs_root_both_complete_apart(tm
     for sweep_dir in sweeps:
         sweep = read_json(sweep_dir / "sweep.json")
         assert sweep["counts"] == {"completed": 2, "total": 2}
-        assert [job["run_dir"] for job in sweep["jobs"]] == [str(sweep_dir / "0"), str(sweep_dir / "1")]
+        own = sweep_dir.relative_to(tmp_path)  # as the sweep names its jobs: relative to where it started
+        assert [job["run_dir"] for job in sweep["jobs"]] == [str(own / "0"), str(own / "1")]
         assert (sweep_dir / "jobs.csv").read_text().count("\n") == 3
