@@ -105,7 +105,9 @@ def test_a_live_holder_refuses_others_and_a_killed_one_leaves_nothing_stuck(tmp_
     assert (tmp_path / LOCK_FILE).read_text() == ""  # released: no holder named
 
 
-def test_resuming_a_run_that_a_live_process_holds_refuses_and_touches_nothing(tmp_path: Path, holder) -> None:
+def test_resuming_a_run_that_a_live_process_holds_refuses_and_touches_nothing(
+    tmp_path: Path, holder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     overrides = (*DIGITS, "trainer.epochs=2")
     dq.train(compose_config(overrides), run_dir=run_dir, console=quiet())
@@ -117,6 +119,15 @@ def test_resuming_a_run_that_a_live_process_holds_refuses_and_touches_nothing(tm
     with pytest.raises(DirectoryBusy) as refused:
         dq.train(compose_config(overrides), run_dir=run_dir, resume=True)
     assert str(refused.value).startswith(busy_line("cannot resume", run_dir, child.pid))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["dq-train", f"resume={run_dir}"])
+    with pytest.raises(SystemExit) as stop:
+        train_main()
+    since = read_json(run_dir / LOCK_FILE)["since"]
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"dq-train: error: {busy_line('cannot resume', run_dir, child.pid)}{since}\n"
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").glob("*/*"))  # Hydra's dir went
     after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and path.name != LOCK_FILE}
     assert after == before
 

@@ -87,7 +87,7 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
             raise
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
         print(f"dq-train: {kind}: {error}", file=sys.stderr)
-        sys.exit(EXIT_CODES[type(error)])
+        sys.exit(next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind)))  # subclasses too
     return None
 
 
