@@ -8,10 +8,10 @@ directory after each kill until it completes, and check that nothing was lost.
    kills land in start-up, training, checkpoint writes, evaluation, sweep.json and report
    writes...). The sweep is then re-run into the same directory, and killed again, until an
    invocation exits 0 with every job completed. An episode that completes before all the
-   kills were spent is followed by a fresh one, until ``--kills`` kills were delivered. A
-   kill after which no job got further (no epoch, no job started or completed) widens the
-   window by a quarter: on a shared machine that became slower than during the reference,
-   kills would otherwise all land in start-up.
+   kills were spent is followed by a fresh one, until ``--kills`` kills were delivered. The
+   expected duration follows a shared machine's load: a fresh episode's sweep that finished
+   before its kill moment sets it anew, and three kills in a row after which no job got
+   further (no epoch, no job started or completed) widen it by a quarter.
 3. Every job's final metrics.json is compared with the reference's, value by value
    (``time/*`` keys aside); after each kill the script records which jobs had completed
    (with their metrics) and which had a last.pt (with its epoch), and checks at the end that
@@ -75,7 +75,9 @@ class Tally:
     from_scratch: int = 0  # a job with a last.pt that started again from scratch
     problems: list[str] = field(default_factory=list)
     wall_s: float = 0.0
-    window_s: float = 0.0  # kill moments are uniform over [0, window_s]: the reference's wall time, widened
+    # Kill moments are uniform over [0, window_s]: the expected duration of a whole sweep, first
+    # the reference's wall time, then that of the latest whole sweep no kill interrupted.
+    window_s: float = 0.0
 
 
 def sweep_command(grid: list[str], sweep_dir: Path) -> list[str]:
@@ -216,11 +218,12 @@ def run_episode(
     max_invocations: int,
 ) -> int:
     """Kill and re-run one sweep until it completes; return the kills it took."""
-    kills = 0
+    kills = stalled = 0
     before = snapshot(sweep_dir)
     for invocation in range(max_invocations):
         if invocation:
             tally.restarts += 1
+        began = time.monotonic()
         process = start(grid, sweep_dir, log)
         moment = rng.uniform(0.0, tally.window_s) if kills < budget else None
         try:
@@ -232,12 +235,16 @@ def run_episode(
                 handle.write(f"=== SIGKILL to the group after {moment:.2f} s\n")
             after = snapshot(sweep_dir)
             compare_snapshots(before, after, tally, f"kill {tally.kills + kills}")
-            if progress(after) == progress(before):
-                # Nothing got further: the machine is slower now than when the reference
-                # ran (a shared machine), so the kills would all land in start-up. Widen.
+            stalled = stalled + 1 if progress(after) == progress(before) else 0
+            if stalled >= 3:
+                # Three kills in a row found nothing further: the machine is slower now than
+                # when the reference ran (a shared machine); kills would all land in start-up.
                 tally.window_s *= 1.25
+                stalled = 0
             before = after
             continue
+        if invocation == 0 and code == 0:  # a whole sweep uninterrupted: the duration today
+            tally.window_s = time.monotonic() - began
         after = snapshot(sweep_dir)
         compare_snapshots(before, after, tally, f"exit {code}")
         before = after
