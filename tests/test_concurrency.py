@@ -188,6 +188,7 @@ def test_directory_names_differ_even_at_the_same_microsecond(monkeypatch: pytest
             return frozen
 
     monkeypatch.setattr(outputs, "datetime", Clock)
+    monkeypatch.setattr(outputs, "_last_stamp", None)  # what earlier tests in this process handed out
     stamps = [unique_stamp() for _ in range(3)]
     assert len(set(stamps)) == 3
     host = socket.gethostname().split(".")[0]
