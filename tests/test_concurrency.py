@@ -242,3 +242,17 @@ def test_two_sweeps_started_at_once_into_one_outputs_root_both_complete_apart(tm
         own = sweep_dir.relative_to(tmp_path)  # as the sweep names its jobs: relative to where it started
         assert [job["run_dir"] for job in sweep["jobs"]] == [str(own / "0"), str(own / "1")]
         assert (sweep_dir / "jobs.csv").read_text().count("\n") == 3
+
+
+def test_rerunning_a_failed_job_keeps_the_lock_file_it_holds(tmp_path: Path) -> None:
+    """A failed job's results are cleared under its lock: deleting the lock file there would
+    let another process lock a new file of that name while this one holds the old."""
+    from dq.sweep.jobdir import clear_results
+
+    write_json(tmp_path / "run.json", {"status": "failed"})
+    (tmp_path / "checkpoints").mkdir()
+    with hold(tmp_path, "cannot run"):
+        inode = (tmp_path / LOCK_FILE).stat().st_ino
+        clear_results(tmp_path)
+        assert sorted(path.name for path in tmp_path.iterdir()) == [LOCK_FILE]
+        assert (tmp_path / LOCK_FILE).stat().st_ino == inode
