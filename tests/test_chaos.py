@@ -1,7 +1,7 @@
 """Chaos (issue 11, point 6): scripts/chaos_sweep.py SIGKILLs a small sweep's process group
 at seeded random moments, re-runs it into the same directory until it completes, and
-compares every job with an uninterrupted reference sweep. A few kills here (about three
-minutes on one idle core); the 100-kill run is quoted in the README."""
+compares every job with an uninterrupted reference sweep. A few kills here (about two
+minutes on a loaded machine); ``--kills 100`` is the long run."""
 
 from __future__ import annotations
 
