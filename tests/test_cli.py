@@ -64,7 +64,7 @@ def test_dq_train_command_runs_and_prints_the_run_dir_last(tmp_path: Path) -> No
     last_line = done.stdout.strip().splitlines()[-1]
     run_dir = Path(last_line)
     assert run_dir.parent == tmp_path / "outputs" / "default"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{6}", run_dir.name), last_line
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{6}_[A-Za-z0-9-]+-\d+", run_dir.name), last_line
     assert read_json(run_dir / "run.json")["status"] == "completed"
     assert "test/accuracy" in read_json(run_dir / "metrics.json")
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()

@@ -164,16 +164,14 @@ def test_a_rerun_refuses_a_directory_that_holds_another_job(
     assert read_json(job_dir / "run.json") == {"status": "completed", "overrides": ["seed=7"]}  # untouched
 
 
-def test_running_jobs_are_resumed_only_when_their_process_is_gone(tmp_path: Path) -> None:
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(finished.stdout)
-    live_pid = os.getppid()  # pytest's parent: alive while this test runs
+def test_a_job_left_running_or_interrupted_is_resumed_from_last_pt_or_else_rerun(tmp_path: Path) -> None:
+    """decide() runs with the job's lock held (tests/test_concurrency.py: a live holder is
+    refused before it), so a run.json that says running is a dead process's."""
     host = socket.gethostname()
     cases = {
-        "dead": ({"status": "running", "pid": dead_pid, "host": host}, Action.resume),
-        "alive": ({"status": "running", "pid": live_pid, "host": host}, Action.busy),
-        "elsewhere": ({"status": "running", "pid": live_pid, "host": "another-host"}, Action.resume),
-        "interrupted": ({"status": "interrupted", "pid": live_pid, "host": host}, Action.resume),
+        "running": ({"status": "running", "pid": os.getpid(), "host": host}, Action.resume),
+        "elsewhere": ({"status": "running", "pid": 1, "host": "another-host"}, Action.resume),
+        "interrupted": ({"status": "interrupted", "pid": os.getpid(), "host": host}, Action.resume),
         "failed": ({"status": "failed"}, Action.rerun),
         "completed": ({"status": "completed"}, Action.skip),
     }
@@ -182,8 +180,8 @@ def test_running_jobs_are_resumed_only_when_their_process_is_gone(tmp_path: Path
         (tmp_path / name / "checkpoints").mkdir()
         (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"")
         assert decide(tmp_path / name, ["seed=1", "launcher=joblib"])[0] is expected, name
-    (tmp_path / "dead" / "checkpoints" / "last.pt").unlink()  # died before its first epoch ended
-    assert decide(tmp_path / "dead", ["seed=1"])[0] is Action.rerun
+    (tmp_path / "running" / "checkpoints" / "last.pt").unlink()  # died before its first epoch ended
+    assert decide(tmp_path / "running", ["seed=1"])[0] is Action.rerun
     assert decide(tmp_path / "nothing", ["seed=1"])[0] is Action.run
 
 

@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
@@ -32,7 +33,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,9 +82,27 @@ def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+_last_stamp: datetime | None = None
+
+
+def unique_stamp() -> str:
+    """A run or sweep directory's name, ``<YYYY-MM-DD_HH-MM-SS.ffffff>_<host>-<pid>``
+    (conf/config.yaml's ``${dq_stamp:}``): unique by construction, not by luck. No two live
+    processes share a host and a pid, and one process never hands out the same time twice,
+    so two runs or sweeps started at the same microsecond into one outputs root (on one
+    machine or on a shared file system) never share a directory."""
+    global _last_stamp
+    now = datetime.now()
+    if _last_stamp is not None and now <= _last_stamp:
+        now = _last_stamp + timedelta(microseconds=1)
+    _last_stamp = now
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+    return f"{now.strftime(RUN_DIR_TIME_FORMAT)}_{host}-{os.getpid()}"
+
+
 def default_run_dir(experiment_name: str, root: str | Path = "outputs") -> Path:
-    """``outputs/<experiment>/<timestamp>``, as Hydra names it, for runs started from Python."""
-    return Path(root) / experiment_name / datetime.now().strftime(RUN_DIR_TIME_FORMAT)
+    """``outputs/<experiment>/<stamp>``, as Hydra names it, for runs started from Python."""
+    return Path(root) / experiment_name / unique_stamp()
 
 
 # Errors that mean "no room": a full filesystem, a spent quota, the file-size limit.

@@ -14,7 +14,7 @@ finishes first (a few seconds to minutes), so its result is not thrown away.
 
 from __future__ import annotations
 
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from dq.engine.continuation import resume_point, saved_config
 from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.resume import ResumePoint
+from dq.engine.run_lock import hold as hold_run
 from dq.errors import DiskFull, DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
@@ -46,6 +47,7 @@ from dq.outputs import (
     LAST_CHECKPOINT,
     METRICS_JSON,
     METRICS_JSONL,
+    RUN_JSON,
     RunRecord,
     default_run_dir,
     discard_unstarted,
@@ -142,13 +144,21 @@ def train(
         TrainingDiverged: a batch's loss, a term or a gradient was NaN or infinite.
         DiskFull: a file found no room (ENOSPC, EDQUOT, EFBIG); run.json says ``failed``
             when it still fits, and every file written before is intact.
+        DirectoryBusy: (a DQUserError) another live process holds the run directory's lock
+            (``dq.engine.run_lock``): it is running there now.
     """
-    console = console or Console()
+    with ExitStack() as locks:  # the run directory's lock, held to the end (dq.engine.run_lock)
+        return _train(cfg, run_dir, console or Console(), resume, locks)
+
+
+def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume: bool, locks: ExitStack) -> dict:
     point: ResumePoint | None = None
     if resume:
         if run_dir is None and not cfg.get("resume"):
             raise DQUserError("resume needs the run directory: resume=<run dir>")
         run_dir = Path(run_dir if run_dir is not None else str(cfg.resume))
+        if (run_dir / RUN_JSON).is_file():  # before anything is read or cut back: a live run refuses a second process
+            locks.enter_context(hold_run(run_dir, "cannot resume"))
         point = resume_point(cfg, run_dir, console)
         if point is None:
             return read_metrics(run_dir) if (run_dir / METRICS_JSON).exists() else {}
@@ -176,6 +186,8 @@ def train(
         raise
 
     overrides = hydra_task_overrides()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    locks.enter_context(hold_run(run_dir, "cannot run"))  # a resume of this run now refuses
     record = RunRecord.reopen(run_dir) if resume else RunRecord(run_dir, spec.seed, overrides=overrides)
     save_config(cfg, run_dir, overwrite=resume)  # a resumed run's follows trainer.epochs when it grew
     if not resume:  # a failed job trained again in its directory: its epoch log starts anew

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dq.config import config_dir
 from dq.config.eval import EvalConfig
@@ -32,6 +32,7 @@ from dq.errors import DQUserError
 from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
+from dq.outputs import unique_stamp
 from dq.registry import Registry
 
 
@@ -82,6 +83,9 @@ def register_schemas() -> None:
         return
     from hydra.core.config_store import ConfigStore
 
+    # conf/config.yaml names run and sweep directories with it; cached like Hydra's ${now:},
+    # so a sweep's jobs (in this process or a launcher's) see the one value.
+    OmegaConf.register_new_resolver("dq_stamp", unique_stamp, use_cache=True, replace=True)
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     for group, schema in SINGLE_SCHEMAS.items():

@@ -5,7 +5,9 @@ nothing heavy. At a sweep's start it writes sweep.json with the planned jobs; at
 it writes sweep.json and jobs.csv from the job directories, prints the totals and the
 failed jobs, writes the report of the jobs (summary.csv/.md/.tex and plots/, by
 dq.report.build; a failure there is one stderr line), and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
-was interrupted or never started: a scheduler can requeue on 75).
+was interrupted or never started: a scheduler can requeue on 75). It holds the sweep
+directory's lock from start to end, so a second invocation of the same sweep while the
+first runs stops with one line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dq.engine.run_lock import LOCK_FILE, DirectoryBusy, DirectoryLock
 from dq.errors import first_line
 from dq.outputs import RUN_JSON, now_iso, write_json
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
@@ -28,7 +31,10 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
 
+EXIT_BUSY = 2  # another dq-train -m holds the sweep directory (dq.cli's exit code for user errors)
+
 _exit_code = 0
+_sweep_lock: DirectoryLock | None = None  # this invocation's hold on its sweep directory
 # The sweep this process started, and the sweep.json it replaced (a re-run's), so a sweep
 # refused before any job ran leaves nothing behind.
 _started: tuple[Path, dict[str, Any]] | None = None
@@ -84,6 +90,7 @@ class SweepSummary(Callback):
         global _exit_code, _started
         _exit_code = 0
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # the cwd may change before abandon_sweep
+        hold_sweep(sweep_dir)
         _started = (sweep_dir, read_sweep(sweep_dir))
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
@@ -96,6 +103,32 @@ class SweepSummary(Callback):
         report(sweep, sweep_dir)
         _exit_code = exit_code_for(sweep["counts"])
         write_sweep_report(sweep, sweep_dir)
+        release_sweep()
+
+
+def hold_sweep(sweep_dir: Path) -> None:
+    """Take the sweep directory's lock for this invocation (``dq.engine.run_lock``), or stop
+    with one line (exit 2) when another live ``dq-train -m`` holds it: two invocations of
+    one sweep at once would overwrite each other's sweep.json and jobs.csv.
+
+    A callback's exception would only be a warning to Hydra, hence the exit from here."""
+    global _sweep_lock
+    release_sweep()  # an earlier sweep in this process that ended without on_multirun_end
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(sweep_dir, "cannot sweep into")
+    try:
+        lock.acquire()
+    except DirectoryBusy as busy:
+        print(f"dq-train: error: {busy}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BUSY) from None
+    _sweep_lock = lock
+
+
+def release_sweep() -> None:
+    global _sweep_lock
+    if _sweep_lock is not None:
+        _sweep_lock.release()
+        _sweep_lock = None
 
 
 def write_sweep_report(sweep: dict[str, Any], sweep_dir: Path) -> None:
@@ -133,10 +166,13 @@ def abandon_sweep() -> None:
     _started = None
     if before:
         write_json(sweep_dir / SWEEP_JSON, before)
+        release_sweep()
         return
     if not sweep_dir.is_dir() or any(path.is_dir() and path.name.isdigit() for path in sweep_dir.iterdir()):
+        release_sweep()
         return
-    for name in (SWEEP_JSON, "multirun.yaml"):
+    for name in (SWEEP_JSON, "multirun.yaml", LOCK_FILE):  # the lock file goes while still held
         (sweep_dir / name).unlink(missing_ok=True)
+    release_sweep()
     with suppress(OSError):
         sweep_dir.rmdir()

@@ -5,7 +5,9 @@ recorded in the job's run.json as ``failed`` with its error line and handed back
 failed ``JobOutcome``, so Hydra's launcher goes on with the other jobs. A job of a sweep
 re-run into its own ``hydra.sweep.dir`` first looks at what the earlier invocation left
 in its directory (``dq.sweep.jobdir.decide``): completed jobs are skipped, interrupted or
-dead ones resumed from checkpoints/last.pt, failed ones rerun from scratch.
+dead ones resumed from checkpoints/last.pt, failed ones rerun from scratch. The job holds
+its directory's lock (``dq.engine.run_lock``) from that decision to its end; a job whose
+lock a live process holds is refused with one line naming that process.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dq.engine.preemption import stop_requested
+from dq.engine.run_lock import DirectoryBusy, DirectoryLock
 from dq.errors import DQUserError, RunInterrupted
 from dq.outputs import RunRecord, now_iso, write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
@@ -54,9 +57,6 @@ def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], action: Action, e
     if action is Action.foreign:
         recorded = " ".join((earlier or {}).get("overrides") or [])
         return outcome(JobStatus.failed, f"{job_dir} holds another job's run ({recorded}); use a new hydra.sweep.dir")
-    if action is Action.busy:
-        where = f"pid {(earlier or {}).get('pid')} on {(earlier or {}).get('host')}"
-        return outcome(JobStatus.failed, f"{job_dir} is still running in {where}")
     if stop_requested():  # a pre-emption signal stopped this process: start nothing new
         return outcome(JobStatus.interrupted, "not started: the sweep was asked to stop")
     if action is Action.rerun:
@@ -83,14 +83,26 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     sweep_dir = Path(hydra_cfg.sweep.dir)
     overrides = [str(item) for item in hydra_cfg.overrides.task]
     number = hydra_cfg.job.get("num", "?")
-    action, earlier = decide(job_dir, overrides)
+    lock = DirectoryLock(job_dir, "cannot run")
     try:
-        result = _run(cfg, job_dir, overrides, action, earlier)
-    except BaseException as error:  # KeyboardInterrupt and the like: say so, then stop
-        result = JobOutcome(JobStatus.failed, str(job_dir), {}, _error_line(error), tuple(overrides))
+        # Held from the decision to the end: a job that another live process runs (a
+        # dq-train resume=, a worker that outlived its sweep) is refused, never touched.
+        lock.acquire()
+    except DirectoryBusy as busy:
+        result = JobOutcome(JobStatus.failed, str(job_dir), {}, str(busy), tuple(overrides))
+        _report(sweep_dir, job_dir, number, Action.busy, result)
+        return result
+    try:
+        action, earlier = decide(job_dir, overrides)
+        try:
+            result = _run(cfg, job_dir, overrides, action, earlier)
+        except BaseException as error:  # KeyboardInterrupt and the like: say so, then stop
+            result = JobOutcome(JobStatus.failed, str(job_dir), {}, _error_line(error), tuple(overrides))
+            _report(sweep_dir, job_dir, number, action, result)
+            raise
         _report(sweep_dir, job_dir, number, action, result)
-        raise
-    _report(sweep_dir, job_dir, number, action, result)
+    finally:
+        lock.release()
     return result
 
 

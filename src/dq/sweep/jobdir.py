@@ -7,14 +7,13 @@ from run.json alone. Light imports only: the sweep callback uses this in every d
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 from contextlib import suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dq.engine.run_lock import LOCK_FILE
 from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON, read_json
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
@@ -22,8 +21,9 @@ JOB_ACTION_JSON = "sweep_job.json"
 # Overrides that choose how a job runs, not what it computes: a sweep may be finished
 # with another launcher than the one that started it.
 _PLACEMENT_KEYS = ("launcher",)
-# Kept when a failed job is rerun: Hydra's record of this invocation and its log file.
-_KEPT_ON_RERUN = {HYDRA_DIR, JOB_ACTION_JSON}
+# Kept when a failed job is rerun: Hydra's record of this invocation, its log file, and the
+# lock this process holds (a new file of that name would be a second, free lock).
+_KEPT_ON_RERUN = {HYDRA_DIR, JOB_ACTION_JSON, LOCK_FILE}
 
 
 class Action(StrEnum):
@@ -33,7 +33,7 @@ class Action(StrEnum):
     skip = "skipped"  # completed before: keep its results
     resume = "resumed"  # interrupted, or running in a process that is gone: continue from last.pt
     rerun = "reran"  # failed before: start again from scratch
-    busy = "busy"  # running in a live process: leave it alone
+    busy = "busy"  # its lock is held by a live process: leave it alone
     foreign = "refused"  # the directory holds a run with other overrides
 
 
@@ -52,25 +52,6 @@ def read_metrics(job_dir: Path) -> dict[str, float]:
         return {}
 
 
-def process_alive(run: dict[str, Any]) -> bool:
-    """Whether the process that wrote run.json still runs.
-
-    Only a process on this host can be checked; one recorded on another host is taken
-    as dead (a re-run sweep on a shared file system must not start while the old one
-    still runs elsewhere). Our own pid is never the old run: pids are reused.
-    """
-    pid = run.get("pid")
-    if not isinstance(pid, int) or run.get("host") != socket.gethostname() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def same_job(recorded: list[str], overrides: list[str]) -> bool:
     """Whether two override lists describe the same job (the launcher aside)."""
 
@@ -81,7 +62,8 @@ def same_job(recorded: list[str], overrides: list[str]) -> bool:
 
 
 def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] | None]:
-    """What to do with this job, and the earlier run.json it was decided from."""
+    """What to do with this job, and the earlier run.json it was decided from; called with
+    the job directory's lock held."""
     run = read_run(job_dir)
     if run is None:
         return Action.run, None
@@ -91,8 +73,8 @@ def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] 
     status = run.get("status")
     if status == "completed":
         return Action.skip, run
-    if status == "running" and process_alive(run):
-        return Action.busy, run
+    # "running" here is a dead process's word: the caller holds the job's lock, which a
+    # live process would hold (dq.engine.run_lock).
     if status in ("interrupted", "running"):
         # Stopped before its first epoch ended: nothing to resume from, so start afresh.
         has_last = (Path(job_dir) / CHECKPOINTS / LAST_CHECKPOINT).is_file()
