@@ -34,12 +34,16 @@ run: setup
 	$(BIN)/dq-train
 
 # What CI runs: everything but the long evidence tests (marked slow), which `make test-slow`
-# runs; run those before resolving an issue.
+# runs; run those before resolving an issue. Two pytest-xdist workers, one per core (each test
+# keeps one torch thread); --dist loadfile keeps a module's tests, and its fixtures, on one worker.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-slow: setup
-	$(BIN)/python -m pytest -m slow
+	$(PYTEST) -m slow
 
 lint: setup
 	$(BIN)/ruff check src tests scripts
