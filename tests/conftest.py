@@ -3,7 +3,9 @@ compose API from the real conf/ tree, shrunk to tiny runs (one epoch, a few exam
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,3 +42,17 @@ def compose_config(overrides: Sequence[str] = (), fast: bool = True) -> DictConf
 def make_cfg() -> Callable[..., DictConfig]:
     """``make_cfg("dataset=adult", "model=mlp")`` → a composed, shrunk config."""
     return lambda *overrides, fast=True: compose_config(overrides, fast=fast)
+
+
+def sweep_in_process(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``dq-train -m <args>`` in this process (the basic launcher runs jobs here); its exit code."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["dq-train", "-m", *args])
+    from dq.cli import train_main
+
+    try:
+        train_main()
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0

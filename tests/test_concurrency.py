@@ -22,7 +22,7 @@ import pytest
 from rich.console import Console
 
 import dq
-from conftest import compose_config
+from conftest import compose_config, sweep_in_process
 from dq import outputs
 from dq.cli import train_main
 from dq.engine.run_lock import LOCK_FILE, DirectoryBusy, DirectoryLock, hold
@@ -135,18 +135,6 @@ def test_resuming_a_run_that_a_live_process_holds_refuses_and_touches_nothing(
     dq.train(compose_config(overrides), run_dir=run_dir, resume=True, console=quiet())
     info = read_json(run_json)
     assert info["status"] == "completed" and len(info["resumed"]) == 1
-
-
-def sweep_in_process(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    """``dq-train -m <args>`` in this process (the basic launcher runs jobs here); its exit code."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["dq-train", "-m", *args])
-    try:
-        train_main()
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
 
 
 def test_a_rerun_sweep_refuses_the_job_a_live_process_holds_and_the_sweep_while_one_runs_it(

@@ -15,7 +15,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from dq.cli import explain_error, train_main
+from conftest import sweep_in_process
+from dq.cli import explain_error
 from dq.config import config_dir
 from dq.outputs import read_json, write_json
 from dq.spec import register_schemas
@@ -38,18 +39,6 @@ def dq_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env.pop("HYDRA_FULL_ERROR", None)
     command = [sys.executable, "-m", "dq.cli", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def sweep_in_process(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    """``dq-train -m <args>`` in this process (the basic launcher runs jobs here); its exit code."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["dq-train", "-m", *args])
-    try:
-        train_main()
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
 
 
 def job_rows(sweep_dir: Path) -> list[dict[str, str]]:
