@@ -9,6 +9,7 @@ such a line here; set HYDRA_FULL_ERROR=1 to see the full traceback instead.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
+from dq.config.overrides import FORMS, check_overrides, overrides_of
 from dq.config.validation import unknown_key_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged, first_line
 
@@ -41,6 +43,22 @@ def _choices(group: str) -> list[str]:
     return sorted(path.stem for path in (Path(config_dir()) / group).glob("*.yaml"))
 
 
+def one_line(text: str) -> str:
+    """A short multi-line message joined into one line; a long one (a config dump) cut to its
+    first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    joined = " ".join(lines)
+    return joined if len(lines) <= 5 and len(joined) <= 400 else first_line(text)
+
+
+def _unparsed(error: OverrideParseException) -> str:
+    """The override Hydra could not parse, from its message (``Error parsing override 'x'``
+    or ``LexerNoViableAltException: x``)."""
+    first = first_line(str(error))
+    quoted = re.fullmatch(r"Error parsing override '(.*)'", first)
+    return quoted.group(1) if quoted else first.split(": ", 1)[-1]
+
+
 def explain_error(error: BaseException) -> str:
     """One line saying what was wrong and, where known, what is allowed."""
     if isinstance(error, DQUserError):
@@ -49,13 +67,27 @@ def explain_error(error: BaseException) -> str:
         group, _, choice = error.missing_cfg_file.rpartition("/")
         allowed = ", ".join(error.options or _choices(group))
         return f"unknown {group} {choice!r}; allowed: {allowed}"
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse override {_unparsed(error)!r}; {FORMS}; quote a value with spaces or non-ASCII characters (key='a b')"
     cause = error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         parent = cause.parent_node
         return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         return f"bad value for {cause.full_key}: {first_line(str(cause))}"
-    return first_line(str(error))
+    if isinstance(error, OmegaConfBaseException) and getattr(error, "full_key", None):
+        return f"bad value for {error.full_key}: {first_line(str(error))}"
+    return one_line(str(error))
+
+
+def refusal(error: BaseException) -> str | None:
+    """The one line ``dq-train`` prints for input the user can fix, else None (a bug, whose
+    traceback is kept). Hydra's own errors about the command line count as the user's."""
+    if isinstance(error, DQUserError | HydraException | OmegaConfBaseException):
+        return explain_error(error)
+    if isinstance(error, ValueError) and str(error).startswith(HYDRA_MODE_CLASH):
+        return f"{error} (one at a time)"
+    return None
 
 
 # Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.
@@ -118,18 +150,17 @@ def train_main() -> None:
     global _show_traceback
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
+        check_overrides(overrides_of(sys.argv[1:]))
         with _errors_reach_us():
             _train_app()
-    except (DQUserError, HydraException, OmegaConfBaseException) as error:
+    except Exception as error:
+        line = refusal(error)
+        if line is None:
+            raise
         abandon_sweep()  # a sweep refused before its first job leaves no sweep.json
         if _show_traceback:
             raise
-        print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
-    except ValueError as error:  # Hydra's refusal of two modes at once (-m with --cfg, say)
-        if _show_traceback or not str(error).startswith(HYDRA_MODE_CLASH):
-            raise
-        print(f"dq-train: error: {error} (one at a time)", file=sys.stderr)
+        print(f"dq-train: error: {line}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
     if sweep_exit_code():  # a sweep ran every job, and some failed or were interrupted

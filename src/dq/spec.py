@@ -17,18 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from dq.config import config_dir
 from dq.config.eval import EvalConfig
 from dq.config.explain import ExplainConfig
 from dq.config.optimizer import OPTIMIZER_SCHEMAS
+from dq.config.overrides import check_overrides
 from dq.config.report import ReportConfig
-from dq.config.run import RunConfig
+from dq.config.run import RunConfig, check_run_fields
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
 from dq.config.validation import typed, unknown_key_message
 from dq.data.registry import DATASETS
-from dq.errors import DQUserError
+from dq.errors import DQUserError, first_line
 from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
@@ -102,6 +104,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    check_overrides(overrides)  # what dq-train checks before Hydra composes
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides))
@@ -143,7 +146,12 @@ def to_spec(cfg: DictConfig) -> RunSpec:
             str(name): typed(f"{group}.{name}", _plugin_schema(group, str(name)), node)
             for name, node in (cfg.get(group) or {}).items()
         }
-    return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
+    try:
+        seed, experiment_name = cfg.get("seed", 0), cfg.get("experiment_name", "default")
+    except OmegaConfBaseException as error:
+        raise DQUserError(f"bad value for {error.full_key}: {first_line(str(error))}") from error
+    check_run_fields(seed, experiment_name)
+    return RunSpec(seed=seed, experiment_name=experiment_name, **parts)
 
 
 def _plugin_schema(group: str, name: str) -> type:
