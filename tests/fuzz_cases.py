@@ -336,7 +336,7 @@ def check(case: Case, make_cfg: Callable[[Case], DictConfig], tally: Tally) -> s
             line = refusal(error)
             if line is None:
                 raise
-            assert "\n" not in line and "\r" not in line, f"{case.overrides}: a refusal of several lines: {line!r}"
+            assert line.isprintable(), f"{case.overrides}: a refusal of several lines (or control characters): {line!r}"
             assert line.strip(), f"{case.overrides}: an empty refusal"
             assert any(name and name in line for name in case.names), f"{case.overrides}: names nothing: {line!r}"
             assert ALLOWED.search(line), f"{case.overrides}: does not say what is allowed: {line!r}"

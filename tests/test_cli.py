@@ -105,7 +105,7 @@ def test_two_modes_at_once_are_one_line_not_a_traceback(tmp_path: Path, monkeypa
 
 TRAINER_KEYS = (
     "epochs, batch_size, eval_batch_size, device, amp, amp_dtype, grad_clip, early_stopping, select, "
-    "num_threads, loader, num_workers, checkpoints, progress"
+    "num_threads, loader, num_workers, checkpoints, progress, nonfinite"
 )
 
 

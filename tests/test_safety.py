@@ -126,6 +126,7 @@ def test_a_sampler_target_outside_optunas_samplers_is_refused(node: dict, refuse
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:SBXCrossover is experimental")
 def test_optunas_samplers_and_their_parts_are_built() -> None:
     from dq.sweep.optuna_search import build_sampler
 
@@ -258,3 +259,23 @@ def test_inputs_are_unpickled_nowhere() -> None:
 
 def test_pickle_is_what_the_trap_uses() -> None:
     assert pickle.dumps(PlantsMarker(Path("x")))  # the marker class pickles (a guard on the tests above)
+
+
+def test_dq_report_escapes_a_hostile_experiment_name_and_metric_on_every_page(tiny_run: Path, tmp_path: Path) -> None:
+    """A run whose saved config and metrics carry markup (dq-train refuses such an
+    experiment_name, but a file can be edited): dq-report's pages show it as text."""
+    import json
+
+    from dq.report.command import main
+
+    hostile = "<script>alert(1)</script>"
+    runs = tmp_path / "runs"
+    run_dir = shutil.copytree(tiny_run, runs / "run")
+    config = run_dir / HYDRA_DIR / "config.yaml"
+    config.write_text(config.read_text().replace("experiment_name: default", f"experiment_name: '{hostile}'"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, f"test/{hostile}": 0.5}))
+    main([str(runs), "--out", str(tmp_path / "report")])
+    pages = sorted((tmp_path / "report").rglob("*.html"))
+    assert pages and all("<script" not in page.read_text() for page in pages)
+    assert any("&lt;script&gt;" in page.read_text() for page in pages)

@@ -80,11 +80,17 @@ def explain_error(error: BaseException) -> str:
     return one_line(str(error))
 
 
+def printable(line: str) -> str:
+    """``line`` with every character a terminal would act on (control characters, line and
+    paragraph separators) written as its escape: a value quoted in a message stays one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
+
+
 def refusal(error: BaseException) -> str | None:
     """The one line ``dq-train`` prints for input the user can fix, else None (a bug, whose
     traceback is kept). Hydra's own errors about the command line count as the user's."""
     if isinstance(error, DQUserError | HydraException | OmegaConfBaseException):
-        return explain_error(error)
+        return printable(explain_error(error))
     if isinstance(error, ValueError) and str(error).startswith(HYDRA_MODE_CLASH):
         return f"{error} (one at a time)"
     return None
@@ -118,7 +124,7 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
         if _show_traceback:
             raise
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
-        print(f"dq-train: {kind}: {error}", file=sys.stderr)
+        print(f"dq-train: {kind}: {printable(str(error))}", file=sys.stderr)
         sys.exit(EXIT_CODES[type(error)])
     return None
 
