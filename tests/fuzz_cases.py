@@ -312,9 +312,14 @@ class Tally:
     validated: int = 0
     refused: int = 0
     lines: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
 
     def summary(self) -> str:
-        return f"{self.tried} cases: {self.validated} validated, {self.refused} refused in one line, 0 tracebacks"
+        return (
+            f"{self.tried} cases: {self.validated} validated, {self.refused} refused in one line, 0 tracebacks "
+            f"({self.wall_s:.0f} s, {self.cpu_s:.0f} s of CPU)"
+        )
 
 
 def check(case: Case, make_cfg: Callable[[Case], DictConfig], tally: Tally) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ FAST_GROUPS = [
     ),
 ]
 FAST_MUTATIONS = ("value", "value", "value", "value", "unknown", "delete")
-FAST_CASES = 200
+FAST_CASES = 250
 SLOW_CASES = int(os.environ.get("DQ_FUZZ_SLOW_CASES", "2000"))  # ~0.5-2 s a case: fewer for a quick look
 ALL_LOGGERS = GROUPS["logger"]
 PROFILE = settings(
@@ -70,7 +71,9 @@ def fuzz(strategy: st.SearchStrategy[Case], examples: int) -> Tally:
     def one(case: Case) -> None:
         check(case, COMPOSER, tally)
 
+    started, cpu = time.perf_counter(), time.process_time()
     one()
+    tally.wall_s, tally.cpu_s = time.perf_counter() - started, time.process_time() - cpu
     return tally
 
 

@@ -52,11 +52,13 @@ def one_line(text: str) -> str:
 
 
 def _unparsed(error: OverrideParseException) -> str:
-    """The override Hydra could not parse, from its message (``Error parsing override 'x'``
-    or ``LexerNoViableAltException: x``)."""
-    first = first_line(str(error))
-    quoted = re.fullmatch(r"Error parsing override '(.*)'", first)
-    return quoted.group(1) if quoted else first.split(": ", 1)[-1]
+    """What Hydra could not parse: the override, and its parser's first complaint."""
+    problem = first_line(str(error))
+    quoted = re.fullmatch(r"Error parsing override '(.*)'", problem)
+    if quoted or problem.endswith(str(error.override)):  # the message is only the override
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip() and "^" not in line]
+        problem = lines[0] if lines and not lines[0].startswith("See ") else ""
+    return f"{error.override!r}" + (f" ({problem})" if problem else "")
 
 
 def explain_error(error: BaseException) -> str:
@@ -68,7 +70,7 @@ def explain_error(error: BaseException) -> str:
         allowed = ", ".join(error.options or _choices(group))
         return f"unknown {group} {choice!r}; allowed: {allowed}"
     if isinstance(error, OverrideParseException):
-        return f"cannot parse override {_unparsed(error)!r}; {FORMS}; quote a value with spaces or non-ASCII characters (key='a b')"
+        return f"cannot parse override {_unparsed(error)}; {FORMS}; quote a value with spaces or non-ASCII characters (key='a b')"
     cause = error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         parent = cause.parent_node
