@@ -28,7 +28,7 @@ from dq.config.report import ReportConfig
 from dq.config.run import RunConfig, check_run_fields
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
-from dq.config.validation import typed, unknown_key_message
+from dq.config.validation import interpolation_hint, typed, unknown_key_message
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError, first_line
 from dq.loggers.registry import LOGGERS
@@ -146,12 +146,17 @@ def to_spec(cfg: DictConfig) -> RunSpec:
             str(name): typed(f"{group}.{name}", _plugin_schema(group, str(name)), node)
             for name, node in (cfg.get(group) or {}).items()
         }
-    try:
-        seed, experiment_name = cfg.get("seed", 0), cfg.get("experiment_name", "default")
-    except OmegaConfBaseException as error:
-        raise DQUserError(f"bad value for {error.full_key}: {first_line(str(error))}") from error
+    seed, experiment_name = _run_field(cfg, "seed", 0), _run_field(cfg, "experiment_name", "default")
     check_run_fields(seed, experiment_name)
     return RunSpec(seed=seed, experiment_name=experiment_name, **parts)
+
+
+def _run_field(cfg: DictConfig, key: str, default: Any) -> Any:
+    """A top-level value of the run (``seed``, ``experiment_name``), resolved."""
+    try:
+        return cfg.get(key, default)
+    except OmegaConfBaseException as error:
+        raise DQUserError(f"bad value for {key}: {first_line(str(error))}{interpolation_hint(error)}") from error
 
 
 def _plugin_schema(group: str, name: str) -> type:

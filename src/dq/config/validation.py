@@ -102,6 +102,13 @@ def _fields_at(schema: type, path: list[str]) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
 
 
+def interpolation_hint(error: BaseException) -> str:
+    """What a failed ``${...}`` must be instead, for a message about one (else nothing)."""
+    if "nterpolation" not in str(error):
+        return ""
+    return "; an interpolation ${...} must name a key of the config (${seed}) or a resolver with its arguments"
+
+
 @functools.cache
 def _structured(schema: type) -> DictConfig:
     """The schema as an OmegaConf node, built once: ``OmegaConf.merge`` copies its first
@@ -134,7 +141,6 @@ def typed(where: str, schema: type, node: Any) -> Any:
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         at = f"{where}.{key}" if key and not str(key).startswith(where) else (key or where)
-        hint = "; an interpolation ${...} must name a key of the config" if "nterpolation" in str(error) else ""
-        raise DQUserError(f"bad value for {at}: {first_line(str(error))}{hint}") from error
+        raise DQUserError(f"bad value for {at}: {first_line(str(error))}{interpolation_hint(error)}") from error
     validate_tree(obj, where)
     return obj
