@@ -46,7 +46,7 @@ def _choices(group: str) -> list[str]:
 def one_line(text: str) -> str:
     """A short multi-line message joined into one line; a long one (a config dump) cut to its
     first line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]  # not str.splitlines: see first_line
     joined = " ".join(lines)
     return joined if len(lines) <= 5 and len(joined) <= 400 else first_line(text)
 
