@@ -25,7 +25,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
-from dq.config.validation import interpolation_hint, unknown_key_message
+from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted, TrainingDiverged, first_line
 
 if TYPE_CHECKING:
@@ -76,9 +76,9 @@ def explain_error(error: BaseException) -> str:
         parent = cause.parent_node
         return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        return f"bad value for {cause.full_key}: {first_line(str(cause))}{interpolation_hint(cause)}"
+        return f"bad value for {cause.full_key}: {omegaconf_message(cause)}{interpolation_hint(cause)}"
     if isinstance(error, OmegaConfBaseException) and getattr(error, "full_key", None):
-        return f"bad value for {error.full_key}: {first_line(str(error))}{interpolation_hint(error)}"
+        return f"bad value for {error.full_key}: {omegaconf_message(error)}{interpolation_hint(error)}"
     return one_line(str(error))
 
 

@@ -28,9 +28,9 @@ from dq.config.report import ReportConfig
 from dq.config.run import RunConfig, check_run_fields
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
-from dq.config.validation import interpolation_hint, typed, unknown_key_message
+from dq.config.validation import interpolation_hint, omegaconf_message, typed, unknown_key_message
 from dq.data.registry import DATASETS
-from dq.errors import DQUserError, first_line
+from dq.errors import DQUserError
 from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
@@ -156,7 +156,7 @@ def _run_field(cfg: DictConfig, key: str, default: Any) -> Any:
     try:
         return cfg.get(key, default)
     except OmegaConfBaseException as error:
-        raise DQUserError(f"bad value for {key}: {first_line(str(error))}{interpolation_hint(error)}") from error
+        raise DQUserError(f"bad value for {key}: {omegaconf_message(error)}{interpolation_hint(error)}") from error
 
 
 def _plugin_schema(group: str, name: str) -> type:

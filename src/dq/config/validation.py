@@ -13,13 +13,14 @@ import dataclasses
 import difflib
 import functools
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from dq.errors import DQUserError, first_line
+from dq.errors import DQUserError
 
 
 class ConfigValueError(ValueError):
@@ -102,6 +103,16 @@ def _fields_at(schema: type, path: list[str]) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
 
 
+_CONTEXT = re.compile(r"(\n[ \t]+(full_key|reference_type|object_type)[:=][^\n]*)+\s*$")
+
+
+def omegaconf_message(error: BaseException) -> str:
+    """OmegaConf's message in one line: without the ``full_key: ...`` lines it appends, and
+    with any line break inside a quoted value written as ``\\n`` (a value may hold one)."""
+    text = _CONTEXT.sub("", str(error)).strip()
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def interpolation_hint(error: BaseException) -> str:
     """What a failed ``${...}`` must be instead, for a message about one (else nothing)."""
     if "nterpolation" not in str(error):
@@ -141,6 +152,6 @@ def typed(where: str, schema: type, node: Any) -> Any:
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         at = f"{where}.{key}" if key and not str(key).startswith(where) else (key or where)
-        raise DQUserError(f"bad value for {at}: {first_line(str(error))}{interpolation_hint(error)}") from error
+        raise DQUserError(f"bad value for {at}: {omegaconf_message(error)}{interpolation_hint(error)}") from error
     validate_tree(obj, where)
     return obj
