@@ -290,7 +290,9 @@ def test_a_search_where_no_trial_completes_exits_1_naming_the_failures(tmp_path:
 
 def test_bad_sweeper_settings_are_refused_in_one_line() -> None:
     with pytest.raises(
-        DQUserError, match=r"^bad hydra.sweeper.sampler: Error locating target 'optuna.samplers.Nope'; e.g. "
+        DQUserError,
+        match=r"^bad hydra.sweeper.sampler: hydra.sweeper.sampler._target_='optuna.samplers.Nope' is not allowed; "
+        r"allowed: optuna.samplers.<.*NSGAIISampler.*>; e.g. ",
     ):
         build_sampler({"_target_": "optuna.samplers.Nope"}, seed=0)
     assert type(build_sampler(None, seed=3)).__name__ == "TPESampler"

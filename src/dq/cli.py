@@ -9,6 +9,7 @@ such a line here; set HYDRA_FULL_ERROR=1 to see the full traceback instead.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
-from dq.config.validation import unknown_key_message
+from dq.config.overrides import FORMS, check_overrides, overrides_of
+from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
 
 if TYPE_CHECKING:
@@ -41,6 +43,24 @@ def _choices(group: str) -> list[str]:
     return sorted(path.stem for path in (Path(config_dir()) / group).glob("*.yaml"))
 
 
+def one_line(text: str) -> str:
+    """A short multi-line message joined into one line; a long one (a config dump) cut to its
+    first line."""
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]  # not str.splitlines: see first_line
+    joined = " ".join(lines)
+    return joined if len(lines) <= 5 and len(joined) <= 400 else first_line(text)
+
+
+def _unparsed(error: OverrideParseException) -> str:
+    """What Hydra could not parse: the override, and its parser's first complaint."""
+    problem = first_line(str(error))
+    quoted = re.fullmatch(r"Error parsing override '(.*)'", problem)
+    if quoted or problem.endswith(str(error.override)):  # the message is only the override
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip() and "^" not in line]
+        problem = lines[0] if lines and not lines[0].startswith("See ") else ""
+    return f"{error.override!r}" + (f" ({problem})" if problem else "")
+
+
 def explain_error(error: BaseException) -> str:
     """One line saying what was wrong and, where known, what is allowed."""
     if isinstance(error, DQUserError):
@@ -49,13 +69,33 @@ def explain_error(error: BaseException) -> str:
         group, _, choice = error.missing_cfg_file.rpartition("/")
         allowed = ", ".join(error.options or _choices(group))
         return f"unknown {group} {choice!r}; allowed: {allowed}"
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse override {_unparsed(error)}; {FORMS}; quote a value with spaces or non-ASCII characters (key='a b')"
     cause = error.__cause__
     if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
         parent = cause.parent_node
         return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        return f"bad value for {cause.full_key}: {first_line(str(cause))}"
-    return first_line(str(error))
+        return f"bad value for {cause.full_key}: {omegaconf_message(cause)}{interpolation_hint(cause)}"
+    if isinstance(error, OmegaConfBaseException) and getattr(error, "full_key", None):
+        return f"bad value for {error.full_key}: {omegaconf_message(error)}{interpolation_hint(error)}"
+    return one_line(str(error))
+
+
+def printable(line: str) -> str:
+    """``line`` with every character a terminal would act on (control characters, line and
+    paragraph separators) written as its escape: a value quoted in a message stays one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
+
+
+def refusal(error: BaseException) -> str | None:
+    """The one line ``dq-train`` prints for input the user can fix, else None (a bug, whose
+    traceback is kept). Hydra's own errors about the command line count as the user's."""
+    if isinstance(error, DQUserError | HydraException | OmegaConfBaseException):
+        return printable(explain_error(error))
+    if isinstance(error, ValueError) and str(error).startswith(HYDRA_MODE_CLASH):
+        return f"{error} (one at a time)"
+    return None
 
 
 # Pre-empted runs exit 75 (EX_TEMPFAIL) so a requeue hook can tell "resume me" from a failure.
@@ -91,7 +131,7 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
         if _show_traceback:
             raise
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
-        print(f"dq-train: {kind}: {error}", file=sys.stderr)
+        print(f"dq-train: {kind}: {printable(str(error))}", file=sys.stderr)
         sys.exit(exit_code(error))
     return None
 
@@ -123,23 +163,22 @@ def train_main() -> None:
     global _show_traceback
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
+        check_overrides(overrides_of(sys.argv[1:]))
         with _errors_reach_us():
             _train_app()
-    except (DQUserError, HydraException, OmegaConfBaseException) as error:
-        abandon_sweep()  # a sweep refused before its first job leaves no sweep.json
-        if _show_traceback:
-            raise
-        print(f"dq-train: error: {explain_error(error)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
     except RunFailed as error:  # a sweep that found no room even for its job records (DiskFull)
         if _show_traceback:
             raise
-        print(f"dq-train: error: {error}", file=sys.stderr)
+        print(f"dq-train: error: {printable(str(error))}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
-    except ValueError as error:  # Hydra's refusal of two modes at once (-m with --cfg, say)
-        if _show_traceback or not str(error).startswith(HYDRA_MODE_CLASH):
+    except Exception as error:
+        line = refusal(error)
+        if line is None:
             raise
-        print(f"dq-train: error: {error} (one at a time)", file=sys.stderr)
+        abandon_sweep()  # a sweep refused before its first job leaves no sweep.json
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {line}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
     if sweep_exit_code():  # a sweep ran every job, and some failed or were interrupted

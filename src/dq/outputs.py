@@ -38,7 +38,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dq.errors import DiskFull
+from dq.errors import DiskFull, DQUserError, first_line
 
 if TYPE_CHECKING:  # torch is imported where a function needs it: reading run files does not
     import torch
@@ -203,10 +203,23 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint of plain tensors and Python values, loaded with ``weights_only=True``."""
+    """A checkpoint of plain tensors and Python values, loaded with ``weights_only=True``:
+    unpickling a file never runs code named in it.
+
+    Raises:
+        DQUserError: the file names any other object (a class, a function), in one line.
+    """
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:  # what weights_only raises for a global it does not allow
+        raise DQUserError(
+            f"{path} holds objects other than tensors and plain values; refused to load it "
+            f"(checkpoints load with weights_only=True: {first_line(str(error))[:200]})"
+        ) from None
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:

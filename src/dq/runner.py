@@ -123,6 +123,41 @@ def resume_command_line(cfg: DictConfig, console: Console | None = None) -> dict
     return train(merged, run_dir, console, resume=True)
 
 
+def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> _BuiltRun:
+    """Everything a run needs before it trains, each part checked against the others: the
+    schema (``to_spec``), the device, the data, the model, the objective's terms, the
+    explanations and the loggers. ``dq-train`` refuses bad input here, before any training,
+    and the fuzz tests (tests/test_fuzz_config.py) call it to check exactly that.
+
+    Raises:
+        DQUserError: one line, for input the user can fix; a new run's directory is then
+            removed, since it holds no result (a resumed run's is kept, and a sweep job's,
+            for dq.sweep.job to mark failed).
+    """
+    try:
+        spec = to_spec(cfg)
+        set_threads(spec.trainer.num_threads)
+        device = resolve_device(str(spec.trainer.device))
+        splits = data.build(spec.dataset, spec.seed)
+        check_monitor(spec.trainer, splits)
+        check_robust_eval(spec.eval.robust, splits.meta)
+        seed_everything(spec.seed)
+        model = models.build(spec.model, splits.meta)
+        transforms = build_transforms(spec.regularizer, splits.meta)
+        notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
+        objective = build_objective(spec.regularizer, splits.meta)
+        if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
+            from dq.explain.run import check_explain
+
+            check_explain(spec.explain, splits.meta, model)
+        loggers = build_loggers(spec.logger, LoggerContext(run_dir, spec.experiment_name))  # opens stores now
+    except DQUserError:
+        if not resume and not in_sweep():  # a sweep job keeps its directory to be listed as failed
+            discard_unstarted(run_dir)
+        raise
+    return _BuiltRun(spec, splits, model, transforms, objective, notes, device, run_dir, loggers)
+
+
 def train(
     cfg: DictConfig,
     run_dir: str | Path | None = None,
@@ -163,27 +198,8 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
         if point is None:
             return read_metrics(run_dir) if (run_dir / METRICS_JSON).exists() else {}
     run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
-    try:
-        spec = to_spec(cfg)
-        set_threads(spec.trainer.num_threads)
-        device = resolve_device(str(spec.trainer.device))
-        splits = data.build(spec.dataset, spec.seed)
-        check_monitor(spec.trainer, splits)
-        check_robust_eval(spec.eval.robust, splits.meta)
-        seed_everything(spec.seed)
-        model = models.build(spec.model, splits.meta)
-        transforms = build_transforms(spec.regularizer, splits.meta)
-        notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
-        objective = build_objective(spec.regularizer, splits.meta)
-        if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
-            from dq.explain.run import check_explain
-
-            check_explain(spec.explain, splits.meta, model)
-        loggers = build_loggers(spec.logger, LoggerContext(run_dir, spec.experiment_name))  # opens stores now
-    except DQUserError:
-        if not resume and not in_sweep():  # a sweep job keeps its directory to be listed as failed
-            discard_unstarted(run_dir)
-        raise
+    built = prepare_run(cfg, run_dir, resume=resume)
+    spec, device, loggers = built.spec, built.device, built.loggers
 
     overrides = hydra_task_overrides()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +212,6 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
     try:
         loggers.start(flatten_config(cfg))
         with preemption.catching_stop_signals():
-            built = _BuiltRun(spec, splits, model, transforms, objective, notes, device, run_dir, loggers)
             metrics = _train_and_evaluate(built, console, point)
         record.finish()
     except RunInterrupted as error:

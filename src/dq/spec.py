@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dq.config import config_dir
 from dq.config.eval import EvalConfig
 from dq.config.explain import ExplainConfig
 from dq.config.optimizer import OPTIMIZER_SCHEMAS
+from dq.config.overrides import check_overrides
 from dq.config.report import ReportConfig
-from dq.config.run import RunConfig
+from dq.config.run import RunConfig, check_run_fields
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
-from dq.config.validation import typed, unknown_key_message
+from dq.config.validation import interpolation_hint, omegaconf_message, typed, unknown_key_message
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError
 from dq.loggers.registry import LOGGERS
@@ -106,6 +108,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    check_overrides(overrides)  # what dq-train checks before Hydra composes
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides))
@@ -147,7 +150,17 @@ def to_spec(cfg: DictConfig) -> RunSpec:
             str(name): typed(f"{group}.{name}", _plugin_schema(group, str(name)), node)
             for name, node in (cfg.get(group) or {}).items()
         }
-    return RunSpec(seed=int(cfg.seed), experiment_name=str(cfg.experiment_name), **parts)
+    seed, experiment_name = _run_field(cfg, "seed", 0), _run_field(cfg, "experiment_name", "default")
+    check_run_fields(seed, experiment_name)
+    return RunSpec(seed=seed, experiment_name=experiment_name, **parts)
+
+
+def _run_field(cfg: DictConfig, key: str, default: Any) -> Any:
+    """A top-level value of the run (``seed``, ``experiment_name``), resolved."""
+    try:
+        return cfg.get(key, default)
+    except OmegaConfBaseException as error:
+        raise DQUserError(f"bad value for {key}: {omegaconf_message(error)}{interpolation_hint(error)}") from error
 
 
 def _plugin_schema(group: str, name: str) -> type:

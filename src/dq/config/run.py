@@ -8,6 +8,7 @@ ConfigStore and checks a composed config against them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -18,6 +19,12 @@ from dq.config.explain import ExplainConfig
 from dq.config.report import ReportConfig
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
+from dq.config.validation import INT64_MAX
+from dq.errors import DQUserError
+
+# experiment_name is a folder of the outputs tree (outputs/<experiment_name>/<time>): one
+# plain path component, never '..', a '/', a space or markup.
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]{0,99}")
 
 
 @dataclass
@@ -37,3 +44,20 @@ class RunConfig:
     seed: int = 0
     experiment_name: str = "default"
     resume: Optional[str] = None  # a run directory to continue (OmegaConf needs Optional)
+
+
+def check_run_fields(seed: Any, experiment_name: Any) -> None:
+    """The run-wide scalars that no group schema checks.
+
+    Raises:
+        DQUserError: a seed that is not an integer within 64 bits, or an experiment name
+            that is not one plain folder name.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) > INT64_MAX:
+        raise DQUserError(f"seed must be an integer within ±{INT64_MAX} (64 bits), got {seed!r}")
+    if not isinstance(experiment_name, str) or not EXPERIMENT_NAME.fullmatch(experiment_name):
+        shown = experiment_name if len(str(experiment_name)) <= 60 else f"{str(experiment_name)[:60]}..."
+        raise DQUserError(
+            f"experiment_name must be a folder name of 1 to 100 letters, digits and _ . + = , - "
+            f"(not starting with . or -), got {shown!r}"
+        )

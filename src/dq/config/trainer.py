@@ -7,6 +7,10 @@ from enum import StrEnum
 
 from dq.config.validation import require
 
+# More torch threads or loader workers than any machine has cores: torch overflows past 2**31
+# threads and crashes at exit after 10**6 (measured, torch 2.14).
+MAX_THREADS = 512
+
 
 class DeviceChoice(StrEnum):
     auto = "auto"
@@ -87,5 +91,13 @@ class TrainerConfig:
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0 (0 turns it off), got {self.grad_clip}")
-        require(self.num_threads >= 1, "num_threads", f"must be >= 1, got {self.num_threads}")
-        require(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        require(
+            1 <= self.num_threads <= MAX_THREADS,
+            "num_threads",
+            f"must be in [1, {MAX_THREADS}], got {self.num_threads}",
+        )
+        require(
+            0 <= self.num_workers <= MAX_THREADS,
+            "num_workers",
+            f"must be in [0, {MAX_THREADS}], got {self.num_workers}",
+        )

@@ -70,6 +70,7 @@ def check_table(spec: TableSpec) -> None:
         raise DQUserError(f"{where}: seeds and quick.seeds must each list at least one seed")
     for row in spec.rows:
         _check_row(spec, row, where)
+    _check_overrides_run_no_code(spec, where)
     labels = [planned.label for planned in expand_rows(spec)]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -93,6 +94,21 @@ def check_table(spec: TableSpec) -> None:
     for metric in spec.pareto:
         if metric not in known:
             raise DQUserError(f"{where}: pareto metric {metric!r} is not among metrics or columns: {', '.join(known)}")
+
+
+def _check_overrides_run_no_code(spec: TableSpec, where: str) -> None:
+    """A table's overrides go to dq-train as they are: refuse those that could name code to
+    run there (hydra's callbacks, launchers, sweepers and job environment; any _target_).
+    A launcher belongs on the dq-table command line (``dq-table NAME launcher=joblib``)."""
+    overrides = [*spec.overrides, *spec.quick.overrides, *(o for row in spec.rows for o in row.overrides)]
+    overrides += [o for stage in spec.prepare.values() for o in stage.overrides]
+    for override in overrides:
+        key = override.partition("=")[0].lstrip("+~")
+        if key.startswith("hydra") or "_target_" in override:
+            raise DQUserError(
+                f"{where}: override {override!r} may not set hydra's settings nor a _target_ (they can name "
+                "code to run); a table sets the run's own keys, and a launcher goes on the dq-table command line"
+            )
 
 
 def _check_row(spec: TableSpec, row: Row, where: str) -> None:

@@ -144,14 +144,68 @@ def run_search(
     finish(study, settings, sweep_dir)
 
 
+SAMPLERS_MODULE = "optuna.samplers"
+
+
+def sampler_names() -> list[str]:
+    """The sampler classes ``hydra.sweeper.sampler._target_`` may name: optuna.samplers.<one of these>."""
+    import optuna
+
+    return sorted(
+        name
+        for name in dir(optuna.samplers)
+        if isinstance(getattr(optuna.samplers, name), type)
+        and issubclass(getattr(optuna.samplers, name), optuna.samplers.BaseSampler)
+        and getattr(optuna.samplers, name) is not optuna.samplers.BaseSampler
+    )
+
+
+def _targets(node: Any, where: str) -> list[tuple[str, Any]]:
+    """Every ``_target_`` in ``node`` and the nodes below it, with its config path."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(node, Mapping):
+        found += [(f"{where}._target_", node["_target_"])] if "_target_" in node else []
+        for key, value in node.items():
+            found += _targets(value, f"{where}.{key}")
+    elif isinstance(node, list | tuple):
+        for number, value in enumerate(node):
+            found += _targets(value, f"{where}[{number}]")
+    return found
+
+
+def check_sampler_targets(node: Mapping[str, Any]) -> None:
+    """Hydra's ``instantiate`` imports and calls whatever ``_target_`` names, at any depth of
+    the node: only optuna's sampler classes may be named at its top, and nothing from
+    outside ``optuna.samplers`` below it (a sampler's own parts, e.g. NSGA-II's crossover).
+
+    Raises:
+        DQUserError: one line naming the refused target and the allowed ones.
+    """
+    allowed = sampler_names()
+    for where, target in _targets(node, "hydra.sweeper.sampler"):
+        module, _, name = str(target).rpartition(".")
+        top = where == "hydra.sweeper.sampler._target_"
+        if (
+            (module != SAMPLERS_MODULE or name not in allowed)
+            if top
+            else not str(target).startswith(SAMPLERS_MODULE + ".")
+        ):
+            raise DQUserError(
+                f"bad hydra.sweeper.sampler: {where}={target!r} is not allowed; allowed: "
+                f"{SAMPLERS_MODULE}.<{'|'.join(allowed)}>; e.g. {SAMPLER_EXAMPLE}"
+            )
+
+
 def build_sampler(node: Mapping[str, Any] | None, seed: Any) -> optuna.samplers.BaseSampler:
-    """The sampler ``hydra.sweeper.sampler`` names (a Hydra ``_target_`` node); unset, TPE
-    seeded with the run's ``seed``."""
+    """The sampler ``hydra.sweeper.sampler`` names (a Hydra ``_target_`` node, limited to
+    optuna's samplers by ``check_sampler_targets``); unset, TPE seeded with the run's ``seed``."""
     import optuna
     from hydra.utils import instantiate
 
     if node is None:
         return optuna.samplers.TPESampler(seed=seed if isinstance(seed, int) else None)
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    check_sampler_targets(plain if isinstance(plain, Mapping) else {})
     try:
         sampler = instantiate(node)
     except Exception as error:
