@@ -1,5 +1,5 @@
 """Concurrency (issue 11, point 7): a run or sweep directory is one live process's at a time
-(dq.engine.run_lock: fcntl.flock, freed by the kernel when its holder dies), and run and
+(dq.locks: fcntl.flock, freed by the kernel when its holder dies), and run and
 sweep directory names cannot collide (dq.outputs.unique_stamp).
 
 The lock's holder is a real child process: while it lives, a resume, a re-run sweep's job
@@ -25,7 +25,7 @@ import dq
 from conftest import compose_config, sweep_in_process
 from dq import outputs
 from dq.cli import train_main
-from dq.engine.run_lock import LOCK_FILE, DirectoryBusy, DirectoryLock, hold
+from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock, hold
 from dq.outputs import read_json, unique_stamp, write_json
 
 DIGITS = ("dataset=digits", "model=mlp", "explain.enabled=false", "dataset.limit=64")
@@ -43,7 +43,7 @@ TINY_SWEEP = [
 HOLD = """
 import sys, time
 from pathlib import Path
-from dq.engine.run_lock import DirectoryLock
+from dq.locks import DirectoryLock
 DirectoryLock(Path(sys.argv[1]), "held").acquire()
 print("held", flush=True)
 time.sleep(600)

@@ -23,7 +23,7 @@ from dq.inference import predict_logits
 from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective
-from dq.outputs import atomic_write, discard_unstarted, read_jsonl, write_json
+from dq.outputs import atomic_write, discard_unstarted, load_checkpoint, read_jsonl, write_json
 from dq.records import Batch, Split, Splits
 
 CPU = torch.device("cpu")
@@ -69,7 +69,7 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path)
     state = checkpoint.rng_state(generator)
     checkpoint.save_last(tmp_path, {"epoch": 1, "rng": state})
     expected = (torch.rand(3), torch.randperm(5, generator=generator))
-    loaded = checkpoint.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    loaded = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     checkpoint.restore_rng_state(loaded["rng"], generator)
     assert torch.equal(torch.rand(3), expected[0])
     assert torch.equal(torch.randperm(5, generator=generator), expected[1])
@@ -200,8 +200,8 @@ def test_checkpointer_writes_best_and_last_only_when_it_has_a_run_dir_and_is_ena
     checkpoints = Checkpointer(tmp_path / "on", True, "val/loss")
     checkpoints.save_best(model.state_dict(), 3, 0.25)
     checkpoints.save_last(4, **parts)
-    best = checkpoint.load_checkpoint(tmp_path / "on" / "checkpoints" / "best.pt")
-    last = checkpoint.load_checkpoint(tmp_path / "on" / "checkpoints" / "last.pt")
+    best = load_checkpoint(tmp_path / "on" / "checkpoints" / "best.pt")
+    last = load_checkpoint(tmp_path / "on" / "checkpoints" / "last.pt")
     assert (best["epoch"], best["monitor"], best["value"]) == (3, "val/loss", 0.25)
     assert last["epoch"] == 4 and last["scheduler"] is None and last["early_stopping"]["patience"] == 3
     for name, tensor in model.state_dict().items():

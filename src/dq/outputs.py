@@ -219,7 +219,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise DQUserError(
             f"{path} holds objects other than tensors and plain values; refused to load it "
             f"(checkpoints load with weights_only=True: {first_line(str(error))[:200]})"
-        ) from None
+        ) from error  # dq.run_files words torch's own reason
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:

@@ -203,7 +203,9 @@ def read_checkpoint(
         state = load_checkpoint(Path(run_dir) / name, map_location=map_location)
     except CorruptRunFile as error:
         raise CorruptRunFile(run_dir, name, error.problem, remedy) from None
-    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+    except DQUserError as error:  # load_checkpoint refused a pickled object: word torch's reason
+        raise CorruptRunFile(run_dir, name, _checkpoint_problem(error.__cause__ or error), remedy) from None
+    except Exception as error:  # torch raises RuntimeError, EOFError, ...
         raise CorruptRunFile(run_dir, name, _checkpoint_problem(error), remedy) from None
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
     if missing:

@@ -34,9 +34,9 @@ from dq.engine.continuation import resume_point, saved_config
 from dq.engine.loop import SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.resume import ResumePoint
-from dq.engine.run_lock import hold as hold_run
 from dq.errors import DiskFull, DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
+from dq.locks import hold as hold_run
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
 from dq.metrics.robustness import check_robust_eval
 from dq.objectives.base import ModelTransform, Objective
@@ -180,9 +180,9 @@ def train(
         DiskFull: a file found no room (ENOSPC, EDQUOT, EFBIG); run.json says ``failed``
             when it still fits, and every file written before is intact.
         DirectoryBusy: (a DQUserError) another live process holds the run directory's lock
-            (``dq.engine.run_lock``): it is running there now.
+            (``dq.locks``): it is running there now.
     """
-    with ExitStack() as locks:  # the run directory's lock, held to the end (dq.engine.run_lock)
+    with ExitStack() as locks:  # the run directory's lock, held to the end (dq.locks)
         return _train(cfg, run_dir, console or Console(), resume, locks)
 
 

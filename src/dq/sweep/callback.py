@@ -22,8 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dq.engine.run_lock import LOCK_FILE, DirectoryBusy, DirectoryLock
 from dq.errors import first_line
+from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
 
@@ -107,7 +107,7 @@ class SweepSummary(Callback):
 
 
 def hold_sweep(sweep_dir: Path) -> None:
-    """Take the sweep directory's lock for this invocation (``dq.engine.run_lock``), or stop
+    """Take the sweep directory's lock for this invocation (``dq.locks``), or stop
     with one line (exit 2) when another live ``dq-train -m`` holds it: two invocations of
     one sweep at once would overwrite each other's sweep.json and jobs.csv.
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dq.engine.run_lock import LOCK_FILE
+from dq.locks import LOCK_FILE
 from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON, read_json
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
@@ -74,7 +74,7 @@ def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] 
     if status == "completed":
         return Action.skip, run
     # "running" here is a dead process's word: the caller holds the job's lock, which a
-    # live process would hold (dq.engine.run_lock).
+    # live process would hold (dq.locks).
     if status in ("interrupted", "running"):
         # Stopped before its first epoch ended: nothing to resume from, so start afresh.
         has_last = (Path(job_dir) / CHECKPOINTS / LAST_CHECKPOINT).is_file()
