@@ -203,21 +203,16 @@ def test_hydra_names_run_and_sweep_directories_with_the_stamp() -> None:
 @pytest.mark.slow
 def test_two_sweeps_started_at_once_into_one_outputs_root_both_complete_apart(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "dq.cli", "-m", *TINY_SWEEP, "seed=0,1", "logger=[jsonl,mlflow]"]
-    first = subprocess.Popen(
-        [*command, "experiment_name=both"],
-        cwd=tmp_path,
-        env=child_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    second = subprocess.Popen(
-        [*command, "experiment_name=both"],
-        cwd=tmp_path,
-        env=child_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    first, second = (
+        subprocess.Popen(
+            [*command, "experiment_name=both"],
+            cwd=tmp_path,
+            env=child_env(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
     )
     for process in (first, second):
         _, err = process.communicate(timeout=600)
