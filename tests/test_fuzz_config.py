@@ -43,7 +43,7 @@ FAST_GROUPS = [
     ),
 ]
 FAST_MUTATIONS = ("value", "value", "value", "value", "unknown", "delete")
-FAST_CASES = 250
+FAST_CASES = 300
 SLOW_CASES = int(os.environ.get("DQ_FUZZ_SLOW_CASES", "2000"))  # ~0.5-2 s a case: fewer for a quick look
 ALL_LOGGERS = GROUPS["logger"]
 PROFILE = settings(
