@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dq import data
-from dq.data import cache, images
+from dq.data import cache, images, text
 from dq.data.registry import dataset_config
 
 
@@ -175,3 +175,21 @@ def test_fashion_mnist_arrays_from_the_cache_equal_the_idx_files(cache_dir: Path
         assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
     assert parsed[0][0].shape == (60000, 1, 28, 28) and parsed[1][0].shape == (10000, 1, 28, 28)
     assert len(entries(cache_dir)) == 1
+
+
+def test_texts_pack_into_arrays_and_back() -> None:
+    texts = ["", "plain words", "naïve café — 東京 🎬", "", "line\nbreak\ttab", "x" * 1000]
+    packed = text.pack_texts(texts)
+    assert packed["text_bytes"].dtype == np.uint8 and packed["text_ends"].dtype == np.int64
+    assert text.unpack_texts(packed) == texts
+    assert text.unpack_texts(text.pack_texts([])) == []
+
+
+def test_rotten_tomatoes_splits_are_bitwise_those_of_the_uncached_path(cache_dir: Path) -> None:
+    cfg = dataset_config("rotten_tomatoes", limit=100)
+    cold = data.build(cfg, seed=1)
+    [entry] = entries(cache_dir)
+    assert entry.name.startswith("rotten_tomatoes-")
+    warm = data.build(cfg, seed=1)
+    splits_equal(warm, cold)
+    assert warm.meta.vocab == cold.meta.vocab and len(warm.meta.vocab) > 1000  # the whole train split's words
