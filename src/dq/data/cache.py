@@ -79,8 +79,8 @@ def entry_path(sources: Sequence[Path], name: str, folder: Path) -> Path:
 
 
 def _load(path: Path) -> Arrays | None:
-    """Every array of ``path`` read into memory, or None when it is missing or damaged
-    (reading each member to its end makes zipfile check its CRC)."""
+    """Every array of ``path`` read into memory, or None when it is missing, damaged or
+    unreadable (reading each member to its end makes zipfile check its CRC)."""
     try:
         with np.load(path, allow_pickle=False) as stored:
             return {key: stored[key] for key in stored.files}
@@ -126,7 +126,7 @@ def cached_arrays(sources: Path | Sequence[Path], name: str, parse: Callable[[],
         path = entry_path(paths, name, folder)
     except OSError:  # a source that cannot be read: let the parser say what is wrong
         return dict(parse())
-    loaded = _load(path) if path.is_file() else None
+    loaded = _load(path)  # None when missing, damaged or unreadable
     if loaded is not None:
         return loaded
     arrays = {key: np.asarray(value) for key, value in parse().items()}
