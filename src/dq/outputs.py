@@ -31,8 +31,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -114,6 +114,18 @@ def no_space(path: Path, error: OSError) -> DiskFull:
     return DiskFull(f"no space left on device writing {path} ({os.strerror(error.errno or 0)})")
 
 
+@contextmanager
+def disk_full_as_one_line(path: Path) -> Iterator[None]:
+    """Turn an OSError that means "no room" (``NO_SPACE_ERRNOS``) while writing ``path`` into
+    ``DiskFull``; any other error passes unchanged."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS:
+            raise no_space(path, error) from error
+        raise
+
+
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
     if directory and os.name == "nt":  # Windows cannot open a directory to fsync it
         return
@@ -137,7 +149,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             temporary file removed.
     """
     path = Path(path)
-    try:
+    with disk_full_as_one_line(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         # Created 0666 less the process umask, like any ordinary file (mkstemp would give 0600).
@@ -150,10 +162,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             with suppress(FileNotFoundError):
                 tmp.unlink()
         _fsync_path(path.parent, directory=True)
-    except OSError as error:
-        if error.errno in NO_SPACE_ERRNOS:
-            raise no_space(path, error) from error
-        raise
 
 
 def write_text(path: Path, text: str) -> None:
@@ -233,26 +241,20 @@ def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
         DiskFull: no room for the line; the file is as it was.
     """
     data = (json.dumps(record, default=str) + "\n").encode("utf-8")
-    try:
+    with disk_full_as_one_line(Path(path)):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    except OSError as error:
-        if error.errno in NO_SPACE_ERRNOS:
-            raise no_space(Path(path), error) from error
-        raise
-    try:
-        size = os.fstat(fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except OSError as error:
-            os.ftruncate(fd, size)
-            if error.errno in NO_SPACE_ERRNOS:
-                raise no_space(Path(path), error) from error
-            raise
-    finally:
-        os.close(fd)
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
 
 
 def read_json(path: Path) -> dict[str, Any]:

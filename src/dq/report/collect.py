@@ -48,6 +48,7 @@ class RunResult:
     info: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
     _config: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _curves: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -68,11 +69,14 @@ class RunResult:
         return self._config  # type: ignore[return-value]
 
     def curves(self) -> list[dict[str, Any]]:
-        """metrics.jsonl: one dict per epoch (empty when absent or unreadable)."""
-        try:
-            return read_epochs(self.run_dir)
-        except CorruptRunFile:
-            return []
+        """metrics.jsonl: one dict per epoch (empty when absent or unreadable). Read once: a
+        completed run's was read (and counted) by ``read_run``."""
+        if self._curves is None:
+            try:
+                self._curves = read_epochs(self.run_dir)
+            except CorruptRunFile:
+                self._curves = []
+        return self._curves
 
     def override_values(self) -> dict[str, str]:
         """``{key: value}`` of the overrides, keys without their ``+``/``++``/``~`` prefix."""
@@ -125,7 +129,7 @@ def read_run(run_dir: Path) -> RunResult:
     try:
         run.metrics = read_metrics(run_dir)
         config = read_config(run_dir)
-        check_epochs(run_dir, run.metrics)
+        run._curves = check_epochs(run_dir, run.metrics)
     except CorruptRunFile as error:
         run.status, run.problem = BROKEN, error.short
         return run
