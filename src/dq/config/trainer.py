@@ -85,6 +85,9 @@ class TrainerConfig:
     checkpoints: bool = True
     progress: bool = True
     nonfinite: NonFinitePolicy = NonFinitePolicy.stop
+    devices: int = 1
+    compile: bool = False
+    channels_last: bool = False
 
     def validate(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -101,3 +104,4 @@ class TrainerConfig:
             "num_workers",
             f"must be in [0, {MAX_THREADS}], got {self.num_workers}",
         )
+        require(1 <= self.devices <= MAX_THREADS, "devices", f"must be in [1, {MAX_THREADS}], got {self.devices}")
