@@ -160,13 +160,14 @@ def test_a_globally_pruned_model_beside_its_original(digits: Trained) -> None:
 def test_the_original_run_s_metrics_are_used_where_they_have_the_key(digits: Trained) -> None:
     spec = digits.spec
     evaluated = evaluate(digits.model, digits.splits, eval_cfg=spec.eval, trainer=spec.trainer, device=CPU, seed=0)
-    given = {**evaluated, "test/accuracy": 0.5}
+    given = {**evaluated, "test/accuracy": 0.5, "test/loss": None}  # metrics.json may hold null
     del given["test/ece"]
     out = compare(digits.model, copy.deepcopy(digits.model), digits.splits, spec, CPU, original_metrics=given)
     assert out["compress/original/test/accuracy"] == 0.5
     assert out["compress/delta/test/accuracy"] == pytest.approx(evaluated["test/accuracy"] - 0.5)
     assert out["compress/original/test/ece"] == evaluated["test/ece"]  # missing there: evaluated here
     assert out["compress/delta/test/ece"] == 0.0
+    assert out["compress/original/test/loss"] == evaluated["test/loss"]
 
 
 def test_an_int8_model_borrows_its_float_twin_s_gradients(digits: Trained) -> None:

@@ -24,7 +24,9 @@ one of the derived ``test/worst_group_accuracy``, ``test/class_accuracy/<c>``,
 - ``compress/latency_ms@1``, ``compress/latency_ms@256`` and the original's: CPU, median
   of repeated timings after a warm-up, with ``compress/latency_threads`` torch threads
   (dq.compress.latency).
-- ``time/compare_s``: what this comparison took.
+- ``time/compare_s``: what this comparison took, and its parts
+  ``time/compare/evaluate_s`` (both models' predictions, evaluation and PGD),
+  ``time/compare/explain_s`` and ``time/compare/latency_s``.
 
 An int8 model has no gradients: ``gradient_model`` (its float twin with fake
 quantisation) then stands in for it wherever gradients are needed, PGD's robust accuracy
@@ -74,6 +76,7 @@ def compare(
     attacked = compressed if gradient_model is None else gradient_model
     if gradient_model is None and (spec.eval.robust.eps or spec.explain.enabled):
         check_differentiable(compressed)
+    parts: dict[str, float] = {}
     after = _evaluate(compressed, attacked, splits, spec, device)
     after_logits = _logits(compressed, splits, spec, device)
     after.update(worst_group_accuracy(after))
@@ -84,6 +87,7 @@ def compare(
     before = _original_metrics(original, splits, spec, device, original_metrics or {}, compared)
     before.update(worst_group_accuracy(before))
     before.update(class_accuracy(before_logits, splits.test.y, splits.meta.class_names))
+    parts["time/compare/evaluate_s"] = time.perf_counter() - began
 
     out = {f"{PREFIX}{key}": value for key, value in after.items()}
     out.update(_beside(before, after, compared))
@@ -92,11 +96,16 @@ def compare(
     if spec.explain.enabled:  # captum loads only for runs with explanations
         from dq.compress.explanation_shift import explanation_shift
 
+        started = time.perf_counter()
         shift = explanation_shift(original, attacked, splits, spec.explain, device, spec.seed)
         out.update({f"{PREFIX}{key}": value for key, value in shift["compressed"].items()})
         out.update(_beside(shift["original"], shift["compressed"], list(shift["original"])))
+        parts["time/compare/explain_s"] = time.perf_counter() - started
     out.update(footprint(original, compressed))
+    started = time.perf_counter()
     out.update(speed(original, compressed, splits))
+    parts["time/compare/latency_s"] = time.perf_counter() - started
+    out.update(parts)
     out["time/compare_s"] = time.perf_counter() - began
     return out
 
@@ -168,19 +177,23 @@ def _original_metrics(
     given: Mapping[str, float],
     keys: list[str],
 ) -> dict[str, float]:
-    """The original's value of each evaluate key in ``keys``: ``given``'s where it has it;
-    the original is evaluated (once) only when some key is missing there."""
+    """The original's value of each evaluate key in ``keys``: ``given``'s where it holds a
+    number; the original is evaluated (once) only when some key is missing there."""
     wanted = [key for key in keys if _from_evaluate(key)]
-    source = dict(given)
-    if any(key not in given for key in wanted):
+    source = {key: value for key, value in given.items() if _number(value)}  # metrics.json may hold null
+    if any(key not in source for key in wanted):
         evaluated = evaluate(original, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
-        source = {**evaluated, **given}
+        source = {**evaluated, **source}
     return {key: float(source[key]) for key in wanted if key in source}
 
 
 def _logits(model: nn.Module, splits: Splits, spec: RunSpec, device: torch.device) -> torch.Tensor:
     amp = uses_amp(device, spec.trainer.amp)
     return predict_logits(model, splits.test, device, spec.trainer.eval_batch_size, amp, str(spec.trainer.amp_dtype))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _comparable(key: str) -> bool:
