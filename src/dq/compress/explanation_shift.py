@@ -9,7 +9,9 @@ the two numbers share a scale: a rho near the run's ``randomization_rho`` means 
 compressed model is explained about as differently as a re-initialised one), then the
 mean over examples. Where the data has annotation masks or the sensitive attribute is
 a model input, ``mask_mass`` and ``sensitive_share`` are computed for both models on
-those examples (``dq.explain.quality``'s metrics). The examples are the first
+those examples (``dq.explain.quality``'s metrics). Caveat: on sparse images
+integrated gradients (input × gradient) is exactly 0 on blank pixels for both models, and
+those ties hold its rho near 1 (0.998 against saliency's 0.66, mnist5k CNN at 90% sparsity). The examples are the first
 ``explain.n_samples`` of the test split, as in the run's own explanations.
 """
 
