@@ -1,0 +1,1 @@
+"""Compression of a finished run: pruning, quantisation and distillation, measured for what they change."""
