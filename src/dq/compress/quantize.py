@@ -222,7 +222,8 @@ def load_quantized(path: Path, model: nn.Module, cfg: QuantizeConfig) -> nn.Modu
 
             loaded = torch.export.load(path).module()
             allow_exported_model_train_eval(loaded)
-            return loaded.eval()
+            loaded.eval()  # returns None once allowed
+            return loaded
         state = load_checkpoint(path)
         skeleton = merge_lora(copy.deepcopy(model)).cpu()
         torchao.quantization.quantize_(skeleton, _torchao_config(scheme))

@@ -80,6 +80,8 @@ def quantize_static(model: nn.Module, calibration: torch.Tensor, batch_size: int
     int8 = convert_pt2e(copy.deepcopy(fake))
     _drop_unused_state(int8)
     for graph_module in (fake, int8):
+        # .train() / .eval() then move the exported graph between modes (they return None).
         allow_exported_model_train_eval(graph_module)
+        graph_module.eval()
     count = sum(1 for t in int8.state_dict().values() if t.dtype == torch.int8)
-    return StaticInt8(model=int8.eval(), gradient_model=fake.eval(), int8_weights=count)
+    return StaticInt8(model=int8, gradient_model=fake, int8_weights=count)
