@@ -155,7 +155,7 @@ def test_static_scheme_refuses_attention_and_other_devices(digits: Splits, train
 
 @pytest.mark.slow
 def test_static_int8_cnn(digits: Splits, trained: dict[str, nn.Module], tmp_path: Path) -> None:
-    """PT2E static int8 of the CNN (about a minute on a loaded core: torch.export and prepare)."""
+    """PT2E static int8 of the CNN (about 10 s on a loaded core: export, calibration, save, load)."""
     cfg = QuantizeConfig(scheme=QuantScheme.int8_static, calibration_batches=4)
     q = quantize_model(trained["cnn"], cfg, digits, CPU)
     assert "4 of 4 weight layers int8" in q.note and "256 training examples" in q.note

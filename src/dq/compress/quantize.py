@@ -32,6 +32,7 @@ static model is an exported graph and is saved with ``torch.export.save``.
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,7 +200,9 @@ def save_quantized(q: Quantized, path: Path) -> None:
         raise ValueError("an int8_static Quantized needs its example inputs to be saved")
     batch = torch.export.Dim("batch")
     program = torch.export.export(q.model, (q.example,), dynamic_shapes=({0: batch},))
-    atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+    buffer = io.BytesIO()  # torch.export.save wants a buffer or a name ending in .pt2
+    torch.export.save(program, buffer)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def load_quantized(path: Path, model: nn.Module, cfg: QuantizeConfig) -> nn.Module:
@@ -220,7 +223,7 @@ def load_quantized(path: Path, model: nn.Module, cfg: QuantizeConfig) -> nn.Modu
         if scheme is QuantScheme.int8_static:
             from torchao.quantization.pt2e import allow_exported_model_train_eval
 
-            loaded = torch.export.load(path).module()
+            loaded = torch.export.load(io.BytesIO(path.read_bytes())).module()
             allow_exported_model_train_eval(loaded)
             loaded.eval()  # returns None once allowed
             return loaded
