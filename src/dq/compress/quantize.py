@@ -50,7 +50,7 @@ CALIBRATION_BATCH_SIZE = 64
 
 _SUPPORTED = (
     "int8_dynamic and int8_weight_only quantise nn.Linear layers (models mlp, cnn, attention; "
-    "convolutions and attention projections stay float32), int8_static quantises Conv2d and Linear "
+    "convolutions and attention projections stay float32), int8_static quantises convolutions and Linear "
     "layers on CPU (models cnn and mlp on image, tabular or series data)"
 )
 
