@@ -110,6 +110,27 @@ def test_note_says_what_stays_float(digits: Splits, trained: dict[str, nn.Module
     assert "\n" not in q.note
 
 
+def test_lora_adapters_are_merged_before_quantising(digits: Splits, trained: dict[str, nn.Module]) -> None:
+    from torchao.quantization import Int8Tensor
+
+    from dq.models.lora import LoRALayer, apply_lora
+    from dq.objectives.lora import LoRAConfig
+
+    adapted = copy.deepcopy(trained["mlp"])
+    apply_lora(adapted, LoRAConfig(rank=2))
+    torch.manual_seed(1)
+    for layer in adapted.modules():
+        if isinstance(layer, LoRALayer):  # B starts at zero: give the adapters an update to fold
+            nn.init.normal_(layer.lora_B.weight, std=0.01)
+    adapted.eval()
+    q = quantize_model(adapted, QuantizeConfig(scheme=QuantScheme.int8_weight_only), digits, CPU)
+    assert not any(isinstance(m, LoRALayer) for m in q.model.modules())
+    assert sum(isinstance(p, Int8Tensor) for p in q.model.parameters()) == 3
+    assert any(isinstance(m, LoRALayer) for m in adapted.modules()), "the caller's model was merged in place"
+    agree = float((predict(q.model, digits.test) == predict(adapted, digits.test)).float().mean())
+    assert agree >= 0.99
+
+
 def test_torchao_int8_tensor_has_no_convolution() -> None:
     """Why convolutions stay float under int8_dynamic and int8_weight_only (README says so):
     torchao's Int8Tensor has no aten.convolution. If a torchao release adds it, this fails
