@@ -32,9 +32,13 @@ static model is an exported graph and is saved with ``torch.export.save``.
 from __future__ import annotations
 
 import copy
+import functools
 import io
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import torch
 from torch import nn
@@ -44,6 +48,9 @@ from dq.errors import DQUserError, first_line
 from dq.models.lora import merge_lora
 from dq.outputs import atomic_write, load_checkpoint, save_torch
 from dq.records import DatasetMeta, Splits
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Examples per calibration batch of the static scheme (``calibration_batches`` of them).
 CALIBRATION_BATCH_SIZE = 64
@@ -72,6 +79,24 @@ class Quantized:
     note: str
     scheme: QuantScheme = QuantScheme.int8_dynamic
     example: torch.Tensor | None = field(default=None, repr=False)
+
+
+def _quiet_pytree(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ``function`` with torch's pytree logger quieted: torchao 0.18 registers its enums
+    with torch's pytree as its modules are imported, and torch 2.14 logs a deprecation
+    warning for each one, lines of noise on every dq-compress run that say nothing to its user."""
+
+    @functools.wraps(function)
+    def quietly(*args: P.args, **kwargs: P.kwargs) -> R:
+        logger = logging.getLogger("torch.utils._pytree")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            logger.setLevel(level)
+
+    return quietly
 
 
 def _blockers(model: nn.Module, scheme: QuantScheme) -> list[str]:
@@ -104,7 +129,7 @@ def check_quantizable(
         if device is not None and torch.device(device).type != "cpu":
             raise DQUserError(
                 f"{what}: int8_static runs on CPU only (torchao's X86 inductor quantizer), got device "
-                f"{torch.device(device)}; use int8_dynamic or int8_weight_only there, or trainer.device=cpu"
+                f"{torch.device(device)}; int8_dynamic and int8_weight_only run there"
             )
 
 
@@ -144,6 +169,7 @@ def _weight_layers(model: nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.dim() >= 2]
 
 
+@_quiet_pytree
 def quantize_model(model: nn.Module, cfg: QuantizeConfig, splits: Splits, device: torch.device) -> Quantized:
     """Quantise a trained float ``model`` (left untouched) with ``cfg.scheme``.
 
@@ -205,6 +231,7 @@ def save_quantized(q: Quantized, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
+@_quiet_pytree
 def load_quantized(path: Path, model: nn.Module, cfg: QuantizeConfig) -> nn.Module:
     """The int8 model saved by ``save_quantized``, on CPU, in eval mode.
 
@@ -215,7 +242,7 @@ def load_quantized(path: Path, model: nn.Module, cfg: QuantizeConfig) -> nn.Modu
     Raises:
         DQUserError: the file is missing or is not such a model, in one line.
     """
-    import torchao.quantization  # registers Int8Tensor as a safe global for weights_only loading
+    from torchao.quantization import quantize_  # registers Int8Tensor as a safe global for weights_only
 
     scheme = QuantScheme(cfg.scheme)
     path = Path(path)
@@ -229,7 +256,7 @@ def load_quantized(path: Path, model: nn.Module, cfg: QuantizeConfig) -> nn.Modu
             return loaded
         state = load_checkpoint(path)
         skeleton = merge_lora(copy.deepcopy(model)).cpu()
-        torchao.quantization.quantize_(skeleton, _torchao_config(scheme))
+        quantize_(skeleton, _torchao_config(scheme))
         skeleton.load_state_dict(state, assign=True)
         return skeleton.eval()
     except DQUserError:
