@@ -18,7 +18,7 @@ from dq import data, models
 from dq.compress.quantize import Quantized, check_quantizable, load_quantized, quantize_model, save_quantized
 from dq.config.compress import QuantizeConfig, QuantScheme
 from dq.errors import DQUserError
-from dq.records import Split, Splits
+from dq.records import DatasetMeta, Split, Splits
 
 torch.set_num_threads(1)
 
@@ -175,12 +175,19 @@ def test_recurrent_model_is_refused_in_one_line(digits: Splits) -> None:
         assert "\n" not in message
 
 
-def test_static_scheme_refuses_attention_and_other_devices(digits: Splits, trained: dict[str, nn.Module]) -> None:
+def test_static_scheme_refuses_attention_text_and_other_devices(digits: Splits, trained: dict[str, nn.Module]) -> None:
     static = QuantizeConfig(scheme=QuantScheme.int8_static)
     attention = models.build(compose_config(["model=attention"]).model, digits.meta)
     check_quantizable(attention, QuantizeConfig(scheme=QuantScheme.int8_dynamic), digits.meta)
     with pytest.raises(DQUserError, match="no int8 path for its attention layers"):
         check_quantizable(attention, static, digits.meta)
+    text = DatasetMeta("reviews", "text", (12,), 2, ("neg", "pos"), vocab=tuple(f"t{i}" for i in range(30)))
+    token_mlp = models.build(compose_config(["model=mlp"]).model, text)
+    check_quantizable(token_mlp, QuantizeConfig(scheme=QuantScheme.int8_weight_only), text)
+    with pytest.raises(
+        DQUserError, match=r"cannot quantise TokenMLP on reviews .* no int8 path for its token embeddings"
+    ):
+        check_quantizable(token_mlp, static, text)
     with pytest.raises(DQUserError, match=r"int8_static runs on CPU only .* got device cuda"):
         check_quantizable(trained["cnn"], static, digits.meta, device="cuda")
     check_quantizable(trained["cnn"], static, digits.meta, device="cpu")

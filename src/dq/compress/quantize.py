@@ -123,14 +123,12 @@ def check_quantizable(
         raise DQUserError(f"{what}: torchao has no int8 path for its {' and '.join(blockers)}; {_SUPPORTED}")
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
         raise DQUserError(f"{what}: it has no nn.Linear layer; {_SUPPORTED}")
-    if scheme is QuantScheme.int8_static:
-        if meta.modality == "text":
-            raise DQUserError(f"{what}: int8_static does not take token inputs; {_SUPPORTED}")
-        if device is not None and torch.device(device).type != "cpu":
-            raise DQUserError(
-                f"{what}: int8_static runs on CPU only (torchao's X86 inductor quantizer), got device "
-                f"{torch.device(device)}; int8_dynamic and int8_weight_only run there"
-            )
+    # Token models (every dq model on text) were refused above for their embeddings.
+    if scheme is QuantScheme.int8_static and device is not None and torch.device(device).type != "cpu":
+        raise DQUserError(
+            f"{what}: int8_static runs on CPU only (torchao's X86 inductor quantizer), got device "
+            f"{torch.device(device)}; int8_dynamic and int8_weight_only run there"
+        )
 
 
 def _torchao_config(scheme: QuantScheme) -> object:
