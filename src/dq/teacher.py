@@ -47,7 +47,9 @@ def bind_teachers(objective: Objective, spec: RunSpec, meta: DatasetMeta, device
         teacher_dir = getattr(term, "teacher_dir", None)
         if teacher_dir is None:
             continue
-        where = f"regularizer.{term.name}.teacher={teacher_dir}"
+        shown = str(teacher_dir) if str(teacher_dir).isprintable() else repr(str(teacher_dir))  # one printable line
+        shown = shown if len(shown) <= 200 else f"{shown[:200]}..."
+        where = f"regularizer.{term.name}.teacher={shown}"
         teacher = load_teacher(Path(teacher_dir), spec, meta, device, where)
         term.bind_teacher(teacher)  # type: ignore[attr-defined]
         total = sum(p.numel() for p in teacher.parameters())
@@ -95,8 +97,9 @@ def _check_completed(run_dir: Path, where: str) -> None:
         is_dir = run_dir.is_dir()
         is_run = (run_dir / RUN_JSON).exists() or (run_dir / HYDRA_DIR).exists()
     except (OSError, ValueError) as error:  # a name too long for the file system, a NUL byte
+        problem = error.strerror if isinstance(error, OSError) and error.strerror else str(error)  # not the path again
         raise DQUserError(
-            f"{where}: is not a dq run directory ({error}); the teacher must be a completed run"
+            f"{where}: is not a dq run directory ({problem}); the teacher must be a completed run"
         ) from None
     if not is_dir:
         raise DQUserError(f"{where}: no such directory; the teacher must be a completed dq run directory")
