@@ -2,10 +2,10 @@
 refusals, and a small student that beats the same student trained alone.
 
 The setting where distillation should help, and does: a teacher CNN trained on the whole
-digits train split (1,257 digits); a student MLP with one hidden layer of 32 units that
+digits train split (1,258 digits); a student MLP with one hidden layer of 32 units that
 sees only 100 of them (``dataset.limit=100`` caps every split, so it is tested on 100 test
-digits of the same split). Measured (50 epochs, lr 0.01, T = 4, α = 0.9):
-seed 0: 91% alone, 97% distilled; seed 1: 94% → 96%; seed 2: 91% → 98%.
+digits of the same split). Measured (teacher 8 epochs, 98.6%; students 50 epochs, lr 0.01,
+T = 4, α = 0.9): seed 0: 91% alone, 97% distilled; seed 1: 94% → 96%; seed 2: 91% → 98%.
 """
 
 from __future__ import annotations
