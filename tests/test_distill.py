@@ -188,3 +188,21 @@ def test_a_distilled_student_beats_the_same_student_trained_alone_on_other_seeds
 ) -> None:
     alone, distilled = students(make_cfg, teacher_dir, tmp_path, seed=seed)
     assert distilled["test/accuracy"] > alone["test/accuracy"], (alone["test/accuracy"], distilled["test/accuracy"])
+
+
+def test_a_distilled_run_resumed_binds_its_teacher_again_and_equals_one_trained_that_long(
+    make_cfg, teacher_dir: Path, tmp_path: Path
+) -> None:
+    def run(run_dir: Path, epochs: int, resume: bool = False) -> dict:
+        cfg = make_cfg(*SPLIT, "model=mlp", *distill(teacher_dir), f"trainer.epochs={epochs}")
+        return dq.train(cfg, run_dir=run_dir, resume=resume)
+
+    def lines(run_dir: Path) -> list[dict]:
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
+
+    whole = run(tmp_path / "whole", 4)
+    run(tmp_path / "parts", 2)
+    resumed = run(tmp_path / "parts", 4, resume=True)
+    assert lines(tmp_path / "parts") == lines(tmp_path / "whole")
+    assert len(lines(tmp_path / "whole")) == 4 and resumed["test/accuracy"] == whole["test/accuracy"]
