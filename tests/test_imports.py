@@ -57,6 +57,7 @@ TERMS_AND_MODELS = [
     "dq.objectives.adversarial",
     "dq.objectives.attribution",
     "dq.objectives.lora",
+    "dq.objectives.distill",
     "dq.models.mlp",
     "dq.models.cnn",
     "dq.models.rnn",

@@ -185,7 +185,10 @@ def test_a_failing_run_ends_failed_in_mlflow_and_closes_tensorboard(make_cfg, tm
     ("override", "expected"),
     [
         ("logger=[jsonl,wandb]", "unknown logger 'wandb'; allowed: jsonl, mlflow, tensorboard"),
-        ("regularizer=[dropout]", "unknown regularizer 'dropout'; allowed: adversarial, attribution, fairness, lora, "),
+        (
+            "regularizer=[dropout]",
+            "unknown regularizer 'dropout'; allowed: adversarial, attribution, distill, fairness, lora, ",
+        ),
     ],
 )
 def test_an_unknown_logger_is_one_line_naming_the_allowed_ones(make_cfg, override: str, expected: str) -> None:

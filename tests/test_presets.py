@@ -34,6 +34,7 @@ class Signature:
 SIGNATURES = {
     "adv_digits": Signature(frozenset({"adversarial"}), eps=(0.1,)),
     "adv_fmnist": Signature(frozenset({"adversarial"}), eps=(0.05, 0.1)),
+    "distill_fmnist": Signature(frozenset({"distill"})),
     "fair_adult": Signature(frozenset({"fairness"}), groups=True),
     "fair_adv": Signature(frozenset({"fairness", "adversarial"}), eps=(0.1,), groups=True),
     "lora_transfer": Signature(frozenset(), lora=True),
@@ -41,7 +42,7 @@ SIGNATURES = {
     "rrr_decoy": Signature(frozenset({"attribution"})),
     "trades_digits": Signature(frozenset({"adversarial"}), eps=(0.1,)),
 }
-ALL_TERMS = {"adversarial", "attribution", "fairness"}
+ALL_TERMS = {"adversarial", "attribution", "distill", "fairness"}
 
 
 def test_the_issue_presets_exist_and_each_has_a_signature() -> None:
@@ -61,7 +62,7 @@ def test_the_issue_presets_exist_and_each_has_a_signature() -> None:
 
 @pytest.fixture(scope="module")
 def pretrained_mnist_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first of lora_transfer's two commands, shrunk."""
+    """The first of lora_transfer's two commands, shrunk (also distill_fmnist's teacher)."""
     from conftest import compose_config
 
     run_dir = tmp_path_factory.mktemp("pretrain") / "run"
@@ -75,6 +76,8 @@ def test_preset_runs_and_shows_its_signature(make_cfg, tmp_path, preset, request
     overrides = [f"+experiment={preset}", f"eval.robust.limit={ROBUST_LIMIT}", "eval.robust.steps=2"]
     if preset == "lora_transfer":
         overrides.append(f"regularizer.lora.init_from={request.getfixturevalue('pretrained_mnist_cnn')}")
+    if preset == "distill_fmnist":
+        overrides.append(f"regularizer.distill.teacher={request.getfixturevalue('pretrained_mnist_cnn')}")
     cfg = make_cfg(*overrides)
 
     # The composed config selects what the table says.

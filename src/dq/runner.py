@@ -57,6 +57,7 @@ from dq.outputs import (
 from dq.records import Splits
 from dq.run_files import read_metrics
 from dq.spec import RunSpec, to_spec
+from dq.teacher import bind_teachers
 
 
 def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
@@ -146,6 +147,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> _Bui
         transforms = build_transforms(spec.regularizer, splits.meta)
         notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
         objective = build_objective(spec.regularizer, splits.meta)
+        notes += bind_teachers(objective, spec, splits.meta, device)  # regularizer.distill.teacher
         if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
             from dq.explain.run import check_explain
 

@@ -47,6 +47,12 @@ class Term(Protocol):
     term's ``bind(terms: dict[str, Term])`` method. A term that builds on another one's
     work on the same batch (say, reweighting its per-example losses) reads it there
     instead of repeating it.
+
+    ``teacher_dir`` (optional attribute, a run directory) and ``bind_teacher(model)``: a
+    term that learns from a finished run's model (distillation) names the run; dq.objectives
+    reads no run directory, so whoever builds the objective loads it (``dq.teacher``, called
+    by ``dq.runner.prepare_run``) and hands the model over, frozen and in eval mode on the
+    run's device, before the first batch.
     """
 
     name: str
