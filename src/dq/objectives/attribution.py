@@ -165,7 +165,8 @@ class AttributionPenalty:
         region = self.region(batch)
         if not bool(region.any()):
             return logits.new_zeros((), dtype=torch.float32)
-        masked = at_least_float32(self.attribution(model, batch.x)) * region
+        attribution = at_least_float32(self.attribution(model, batch.x))
+        masked = attribution * region.to(attribution.dtype)  # a bool mask becomes 0/1 for this batch only
         return masked.pow(2).flatten(1).sum(dim=1).mean()
 
 
