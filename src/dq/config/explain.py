@@ -20,7 +20,14 @@ class ExplainConfig:
     and explanation-quality metrics. ``sensitivity_samples`` bounds the expensive
     sensitivity_max to the first few of those examples. ``pixel_flipping`` (faithfulness,
     dq.explain.faithfulness) is not in the default ``metrics``: it applies to images only
-    and is refused on other data, which a default must not be."""
+    and is refused on other data, which a default must not be.
+
+    ``internal_batch_size`` bounds how many inputs captum evaluates at once (integrated
+    gradients' interpolated points, occlusion's and LIME's perturbations), so memory does not
+    grow with ``ig_steps`` × ``n_samples``: on the default run's IG (32 samples × 32 steps,
+    CNN) the peak RSS grew by about 11 MB at 64, 73 MB at 128, 190 MB at 256 and 490 MB
+    unbounded (1,024 points at once), with no gain in time. Captum raises it to the number of
+    explained examples when it is smaller."""
 
     enabled: bool = True
     methods: list[str] = field(default_factory=lambda: ["integrated_gradients", "saliency"])
