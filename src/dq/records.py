@@ -69,7 +69,8 @@ class DatasetMeta:
 class Split:
     """One split as whole tensors: ``x``, ``y`` and, where the data has them,
     ``group`` (long, one sensitive-group id per example) and ``mask`` (annotation mask
-    shaped like ``x``)."""
+    shaped like ``x``, ``torch.bool``: a quarter of float32's memory; convert a batch's
+    slice where numbers are needed)."""
 
     x: torch.Tensor
     y: torch.Tensor

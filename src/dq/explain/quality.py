@@ -233,7 +233,7 @@ def _mask_mass(e: Explained) -> dict[str, float]:
     mask = e.mask.to(e.per_token.device)
     if mask.shape != e.per_token.shape:
         mask = mask.expand_as(e.per_token)
-    return {"mask_mass": _share(e.per_token.abs(), mask > 0)}
+    return {"mask_mass": _share(e.per_token.abs(), mask != 0)}  # bool masks (decoy data) and 0/1 ones
 
 
 def _mask_applies(e: Explained) -> str | None:

@@ -17,8 +17,9 @@ and ``a`` is, by ``method``:
   b = 0 at the ``steps`` midpoints α_k = (k − ½)/steps, equally differentiable.
 
 The penalty needs one extra forward and backward pass over the batch (``steps`` of them
-for integrated gradients, batched into one): the clean logits the objective passes in
-were computed without a gradient to the input. The model stays in train mode, as the
+for integrated gradients, batched into one; chunking them would not bound memory, since
+every chunk's graph is kept for the loss's one backward pass): the clean logits the
+objective passes in were computed without a gradient to the input. The model stays in train mode, as the
 engine left it (cuDNN's RNN backward needs it); batch-norm running statistics are left
 untouched by these extra passes. Token ids cannot be differentiated, so text is refused.
 
@@ -165,7 +166,8 @@ class AttributionPenalty:
         region = self.region(batch)
         if not bool(region.any()):
             return logits.new_zeros((), dtype=torch.float32)
-        masked = at_least_float32(self.attribution(model, batch.x)) * region
+        attribution = at_least_float32(self.attribution(model, batch.x))
+        masked = attribution * region.to(attribution.dtype)  # a bool mask becomes 0/1 for this batch only
         return masked.pow(2).flatten(1).sum(dim=1).mean()
 
 
