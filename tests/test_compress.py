@@ -55,7 +55,9 @@ def test_structured_pruning_removes_units_and_the_model_loads_back(make_cfg, tmp
     logits = pruned(splits.test.x[:5])
     assert logits.shape == (5, splits.meta.num_classes)
     path = tmp_path / "best.pt"
-    torch.save({"model": pruned.state_dict(), "shapes": {k: list(v.shape) for k, v in pruned.state_dict().items()}}, path)
+    torch.save(
+        {"model": pruned.state_dict(), "shapes": {k: list(v.shape) for k, v in pruned.state_dict().items()}}, path
+    )
     saved = torch.load(path, weights_only=True)
     rebuilt = reshape_like(models.build(spec.model, splits.meta), saved["shapes"])
     rebuilt.load_state_dict(saved["model"])
@@ -153,3 +155,34 @@ def test_refusals_say_one_line_and_leave_nothing(pruned_run: Path, tmp_path: Pat
     with pytest.raises(dq.errors.DQUserError, match=r"^compress.kind=structured cannot prune model=attention on image"):
         dq.train(cfg, run_dir=refused)
     assert not refused.exists()
+
+
+@pytest.mark.slow
+def test_prune_sweep_end_to_end_has_the_compress_columns(tmp_path: Path, monkeypatch) -> None:
+    """``dq-train -m +experiment=prune_sweep 'compress.amount=0.5,0.9' seed=0,1`` (shrunk): every
+    job completes with its pruned copy, and the sweep's summary has the compress keys as columns."""
+    import csv
+
+    from conftest import sweep_in_process
+
+    args = [
+        "+experiment=prune_sweep",
+        "compress.amount=0.5,0.9",
+        "seed=0,1",
+        "dataset.limit=300",
+        "trainer.epochs=2",
+        "eval.robust.limit=50",
+        "trainer.progress=false",
+        "report.html=false",
+        "report.model_card=false",
+    ]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 0
+    (sweep,) = (tmp_path / "outputs" / "multirun" / "prune_sweep").iterdir()
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert sorted(float(row["compress.amount"]) for row in rows) == [0.5, 0.9]
+    for row in rows:
+        assert row["compress/test/accuracy/n"] == "2"
+        assert abs(float(row["compress/sparsity/mean"]) - float(row["compress.amount"])) < 0.01
+        assert 0 <= float(row["compress/test/robust_accuracy@0.1/mean"]) <= 1
+    jobs = [job for job in sweep.iterdir() if job.name.isdigit()]
+    assert len(jobs) == 4 and all(len(list((job / COMPRESSED).iterdir())) == 1 for job in jobs)
