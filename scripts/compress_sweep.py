@@ -40,11 +40,15 @@ def measures(metrics: dict, prefix: str) -> dict[str, float]:
     }
 
 
-def jobs(sweep: Path) -> dict[float, list[dict[str, float]]]:
-    """amount → one record per seed (amount 0: the dense models, one per job's seed)."""
+def jobs(sweeps: list[Path]) -> dict[float, list[dict[str, float]]]:
+    """amount → one record per seed (amount 0: the dense models, one per job's seed), over
+    every completed job of ``sweeps`` (one sweep split in parts, say)."""
     by_amount: dict[float, list[dict[str, float]]] = defaultdict(list)
     dense: dict[int, dict[str, float]] = {}
-    for job in sorted(p for p in sweep.iterdir() if p.name.isdigit() and (p / "metrics.json").exists()):
+    done = [
+        p for sweep in sweeps for p in sorted(sweep.iterdir()) if p.name.isdigit() and (p / "metrics.json").exists()
+    ]
+    for job in done:
         metrics = json.loads((job / "metrics.json").read_text())
         config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
         before, after = measures(metrics, ""), measures(metrics, "compress/")
@@ -88,13 +92,15 @@ def plot(by_amount: dict[float, list[dict[str, float]]], title: str, path: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path, help="a prune sweep's directory (outputs/multirun/<experiment>/<time>)")
+    parser.add_argument(
+        "sweeps", type=Path, nargs="+", help="prune sweep directories (outputs/multirun/<experiment>/<time>)"
+    )
     parser.add_argument("--plot", type=Path, help="where to write the figure (png)")
     args = parser.parse_args()
-    by_amount = jobs(args.sweep)
+    by_amount = jobs(args.sweeps)
     print(table(by_amount))
     if args.plot:
-        plot(by_amount, args.sweep.parent.name, args.plot)
+        plot(by_amount, args.sweeps[0].parent.name, args.plot)
         print(args.plot)
 
 
