@@ -40,14 +40,18 @@ def measures(metrics: dict, prefix: str) -> dict[str, float]:
     }
 
 
+def completed(job: Path) -> bool:
+    """A job whose run.json says completed (a running job's metrics.json lacks compress/...)."""
+    run_json = job / "run.json"
+    return run_json.exists() and json.loads(run_json.read_text()).get("status") == "completed"
+
+
 def jobs(sweeps: list[Path]) -> dict[float, list[dict[str, float]]]:
     """amount → one record per seed (amount 0: the dense models, one per job's seed), over
     every completed job of ``sweeps`` (one sweep split in parts, say)."""
     by_amount: dict[float, list[dict[str, float]]] = defaultdict(list)
     dense: dict[int, dict[str, float]] = {}
-    done = [
-        p for sweep in sweeps for p in sorted(sweep.iterdir()) if p.name.isdigit() and (p / "metrics.json").exists()
-    ]
+    done = [p for sweep in sweeps for p in sorted(sweep.iterdir()) if p.name.isdigit() and completed(p)]
     for job in done:
         metrics = json.loads((job / "metrics.json").read_text())
         config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
