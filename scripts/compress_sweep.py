@@ -51,6 +51,7 @@ def jobs(sweeps: list[Path]) -> dict[float, list[dict[str, float]]]:
     every completed job of ``sweeps`` (one sweep split in parts, say)."""
     by_amount: dict[float, list[dict[str, float]]] = defaultdict(list)
     dense: dict[int, dict[str, float]] = {}
+    pruned: dict[tuple[float, int], dict[str, float]] = {}
     done = [p for sweep in sweeps for p in sorted(sweep.iterdir()) if p.name.isdigit() and completed(p)]
     for job in done:
         metrics = json.loads((job / "metrics.json").read_text())
@@ -59,8 +60,10 @@ def jobs(sweeps: list[Path]) -> dict[float, list[dict[str, float]]]:
         after["mean drop"] = before["accuracy"] - after["accuracy"]
         after["worst-group drop"] = before["worst-group accuracy"] - after["worst-group accuracy"]
         after["sparsity"] = metrics["compress/sparsity"]
-        by_amount[float(config["compress"]["amount"])].append(after)
+        pruned[(float(config["compress"]["amount"]), int(config["seed"]))] = after  # a job run twice counts once
         dense[int(config["seed"])] = before  # the same dense model for every amount of a seed
+    for (amount, _), after in sorted(pruned.items()):
+        by_amount[amount].append(after)
     by_amount[0.0] = list(dense.values())
     return dict(sorted(by_amount.items()))
 
