@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dq.paper.load import PREPARE_REF
+from dq.paper.load import PREPARE_REF, check_table
 from dq.paper.plan import RUN, expand_rows
 from dq.paper.spec import TableSpec
 from dq.spec import compose, to_spec
@@ -39,6 +39,7 @@ def test_our_tables_are_committed() -> None:
 @pytest.mark.parametrize("path", TABLES, ids=lambda path: path.stem)
 def test_a_table_validates_and_its_findings_name_its_rows(path: Path) -> None:
     spec = load(path)
+    check_table(spec)  # what dq-table checks before anything runs (a compared metric needs a source value)
     assert spec.name == path.stem
     assert spec.title and spec.source.cite and spec.source.where and spec.source.setting
     assert spec.metrics or spec.findings, "a table compares a metric with its source or checks findings"

@@ -41,6 +41,9 @@ SIGNATURES = {
     "robust_fair": Signature(frozenset({"adversarial"}), eps=(0.1,), groups=True),
     "rrr_decoy": Signature(frozenset({"attribution"})),
     "trades_digits": Signature(frozenset({"adversarial"}), eps=(0.1,)),
+    # Compression presets (issue 12): trained as these say, then pruned (compress/... keys, tests/test_compress.py).
+    "prune_sweep": Signature(frozenset({"fairness"}), eps=(0.1,), groups=True),
+    "prune_sweep_fmnist": Signature(frozenset(), eps=(0.05,), groups=True),
 }
 ALL_TERMS = {"adversarial", "attribution", "distill", "fairness"}
 
@@ -91,6 +94,7 @@ def test_preset_runs_and_shows_its_signature(make_cfg, tmp_path, preset, request
     assert cfg.experiment_name == preset
     assert read_json(run_dir / "run.json")["status"] == "completed"
     model, splits, _ = check_run(run_dir, metrics, epochs=1)
+    assert ("compress/test/accuracy" in metrics) == (cfg.compress is not None)
 
     # Every selected term is logged, finite, on every epoch; no other term is.
     for line in read_jsonl(run_dir / "metrics.jsonl"):

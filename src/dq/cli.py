@@ -238,5 +238,46 @@ def baselines_main(argv: list[str] | None = None) -> None:
     main(sys.argv[1:] if argv is None else list(argv))
 
 
+COMPRESS_USAGE = (
+    "usage: dq-compress RUN_DIR compress=prune|quantize [compress.KEY=VALUE ...]\n"
+    "Compress a finished run into RUN_DIR/compressed/<name>/, e.g. dq-compress outputs/fair_adult/<time> "
+    "compress=prune compress.amount=0.8 (compress.kind=structured, compress.finetune_epochs=N; "
+    "compress=quantize compress.scheme=int8_dynamic|int8_weight_only|int8_static)"
+)
+
+
+def compress_main(argv: list[str] | None = None) -> None:
+    """``dq-compress RUN_DIR compress=...``: compress a finished run (dq.compress.command); one
+    line and exit 2 for input the user can fix (Hydra's composition errors included)."""
+    from rich.console import Console
+
+    from dq.compress.command import compress_directory
+    from dq.console import metrics_table
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(COMPRESS_USAGE)
+        return
+    try:
+        if not args or "=" in args[0]:
+            raise DQUserError("missing RUN_DIR; " + COMPRESS_USAGE.splitlines()[0])
+        check_overrides(args[1:])
+        target, metrics = compress_directory(
+            args[0], args[1:], say=lambda line: print(f"dq-compress: {line}", file=sys.stderr)
+        )
+    except (DQUserError, RunFailed) as error:
+        print(f"dq-compress: error: {printable(str(error))}", file=sys.stderr)
+        sys.exit(exit_code(error))
+    except Exception as error:
+        line = refusal(error)
+        if line is None:
+            raise
+        print(f"dq-compress: error: {line}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    console = Console()
+    console.print(metrics_table(metrics, title="compressed beside the original"))
+    console.print(str(target), markup=False, highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     train_main()

@@ -52,6 +52,9 @@ RUN_DIR_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S.%f"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 BASELINES_JSON = "baselines.json"
+# dq-compress and dq-train compress=...: <run>/compressed/<name>/ holds a compressed run.
+COMPRESSED = "compressed"
+COMPRESSION_JSON = "compression.json"
 # A metric's bootstrap 95% interval sits beside it in metrics.json: <key>/ci_low, <key>/ci_high.
 CI_LOW = "ci_low"
 CI_HIGH = "ci_high"

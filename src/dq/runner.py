@@ -26,6 +26,7 @@ from rich.console import Console
 from torch import nn
 
 from dq import data, models
+from dq.compress.step import Source, check_compressible, compress_run
 from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
@@ -55,7 +56,7 @@ from dq.outputs import (
     write_text,
 )
 from dq.records import Splits
-from dq.run_files import read_metrics
+from dq.run_files import read_config, read_metrics
 from dq.spec import RunSpec, to_spec
 from dq.teacher import bind_teachers
 
@@ -148,6 +149,8 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> _Bui
         notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
         objective = build_objective(spec.regularizer, splits.meta)
         notes += bind_teachers(objective, spec, splits.meta, device)  # regularizer.distill.teacher
+        if spec.compress is not None:  # compress=...: refused now, not after training
+            check_compressible(spec.compress, str(spec.model.name), splits.meta, model)
         if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
             from dq.explain.run import check_explain
 
@@ -316,4 +319,25 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
         write_json(run_dir / METRICS_JSON, metrics)
         run.loggers.log_final(explained)
         run.loggers.log_artifacts(sorted((run_dir / EXPLANATIONS).glob("*.png")), folder=EXPLANATIONS)
+    if spec.compress is not None:
+        metrics.update(_compress(run, model, metrics, console))
+        write_json(run_dir / METRICS_JSON, metrics)
+        run.loggers.log_final({key: value for key, value in metrics.items() if key.startswith("compress/")})
     return metrics
+
+
+def _compress(run: _BuiltRun, model: nn.Module, metrics: dict[str, float], console: Console) -> dict[str, float]:
+    """``compress=...``: the trained model compressed into ``<run>/compressed/<name>/``
+    (dq.compress.step); its ``compress/...`` keys join the run's metrics."""
+    source = Source(
+        run_dir=run.run_dir,
+        cfg=read_config(run.run_dir),
+        spec=run.spec,
+        model=model,
+        splits=run.splits,
+        metrics=dict(metrics),
+    )
+    say = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    target, measured = compress_run(source, run.device, say)
+    say(f"compressed run: {target}")
+    return measured

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dq.config import config_dir
+from dq.config.compress import COMPRESS_SCHEMAS
 from dq.config.eval import EvalConfig
 from dq.config.explain import ExplainConfig
 from dq.config.optimizer import OPTIMIZER_SCHEMAS
@@ -55,6 +56,7 @@ class RunSpec:
     logger: dict[str, Any]
     seed: int
     experiment_name: str
+    compress: Any = None  # a PruneConfig or QuantizeConfig (``compress=<choice>``), else None
 
 
 # Groups with one schema per choice: where their choices' schemas are registered.
@@ -94,6 +96,8 @@ def register_schemas() -> None:
         store.store(group=f"schema/{group}", name=group, node=schema)
     for name, schema in OPTIMIZER_SCHEMAS.items():
         store.store(group="schema/optimizer", name=name, node=schema)
+    for name, schema in COMPRESS_SCHEMAS.items():
+        store.store(group="schema/compress", name=name, node=schema)
     for group, registry in PLUGIN_GROUPS.items():
         for entry in registry:
             if entry.schema is not None:
@@ -152,7 +156,26 @@ def to_spec(cfg: DictConfig) -> RunSpec:
         }
     seed, experiment_name = _run_field(cfg, "seed", 0), _run_field(cfg, "experiment_name", "default")
     check_run_fields(seed, experiment_name)
-    return RunSpec(seed=seed, experiment_name=experiment_name, **parts)
+    compress = cfg.get("compress")
+    return RunSpec(
+        seed=seed,
+        experiment_name=experiment_name,
+        compress=None if compress is None else compress_spec(compress),
+        **parts,
+    )
+
+
+def compress_spec(node: Any) -> Any:
+    """The ``compress`` node as its method's schema (``method``: prune or quantize), validated.
+
+    Raises:
+        DQUserError: an unknown method, an unknown key, or a value out of range (amount
+            outside (0, 1)).
+    """
+    method = node.get("method") if isinstance(node, DictConfig | dict) else None
+    if method not in COMPRESS_SCHEMAS:
+        raise DQUserError(f"unknown compress method {method!r}; allowed: {', '.join(COMPRESS_SCHEMAS)}")
+    return typed("compress", COMPRESS_SCHEMAS[method], node)
 
 
 def _run_field(cfg: DictConfig, key: str, default: Any) -> Any:

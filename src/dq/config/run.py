@@ -44,6 +44,8 @@ class RunConfig:
     seed: int = 0
     experiment_name: str = "default"
     resume: Optional[str] = None  # a run directory to continue (OmegaConf needs Optional)
+    # compress=<choice> (conf/compress/): compress the trained model (dq.compress); null: none.
+    compress: Any = None
 
 
 def check_run_fields(seed: Any, experiment_name: Any) -> None:

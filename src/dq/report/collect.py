@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dq.errors import DQUserError
-from dq.outputs import CHECKPOINTS, HYDRA_DIR, METRICS_JSON, METRICS_JSONL, RUN_JSON
+from dq.outputs import CHECKPOINTS, COMPRESSED, HYDRA_DIR, METRICS_JSON, METRICS_JSONL, RUN_JSON
 from dq.run_files import CorruptRunFile, check_epochs, read_config, read_epochs, read_metrics, read_run_json, read_yaml
 
 # Overrides that say how or where a run ran, not what it computed: never a grouping key.
@@ -157,7 +157,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunResult]:
             raise DQUserError(f"no such file or directory: {path}")
         for root, dirs, files in os.walk(path):
             marked = RUN_JSON in files or bool(RUN_MARKS.intersection([*files, *dirs]))
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != CHECKPOINTS)
+            # A run's compressed/ holds its compressed copies (dq-compress): their numbers are the
+            # run's own compress/... keys, not runs of the sweep; name that folder to see them.
+            skipped = {CHECKPOINTS, COMPRESSED} if marked else {CHECKPOINTS}
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in skipped)
             if marked:
                 found.append(read_run(Path(root)))
     return sorted(found, key=lambda run: str(run.run_dir))
