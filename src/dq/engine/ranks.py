@@ -51,7 +51,11 @@ class Ranks:
         plain state dict for checkpoints), or ``model`` itself for one process."""
         if not self.several:
             return model
-        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        ids = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else None
+        )
         return _Parallel(model, device_ids=ids)
 
     def any_flags(self, *flags: bool, device: torch.device) -> tuple[bool, ...]:
