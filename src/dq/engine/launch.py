@@ -36,7 +36,7 @@ import torch.distributed as dist
 
 from dq.config.trainer import TrainerConfig
 from dq.engine.ranks import Ranks
-from dq.errors import DQUserError, RunFailed
+from dq.errors import DQUserError, RunFailed, RunInterrupted
 
 TIMEOUT = timedelta(minutes=30)  # torch's default for gloo: a rank building a large dataset is not late
 POLL_S = 0.1
@@ -171,8 +171,11 @@ def _start_ranks(world: int, port: int) -> list[subprocess.Popen]:
 
 def _dead(children: list[subprocess.Popen]) -> str | None:
     for rank, child in enumerate(children, start=1):
-        if child.poll() is not None and child.returncode != 0:
-            return f"process {rank} of {len(children) + 1} exited with code {child.returncode}; its error is above"
+        code = child.poll()
+        if code is not None and code < 0:
+            return f"process {rank} of {len(children) + 1} was killed by {signal.Signals(-code).name}"
+        if code:
+            return f"process {rank} of {len(children) + 1} exited with code {code}; its error is above"
     return None
 
 
@@ -227,7 +230,9 @@ def processes(world: int, device: torch.device, job: Job) -> Iterator[Ranks]:
     try:
         yield ranks
         ok = True
-    except Exception as error:
+    except (DQUserError, RunFailed, RunInterrupted):
+        raise  # every rank stopped on it together (dq.engine.ranks); the others' exit codes say the same
+    except Exception as error:  # a collective that lost a rank, or a bug here
         problem = _dead(children)
         if problem is None:
             raise
