@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 
 from conftest import compose_config
+from dq.config.resume import config_conflict, resumed_config
 from dq.config.trainer import TrainerConfig
 from dq.engine.batching import TensorBatches, shard_order
 from dq.engine.launch import check_world
@@ -81,6 +82,18 @@ def test_refusals_name_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     assert check_world(TrainerConfig(), cpu, sweep=False) == 2  # torchrun decides
     with pytest.raises(DQUserError, match=r"trainer.devices=4 but torchrun started 2 processes"):
         check_world(TrainerConfig(devices=4), cpu, sweep=False)
+
+
+def test_a_resumed_run_may_change_its_process_count_and_nothing_else() -> None:
+    saved = compose_config(("dataset=digits",))
+    given = compose_config(("dataset=digits", "trainer.devices=2"))
+    config_conflict(saved, given)
+    merged = resumed_config(saved, given, ["trainer.devices=2"], saved_choices={}, group_keys=[])
+    assert merged.trainer.devices == 2
+    with pytest.raises(
+        DQUserError, match=r"trainer.batch_size=16 conflicts with the run's saved trainer.batch_size=32"
+    ):
+        config_conflict(saved, compose_config(("dataset=digits", "trainer.batch_size=16")))
 
 
 def files_of(run_dir: Path) -> set[str]:
