@@ -53,7 +53,7 @@ def _grow_only(saved: int, given: int) -> None:
 def _conflict(key: str, saved: Any, given: Any) -> DQUserError:
     return DQUserError(
         f"{key}={_show(given)} conflicts with the run's saved {key}={_show(saved)}; "
-        f"when resuming only {GROWABLE} may change (to grow), and trainer.devices"
+        f"when resuming only {GROWABLE} may change (to grow)"
     )
 
 

@@ -118,9 +118,10 @@ def train_epoch(
     ``skip_batch`` drops that batch's gradients and counts it (dq.engine.nonfinite).
 
     On several processes (``ranks``), ``net`` is the DDP module the objective runs through
-    (``model`` keeps the plain parameters); after each backward pass one all-reduce tells
-    every rank whether any met a non-finite value or a stop signal, so they skip or stop the
-    same batch, and the returned metrics are summed over all ranks.
+    (``model`` keeps the plain parameters); after each backward pass, and again after each
+    step, a one-flag all-reduce tells every rank whether any met a non-finite value, or a
+    stop signal, so they skip or stop at the same batch; the returned metrics are summed
+    over all ranks.
 
     Raises:
         TrainingDiverged: a non-finite batch under ``stop`` (one line: epoch, batch, culprit),
@@ -144,9 +145,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
         problem = guard.problem(out)  # before unscale_/clipping: a skipped batch leaves the scaler as it was
-        stop_now = preemption.stop_requested()
         if ranks.several:
-            bad, stop_now = ranks.any_flags(problem is not None, stop_now, device=device)
+            (bad,) = ranks.any_flags(problem is not None, device=device)
             if bad and problem is None:
                 problem = "another process of this run met a non-finite loss, term or gradient"
         if problem is not None and not skip_nonfinite:
@@ -163,7 +163,8 @@ def train_epoch(
             state.add(out.terms, (out.logits.detach().argmax(dim=1) == batch.y).sum(), len(batch))
         if index % refresh_every == 0 or index == total:
             progress.advance(index, state.running_loss())
-        if index < total and stop_now:
+        (stop,) = ranks.any_flags(preemption.stop_requested(), device=device)
+        if index < total and stop:
             break
     if state.batches_done == total and state.skipped == total:
         raise TrainingDiverged(all_skipped_line(epoch, total))

@@ -8,8 +8,9 @@ decides once, on rank 0, and tells the others, so no decision can differ between
 - validation and the objective's end-of-epoch hook run on rank 0 on the whole validation
   split (exact, and no harder than one process); the record and the objective's state are
   broadcast, and every rank makes the same early-stopping and scheduler step from them;
-- after each batch one small all-reduce says whether any rank met a non-finite value or a
-  stop signal, so all ranks skip, stop or go on together;
+- after each backward pass a one-flag all-reduce says whether any rank met a non-finite
+  value, and after each step another whether any got a stop signal, so all ranks skip,
+  stop or go on together;
 - an epoch's train metrics are the sums over all ranks (one all-reduce per epoch).
 
 ``Ranks.single()`` is the one-process run: every method is then a no-op.
