@@ -151,11 +151,48 @@ def _errors_reach_us() -> Iterator[None]:
             os.environ["HYDRA_FULL_ERROR"] = before
 
 
+# Hydra flags that print or refuse and train nothing: rank 0 does that, the other ranks leave.
+_NO_TRAINING_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def _worker_rank() -> int:
+    """This process's rank when it is a rank other than 0 of a run on several processes
+    (torchrun's RANK/WORLD_SIZE, as dq.engine.launch reads them), else 0; read here without
+    importing torch."""
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0
+
+
+def _serve_rank(rank: int) -> None:
+    """A rank other than 0: train with rank 0 and leave with its exit code; it prints no line
+    for what rank 0 reports too (an interruption, a diverged batch), one line for anything else."""
+    if _NO_TRAINING_FLAGS & set(sys.argv[1:]):
+        return
+    from dq.runner import serve_rank
+
+    try:
+        serve_rank()
+    except (RunInterrupted, RunFailed) as error:
+        sys.exit(exit_code(error))
+    except Exception as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"dq-train: process {rank}: {type(error).__name__}: {printable(first_line(str(error)))}", file=sys.stderr)
+        sys.exit(exit_code(error) if isinstance(error, DQUserError) else EXIT_FAILED)
+
+
 def train_main() -> None:
     """``dq-train``: compose the config from conf/ and the command line, train, evaluate.
 
     A sweep (``-m``) exits 1 after all its jobs when any failed, 75 when one was
-    interrupted (see dq.sweep.callback)."""
+    interrupted (see dq.sweep.callback). Under torchrun (or started by rank 0 for
+    ``trainer.devices=N``), a rank other than 0 takes its job from rank 0 instead."""
+    rank = _worker_rank()
+    if rank:
+        _serve_rank(rank)
+        return
     from dq.spec import register_schemas
     from dq.sweep.callback import abandon_sweep, sweep_exit_code
 

@@ -10,10 +10,15 @@ directory (DESIGN.md's output contract); run.json says ``completed`` only at the
 SIGTERM/SIGUSR1 during training stop the run after its current batch (``RunInterrupted``,
 run.json ``interrupted``); during evaluation and explanations they are noted and the run
 finishes first (a few seconds to minutes), so its result is not thrown away.
+
+A run on several processes (``trainer.devices=N`` or torchrun; dq.engine.launch): this
+process is rank 0, the only one that writes; it trains with the others, then evaluates,
+explains and reports alone. ``serve_rank()`` is what every other rank runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +35,12 @@ from dq.compress.step import Source, check_compressible, compress_run
 from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
-from dq.engine import preemption
+from dq.engine import launch, preemption
 from dq.engine.continuation import resume_point, saved_config
-from dq.engine.loop import SilentProgress, check_monitor, fit
+from dq.engine.loop import FitResult, ProgressReporter, SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
-from dq.engine.resume import ResumePoint
+from dq.engine.ranks import Ranks
+from dq.engine.resume import ResumePoint, read_last
 from dq.errors import DiskFull, DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
 from dq.locks import hold as hold_run
@@ -83,6 +89,8 @@ class _BuiltRun:
     device: torch.device
     run_dir: Path
     loggers: RunLoggers
+    world: int  # processes that train it (dq.engine.launch)
+    cfg: DictConfig
 
 
 def hydra_task_overrides() -> list[str] | None:
@@ -125,11 +133,13 @@ def resume_command_line(cfg: DictConfig, console: Console | None = None) -> dict
     return train(merged, run_dir, console, resume=True)
 
 
-def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> _BuiltRun:
+def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False, worker: bool = False) -> _BuiltRun:
     """Everything a run needs before it trains, each part checked against the others: the
     schema (``to_spec``), the device, the data, the model, the objective's terms, the
     explanations and the loggers. ``dq-train`` refuses bad input here, before any training,
     and the fuzz tests (tests/test_fuzz_config.py) call it to check exactly that.
+    A ``worker`` (a rank other than 0) builds the same run but opens no logger and never
+    touches ``run_dir``.
 
     Raises:
         DQUserError: one line, for input the user can fix; a new run's directory is then
@@ -139,7 +149,8 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> _Bui
     try:
         spec = to_spec(cfg)
         set_threads(spec.trainer.num_threads)
-        device = resolve_device(str(spec.trainer.device))
+        device = launch.rank_device(resolve_device(str(spec.trainer.device)))
+        world = launch.check_world(spec.trainer, device, sweep=in_sweep())
         splits = data.build(spec.dataset, spec.seed)
         check_monitor(spec.trainer, splits)
         check_robust_eval(spec.eval.robust, splits.meta)
@@ -155,12 +166,13 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> _Bui
             from dq.explain.run import check_explain
 
             check_explain(spec.explain, splits.meta, model)
-        loggers = build_loggers(spec.logger, LoggerContext(run_dir, spec.experiment_name))  # opens stores now
+        context = LoggerContext(run_dir, spec.experiment_name)
+        loggers = RunLoggers([], run_dir) if worker else build_loggers(spec.logger, context)  # opens stores now
     except DQUserError:
-        if not resume and not in_sweep():  # a sweep job keeps its directory to be listed as failed
+        if not resume and not in_sweep() and not worker:  # a sweep job keeps its directory to be listed as failed
             discard_unstarted(run_dir)
         raise
-    return _BuiltRun(spec, splits, model, transforms, objective, notes, device, run_dir, loggers)
+    return _BuiltRun(spec, splits, model, transforms, objective, notes, device, run_dir, loggers, world, cfg)
 
 
 def train(
@@ -274,24 +286,13 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
     for note in run.notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
-    scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
     progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
-    with progress if isinstance(progress, RichProgress) else nullcontext():
-        result = fit(
-            model,
-            run.objective,
-            splits,
-            trainer=spec.trainer,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            device=device,
-            seed=spec.seed,
-            run_dir=run_dir,
-            progress=progress,
-            on_epoch=run.loggers.log_epoch,
-            resume_from=point,
-        )
+    job = launch.Job(_job_config(run.cfg), str(run_dir), resume=point is not None)
+    with (
+        launch.processes(run.world, device, job) as ranks,
+        progress if isinstance(progress, RichProgress) else nullcontext(),
+    ):
+        result = _fit(run, point, ranks, progress, run.loggers.log_epoch)
 
     model.load_state_dict(result.best_state)
     for transform in run.transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
@@ -341,3 +342,60 @@ def _compress(run: _BuiltRun, model: nn.Module, metrics: dict[str, float], conso
     target, measured = compress_run(source, run.device, say)
     say(f"compressed run: {target}")
     return measured
+
+
+def _fit(
+    run: _BuiltRun,
+    point: ResumePoint | None,
+    ranks: Ranks,
+    progress: ProgressReporter,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> FitResult:
+    """``fit`` the built run with a fresh optimizer and scheduler (every rank alike)."""
+    spec = run.spec
+    optimizer = build_optimizer(spec.optimizer, run.model.parameters())
+    scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
+    return fit(
+        run.model,
+        run.objective,
+        run.splits,
+        trainer=spec.trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=run.device,
+        seed=spec.seed,
+        run_dir=run.run_dir,
+        progress=progress,
+        on_epoch=on_epoch,
+        resume_from=point,
+        ranks=ranks,
+    )
+
+
+def _job_config(cfg: DictConfig) -> str:
+    """The run's config as the other ranks rebuild it: resolved (their Hydra never runs)."""
+    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
+
+
+def serve_rank() -> None:
+    """A rank other than 0 of a run on several processes: take the job rank 0 published,
+    build the same run (data, model, objective; a resume reads last.pt), train its shard
+    in step with the others, and leave. It writes nothing: rank 0 writes the run directory.
+
+    Raises:
+        RunInterrupted, TrainingDiverged: as rank 0 does, at the same batch.
+    """
+    import torch.distributed as dist
+
+    job, store = launch.worker_job()
+    run_dir = Path(job.run_dir)
+    run = prepare_run(OmegaConf.create(job.config), run_dir, resume=job.resume, worker=True)
+    point = None
+    if job.resume:  # rank 0 keeps the history and best weights; the loop state is all a rank needs
+        point = ResumePoint(checkpoint=read_last(run_dir), history=[], best_state=None, selected_epoch=None)
+    ranks = launch.worker_join(store, run.device)
+    try:
+        with preemption.catching_stop_signals():
+            _fit(run, point, ranks, SilentProgress(), None)
+    finally:
+        dist.destroy_process_group()

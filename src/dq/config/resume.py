@@ -2,7 +2,8 @@
 
 Resuming continues a run exactly, so the config it continues with must be the one saved
 in its ``.hydra/config.yaml``. One change is allowed: ``trainer.epochs`` may grow, to
-extend a run. ``resumed_config`` checks the overrides given on a ``dq-train resume=<dir>``
+extend a run. ``trainer.devices`` says how many processes train it, not what is trained
+(the global batch stays ``trainer.batch_size``): a run may continue on more or fewer. ``resumed_config`` checks the overrides given on a ``dq-train resume=<dir>``
 command line against the saved config; ``config_conflict`` compares two whole configs
 (what ``dq.runner.train(cfg, run_dir, resume=True)`` is handed against what is saved).
 """
@@ -18,6 +19,7 @@ from dq.errors import DQUserError
 
 GROWABLE = "trainer.epochs"  # the one key a resumed run may change, upwards only
 NOT_COMPARED = ("resume", "hydra")  # top-level keys that do not describe the run
+FREE = ("trainer.devices",)  # how the run is computed, not what: free to change on resume
 _ABSENT = object()
 
 
@@ -66,7 +68,7 @@ def config_conflict(saved: DictConfig, given: DictConfig) -> None:
         a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
         if key == GROWABLE and a is not _ABSENT and b is not _ABSENT:
             _grow_only(int(a), int(b))
-        elif a != b:
+        elif a != b and key not in FREE:
             raise _conflict(key, a, b)
 
 
@@ -122,6 +124,9 @@ def resumed_config(
         if key == GROWABLE and before is not _ABSENT:
             _grow_only(int(before), int(now))
             OmegaConf.update(merged, key, int(now))
+            continue
+        if key in FREE and now is not _ABSENT:
+            OmegaConf.update(merged, key, now, force_add=True)
             continue
         plain_before = OmegaConf.to_container(before) if OmegaConf.is_config(before) else before
         plain_now = OmegaConf.to_container(now) if OmegaConf.is_config(now) else now

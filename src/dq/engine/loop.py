@@ -4,6 +4,8 @@ must act between epochs does so through ``Objective.end_epoch``.
 
 ``fit`` strings the parts together: ``train_epoch`` (one pass, AMP, loss scaling, gradient
 clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt, last.pt).
+On several processes (``ranks``, dq.engine.ranks) each rank trains on its shard through
+DDP; rank 0 alone validates and writes, and tells the others what it decided.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
 from dq.engine.nonfinite import BatchGuard, all_skipped_line, stop_line
+from dq.engine.ranks import Ranks
 from dq.engine.resume import ResumePoint, restore
 from dq.errors import DQUserError, RunInterrupted, TrainingDiverged
 from dq.inference import predict_logits
@@ -96,6 +99,8 @@ def train_epoch(
     progress: ProgressReporter,
     state: EpochState | None = None,
     epoch: int = 1,
+    ranks: Ranks | None = None,
+    net: nn.Module | None = None,
 ) -> dict[str, float]:
     """One pass over ``batches``; returns ``train/loss``, ``train/accuracy`` and ``train/<term>``
     (and ``train/skipped_batches`` with ``trainer.nonfinite=skip_batch``).
@@ -112,10 +117,18 @@ def train_epoch(
     gradient never reaches the optimizer. ``trainer.nonfinite=stop`` raises at once,
     ``skip_batch`` drops that batch's gradients and counts it (dq.engine.nonfinite).
 
+    On several processes (``ranks``), ``net`` is the DDP module the objective runs through
+    (``model`` keeps the plain parameters); after each backward pass, and again after each
+    step, a one-flag all-reduce tells every rank whether any met a non-finite value, or a
+    stop signal, so they skip or stop at the same batch; the returned metrics are summed
+    over all ranks.
+
     Raises:
         TrainingDiverged: a non-finite batch under ``stop`` (one line: epoch, batch, culprit),
             or an epoch whose every batch was skipped under ``skip_batch``.
     """
+    ranks = ranks or Ranks.single()
+    net = net if net is not None else model
     amp, amp_dtype = uses_amp(device, trainer.amp), str(trainer.amp_dtype)
     skip_nonfinite = str(trainer.nonfinite) == "skip_batch"
     guard = BatchGuard(model, gradients=not scaler.is_enabled())  # a float16 scaler owns inf gradients
@@ -128,10 +141,14 @@ def train_epoch(
     refresh_every = max(1, total // 50)
     for index, batch in enumerate(islice(batches, state.batches_done, None), start=state.batches_done + 1):
         with autocast(device, amp, amp_dtype):
-            out = objective(model, batch)
+            out = objective(net, batch)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
         problem = guard.problem(out)  # before unscale_/clipping: a skipped batch leaves the scaler as it was
+        if ranks.several:
+            (bad,) = ranks.any_flags(problem is not None, device=device)
+            if bad and problem is None:
+                problem = "another process of this run met a non-finite loss, term or gradient"
         if problem is not None and not skip_nonfinite:
             raise TrainingDiverged(stop_line(epoch, index, total, problem))
         if problem is not None:
@@ -146,10 +163,12 @@ def train_epoch(
             state.add(out.terms, (out.logits.detach().argmax(dim=1) == batch.y).sum(), len(batch))
         if index % refresh_every == 0 or index == total:
             progress.advance(index, state.running_loss())
-        if index < total and preemption.stop_requested():
+        (stop,) = ranks.any_flags(preemption.stop_requested(), device=device)
+        if index < total and stop:
             break
     if state.batches_done == total and state.skipped == total:
         raise TrainingDiverged(all_skipped_line(epoch, total))
+    ranks.sum_state(state, device)
     record = state.record()
     if skip_nonfinite:
         record["train/skipped_batches"] = state.skipped
@@ -254,6 +273,7 @@ def fit(
     progress: ProgressReporter | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     resume_from: ResumePoint | None = None,
+    ranks: Ranks | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return the history and the selected epoch's weights.
 
@@ -267,6 +287,11 @@ def fit(
     last.pt: the objects passed in are freshly built as for the original run, and their
     state is loaded from it, down to the batch a pre-empted epoch stopped at.
 
+    ``ranks`` (dq.engine.ranks): this process's place in a run on several processes. Every
+    rank calls ``fit`` with the same objects; only rank 0 validates, selects the epoch and
+    writes (the others' ``run_dir`` and ``on_epoch`` are ignored); the others follow its
+    decisions. ``result.best_state`` is meaningful on rank 0 only.
+
     Raises:
         RunInterrupted: SIGTERM or SIGUSR1 arrived; last.pt was written after the batch
             that was running (``dq.engine.preemption``).
@@ -276,6 +301,9 @@ def fit(
             skipped (``skip_batch``).
     """
     check_monitor(trainer, splits)
+    ranks = ranks or Ranks.single()
+    if not ranks.main:
+        run_dir, on_epoch = None, None
     progress = progress or SilentProgress()
     es = trainer.early_stopping
     stopper = EarlyStopping(es.monitor, str(es.mode), es.patience, es.min_delta, es.enabled)
@@ -283,7 +311,14 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=float16)  # bfloat16 needs no loss scaling
     generator = torch.Generator().manual_seed(seed + 1)
     batches = train_batches(
-        splits.train, trainer.batch_size, device, generator, str(trainer.loader), trainer.num_workers
+        splits.train,
+        trainer.batch_size,
+        device,
+        generator,
+        str(trainer.loader),
+        trainer.num_workers,
+        ranks.rank,
+        ranks.world,
     )
     checkpoints = Checkpointer(run_dir, trainer.checkpoints, es.monitor)
     if run_dir is not None:
@@ -300,6 +335,9 @@ def fit(
         result.selected_epoch, result.best_state = resume_from.selected_epoch, resume_from.best_state
         result.train_time_s = resume_from.train_time_s
         result.stopped_early = stopper.should_stop
+        if state is not None and not ranks.main:  # last.pt holds all ranks' sums: rank 0 carries them on
+            state.seen, state.correct, state.sums = 0, torch.zeros((), device=device), {}
+    net = ranks.wrap(model, device)  # DDP starts every rank from rank 0's weights
 
     def save_last(epochs_done: int, partial: EpochState | None = None) -> None:
         checkpoints.save_last(
@@ -319,7 +357,8 @@ def fit(
         for epoch in range(first_epoch, trainer.epochs + 1):
             if result.stopped_early:
                 break
-            if preemption.stop_requested():  # arrived after the last batch of the epoch before
+            (stop,) = ranks.any_flags(preemption.stop_requested(), device=device)
+            if stop:  # arrived after the last batch of the epoch before
                 raise _interrupted(epoch, None, len(batches), checkpoints)
             state = state or EpochState.begin(generator, device)
             progress.start_epoch(epoch, trainer.epochs, len(batches))
@@ -336,6 +375,8 @@ def fit(
                 progress=progress,
                 state=state,
                 epoch=epoch,
+                ranks=ranks,
+                net=net,
             )
             if state.batches_done < len(batches):
                 save_last(epoch - 1, partial=state)
@@ -343,14 +384,21 @@ def fit(
             check_finite(epoch, train)
             train_seconds = state.elapsed()
             record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
-            record.update(validate(model, splits, trainer=trainer, device=device))
-            record.update(objective.end_epoch(model, splits.val, device))
+            if ranks.main:
+                record.update(validate(model, splits, trainer=trainer, device=device))
+                record.update(objective.end_epoch(model, splits.val, device))
+            if ranks.several:  # one record, one objective state: the same decisions on every rank
+                record, objective_state = ranks.from_main((record, objective.state_dict() if ranks.main else None))
+                if not ranks.main:
+                    objective.load_state_dict(objective_state)
             if scheduler is not None:
                 scheduler.step()
 
             if stopper.update(epoch, record[es.monitor]) or trainer.select == "last":
-                result.selected_epoch, result.best_state = epoch, _cpu_copy(model)
-                checkpoints.save_best(result.best_state, epoch, record[es.monitor])
+                result.selected_epoch = epoch
+                if ranks.main:
+                    result.best_state = _cpu_copy(model)
+                    checkpoints.save_best(result.best_state, epoch, record[es.monitor])
             record["time/train_epoch_s"] = train_seconds
             record["time/epoch_s"] = state.elapsed()
             result.train_time_s += record["time/epoch_s"]
@@ -365,7 +413,7 @@ def fit(
             if stopper.should_stop:
                 result.stopped_early = True
 
-    if result.best_state is None:  # every epoch's monitored value was NaN
+    if result.best_state is None and ranks.main:  # every epoch's monitored value was NaN
         result.selected_epoch, result.best_state = len(result.history), _cpu_copy(model)
         checkpoints.save_best(result.best_state, result.selected_epoch, float("nan"))
     result.best_epoch = stopper.best_epoch
