@@ -25,7 +25,7 @@ from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
 from dq.models.attention import AttentionConfig
 from dq.models.rnn import RNNConfig
-from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, MadryPGD
+from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, FastFGSM, MadryPGD
 from dq.objectives.registry import build_objective
 from dq.outputs import read_jsonl
 from dq.records import Batch, DatasetMeta, Split
@@ -177,7 +177,11 @@ def test_pgd_mixes_clean_and_adversarial_loss_and_trades_adds_beta_kl(images, me
 
 
 def test_method_picks_the_class_and_the_attack_start() -> None:
-    assert dict(METHODS) == {AdversarialMethod.pgd: MadryPGD, AdversarialMethod.trades: TRADES}
+    assert dict(METHODS) == {
+        AdversarialMethod.pgd: MadryPGD,
+        AdversarialMethod.trades: TRADES,
+        AdversarialMethod.fgsm_rs: FastFGSM,
+    }
     madry, trades = (
         build_objective({"adversarial": AdversarialConfig(method=m, weight=0.5)}, meta_for("image")).terms[0]
         for m in ("pgd", "trades")

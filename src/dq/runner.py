@@ -294,6 +294,8 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     ):
         result = _fit(run, point, ranks, progress, run.loggers.log_epoch)
 
+    if result.stop_request is not None:
+        console.print(result.stop_request.reason, markup=False, highlight=False, soft_wrap=True)
     model.load_state_dict(result.best_state)
     for transform in run.transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
         model = transform.finish(model)
@@ -308,6 +310,7 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
             "train/best_epoch": result.best_epoch,
             "train/selected_epoch": result.selected_epoch,
             "train/epochs_run": len(result.history),
+            **(result.stop_request.metrics if result.stop_request is not None else {}),
         }
     )
     write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining

@@ -32,7 +32,7 @@ from dq.engine.resume import ResumePoint, restore
 from dq.errors import DQUserError, RunInterrupted, TrainingDiverged
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
-from dq.objectives.base import Objective
+from dq.objectives.base import Objective, StopRequest
 from dq.outputs import METRICS_JSONL, append_jsonl
 from dq.records import Splits
 
@@ -64,6 +64,7 @@ class FitResult:
     best_state: dict[str, torch.Tensor] | None = None
     train_time_s: float = 0.0
     stopped_early: bool = False
+    stop_request: StopRequest | None = None  # a term ended training (Objective.stop_request)
 
 
 def monitorable_metrics(splits: Splits) -> list[str]:
@@ -249,6 +250,18 @@ def check_finite(epoch: int, train: dict[str, float]) -> None:
             )
 
 
+def roll_back(result: FitResult, request: StopRequest, checkpoints: Checkpointer, monitor: str) -> None:
+    """Note a term's stop ``request``; when it names an epoch before the selected one (or
+    none is selected yet), that epoch's weights become the selected ones (and best.pt)."""
+    result.stop_request = request
+    epoch, state = request.rollback_epoch, request.rollback_state
+    if epoch is None or state is None or (result.selected_epoch is not None and result.selected_epoch <= epoch):
+        return
+    value = next((r[monitor] for r in result.history if r.get("epoch") == epoch), math.nan)
+    result.selected_epoch, result.best_state = epoch, state
+    checkpoints.save_best(state, epoch, value)
+
+
 def _interrupted(epoch: int, state: EpochState | None, batches: int, checkpoints: Checkpointer) -> RunInterrupted:
     where = f"in epoch {epoch}, after batch {state.batches_done} of {batches}" if state else f"after epoch {epoch - 1}"
     how = (
@@ -278,7 +291,8 @@ def fit(
     """Train ``model`` in place and return the history and the selected epoch's weights.
 
     Each epoch: train, validate, the objective's ``end_epoch`` hook, the scheduler step,
-    early stopping. With ``run_dir``, each epoch appends a line to metrics.jsonl and the
+    early stopping, and a term's ``stop_request`` (stop after this epoch, perhaps keeping an
+    earlier epoch's weights: ``roll_back``). With ``run_dir``, each epoch appends a line to metrics.jsonl and the
     Checkpointer rewrites last.pt (and best.pt when the monitored metric improves).
     ``on_epoch`` receives each epoch's record right after its metrics.jsonl line (the
     run's loggers).
@@ -334,7 +348,8 @@ def fit(
         result.history = list(resume_from.history)
         result.selected_epoch, result.best_state = resume_from.selected_epoch, resume_from.best_state
         result.train_time_s = resume_from.train_time_s
-        result.stopped_early = stopper.should_stop
+        result.stop_request = objective.stop_request()
+        result.stopped_early = stopper.should_stop or result.stop_request is not None
         if state is not None and not ranks.main:  # last.pt holds all ranks' sums: rank 0 carries them on
             state.seen, state.correct, state.sums = 0, torch.zeros((), device=device), {}
     net = ranks.wrap(model, device)  # DDP starts every rank from rank 0's weights
@@ -399,6 +414,9 @@ def fit(
                 if ranks.main:
                     result.best_state = _cpu_copy(model)
                     checkpoints.save_best(result.best_state, epoch, record[es.monitor])
+            request = objective.stop_request()  # every rank alike: the objective's state came from rank 0
+            if request is not None:
+                roll_back(result, request, checkpoints, es.monitor)
             record["time/train_epoch_s"] = train_seconds
             record["time/epoch_s"] = state.elapsed()
             result.train_time_s += record["time/epoch_s"]
@@ -410,7 +428,7 @@ def fit(
                 on_epoch(record)
             state = None
             progress.end_epoch(record)
-            if stopper.should_stop:
+            if stopper.should_stop or result.stop_request is not None:
                 result.stopped_early = True
 
     if result.best_state is None and ranks.main:  # every epoch's monitored value was NaN

@@ -1,13 +1,14 @@
 """Adversarial training: the ``adversarial`` term (``regularizer=[adversarial]``), one class
-per method, picked by ``regularizer.adversarial.method`` through ``METHODS``.
+per method, picked by ``regularizer.adversarial.method`` through ``METHODS``: Madry's PGD
+training, TRADES, and fast FGSM training from a random start (``fgsm_rs``, a PGD of one step).
 
-Both attack with the same ``dq.attacks.PGD`` that robust evaluation uses, with the model
+All attack with the same ``dq.attacks.PGD`` that robust evaluation uses, with the model
 in eval mode; the loss on the adversarial batch is then computed in the model's training
 mode, as in both papers' code. Images are clipped to their valid range ([0, 1]); tabular
 data moves only the standardised continuous columns; series move freely; text moves the
 output of ``model.embedding`` (per-token ε, padding fixed; see dq.attacks.spaces).
 
-Both classes keep, after every call, ``last_example_losses``: the per-example losses
+The classes keep, after every call, ``last_example_losses``: the per-example losses
 [N] of that call, with their graph, whose mean is the value returned. A term that
 reweights the adversarial loss (``needs = ("adversarial",)``) reads them instead of
 attacking the batch a second time. They are computed beside the returned mean from the
@@ -26,6 +27,7 @@ from torch import nn
 from dq.attacks import PGD, Start, eval_mode
 from dq.config.attack import AttackConfig
 from dq.config.validation import require
+from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta
 
@@ -33,6 +35,11 @@ from dq.records import Batch, DatasetMeta
 class AdversarialMethod(StrEnum):
     pgd = "pgd"
     trades = "trades"
+    fgsm_rs = "fgsm_rs"
+
+
+MIXING = (AdversarialMethod.pgd, AdversarialMethod.fgsm_rs)  # weight mixes clean and adversarial CE
+FGSM_RS_STEP = 1.25  # α = 1.25·ε, Wong, Rice & Kolter 2020
 
 
 @dataclass
@@ -40,19 +47,44 @@ class AdversarialConfig(AttackConfig):
     """``regularizer.adversarial``: the attack (shared with ``eval.robust``) plus how its
     loss enters the objective. ``method=pgd`` (Madry): loss = (1 − weight)·CE(clean) +
     weight·CE(adversarial). ``method=trades``: CE(clean) + weight·KL(clean ‖ adversarial),
-    weight being TRADES' β."""
+    weight being TRADES' β. ``method=fgsm_rs``: as ``pgd`` with one step of ``alpha``
+    (default 1.25·eps) from a uniform random start; ``steps`` is not used.
+
+    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) attacks
+    a fixed, seeded batch of ``co_guard_batch`` validation examples with PGD-``co_guard_steps``
+    at the training ``eps`` after each epoch; when that robust accuracy falls more than
+    ``co_guard_drop`` below its best, training stops and the best guard epoch's weights are
+    kept (dq.objectives.overfitting_guard)."""
 
     weight: float = 1.0
     method: AdversarialMethod = AdversarialMethod.pgd
+    co_guard: bool | None = None
+    co_guard_batch: int = 128
+    co_guard_steps: int = 10
+    co_guard_drop: float = 0.2
 
     def validate(self) -> None:
         super().validate()
         require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
         require(
-            self.method != AdversarialMethod.pgd or self.weight <= 1,
+            self.method not in MIXING or self.weight <= 1,
             "weight",
-            f"mixes clean and adversarial loss for method=pgd: must be in [0, 1], got {self.weight}",
+            f"mixes clean and adversarial loss for method={self.method}: must be in [0, 1], got {self.weight}",
         )
+        require(
+            self.method != AdversarialMethod.fgsm_rs or self.random_start,
+            "random_start",
+            "must be true for method=fgsm_rs (FGSM from the clean input overfits catastrophically; "
+            "Wong et al. 2020); got false",
+        )
+        require(self.co_guard_batch >= 1, "co_guard_batch", f"must be >= 1, got {self.co_guard_batch}")
+        require(self.co_guard_steps >= 1, "co_guard_steps", f"must be >= 1, got {self.co_guard_steps}")
+        require(0 < self.co_guard_drop <= 1, "co_guard_drop", f"must be in (0, 1], got {self.co_guard_drop}")
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the catastrophic-overfitting guard runs: ``co_guard``, or for null the method's default."""
+        return self.method == AdversarialMethod.fgsm_rs if self.co_guard is None else bool(self.co_guard)
 
 
 class MadryPGD:
@@ -100,6 +132,39 @@ class MadryPGD:
         adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
         self.last_example_losses = F.cross_entropy(adv_logits.float(), batch.y, reduction="none")
         return F.cross_entropy(adv_logits.float(), batch.y)
+
+
+class FastFGSM(MadryPGD):
+    r"""Fast adversarial training: FGSM from a uniform random start, step α = 1.25·ε.
+
+    Wong, Rice & Kolter 2020, "Fast is better than free: Revisiting adversarial training"
+    [https://arxiv.org/abs/2001.03994]. δ starts uniform in the ε-ball, takes one signed
+    gradient step of α (L2: one normalised step), and is projected back onto the ball and
+    the valid input range: a PGD of one step from a random start, so it is
+    ``dq.attacks.PGD`` with ``steps=1`` and its own step size. The loss mixes as Madry's:
+    ``(1 − w)·CE(clean) + w·CE(adversarial)``. About two forward-backward passes per batch
+    against PGD-10's eleven; it can overfit catastrophically (robust accuracy collapses
+    within an epoch), hence the guard (``co_guard``, on by default for this method).
+
+    Arguments:
+        cfg (AdversarialConfig): ``weight`` (w, in [0, 1]), ``norm``, ``eps``, ``alpha``
+            (default 1.25·eps); ``steps`` is not used, ``random_start`` must be true.
+        meta (DatasetMeta): what moves and the bounds, as for ``MadryPGD``.
+
+    Shape: as ``MadryPGD``.
+
+    Examples::
+
+        >>> term = FastFGSM(AdversarialConfig(method="fgsm_rs", eps=0.1), meta)
+        >>> term.attack.step_size, term.attack.steps
+        (0.125, 1)
+    """
+
+    def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
+        alpha = cfg.alpha if cfg.alpha is not None else FGSM_RS_STEP * cfg.eps
+        one_step = AttackConfig(norm=cfg.norm, eps=cfg.eps, alpha=alpha, steps=1, random_start=True)
+        super().__init__(cfg, meta)
+        self.attack = PGD(one_step, meta)  # replaces the PGD of ``steps`` steps built above
 
 
 class TRADES:
@@ -159,10 +224,16 @@ def _kl(p_clean: torch.Tensor, adv_logits: torch.Tensor, reduction: str) -> torc
 METHODS: dict[AdversarialMethod, type[MadryPGD] | type[TRADES]] = {
     AdversarialMethod.pgd: MadryPGD,
     AdversarialMethod.trades: TRADES,
+    AdversarialMethod.fgsm_rs: FastFGSM,
 }
 
 
 @register_term("adversarial", schema=AdversarialConfig)
-def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> MadryPGD | TRADES:
-    """The term of ``cfg.method``; DQUserError for tabular data without continuous columns."""
-    return METHODS[AdversarialMethod(cfg.method)](cfg, meta)
+def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> MadryPGD | TRADES | GuardedTerm:
+    """The term of ``cfg.method``, wrapped in the catastrophic-overfitting guard when it is
+    on; DQUserError for tabular data without continuous columns."""
+    term = METHODS[AdversarialMethod(cfg.method)](cfg, meta)
+    if not cfg.guarded:
+        return term
+    guard_attack = AttackConfig(norm=cfg.norm, eps=cfg.eps, steps=cfg.co_guard_steps, random_start=True)
+    return GuardedTerm(term, OverfittingGuard(PGD(guard_attack, meta), cfg.co_guard_batch, cfg.co_guard_drop))

@@ -12,7 +12,7 @@ objective is built, so it costs no forward or backward pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -36,6 +36,11 @@ class Term(Protocol):
     after the term (``"<name>/..."``). The model arrives in train mode and with gradients
     on: a term that only measures wraps itself in ``dq.inference.eval_mode`` or
     ``torch.no_grad()``. Terms dropped for weight 0 are not called.
+
+    ``stop_request() -> StopRequest | None`` (optional method), asked after ``end_epoch``:
+    a term that finds training should end (the catastrophic-overfitting guard of fast
+    adversarial training) returns a ``StopRequest``; the engine logs that epoch, then stops,
+    and keeps an earlier epoch's weights when the request carries them.
 
     ``state_dict() -> dict`` and ``load_state_dict(state)`` (optional methods): a term that
     carries state from epoch to epoch (FRL-Reweight's multipliers) gives it here, so it
@@ -81,6 +86,21 @@ class ModelTransform(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StopRequest:
+    """A term's request that training end after the current epoch.
+
+    ``reason``: one console line. ``rollback_epoch`` and ``rollback_state``: an earlier epoch
+    and its weights (CPU state dict); the engine evaluates those instead of its own selection
+    when that came later. ``metrics``: flat keys for metrics.json (``train/...``).
+    """
+
+    reason: str
+    rollback_epoch: int | None = None
+    rollback_state: dict[str, torch.Tensor] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class ObjectiveOutput:
     loss: torch.Tensor
@@ -115,6 +135,15 @@ class Objective:
             if hook is not None:
                 values.update({key: float(value) for key, value in hook(model, val, device).items()})
         return values
+
+    def stop_request(self) -> StopRequest | None:
+        """The first term's request to stop training (after ``end_epoch``), or None."""
+        for term in self.terms:
+            hook = getattr(term, "stop_request", None)
+            request = hook() if hook is not None else None
+            if request is not None:
+                return request
+        return None
 
     def state_dict(self) -> dict[str, dict]:
         """The state of each term that keeps one between epochs, by term name."""

@@ -1,0 +1,160 @@
+"""The catastrophic-overfitting guard of fast adversarial training.
+
+FGSM training can overfit catastrophically: within an epoch the model learns to defeat the
+one-step attack while its robustness to a multi-step attack collapses to near zero (Wong,
+Rice & Kolter 2020, "Fast is better than free", https://arxiv.org/abs/2001.03994, §5; they
+stop early on the PGD accuracy of a training minibatch). Here, after each epoch, a fixed
+batch of validation examples (the same ones every epoch, drawn once from a seeded
+generator) is attacked with PGD at the training ε from a seeded random start. When that
+robust accuracy falls more than ``drop`` below its best so far (``collapsed``), the guard
+asks the engine to stop (``StopRequest``) and to keep the weights of the guard's best epoch,
+which it holds as a CPU copy.
+
+``GuardedTerm`` wraps any adversarial term: it passes every attribute through to the term
+(name, weight, attack, ``last_example_losses``), so the objective and the terms that build on
+the adversarial one see no difference, and adds ``end_epoch``, ``stop_request`` and the state
+a resumed run needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from dq.attacks import PGD
+from dq.objectives.base import StopRequest
+from dq.records import Batch, Split
+
+ATTACK_BATCH = 256  # guard examples attacked at once
+SEED = 0  # the guard batch and the attack's random start: the same every epoch and run
+
+
+def collapsed(best: float, current: float, drop: float) -> bool:
+    """True when ``current`` robust accuracy lies more than ``drop`` below ``best`` (both in [0, 1]).
+
+    A run whose robust accuracy never rose above ``drop`` cannot collapse by this rule: there
+    was nothing to lose."""
+    return best - current > drop
+
+
+class OverfittingGuard:
+    """PGD accuracy on a fixed validation batch per epoch, its best epoch and weights, and
+    whether it has collapsed.
+
+    Args:
+        attack: the PGD that measures (the training ε, ``co_guard_steps`` steps).
+        batch: how many validation examples (all of them when the split is smaller).
+        drop: the fall below the best accuracy that counts as a collapse.
+    """
+
+    def __init__(self, attack: PGD, batch: int, drop: float) -> None:
+        self.attack = attack
+        self.batch = batch
+        self.drop = drop
+        self.epochs = 0  # end_epoch calls so far = the epoch just finished
+        self.best = -math.inf
+        self.best_epoch = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.fired_epoch = 0  # 0: has not fired
+        self.size = batch  # examples measured (fewer when the validation split is smaller)
+
+    def examples(self, val: Split) -> Split:
+        """The fixed guard batch: ``batch`` examples of ``val`` drawn with a seeded generator."""
+        if len(val) <= self.batch:
+            return val
+        index = torch.randperm(len(val), generator=torch.Generator().manual_seed(SEED))[: self.batch]
+        return val.subset(index.sort().values)
+
+    def measure(self, model: nn.Module, val: Split, device: torch.device) -> float:
+        """PGD accuracy of ``model`` on the guard batch (model mode restored by the attack)."""
+        split = self.examples(val)
+        self.size = len(split)
+        generator = torch.Generator(device=device).manual_seed(SEED)
+        predicted = self.attack.predict(model, split, device, ATTACK_BATCH, generator)
+        return float((predicted == split.y.cpu()).float().mean())
+
+    def update(self, accuracy: float, model: nn.Module) -> bool:
+        """Record one epoch's ``accuracy``; keep the weights when it is the best; True when it collapsed."""
+        self.epochs += 1
+        if accuracy > self.best:
+            self.best, self.best_epoch = accuracy, self.epochs
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        if collapsed(self.best, accuracy, self.drop):
+            self.fired_epoch = self.epochs
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+            "fired_epoch": self.fired_epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs, self.best = int(state["epochs"]), float(state["best"])
+        self.best_epoch, self.fired_epoch = int(state["best_epoch"]), int(state["fired_epoch"])
+        self.best_weights = state["best_weights"]
+
+
+class GuardedTerm:
+    """An adversarial term with the overfitting guard after each epoch (see the module docstring).
+
+    Logs ``<name>/guard_pgd_accuracy`` every epoch and, in the epoch it fires,
+    ``<name>/co_guard_fired_epoch``; its ``StopRequest`` puts ``train/co_guard_fired_epoch``
+    and ``train/co_guard_rollback_epoch`` into metrics.json.
+    """
+
+    def __init__(self, term: Any, guard: OverfittingGuard) -> None:
+        self.term = term
+        self.guard = guard
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("term", "guard"):  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.term, name)
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return self.term(model, batch, logits)
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """Measure the guard batch's PGD accuracy; note a collapse (the engine then stops)."""
+        values = dict(self.term.end_epoch(model, val, device)) if hasattr(self.term, "end_epoch") else {}
+        if len(val) == 0 or self.guard.fired_epoch:
+            return values
+        accuracy = self.guard.measure(model, val, device)
+        values[f"{self.name}/guard_pgd_accuracy"] = accuracy
+        if self.guard.update(accuracy, model):
+            values[f"{self.name}/co_guard_fired_epoch"] = float(self.guard.fired_epoch)
+        return values
+
+    def stop_request(self) -> StopRequest | None:
+        """Once fired: stop, keeping the weights of the guard's best epoch."""
+        guard = self.guard
+        if not guard.fired_epoch:
+            return None
+        reason = (
+            f"catastrophic overfitting guard: PGD-{guard.attack.steps} accuracy on {guard.size} validation examples "
+            f"fell from {guard.best:.3f} (epoch {guard.best_epoch}) to more than {guard.drop:g} below it in epoch "
+            f"{guard.fired_epoch}; training stopped, keeping the weights of epoch {guard.best_epoch} at the latest"
+        )
+        metrics = {"train/co_guard_fired_epoch": guard.fired_epoch, "train/co_guard_rollback_epoch": guard.best_epoch}
+        return StopRequest(reason, guard.best_epoch, guard.best_weights, metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's best accuracy, epoch and weights (and the wrapped term's state, if any)."""
+        state = {"guard": self.guard.state_dict()}
+        if hasattr(self.term, "state_dict"):
+            state["term"] = self.term.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.guard.load_state_dict(state["guard"])
+        if "term" in state:
+            self.term.load_state_dict(state["term"])

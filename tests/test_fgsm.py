@@ -1,0 +1,269 @@
+"""Fast adversarial training (``method=fgsm_rs``) and the catastrophic-overfitting guard,
+with the engine's generic stop request (a term asks to stop and keep an earlier epoch)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dq
+from dq.attacks import PGD, Start
+from dq.config.attack import AttackConfig
+from dq.engine.loop import fit
+from dq.engine.optim import build_optimizer
+from dq.errors import DQUserError
+from dq.inference import eval_mode
+from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
+from dq.objectives.base import Objective, StopRequest
+from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
+from dq.objectives.registry import build_objective
+from dq.outputs import read_json, read_jsonl
+from dq.records import Batch, DatasetMeta, Split
+from dq.spec import to_spec
+from run_checks import check_run
+
+CPU = torch.device("cpu")
+IMAGE = DatasetMeta(
+    name="toy_image",
+    modality="image",
+    input_shape=(1, 8, 8),
+    num_classes=3,
+    class_names=("a", "b", "c"),
+    valid_range=(0.0, 1.0),
+)
+
+
+def small_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+@pytest.fixture
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((32, 1, 8, 8), generator=generator)
+    x[:, :, :2] = torch.randint(0, 2, (32, 1, 2, 8), generator=generator).float()  # pixels at the bounds
+    return x, torch.randint(0, 3, (32,), generator=generator)
+
+
+# --------------------------------------------------------------------------- the attack
+def test_fgsm_rs_is_one_step_of_1_25_eps_from_a_uniform_start_projected_to_ball_and_range(images) -> None:
+    x, y = images
+    eps = 0.1
+    term = FastFGSM(AdversarialConfig(method="fgsm_rs", eps=eps, steps=10), IMAGE)
+    assert term.attack.steps == 1 and term.attack.start == Start.uniform
+    assert term.attack.step_size == pytest.approx(1.25 * eps)
+    model = small_model()
+    torch.manual_seed(3)
+    delta = term.perturb(model, Batch(x=x, y=y))
+
+    assert float(delta.abs().max()) <= eps + 1e-6  # in the ball
+    assert float((x + delta).min()) >= 0.0 and float((x + delta).max()) <= 1.0  # in the valid range
+    assert float(delta.abs().mean()) > 0.5 * eps  # moved
+    # The same step by hand: the random start draws randn then rand (dq.attacks.pgd.random_start).
+    torch.manual_seed(3)
+    torch.randn(x.shape)
+    start = (2 * torch.rand(x.shape) - 1) * eps
+    start = (x + start).clamp(0, 1) - x
+    start.requires_grad_(True)
+    with eval_mode(model):
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x + start), y, reduction="sum"), start)
+    expected = (x + (start.detach() + 1.25 * eps * grad.sign()).clamp(-eps, eps)).clamp(0, 1) - x
+    assert torch.allclose(delta, expected, atol=1e-6)
+
+
+def test_fgsm_rs_alpha_overrides_the_step_and_the_loss_mixes_as_pgd(images) -> None:
+    x, y = images
+    objective = build_objective(
+        {"adversarial": AdversarialConfig(method="fgsm_rs", eps=0.2, alpha=0.05, weight=0.4, co_guard=False)}, IMAGE
+    )
+    (term,) = objective.terms
+    assert isinstance(term, FastFGSM) and isinstance(term, MadryPGD)
+    assert term.attack.step_size == pytest.approx(0.05) and objective.task_weight == pytest.approx(0.6)
+    model = small_model().train()
+    out = objective(model, Batch(x=x, y=y))
+    assert float(out.loss.detach()) == pytest.approx(
+        0.6 * float(out.terms["task"]) + 0.4 * float(out.terms["adversarial"])
+    )
+    assert float(out.terms["adversarial"]) > float(out.terms["task"])
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_the_guard_is_on_by_default_for_fgsm_rs_only_and_passes_the_term_through() -> None:
+    fgsm = build_objective({"adversarial": AdversarialConfig(method="fgsm_rs")}, IMAGE).terms[0]
+    pgd = build_objective({"adversarial": AdversarialConfig(method="pgd")}, IMAGE).terms[0]
+    guarded_pgd = build_objective({"adversarial": AdversarialConfig(method="pgd", co_guard=True)}, IMAGE).terms[0]
+    assert isinstance(fgsm, GuardedTerm) and isinstance(fgsm.term, FastFGSM)
+    assert isinstance(pgd, MadryPGD) and isinstance(guarded_pgd, GuardedTerm)
+    assert fgsm.name == "adversarial" and fgsm.weight == 1.0 and fgsm.task_share == 1.0
+    assert fgsm.attack.steps == 1  # the term's attack; the guard's is PGD-10 at the training eps
+    assert fgsm.guard.attack.steps == 10 and fgsm.guard.attack.eps == 0.1 and fgsm.guard.batch == 128
+
+
+REFUSED = {
+    "random_start": (False, r"^regularizer\.adversarial\.random_start must be true for method=fgsm_rs"),
+    "weight": (1.5, r"^regularizer\.adversarial\.weight mixes clean and adversarial loss for method=fgsm_rs"),
+    "co_guard_drop": (0.0, r"^regularizer\.adversarial\.co_guard_drop must be in \(0, 1\], got 0\.0$"),
+    "co_guard_batch": (0, r"^regularizer\.adversarial\.co_guard_batch must be >= 1, got 0$"),
+    "co_guard_steps": (0, r"^regularizer\.adversarial\.co_guard_steps must be >= 1, got 0$"),
+}
+
+
+def test_bad_fgsm_rs_settings_are_refused_in_one_line(make_cfg) -> None:
+    base = make_cfg("dataset=digits", "regularizer=[adversarial]", "regularizer.adversarial.method=fgsm_rs")
+    to_spec(base)  # the defaults are valid
+    for key, (value, message) in REFUSED.items():  # one composition for all: each costs ~2 s
+        cfg = copy.deepcopy(base)
+        cfg.regularizer.adversarial[key] = value
+        with pytest.raises(DQUserError, match=message) as caught:
+            to_spec(cfg)
+        assert "\n" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the guard's decision
+def test_collapsed_only_on_a_fall_larger_than_drop_below_the_best() -> None:
+    assert not collapsed(0.6, 0.45, 0.2) and collapsed(0.6, 0.39, 0.2)
+    assert collapsed(0.8, 0.0, 0.2)  # to ~0: the catastrophic case
+    assert not collapsed(0.15, 0.0, 0.2)  # never robust: nothing to lose
+
+
+def test_guard_fires_on_a_collapse_and_requests_the_best_epochs_weights() -> None:
+    attack = PGD(AttackConfig(eps=0.1, steps=2), IMAGE)
+    term = GuardedTerm(MadryPGD(AdversarialConfig(), IMAGE), OverfittingGuard(attack, batch=16, drop=0.2))
+    model = small_model()
+    weights_by_epoch = []
+    for epoch, accuracy in enumerate([0.30, 0.55, 0.62, 0.50, 0.05], start=1):
+        with torch.no_grad():
+            model[1].bias.fill_(float(epoch))  # tell the epochs' weights apart
+        weights_by_epoch.append(model[1].bias.clone())
+        fired = term.guard.update(accuracy, model)
+        assert fired == (epoch == 5)
+        assert (term.stop_request() is None) == (epoch < 5)
+    request = term.stop_request()
+    assert isinstance(request, StopRequest) and request.rollback_epoch == 3
+    assert torch.equal(request.rollback_state["1.bias"], weights_by_epoch[2])
+    assert request.metrics == {"train/co_guard_fired_epoch": 5, "train/co_guard_rollback_epoch": 3}
+    assert "epoch 5" in request.reason and "\n" not in request.reason
+    # The state a resumed run needs brings the same decision back.
+    again = GuardedTerm(MadryPGD(AdversarialConfig(), IMAGE), OverfittingGuard(attack, batch=16, drop=0.2))
+    again.load_state_dict(term.state_dict())
+    assert again.stop_request() == request
+
+
+def test_guard_measures_the_same_seeded_validation_batch_every_time() -> None:
+    generator = torch.Generator().manual_seed(1)
+    val = Split(x=torch.rand((40, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (40,), generator=generator))
+    guard = OverfittingGuard(PGD(AttackConfig(eps=0.1, steps=3), IMAGE), batch=16, drop=0.2)
+    assert torch.equal(guard.examples(val).y, guard.examples(val).y) and len(guard.examples(val)) == 16
+    model = small_model()
+    first = guard.measure(model, val, CPU)
+    assert first == guard.measure(model, val, CPU) and 0.0 <= first <= 1.0
+    with torch.no_grad(), eval_mode(model):
+        clean = float((model(guard.examples(val).x).argmax(1) == guard.examples(val).y).float().mean())
+    assert first <= clean  # an attack never helps
+
+
+# --------------------------------------------------------------------------- the engine's stop request
+class StopAt:
+    """A real term of the protocol (zero loss) that asks the engine to stop after epoch
+    ``stop`` and keep the weights it saw at the end of epoch ``keep``."""
+
+    name = "stopper"
+    weight = 1.0
+
+    def __init__(self, stop: int, keep: int) -> None:
+        self.stop, self.keep, self.epochs = stop, keep, 0
+        self.kept: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return 0.0 * logits.sum()
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        self.epochs += 1
+        if self.epochs == self.keep:
+            self.kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {}
+
+    def stop_request(self) -> StopRequest | None:
+        if self.epochs < self.stop:
+            return None
+        return StopRequest("stop asked", self.keep, self.kept, {"train/stop_epoch": self.stop})
+
+
+def test_a_term_stops_the_loop_and_its_rollback_epoch_is_selected(make_cfg, tmp_path: Path) -> None:
+    spec = to_spec(
+        make_cfg("dataset=digits", "model=mlp", "dataset.limit=200", "trainer.select=last", "trainer.epochs=6")
+    )
+    splits = dq.data.build(spec.dataset, spec.seed)
+    model = dq.models.build(spec.model, splits.meta)
+    term = StopAt(stop=3, keep=2)
+    result = fit(
+        model,
+        Objective([term]),
+        splits,
+        trainer=spec.trainer,
+        optimizer=build_optimizer(spec.optimizer, model.parameters()),
+        scheduler=None,
+        device=CPU,
+        seed=0,
+        run_dir=tmp_path,
+    )
+    assert len(result.history) == 3 and result.stopped_early and result.stop_request.reason == "stop asked"
+    assert result.selected_epoch == 2  # select=last would take epoch 3; the request rolls back
+    assert all(torch.equal(result.best_state[k], term.kept[k]) for k in term.kept)
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] == 2 and all(torch.equal(best["model"][k], term.kept[k]) for k in term.kept)
+    assert not all(torch.equal(model.state_dict()[k], term.kept[k]) for k in term.kept)  # epoch 3 trained on
+
+
+# --------------------------------------------------------------------------- real runs
+def test_an_fgsm_rs_run_on_digits_logs_the_guard_and_does_not_fire(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        "dataset=digits",
+        "model=cnn",
+        "dataset.limit=300",
+        "regularizer=[adversarial]",
+        "regularizer.adversarial.method=fgsm_rs",
+        "regularizer.adversarial.co_guard_batch=64",
+        "regularizer.adversarial.co_guard_steps=3",
+        "eval.robust.eps=[0.1]",
+        "eval.robust.steps=3",
+        "explain.enabled=false",
+        "trainer.epochs=2",
+    )
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    check_run(tmp_path / "run", metrics, epochs=2)
+    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for epoch in epochs:
+        assert math.isfinite(epoch["train/adversarial"]) and epoch["train/adversarial"] > 0
+        assert 0.0 <= epoch["adversarial/guard_pgd_accuracy"] <= 1.0
+        assert "adversarial/co_guard_fired_epoch" not in epoch
+    assert "train/co_guard_fired_epoch" not in read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]
+
+
+def test_fgsm_rs_moves_the_text_embedding(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        "dataset=reviews",
+        "model=rnn",
+        "dataset.limit=64",
+        "regularizer=[adversarial]",
+        "regularizer.adversarial.method=fgsm_rs",
+        "regularizer.adversarial.co_guard_steps=2",
+        "eval.robust.eps=[0.1]",
+        "eval.robust.steps=2",
+        "explain.enabled=false",
+    )
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    epoch = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+    assert math.isfinite(epoch["train/adversarial"]) and epoch["train/adversarial"] > 0
+    assert 0.0 <= epoch["adversarial/guard_pgd_accuracy"] <= 1.0
+    assert metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]
