@@ -32,7 +32,6 @@ from torch import nn
 from dq.attacks import PGD, attackable
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
-from dq.metrics.fairness import fairness_gaps, group_accuracy
 from dq.records import DatasetMeta, Split
 
 
@@ -100,6 +99,8 @@ def attacked_metrics(
     their bootstrap intervals (:func:`robust_intervals`)."""
     out = {f"test/{attack}_accuracy@{tag}": float((pred == y).float().mean())}
     if split.group is not None and meta.has_groups:
+        from dq.metrics.fairness import fairness_gaps, group_accuracy  # fairlearn: only for data with groups
+
         y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
         by_group = group_accuracy(y_np, pred_np, group_np, meta.group_names)
         for name, value in by_group.items():
