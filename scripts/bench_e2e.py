@@ -14,6 +14,7 @@ folder), so every timed run is a second run, as in a sweep or a day of work.
 
     python scripts/bench_e2e.py                 # what `make bench` runs (3 timed rounds)
     python scripts/bench_e2e.py --rounds 5 --no-epoch
+    python scripts/bench_e2e.py --levers        # also dq-train with trainer.channels_last / trainer.compile
 
 Lightning rows need the optional bench extra (``pip install -e ".[bench]"``); without it they
 are left out and the table says so.
@@ -78,7 +79,7 @@ class Row:
         return statistics.median(self.wall)
 
 
-def rows(scratch: Path, with_lightning: bool) -> list[Row]:
+def rows(scratch: Path, with_lightning: bool, levers: bool) -> list[Row]:
     python = sys.executable
     peers = ROOT / "scripts" / "peers"
     table = [
@@ -89,6 +90,10 @@ def rows(scratch: Path, with_lightning: bool) -> list[Row]:
         table.append(
             Row("Lightning + DataLoader", [python, str(peers / "lightning_peer.py"), "--root", str(scratch / "lit")])
         )
+    if levers:  # the fast path (trainer.compile, trainer.channels_last), compile time included
+        for lever in ("trainer.channels_last=true", "trainer.compile=true"):
+            run_dir = f"hydra.run.dir={scratch / lever.split('.')[1].split('=')[0]}"
+            table.append(Row(f"dq-train {lever}", [str(BIN / "dq-train"), *TASK, lever, run_dir]))
     table += [
         Row('python -c "import torch"', [python, "-c", "import torch"]),
         Row('python -c "import dq"', [python, "-c", "import dq"]),
@@ -109,6 +114,7 @@ def epoch_ratio(env: dict[str, str], scratch: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (medians of these), after one warm-up")
+    parser.add_argument("--levers", action="store_true", help="add dq-train rows with trainer.channels_last / compile")
     parser.add_argument("--no-epoch", action="store_true", help="leave out the per-epoch row (scripts/bench_loop.py)")
     args = parser.parse_args()
     with_lightning = importlib.util.find_spec("lightning") is not None
@@ -121,7 +127,7 @@ def main() -> None:
             "DQ_CACHE_DIR": str(scratch / "cache"),
             "BENCH_CWD": str(scratch),
         }
-        table = rows(scratch, with_lightning)
+        table = rows(scratch, with_lightning, args.levers)
         for round_index in range(args.rounds + 1):  # round 0 warms up, untimed
             for row in table:
                 row.run(env, timed=round_index > 0)
