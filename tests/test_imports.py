@@ -109,3 +109,12 @@ def test_a_second_run_loads_its_data_and_evaluates_without_sklearn_scipy_pandas(
     assert {"sklearn", "pandas"} <= top_level(first)  # parsed and split: the cache was empty
     second = loaded_modules(body, env=env)
     assert "dq.runner" in second and top_level(second) == {"torch"}
+
+
+def test_a_single_runs_report_modules_load_no_pandas() -> None:
+    # dq-train writes report.html, model_card.md and plots/curves.png at the end of every run:
+    # its figure reads metrics.jsonl's rows directly; only the many-run figures load pandas.
+    body = "import dq.report.run_report, dq.report.html, dq.report.model_card\nfrom dq.report.plots import curves, groups, robustness"
+    modules = loaded_modules(body)
+    assert "dq.report.plots.curves" in modules
+    assert top_level(modules) == {"matplotlib"}
