@@ -41,8 +41,12 @@ def idx_source(folder: Path, seed: int = 0) -> Path:
     return path
 
 
-def entries(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.npz"))
+def entries(folder: Path, name: str | None = None) -> list[Path]:
+    """The cache's entries of parsed sources, or with ``name`` those of that name (``split``)."""
+    found = sorted(folder.glob("*.npz"))
+    if name is None:
+        return [path for path in found if not path.name.startswith("split-")]
+    return [path for path in found if path.name.startswith(f"{name}-")]
 
 
 def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
@@ -193,3 +197,26 @@ def test_rotten_tomatoes_splits_are_bitwise_those_of_the_uncached_path(cache_dir
     warm = data.build(cfg, seed=1)
     splits_equal(warm, cold)
     assert warm.meta.vocab == cold.meta.vocab and len(warm.meta.vocab) > 1000  # the whole train split's words
+
+
+def test_split_indices_are_cached_per_labels_fractions_and_seed(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dq.data import splitting
+
+    y = np.random.default_rng(0).integers(0, 10, 1000)
+    drawn = splitting.train_val_test(y, 0.1, 0.1, seed=3)  # drawn with scikit-learn, then stored
+    assert len(entries(cache_dir, "split")) == 1
+    calls = []
+    carve = splitting._carve
+    monkeypatch.setattr(splitting, "_carve", lambda *a: calls.append(1) or carve(*a))
+    again = splitting.train_val_test(y, 0.1, 0.1, seed=3)
+    assert calls == [] and all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(drawn, again, strict=True))
+    other = splitting.train_val_test(y, 0.1, 0.1, seed=4)  # another seed: drawn, and its own entry
+    assert len(calls) == 2 and len(entries(cache_dir, "split")) == 2 and not np.array_equal(other[2], drawn[2])
+    splitting.train_val(y, 0.2, seed=3)
+    assert len(calls) == 3 and len(entries(cache_dir, "split")) == 3
+    for entry in entries(cache_dir, "split"):  # damaged entries are drawn again, with the same result
+        entry.write_bytes(entry.read_bytes()[:100])
+    rebuilt = splitting.train_val_test(y, 0.1, 0.1, seed=3)
+    assert len(calls) == 5 and all(np.array_equal(a, b) for a, b in zip(drawn, rebuilt, strict=True))

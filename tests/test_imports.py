@@ -7,8 +7,10 @@ checked by import-linter's contracts in ``make lint``.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,13 +25,16 @@ atexit.register(report)
 """
 
 
-def loaded_modules(body: str, heavy: tuple[str, ...] = (*HEAVY, "torch")) -> set[str]:
+def loaded_modules(
+    body: str, heavy: tuple[str, ...] = (*HEAVY, "torch"), env: dict[str, str] | None = None
+) -> set[str]:
     """The dq modules and the ``heavy`` packages (and their submodules) that ``body`` loads."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE.format(heavy=set(heavy), body=body)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     line = next(line for line in done.stderr.splitlines() if line.startswith("MODULES "))
     return set(json.loads(line.removeprefix("MODULES ")))
@@ -91,3 +96,26 @@ def test_dq_train_cfg_with_every_logger_loads_neither_tensorboard_nor_mlflow() -
     modules = loaded_modules(body, heavy=("tensorboard", "mlflow", "sqlalchemy", "alembic"))
     assert {"dq.cli", "dq.loggers.tensorboard", "dq.loggers.mlflow"} <= modules  # the registry found them
     assert top_level(modules) == set()
+
+
+def test_a_second_run_loads_its_data_and_evaluates_without_sklearn_scipy_pandas(tmp_path: Path) -> None:
+    # The split's indices come from dq's array cache once drawn (dq.data.splitting), and
+    # fairlearn loads only for data with groups: a run without groups needs none of them.
+    env = {**os.environ, "DQ_CACHE_DIR": str(tmp_path / "cache")}
+    body = (
+        "from dq import data\nfrom dq.data.registry import dataset_config\nimport dq.runner\n"
+        "splits = data.build(dataset_config('mnist5k', limit=100), 0)\nassert len(splits.train) == 100"
+    )
+    first = loaded_modules(body, env=env)
+    assert {"sklearn", "pandas"} <= top_level(first)  # parsed and split: the cache was empty
+    second = loaded_modules(body, env=env)
+    assert "dq.runner" in second and top_level(second) == {"torch"}
+
+
+def test_a_single_runs_report_modules_load_no_pandas() -> None:
+    # dq-train writes report.html, model_card.md and plots/curves.png at the end of every run:
+    # its figure reads metrics.jsonl's rows directly; only the many-run figures load pandas.
+    body = "import dq.report.run_report, dq.report.html, dq.report.model_card\nfrom dq.report.plots import curves, groups, robustness"
+    modules = loaded_modules(body)
+    assert "dq.report.plots.curves" in modules
+    assert top_level(modules) == {"matplotlib"}

@@ -37,6 +37,7 @@ from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine import launch, preemption
 from dq.engine.continuation import resume_point, saved_config
+from dq.engine.fast_path import apply_fast_path, check_fast_path
 from dq.engine.loop import FitResult, ProgressReporter, SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.ranks import Ranks
@@ -154,10 +155,12 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False, worker:
         splits = data.build(spec.dataset, spec.seed)
         check_monitor(spec.trainer, splits)
         check_robust_eval(spec.eval.robust, splits.meta)
+        check_fast_path(spec.trainer, spec.model.name, splits.meta)
         seed_everything(spec.seed)
         model = models.build(spec.model, splits.meta)
         transforms = build_transforms(spec.regularizer, splits.meta)
         notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
+        notes += apply_fast_path(model, spec.trainer)  # after the transforms: LoRA's adapters too
         objective = build_objective(spec.regularizer, splits.meta)
         notes += bind_teachers(objective, spec, splits.meta, device)  # regularizer.distill.teacher
         if spec.compress is not None:  # compress=...: refused now, not after training

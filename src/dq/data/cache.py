@@ -88,9 +88,10 @@ def _load(path: Path) -> Arrays | None:
         return None
 
 
-def _store(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` uncompressed and atomically; remove older entries of the same name
-    (a changed source leaves one behind). Best effort: failures are swallowed."""
+def _store(path: Path, arrays: Mapping[str, np.ndarray], *, replace_older: bool = True) -> None:
+    """Write ``arrays`` uncompressed and atomically; with ``replace_older``, remove older
+    entries of the same name (a changed source leaves one behind). Best effort: failures
+    are swallowed."""
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as handle:  # a file object, so numpy does not append ".npz"
@@ -99,6 +100,8 @@ def _store(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     try:
         atomic_write(path, write)
     except Exception:  # unwritable, full or read-only: run without a cache
+        return
+    if not replace_older:
         return
     prefix = path.name.rsplit("-", 1)[0] + "-"
     for old in path.parent.glob(f"{prefix}*.npz"):
@@ -131,4 +134,20 @@ def cached_arrays(sources: Path | Sequence[Path], name: str, parse: Callable[[],
         return loaded
     arrays = {key: np.asarray(value) for key, value in parse().items()}
     _store(path, arrays)
+    return arrays
+
+
+def cached_by_key(name: str, key: bytes, build: Callable[[], Mapping[str, np.ndarray]]) -> Arrays:
+    """The arrays ``build()`` makes, stored under ``name`` and the sha256 of ``key`` (bytes
+    that determine the result completely, e.g. the labels, fractions, seed and the version
+    of the library that draws). Entries with other keys stay (other seeds, other data).
+    Damaged entries are rebuilt and an unwritable folder skips caching, as in
+    :func:`cached_arrays`."""
+    digest = hashlib.sha256(f"dq-arrays-v{FORMAT_VERSION}:{name}:".encode() + key).hexdigest()[:32]
+    path = cache_dir() / f"{name}-{digest}.npz"
+    loaded = _load(path)
+    if loaded is not None:
+        return loaded
+    arrays = {k: np.asarray(value) for k, value in build().items()}
+    _store(path, arrays, replace_older=False)
     return arrays

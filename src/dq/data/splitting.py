@@ -4,6 +4,11 @@ Every function returns shuffled index arrays, so ``Splits.limited`` (which keeps
 first ``limit`` examples) takes a random subset. One ``RandomState`` seeded once per
 call drives every draw, so the same seed gives the same indices on every machine.
 
+The index arrays are kept in dq's array cache (dq.data.cache.cached_by_key), keyed by the
+labels, fractions, seed and scikit-learn's version: a second run with the same data and
+seed reads them back instead of importing scikit-learn (and with it scipy and pandas),
+which costs more than the rest of the data loading together.
+
 Fractions are of the data the split is carved from: with an official test split, val is
 ``val_fraction`` of the official train part; without one, test and val are
 ``test_fraction`` and ``val_fraction`` of the whole (so mnist5k with 0.1 / 0.1 gives
@@ -12,11 +17,13 @@ Fractions are of the data the split is carved from: with an official test split,
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from dq.data.cache import cached_by_key
 from dq.errors import DQUserError
 
 
@@ -41,12 +48,28 @@ def _carve(index: np.ndarray, y: np.ndarray, count: int, rng: np.random.RandomSt
     return np.asarray(rest), np.asarray(carved)
 
 
+def _cached(kind: str, y: np.ndarray, fractions: tuple[float, ...], seed: int, draw: Callable[[], tuple]) -> tuple:
+    """``draw()``'s index arrays, from the cache when the same labels, fractions, seed and
+    scikit-learn version were split before."""
+    try:
+        sklearn = importlib.metadata.version("scikit-learn")
+    except importlib.metadata.PackageNotFoundError:
+        sklearn = "none"
+    y = np.ascontiguousarray(y)
+    key = f"{kind}|{fractions!r}|{seed}|{y.dtype.str}|{y.shape}|sklearn {sklearn}|".encode() + y.tobytes()
+    arrays = cached_by_key("split", key, lambda: {f"part{i}": part for i, part in enumerate(draw())})
+    return tuple(arrays[f"part{i}"] for i in range(len(arrays)))
+
+
 def train_val(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) of a source's official train part, stratified on ``y``."""
     y = np.asarray(y)
-    rng = _rng(seed, 0)
-    count = _count(val_fraction, len(y), len(np.unique(y)))
-    return _carve(np.arange(len(y)), y, count, rng)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        count = _count(val_fraction, len(y), len(np.unique(y)))
+        return _carve(np.arange(len(y)), y, count, _rng(seed, 0))
+
+    return _cached("train_val", y, (val_fraction,), seed, draw)  # type: ignore[return-value]
 
 
 def train_val_test(
@@ -55,13 +78,17 @@ def train_val_test(
     """Indices (train, val, test) of a source without a test split, stratified on ``y``;
     both fractions are of the whole."""
     y = np.asarray(y)
-    rng = _rng(seed, 0)
-    n_classes = len(np.unique(y))
-    test_count = _count(test_fraction, len(y), n_classes)
-    val_count = _count(val_fraction, len(y), n_classes)
-    rest, test = _carve(np.arange(len(y)), y, test_count, rng)
-    train, val = _carve(rest, y, val_count, rng)
-    return train, val, test
+
+    def draw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = _rng(seed, 0)
+        n_classes = len(np.unique(y))
+        test_count = _count(test_fraction, len(y), n_classes)
+        val_count = _count(val_fraction, len(y), n_classes)
+        rest, test = _carve(np.arange(len(y)), y, test_count, rng)
+        train, val = _carve(rest, y, val_count, rng)
+        return train, val, test
+
+    return _cached("train_val_test", y, (val_fraction, test_fraction), seed, draw)  # type: ignore[return-value]
 
 
 def shuffled(n: int, seed: int) -> np.ndarray:

@@ -99,9 +99,7 @@ def attacked_metrics(
     their bootstrap intervals (:func:`robust_intervals`)."""
     out = {f"test/{attack}_accuracy@{tag}": float((pred == y).float().mean())}
     if split.group is not None and meta.has_groups:
-        # fairlearn (and scikit-learn's metrics) only for data with groups, as in
-        # dq.metrics.split_metrics: nothing is imported for a feature that is off
-        from dq.metrics.fairness import fairness_gaps, group_accuracy
+        from dq.metrics.fairness import fairness_gaps, group_accuracy  # fairlearn: only for data with groups
 
         y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
         by_group = group_accuracy(y_np, pred_np, group_np, meta.group_names)

@@ -3,13 +3,17 @@
 For many runs: validation accuracy and training loss, one line per group of runs (mean
 over its seeds, band ± std). For one run: every loss term it logged, its train and
 validation accuracy, and its validation fairness gaps where it has groups.
+
+A single run's figure (drawn at the end of every ``dq-train``) reads its rows directly;
+only the many-run figure loads pandas, which costs a run more than drawing does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from matplotlib.axes import Axes
 
 from dq.report.collect import RunResult
@@ -27,6 +31,9 @@ from dq.report.plots.style import (
     suptitle,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 PERCENT = ("accuracy", "dp_diff", "eo_diff")  # logged as fractions, drawn in %
 GROUP_PANELS = (("val/accuracy", "validation accuracy (%)"), ("train/loss", "training loss (objective, nats)"))
 GAPS = ("val/dp_diff", "val/eo_diff")
@@ -35,11 +42,14 @@ NOT_TERMS = {"train/accuracy", "train/best_epoch", "train/selected_epoch", "trai
 
 def _frame(runs: Sequence[RunResult]) -> pd.DataFrame:
     """One row per (run, epoch) with every numeric value logged; fractions kept as logged."""
+    import pandas as pd  # sweeps only: a single run's figure needs none
+
     rows = [{"run": i, **row} for i, run in enumerate(runs) for row in run.curves() if "epoch" in row]
     return pd.DataFrame(rows)
 
 
-def _scaled(column: str, values: pd.Series) -> pd.Series:
+def _scaled(column: str, values: Any) -> Any:
+    """``values`` (a Series or a float) in the units drawn: fractions as percent."""
     return values * 100.0 if column.rsplit("/", 1)[-1] in PERCENT else values
 
 
@@ -79,14 +89,30 @@ def curves_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[str]) 
     return fig, words
 
 
+def _logged(value: Any) -> bool:
+    """A value pandas would count (``notna``): present, not None, not NaN."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _points(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """Epochs and ``key``'s value at each (the mean where an epoch was logged twice), sorted
+    by epoch and scaled as drawn: one run's line, as ``_band`` draws it for one run."""
+    by_epoch: dict[float, list[float]] = {}
+    for row in rows:
+        if _logged(row.get(key)):
+            by_epoch.setdefault(row["epoch"], []).append(float(row[key]))
+    epochs = sorted(by_epoch)
+    return epochs, [_scaled(key, sum(by_epoch[e]) / len(by_epoch[e])) for e in epochs]
+
+
 def run_curves_figure(run: RunResult, title: str) -> Drawn | None:
     """One run's logged curves in up to four panels: objective and validation loss, each
     regularizer term, train/validation accuracy, validation fairness gaps (not when the
     groups are classes). None without metrics.jsonl."""
-    frame = _frame([run])
-    if frame.empty:
+    rows = [row for row in run.curves() if "epoch" in row]
+    if not rows:
         return None
-    columns = [c for c in frame.columns if frame[c].notna().any()]
+    columns = list(dict.fromkeys(key for row in rows for key, value in row.items() if _logged(value)))
     terms = sorted(c for c in columns if c.startswith("train/") and c not in NOT_TERMS and c != "train/loss")
     panels = [
         ("loss (nats)", [c for c in ("train/loss", "val/loss") if c in columns]),
@@ -103,11 +129,11 @@ def run_curves_figure(run: RunResult, title: str) -> Drawn | None:
     fig, axes = new_figure(len(panels), size=(4.4, 3.6))
     for ax, (ylabel, keys) in zip(axes, panels, strict=True):
         for index, (color, key) in enumerate(zip(colors(len(keys)), keys, strict=True)):
-            _band(ax, frame, key, color, key, marker(index))
+            ax.plot(*_points(rows, key), marker=marker(index), markersize=4, color=color, label=key)
         finish_axes(ax, "epoch", ylabel, series=len(keys))
         if len(keys) == 1:
             ax.set_title(keys[0], fontsize=9)
-        epoch_ticks(ax, frame["epoch"].tolist())
+        epoch_ticks(ax, [row["epoch"] for row in rows])
     suptitle(fig, f"{title}: training curves per epoch")
     shown = ", ".join(key for _, keys in panels for key in keys)
     return fig, f"This run's curves per epoch: {shown}."
