@@ -31,7 +31,6 @@ from rich.console import Console
 from torch import nn
 
 from dq import data, models
-from dq.compress.step import Source, check_compressible, compress_run
 from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
@@ -164,6 +163,8 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False, worker:
         objective = build_objective(spec.regularizer, splits.meta)
         notes += bind_teachers(objective, spec, splits.meta, device)  # regularizer.distill.teacher
         if spec.compress is not None:  # compress=...: refused now, not after training
+            from dq.compress.step import check_compressible  # fairlearn, torch-pruning: only when compressing
+
             check_compressible(spec.compress, str(spec.model.name), splits.meta, model)
         if spec.explain.enabled:  # captum and matplotlib load only when explanations are on
             from dq.explain.run import check_explain
@@ -336,6 +337,8 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
 def _compress(run: _BuiltRun, model: nn.Module, metrics: dict[str, float], console: Console) -> dict[str, float]:
     """``compress=...``: the trained model compressed into ``<run>/compressed/<name>/``
     (dq.compress.step); its ``compress/...`` keys join the run's metrics."""
+    from dq.compress.step import Source, compress_run
+
     source = Source(
         run_dir=run.run_dir,
         cfg=read_config(run.run_dir),
