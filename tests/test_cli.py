@@ -105,7 +105,7 @@ def test_two_modes_at_once_are_one_line_not_a_traceback(tmp_path: Path, monkeypa
 
 TRAINER_KEYS = (
     "epochs, batch_size, eval_batch_size, device, amp, amp_dtype, grad_clip, early_stopping, select, "
-    "num_threads, loader, num_workers, checkpoints, progress, nonfinite"
+    "num_threads, loader, num_workers, checkpoints, progress, nonfinite, devices, compile, channels_last"
 )
 
 
@@ -129,7 +129,7 @@ TRAINER_KEYS = (
         (
             ["+nonexistent_key=1"],
             "unknown key 'nonexistent_key'; keys of the config: dataset, model, optimizer, scheduler, trainer, "
-            "regularizer, eval, explain, report, logger, seed, experiment_name, resume",
+            "regularizer, eval, explain, report, logger, seed, experiment_name, resume, compress",
         ),
         (
             ["dataset=adult", "model=mlp", "regularizer=[fairness]", "+regularizer.fairness.wieght=2"],
