@@ -122,7 +122,15 @@ def test_dq_compress_structured_on_a_finished_run(pruned_run: Path, tmp_path: Pa
     assert info["params_after"] < 0.5 * info["params_before"]
     assert info["size_after_bytes"] < info["size_before_bytes"]
     metrics = json.loads((target / "metrics.json").read_text())
-    assert 0 <= metrics["compress/test/accuracy"] <= 1
+    # The key is the saved model's own accuracy: rebuild it from best.pt and score the test split.
+    run = dq.load_run(run_dir)
+    saved = torch.load(target / "checkpoints" / "best.pt", weights_only=True)
+    rebuilt = reshape_like(models.build(run.spec.model, run.splits.meta), saved["shapes"])
+    rebuilt.load_state_dict(saved["model"])
+    with torch.no_grad():
+        correct = (rebuilt.eval()(run.splits.test.x).argmax(dim=1) == run.splits.test.y).float().mean().item()
+    assert metrics["compress/test/accuracy"] == pytest.approx(correct, abs=1e-6)
+    assert metrics["compress/delta/test/accuracy"] == pytest.approx(correct - run.metrics["test/accuracy"], abs=1e-6)
 
 
 def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -180,9 +188,16 @@ def test_prune_sweep_end_to_end_has_the_compress_columns(tmp_path: Path, monkeyp
     (sweep,) = (tmp_path / "outputs" / "multirun" / "prune_sweep").iterdir()
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert sorted(float(row["compress.amount"]) for row in rows) == [0.5, 0.9]
+    jobs = [job for job in sweep.iterdir() if job.name.isdigit()]
+    assert len(jobs) == 4 and all(len(list((job / COMPRESSED).iterdir())) == 1 for job in jobs)
+    robust: dict[float, list[float]] = {}  # the pruned model's PGD accuracy on the first 50 test rows, per job
+    for job in jobs:
+        amount = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["compress"]["amount"]
+        value = json.loads((job / "metrics.json").read_text())["compress/test/robust_accuracy@0.1"]
+        assert value * 50 == pytest.approx(round(value * 50), abs=1e-4)  # a count over eval.robust.limit rows
+        robust.setdefault(float(amount), []).append(value)
     for row in rows:
         assert row["compress/test/accuracy/n"] == "2"
         assert abs(float(row["compress/sparsity/mean"]) - float(row["compress.amount"])) < 0.01
-        assert 0 <= float(row["compress/test/robust_accuracy@0.1/mean"]) <= 1
-    jobs = [job for job in sweep.iterdir() if job.name.isdigit()]
-    assert len(jobs) == 4 and all(len(list((job / COMPRESSED).iterdir())) == 1 for job in jobs)
+        expected = sum(robust[float(row["compress.amount"])]) / 2  # the summary's column is the jobs' mean
+        assert float(row["compress/test/robust_accuracy@0.1/mean"]) == pytest.approx(expected, abs=1e-6)
