@@ -23,7 +23,7 @@ from rich.console import Console
 import dq
 from conftest import compose_config
 from dq.outputs import read_json
-from dq.report.caveats import Thresholds, caveats
+from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
 
 pytestmark = pytest.mark.slow  # three real runs, about 25 s together
 
@@ -73,7 +73,7 @@ def digits(tmp_path_factory) -> dict[str, Any]:
     )
 
 
-def _lines(metrics: dict[str, Any], start: str, thresholds: Thresholds = Thresholds()) -> list[str]:
+def _lines(metrics: dict[str, Any], start: str, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
     return [line for line in caveats(metrics, thresholds) if line.startswith(start)]
 
 
