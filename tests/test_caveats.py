@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from rich.console import Console
 
 import dq
 from conftest import compose_config
+from dq.compress.explanation_shift import explanation_shift
+from dq.explain.quality import randomized_copy
 from dq.outputs import read_json
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
+from dq.runs import load_run
 
 pytestmark = pytest.mark.slow  # three real runs, about 25 s together
 
@@ -48,9 +52,10 @@ def weak(tmp_path_factory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Any]:
-    return _run(
-        tmp_path_factory.mktemp("trained"),
+def trained_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("trained")
+    _run(
+        tmp,
         "dataset=adult",
         "model=mlp",
         "dataset.limit=1000",
@@ -58,6 +63,12 @@ def trained(tmp_path_factory) -> dict[str, Any]:
         "eval.robust.eps=[0.01]",
         "explain.methods=[integrated_gradients]",
     )
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def trained(trained_dir: Path) -> dict[str, Any]:
+    return read_json(trained_dir / "metrics.json")
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +146,14 @@ def test_randomisation_fails_where_nonzero_pixels_also_agree(digits) -> None:
         f"{digits['explain/integrated_gradients/randomization_rho']:.2f}, above 0.40): its attributions barely "
         "depend on the learned weights"
     ]
+
+
+def test_compression_shift_shares_the_randomisation_scale_on_tabular(trained_dir: Path, trained) -> None:
+    """Compression's explanation shift against the randomised copy is the run's own
+    randomization_rho: both compare the present features on tabular data."""
+    run = load_run(trained_dir)
+    torch.manual_seed(run.spec.seed + 1)  # as dq.explain.run draws the randomised copy
+    random = randomized_copy(run.model)
+    shift = explanation_shift(run.model, random, run.splits, run.spec.explain, torch.device("cpu"), run.spec.seed)
+    rho = trained["explain/integrated_gradients/randomization_rho"]
+    assert shift["compressed"]["explain/integrated_gradients/spearman"] == pytest.approx(rho, abs=1e-9)

@@ -90,6 +90,12 @@ class Explained:
             return None
         return list((self.space.inputs != 0).flatten(1).to(self.per_token.device))
 
+    def compared(self) -> list[torch.Tensor] | None:
+        """The elements ``randomization_rho`` (and compression's explanation shift, on the
+        same scale) compares per example: the features present in the input on tabular
+        data, where one-hot zeros are ties in any two maps; every element elsewhere."""
+        return self.present() if self.space.meta.modality == "tabular" else None
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -202,12 +208,9 @@ def _randomization(e: Explained) -> dict[str, float]:
         e.method, space, e.target, attribute(e.method, space, e.target, e.cfg), e.cfg, e.rebuild, e.random_model
     )
     trained, random = e.magnitudes(), random_explained.magnitudes()
-    present = e.present()
-    if e.space.meta.modality == "tabular":
-        return {"randomization_rho": mean_rank_correlation(trained, random, present)}
-    values = {"randomization_rho": mean_rank_correlation(trained, random)}
+    values = {"randomization_rho": mean_rank_correlation(trained, random, e.compared())}
     if e.space.meta.modality == "image":
-        values["randomization_rho_nonzero"] = mean_rank_correlation(trained, random, present)
+        values["randomization_rho_nonzero"] = mean_rank_correlation(trained, random, e.present())
     return values
 
 
