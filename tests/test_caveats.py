@@ -89,7 +89,14 @@ def _lines(metrics: dict[str, Any], start: str, thresholds: Thresholds = DEFAULT
 
 
 def test_group_below_mean(trained, digits) -> None:
-    assert _lines(digits, "accuracy of group 8 is 25%, against a mean of 75%")
+    overall = digits["test/accuracy"]
+    low = {
+        k.rpartition("/")[2]: v for k, v in digits.items() if k.startswith("test/group_accuracy/") and "/ci_" not in k
+    }
+    low = {name: v for name, v in low.items() if isinstance(v, float) and overall - v > 0.10}
+    assert low  # one epoch on 240 digits: some classes far behind
+    expected = [f"accuracy of group {n} is {v:.0%}, against a mean of {overall:.0%}" for n, v in low.items()]
+    assert sorted(_lines(digits, "accuracy of group")) == sorted(expected)
     assert trained["test/group_accuracy/Male"] < trained["test/accuracy"]  # below, but by under 10 points
     assert _lines(trained, "accuracy of group") == []
 
@@ -101,13 +108,14 @@ def test_fairness_gap(weak, trained) -> None:
 
 
 def test_calibration(weak, trained) -> None:
-    assert _lines(weak, "calibration: expected calibration error is 0.187 (above 0.10)")
+    ece = weak["test/ece"]
+    assert ece > 0.15 and _lines(weak, f"calibration: expected calibration error is {ece:.3f} (above 0.10)")
     assert trained["test/ece"] < 0.05 and _lines(trained, "calibration:") == []
 
 
 def test_robust_accuracy(trained, digits) -> None:
     drop = _lines(digits, "robustness: robust accuracy at ε=0.3 is ")
-    assert len(drop) == 1 and drop[0].endswith("against a clean accuracy of 75%")
+    assert len(drop) == 1 and drop[0].endswith(f"against a clean accuracy of {digits['test/accuracy']:.0%}")
     assert digits["test/robust_accuracy@0.3"] < 0.5 * digits["test/accuracy"]
     assert _lines(trained, "robustness:") == []
 
