@@ -88,7 +88,10 @@ def test_dq_train_with_compress_writes_the_compressed_run_and_its_keys(pruned_ru
     assert metrics["compress/delta/test/accuracy"] == pytest.approx(
         metrics["compress/test/accuracy"] - metrics["test/accuracy"]
     )
-    assert abs(metrics["compress/sparsity"] - 0.8) < 0.01
+    assert abs(metrics["compress/pruned_share"] - 0.8) < 0.001  # of the Linear weights, what amount asks
+    # one meaning everywhere: every parameter counted, biases (never pruned) included
+    assert metrics["compress/sparsity"] == 1 - metrics["compress/nonzeros"] / metrics["compress/original/params"]
+    assert metrics["compress/sparsity"] < metrics["compress/pruned_share"]
     target = _only_compressed(pruned_run)
     assert target.name.startswith("prune-global_magnitude-0.8_")
     assert json.loads((target / "run.json").read_text())["status"] == "completed"
@@ -98,6 +101,7 @@ def test_dq_train_with_compress_writes_the_compressed_run_and_its_keys(pruned_ru
     assert info["settings"] == {"method": "prune", "kind": "global_magnitude", "amount": 0.8, "finetune_epochs": 0}
     assert info["params_after"] == info["params_before"]  # unstructured: zeros, not fewer tensors
     assert info["nonzeros_after"] < 0.3 * info["nonzeros_before"]
+    assert info["pruned_share"] == metrics["compress/pruned_share"] and "sparsity" not in info
     written = json.loads((target / "metrics.json").read_text())
     assert written["test/accuracy"] == metrics["test/accuracy"]  # the original's keys beside the new ones
     assert written["compress/test/accuracy"] == metrics["compress/test/accuracy"]

@@ -5,6 +5,7 @@ tiny run per model family and modality)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -433,3 +434,24 @@ def test_the_attribution_penalty_moves_attribution_mass_out_of_the_decoy_swatch(
     for method in ("integrated_gradients", "saliency"):
         key = f"explain/{method}/mask_mass"
         assert penalised[key] < 0.5 * plain[key], (method, plain[key], penalised[key])
+
+
+def test_metrics_that_do_not_apply_are_recorded_not_logged_at_info(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tabular run with the default explain.metrics skips mask_mass and sensitive_share
+    for each method: four INFO lines on every Adult run before; now DEBUG, and the
+    reasons stay in explain.json."""
+    caplog.set_level(logging.DEBUG, logger="dq")
+    dq.train(
+        make_cfg("dataset=adult", "model=mlp", "explain.metrics=[sparseness,mask_mass,sensitive_share]"),
+        tmp_path / "run",
+        console=QUIET,
+    )
+    skips = [record for record in caplog.records if "skipped a metric" in record.getMessage()]
+    assert len(skips) == 4 and {record.levelno for record in skips} == {logging.DEBUG}
+    record = read_json(tmp_path / "run" / "explanations" / "explain.json")
+    assert record["methods"]["saliency"]["skipped"] == {
+        "mask_mass": "the data has no annotation masks",
+        "sensitive_share": "the sensitive attribute is not a model input (dataset.include_sensitive=false)",
+    }

@@ -4,6 +4,7 @@ rules on hand-made metric dicts (each rule just above and just below its thresho
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,25 @@ def test_caveat_thresholds_can_be_chosen() -> None:
     metrics = {**BASE, "test/group_accuracy/a": 0.74}
     assert caveats(metrics) == []
     assert caveats(metrics, Thresholds(below_mean=0.05)) == ["accuracy of group a is 74%, against a mean of 80%"]
+
+
+def test_card_says_which_epoch_was_tested(run_dir: Path, tmp_path: Path) -> None:
+    """select=best names the monitored metric; select=last claims no model selection."""
+    card = (run_dir / "model_card.md").read_text()
+    assert "model selected on the validation split: the epoch with the best val/accuracy (epoch 1 of 1)." in card
+    last = tiny_run(tmp_path / "last", "trainer.select=last", "trainer.epochs=2", "explain.enabled=false")
+    card = (last / "model_card.md").read_text()
+    assert "the last epoch's weights are tested (epoch 2 of 2; trainer.select=last, no model selection)." in card
+    assert "model selected" not in card
+
+
+def test_card_leaves_out_an_unset_limit(run_dir: Path, tmp_path: Path) -> None:
+    card = (run_dir / "model_card.md").read_text()
+    assert "The test split of adult (test_fraction 0.2, limit 200, 200 examples), never seen" in card
+    copy = tmp_path / "no_limit"
+    shutil.copytree(run_dir, copy)
+    config = copy / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("limit: 200", "limit: null"))
+    card = model_card(read_run(copy))
+    assert "The test split of adult (test_fraction 0.2, 200 examples), never seen" in card
+    assert "limit ," not in card and "limit None" not in card

@@ -22,7 +22,7 @@ from dq.errors import DQUserError
 from dq.outputs import read_json
 from dq.report.build import write_report
 from dq.report.collect import RunResult, find_runs
-from dq.report.summary import summarize
+from dq.report.summary import select_metrics, summarize
 from dq.report.tables import latex_escape, summary_latex, summary_markdown
 from dq.sweep.callback import write_sweep_report
 
@@ -328,3 +328,21 @@ def test_by_values_from_overrides_and_configs_are_spelt_alike(runs_dir: Path) ->
     assert summary.common["trainer.progress"] == "false"
     assert summary.common["model.hidden"] == "[" + ",".join(str(width) for width in hidden) + "]"
     assert [group.values["optimizer.lr"] for group in summary.groups] == ["0.01", "0.1"]
+
+
+def test_a_glob_matches_interval_bounds_only_where_it_names_them() -> None:
+    """``test/group_accuracy/*`` once gave "mean of ci_low ± std" columns."""
+    keys = ["test/accuracy", "test/accuracy/ci_low", "test/accuracy/ci_high"]
+    keys += [f"test/group_accuracy/{g}{bound}" for g in ("Female", "Male") for bound in ("", "/ci_low", "/ci_high")]
+    assert select_metrics(keys, ["test/group_accuracy/*"]) == ["test/group_accuracy/Female", "test/group_accuracy/Male"]
+    assert select_metrics(keys, ["test/group_accuracy/*/ci_*"]) == [
+        "test/group_accuracy/Female/ci_low",
+        "test/group_accuracy/Female/ci_high",
+        "test/group_accuracy/Male/ci_low",
+        "test/group_accuracy/Male/ci_high",
+    ]
+    assert select_metrics(keys, ["*/ci_low"]) == [
+        "test/accuracy/ci_low",
+        *(f"test/group_accuracy/{g}/ci_low" for g in ("Female", "Male")),
+    ]
+    assert select_metrics(keys, None) == ["test/accuracy", "test/group_accuracy/Female", "test/group_accuracy/Male"]

@@ -291,3 +291,17 @@ def test_importing_the_plots_api_loads_no_matplotlib_or_pandas() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_single_run_title_fits_the_figure(fair_sweep, tmp_path) -> None:
+    """The title of a run's group_accuracy.png, as long as a timestamped run's, is
+    wrapped inside the PNG's width (the characters-per-inch guess clipped it both sides)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    run = find_runs([fair_sweep / "3"])[0]
+    fig, _ = run_groups_figure(run, "fair_adult_sweep (2026-12-07_10-16-45)")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    title = fig._suptitle.get_window_extent(canvas.get_renderer())
+    assert fig.get_suptitle().count("\n") >= 1  # wrapped, not shrunk or dropped
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.width

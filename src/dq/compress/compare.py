@@ -20,7 +20,9 @@ one of the derived ``test/worst_group_accuracy``, ``test/class_accuracy/<c>``,
 - ``compress/size_bytes``, ``compress/params``, ``compress/nonzeros`` and the original's
   (``compress/original/...``); ``compress/size_ratio`` (compressed / original bytes);
   ``compress/sparsity``: 1 − compressed nonzeros / original parameters, the share of the
-  original's weights that are zero or gone (dq.compress.footprint).
+  original's weights that are zero or gone (dq.compress.footprint). A pruned run adds
+  ``compress/pruned_share`` (dq.compress.step): the share of the pruned layers' weights
+  (Linear and Conv, biases not) zeroed or removed, which is what ``compress.amount`` asks.
 - ``compress/latency_ms@1``, ``compress/latency_ms@256`` and the original's: CPU, median
   of repeated timings after a warm-up, with ``compress/latency_threads`` torch threads
   (dq.compress.latency).

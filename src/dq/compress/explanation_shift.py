@@ -3,13 +3,13 @@ same test examples, for the original model and for the compressed one (or, for a
 model, its float twin with fake quantisation, which has gradients).
 
 Both models explain the same class of each example, the original's prediction, so the
-model is the only thing that differs. Per example, Spearman's rho of |attribution|
-(``dq.explain.quality.rank_correlation``, the function behind ``randomization_rho``, so
-the two numbers share a scale: a rho near the run's ``randomization_rho`` means the
-compressed model is explained about as differently as a re-initialised one), then the
-mean over examples. Where the data has annotation masks or the sensitive attribute is
-a model input, ``mask_mass`` and ``sensitive_share`` are computed for both models on
-those examples (``dq.explain.quality``'s metrics). Caveat: on sparse images
+model is the only thing that differs. Per example, Spearman's rho of |attribution| (on
+tabular data over the features present in the input), then the mean over examples:
+``dq.explain.quality.mean_rank_correlation`` as behind ``randomization_rho``, so the two
+numbers share a scale (a rho near the run's ``randomization_rho`` means the compressed
+model is explained about as differently as a re-initialised one). Where the data has
+annotation masks or the sensitive attribute is a model input, ``mask_mass`` and
+``sensitive_share`` are computed for both models on those examples (``dq.explain.quality``'s metrics). Caveat: on sparse images
 integrated gradients (input × gradient) is exactly 0 on blank pixels for both models, and
 those ties hold its rho near 1 (0.998 against saliency's 0.66, mnist5k CNN at 90% sparsity). The examples are the first
 ``explain.n_samples`` of the test split, as in the run's own explanations.
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
 from torch import nn
 
 from dq.config.explain import ExplainConfig
 from dq.explain.methods import Method, attribute, lookup
-from dq.explain.quality import Explained, judge, randomized_copy, rank_correlation
+from dq.explain.quality import Explained, judge, mean_rank_correlation, randomized_copy
 from dq.explain.run import QUIET, check_explain, gradient_context
 from dq.explain.space import Space, build_space
 from dq.inference import eval_mode
@@ -67,9 +66,8 @@ def explanation_shift(
             method = lookup(name)
             before = _explain(method, original, splits, chosen, target, cfg, seed)
             after = _explain(method, compressed, splits, chosen, target, cfg, seed)
-            rhos = [rank_correlation(a, b) for a, b in zip(before.magnitudes(), after.magnitudes(), strict=True)]
-            finite = [rho for rho in rhos if np.isfinite(rho)]
-            out["compressed"][f"explain/{name}/spearman"] = float(np.mean(finite)) if finite else float("nan")
+            spearman = mean_rank_correlation(before.magnitudes(), after.magnitudes(), before.compared())
+            out["compressed"][f"explain/{name}/spearman"] = spearman
             for side, explained in (("original", before), ("compressed", after)):
                 values, _skipped = judge(explained, SHARES)
                 out[side].update({f"explain/{name}/{key}": values[key] for key in SHARES if key in values})

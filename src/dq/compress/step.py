@@ -9,7 +9,8 @@ directory inside the original's::
                             model's tensor shapes in "shapes", see dq.compress.prune.reshape_like)
       metrics.json          the original's keys, compress/... and compress/delta/... keys
       compression.json      the link back (run directory, git commit), method, settings,
-                            sparsity reached, parameters, nonzeros and size before/after, notes
+                            pruned_share and pruned_weights (pruning), parameters, nonzeros
+                            and size before/after, notes
 
 Nothing the original run wrote is altered here. On any failure the new directory is removed.
 """
@@ -123,7 +124,7 @@ def _compress_into(
         say(f"pruning: {settings.kind}, amount {settings.amount:g}")
         pruned = prune_model(work, settings, source.splits, source.spec, device)
         compressed, note = pruned.model, pruned.note
-        facts = {"sparsity": pruned.sparsity, "pruned_weights": pruned.pruned_weights}
+        facts = {"pruned_share": pruned.sparsity, "pruned_weights": pruned.pruned_weights}
         save_torch(best, {"model": compressed.state_dict(), "shapes": shapes(compressed), "compress": "prune"})
     else:
         say(f"quantising: {settings.scheme}")
@@ -143,8 +144,8 @@ def _compress_into(
         gradient_model=gradient_model,
         original_metrics=source.metrics,
     )
-    if "sparsity" in facts:
-        measured["compress/sparsity"] = facts["sparsity"]
+    if "pruned_share" in facts:  # compress/sparsity stays compare's: 1 − nonzeros / parameters, over all
+        measured["compress/pruned_share"] = facts["pruned_share"]
     write_json(target / METRICS_JSON, {**source.metrics, **measured})
     original_info = _original_run_json(source.run_dir)
     write_json(

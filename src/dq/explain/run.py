@@ -138,8 +138,11 @@ def explain_run(
             seconds = time.perf_counter() - began
             explained = Explained(method, space, predictions, attribution, cfg, rebuild, random_model, chosen.mask)
             values, skipped = judge(explained, metric_names)
+            # DEBUG: the default explain.metrics names metrics that apply to some data only
+            # (masks, sensitive columns), so a skip is the normal case, not news; explain.json
+            # keeps each reason under "skipped".
             for reason in skipped.values():
-                log.info("explain %s: skipped a metric: %s", name, reason)
+                log.debug("explain %s: skipped a metric: %s", name, reason)
             metrics.update({f"explain/{name}/{key}": value for key, value in values.items()})
             metrics[f"time/explain/{name}_per_sample_s"] = seconds / n
             record["methods"][name] = {"metrics": values, "skipped": skipped, "attribution_s": seconds}

@@ -44,7 +44,8 @@ class Thresholds:
             f"a demographic-parity or equalized-odds difference above {self.gap:.2f}",
             f"an expected calibration error above {self.ece:.2f}",
             f"an explanation method whose randomization_rho is above {self.randomization_rho:.2f} "
-            "(its attributions barely change when the weights are randomised)",
+            "(its attributions barely change when the weights are randomised; on tabular data compared over "
+            "the features present in each input, on images also over the non-zero pixels)",
             f"robust accuracy below {self.robust_ratio:.0%} of the clean accuracy",
             f"fewer than {self.min_test_examples} test examples",
         ]
@@ -67,14 +68,7 @@ def caveats(metrics: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
             f"calibration: expected calibration error is {ece:.3f} (above {thresholds.ece:.2f}); do not read the scores as probabilities"
         )
     found += _robust_drop(metrics, thresholds)
-    for method, values in explain_metrics(metrics).items():
-        rho = values.get("randomization_rho")
-        if isinstance(rho, (int, float)) and rho > thresholds.randomization_rho:
-            found.append(
-                f"explanations: {method} fails the parameter-randomisation sanity check "
-                f"(randomization_rho {rho:.2f}, above {thresholds.randomization_rho:.2f}): its attributions "
-                "barely depend on the learned weights"
-            )
+    found += _randomisation(metrics, thresholds)
     examples = metrics.get("test/examples")
     if isinstance(examples, (int, float)) and examples < thresholds.min_test_examples:
         found.append(
@@ -124,3 +118,27 @@ def _robust_drop(metrics: Mapping[str, Any], thresholds: Thresholds) -> list[str
         for eps, value in robust_by_eps(metrics).items()
         if value < thresholds.robust_ratio * clean
     ]
+
+
+def _randomisation(metrics: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
+    """A method whose randomization_rho is above the threshold fails Adebayo et al.'s
+    check, unless its rho over the input's non-zero pixels (``randomization_rho_nonzero``,
+    images) is not: then the correlation comes from the black background, where
+    attribution × input is 0 in both models, and the card says that instead."""
+    limit, found = thresholds.randomization_rho, []
+    for method, values in explain_metrics(metrics).items():
+        rho, nonzero = values.get("randomization_rho"), values.get("randomization_rho_nonzero")
+        if not isinstance(rho, (int, float)) or rho <= limit:
+            continue
+        if isinstance(nonzero, (int, float)) and nonzero <= limit:
+            found.append(
+                f"explanations: {method}'s randomization_rho {rho:.2f} (above {limit:.2f}) comes from the input's own "
+                f"zeros: its attributions are 0 wherever the input is 0, in the trained and the randomised model "
+                f"alike; over the non-zero pixels it is {nonzero:.2f}, so the check does not show it ignores the weights"
+            )
+        else:
+            found.append(
+                f"explanations: {method} fails the parameter-randomisation sanity check "
+                f"(randomization_rho {rho:.2f}, above {limit:.2f}): its attributions barely depend on the learned weights"
+            )
+    return found

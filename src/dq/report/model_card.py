@@ -116,14 +116,12 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
     examples = metrics.get("test/examples")
     parts += [
         "## Evaluation data\n",
-        f"The test split of {md(dataset.get('name', '?'))} (test_fraction {md(dataset.get('test_fraction', 'the dataset default'))}, "
-        f"limit {md(dataset.get('limit'))}"
-        + (f", {int(examples)} examples" if isinstance(examples, (int, float)) else "")
-        + "), never seen in training or model selection.\n",
+        f"The test split of {md(dataset.get('name', '?'))} ({md(_split_facts(dataset, examples))}), "
+        "never seen in training or model selection.\n",
         "## Training data\n",
         f"The training split of the same dataset ({md(_options(dataset, ('name',)))}); {md(trainer.get('epochs', '?'))} epochs, "
         f"batch size {md(trainer.get('batch_size', '?'))}, optimizer {md(optimizer.get('name', '?'))} "
-        f"({md(_options(optimizer, ('name',)))}); model selected on the validation split ({md(trainer.get('select', ''))}).\n",
+        f"({md(_options(optimizer, ('name',)))}); {md(_selection(trainer, metrics))}.\n",
     ]
     parts += ["## Quantitative analyses\n", *_quantitative(metrics)]
     parts += ["## Objective\n", _objective(regularizers, metrics)]
@@ -142,6 +140,29 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
         _bullets(found) if found else "None of the rules in Metrics fired for this run.\n",
     ]
     return "\n".join(parts)
+
+
+def _split_facts(dataset: Mapping[str, Any], examples: Any) -> str:
+    """``test_fraction 0.2, limit 200, 200 examples``: the parts the run has (no limit: none
+    printed, rather than an empty ``limit ,``)."""
+    facts = [f"test_fraction {format_value(dataset.get('test_fraction', 'the dataset default'))}"]
+    if dataset.get("limit") is not None:
+        facts.append(f"limit {format_value(dataset['limit'])}")
+    if isinstance(examples, (int, float)):
+        facts.append(f"{int(examples)} examples")
+    return ", ".join(facts)
+
+
+def _selection(trainer: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
+    """Which epoch's weights were tested, as trainer.select decided: with ``last`` there
+    is no model selection, so the card must not claim one."""
+    epoch = metrics.get("train/selected_epoch")
+    at = f"epoch {epoch} of {metrics.get('train/epochs_run', '?')}" if epoch is not None else "the chosen epoch"
+    if trainer.get("select") == "last":
+        return f"the last epoch's weights are tested ({at}; trainer.select=last, no model selection)"
+    stopping = trainer.get("early_stopping") or {}
+    monitor = stopping.get("monitor", "the monitored metric")
+    return f"model selected on the validation split: the epoch with the best {monitor} ({at})"
 
 
 def _group_names(metrics: Mapping[str, Any]) -> list[str]:

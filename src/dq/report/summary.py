@@ -132,8 +132,9 @@ def is_number(value: Any) -> bool:
 
 def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> list[str]:
     """The metrics named or matched (``test/*``, ``explain/*/infidelity``), in pattern order.
-    With no patterns, every metric but the bounds of bootstrap intervals (``<key>/ci_low``,
-    ``<key>/ci_high``: they would double the columns; name them to get them, ``test/dp_diff*``).
+    Bounds of bootstrap intervals (``<key>/ci_low``, ``<key>/ci_high``) would double the
+    columns: they are left out of the default and matched only by a pattern that names
+    them (``test/dp_diff/ci_*``, ``*/ci_low``), so ``test/group_accuracy/*`` is the groups.
 
     Raises:
         DQUserError: a pattern matches no metric; the message names the nearest ones.
@@ -142,7 +143,7 @@ def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> 
         return [name for name in available if not is_interval_key(name)]
     chosen: dict[str, None] = {}
     for pattern in patterns:
-        matched = [name for name in available if fnmatch.fnmatchcase(name, pattern)]
+        matched = [name for name in available if _matches(name, pattern)]
         if not matched:
             near = difflib.get_close_matches(pattern, available, n=3, cutoff=0.3)
             hint = f"; nearest: {', '.join(near)}" if near else ""
@@ -151,6 +152,14 @@ def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> 
             raise DQUserError(f"--metrics {pattern!r} matches no metric of these runs{hint}")
         chosen.update(dict.fromkeys(matched))
     return list(chosen)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """``name`` fits the glob ``pattern``; an interval bound only where the pattern's last
+    part names one (``ci_``): a ``*`` alone stands for the metrics, not their bounds."""
+    if is_interval_key(name) and "ci_" not in pattern.rpartition("/")[2]:
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _canonical(value: Any) -> str:

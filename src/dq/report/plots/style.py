@@ -128,14 +128,37 @@ def figure_legend(fig: Figure, ax: Axes, series: int) -> None:
         fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
 
 
+TITLE_SIZE = 11  # points
+TITLE_MARGIN = 0.92  # share of the figure's width a title line may take
+
+
 def suptitle(fig: Figure, title: str, swept: Sequence[str] = ()) -> None:
     """The figure title: what is plotted, and what was swept (the varying override keys),
-    wrapped to the figure's width so that no part is cut off."""
-    width = max(40, int(fig.get_figwidth() * 13))  # characters of 11-point text per line
-    lines = textwrap.wrap(title, width)
+    wrapped to the figure's width so that no part is cut off (lines measured in the
+    title's font: a guess of characters per inch clipped single-run titles)."""
+    limit = fig.get_figwidth() * 72 * TITLE_MARGIN
+    lines = wrap_to_width(title, limit)
     if swept:
-        lines += textwrap.wrap(f"swept: {', '.join(short_key(k) for k in swept)}", width)
-    fig.suptitle("\n".join(lines), fontsize=11)
+        lines += wrap_to_width(f"swept: {', '.join(short_key(k) for k in swept)}", limit)
+    fig.suptitle("\n".join(lines), fontsize=TITLE_SIZE)
+
+
+def wrap_to_width(text: str, points: float, size: float = TITLE_SIZE) -> list[str]:
+    """``text`` wrapped at spaces into the fewest lines each at most ``points`` wide in the
+    default font at ``size`` (a word longer than that alone is broken)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    font = FontProperties(size=size)
+
+    def width(line: str) -> float:
+        return text_to_path.get_text_width_height_descent(line, font, ismath=False)[0]
+
+    for chars in range(max(len(text), 1), 0, -1):
+        lines = textwrap.wrap(text, chars) or [""]
+        if max(width(line) for line in lines) <= points:
+            return lines
+    return textwrap.wrap(text, 1)
 
 
 def percent(value: float) -> float:
