@@ -362,7 +362,16 @@ def test_a_typo_in_an_extra_override_stops_before_any_run(tmp_path: Path, capsys
         main(["t", "--tables", str(tmp_path), "--runs", str(tmp_path / "runs"), "trainer.epochz=1"])
     assert caught.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("dq-table: error: row 'plain': ") and "epochz" in err and "\n" not in err
+    assert err.startswith("dq-table: error: row 'plain': ") and "\n" not in err
+    # The very line dq-train gives for the same typo, nearest key included.
+    from dq.cli import refusal
+    from dq.spec import compose
+
+    with pytest.raises(Exception) as composed:
+        compose(["dataset=digits", "trainer.epochz=1"])
+    train_line = refusal(composed.value)
+    assert train_line is not None and train_line.startswith("unknown key 'trainer.epochz' (nearest: 'trainer.epochs')")
+    assert err == f"dq-table: error: row 'plain': {train_line}"
     assert not (tmp_path / "runs").exists()
 
 

@@ -75,6 +75,7 @@ def check_overrides(plan: Plan) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from dq.config.validation import unknown_override_message
     from dq.spec import compose, to_spec
 
     try:
@@ -90,7 +91,8 @@ def check_overrides(plan: Plan) -> None:
             if row.slug not in uses_prepare:  # a prepared directory does not exist yet
                 to_spec(cfg)
         except (HydraException, OmegaConfBaseException) as error:
-            raise DQUserError(f"row {row.label!r}: {first_line(str(error))}") from error
+            line = unknown_override_message(error) or first_line(str(error))  # dq-train's line for a typo
+            raise DQUserError(f"row {row.label!r}: {line}") from error
         except DQUserError as error:
             raise DQUserError(f"row {row.label!r}: {error}") from error
 
