@@ -178,13 +178,26 @@ def test_stat_is_mean_and_sample_std_of_the_finite_values() -> None:
     assert stat([float("nan")]) is None
 
 
-def test_tolerance_abs_or_sigma() -> None:
+def test_tolerance_is_abs_or_sigma_times_both_sides_spread() -> None:
     source = SourceValue(0.8535, 0.0034)
-    assert within(0.8535 + 0.0101, source, Tolerance(sigma=3.0)) is True
-    assert within(0.8535 - 0.0103, source, Tolerance(sigma=3.0)) is False
-    assert within(0.80, SourceValue(0.82), Tolerance(abs=0.03)) is True
-    assert within(0.78, SourceValue(0.82), Tolerance(abs=0.03, sigma=3.0)) is False  # no std: sigma cannot apply
-    assert within(0.5, source, Tolerance()) is None
+    # One seed of ours: its std counts as 0, so 3 × 0.0034 = 0.0102 is allowed.
+    assert within(Stat(0.8535 + 0.0101, None, 1), source, Tolerance(sigma=3.0)) is True
+    assert within(Stat(0.8535 - 0.0103, None, 1), source, Tolerance(sigma=3.0)) is False
+    # Ours spread 0.0045 over seeds: 3 × sqrt(0.0045² + 0.0034²) = 3 × 0.00564 = 0.01692.
+    assert within(Stat(0.8535 - 0.0168, 0.0045, 3), source, Tolerance(sigma=3.0)) is True
+    assert within(Stat(0.8535 - 0.0171, 0.0045, 3), source, Tolerance(sigma=3.0)) is False
+    assert within(Stat(0.80, 0.1, 3), SourceValue(0.82), Tolerance(abs=0.03)) is True
+    # The source gives no std: the sigma rule cannot apply, however wide our own spread.
+    assert within(Stat(0.78, 0.5, 3), SourceValue(0.82), Tolerance(abs=0.03, sigma=3.0)) is False
+    assert within(Stat(0.5, 0.1, 3), source, Tolerance()) is None
+
+
+def test_the_table_states_the_tolerance_rule() -> None:
+    spec = TableSpec(name="t", title="t", metrics=["test/accuracy"], tolerance=Tolerance(sigma=3.0))
+    outcome = TableOutcome(spec, False, [0, 1, 2], [], [], "dq-table t", 1.0, {})
+    rule = "|ours − source| ≤ 3 × √(σ_ours² + σ_source²) where the source gives a std"
+    assert rule in markdown(outcome)
+    assert r"3 $\times$ $\surd$($\sigma$\_ours$^2$ + $\sigma$\_source$^2$)" in tex(outcome)
 
 
 def result(label: str, kind: str = RUN, **values: float) -> RowResult:

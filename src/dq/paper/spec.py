@@ -14,7 +14,8 @@ A table is a list of rows. A row is one of three kinds:
 
 A row's ``source`` holds the source's number for each compared metric. Ours is within
 tolerance when ``|ours - source| <= tolerance.abs`` or, where the source gives a std and
-``tolerance.sigma`` is set, ``|ours - source.mean| <= sigma * source.std``.
+``tolerance.sigma`` is set, ``|ours.mean - source.mean| <= sigma * sqrt(ours.std² +
+source.std²)`` (ours.std: the sample std over our seeds, 0 with one seed).
 
 ``findings`` are the source's qualitative claims, checked on our numbers (for settings
 that differ from the source's): ``left`` (a row label) ``op`` ``right`` (a row label or a
@@ -49,7 +50,8 @@ class SourceValue:
 
 @dataclass
 class Tolerance:
-    """Ours agrees with the source when within ``abs`` or within ``sigma`` published stds."""
+    """Ours agrees with the source when within ``abs``, or within ``sigma`` × sqrt(σ_ours² +
+    σ_source²) where the source gives a std (dq.paper.compare.within)."""
 
     abs: Optional[float] = None
     sigma: Optional[float] = None

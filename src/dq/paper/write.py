@@ -116,7 +116,10 @@ def tolerance_text(spec: TableSpec) -> str:
     if spec.tolerance.abs is not None:
         rules.append(f"|ours − source| ≤ {spec.tolerance.abs:g}")
     if spec.tolerance.sigma is not None:
-        rules.append(f"|ours − source| ≤ {spec.tolerance.sigma:g} × the source's std (where it gives one)")
+        rules.append(
+            f"|ours − source| ≤ {spec.tolerance.sigma:g} × √(σ_ours² + σ_source²) where the source gives a std "
+            "(σ_ours: sample std over our seeds, 0 with one seed; σ_source: the source's std over its seeds)"
+        )
     return " or ".join(rules) if rules else "none set (differences shown, not judged)"
 
 
@@ -208,6 +211,8 @@ def tex_escape(text: str) -> str:
         .replace("ε", r"$\varepsilon$")
         .replace("λ", r"$\lambda$")
         .replace("σ", r"$\sigma$")
+        .replace("√", r"$\surd$")
+        .replace("²", r"$^2$")
     )
 
 
@@ -229,7 +234,8 @@ def tex(outcome: TableOutcome) -> str:
     lines += [" & ".join(tex_escape(c) for c in cells) + r" \\" for cells in display_rows(outcome)]
     lines += [r"\bottomrule", r"\end{tabular}"]
     setting = f"Setting: ours: {spec.setting or 'as the source'}; source: {spec.source.setting or 'see the source'}."
-    lines += [r"\par\footnotesize " + tex_escape(setting), r"\end{table}", ""]
+    lines += [r"\par\footnotesize " + tex_escape(setting)]
+    lines += [r"\par\footnotesize " + tex_escape(f"Tolerance: {tolerance_text(spec)}."), r"\end{table}", ""]
     return "\n".join(lines)
 
 
