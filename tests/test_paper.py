@@ -281,6 +281,29 @@ def test_markdown_shows_source_ours_diff_verdict_findings_and_provenance() -> No
     assert "|ours − source| ≤ 0.05" in text
 
 
+def test_a_quick_table_states_the_quick_setting_and_its_overrides_not_the_full_one() -> None:
+    outcome = outcome_for_writers()
+    outcome.spec.setting = "10 epochs, 6,000 examples per split"
+    outcome.spec.quick.overrides = ["dataset.limit=300", "trainer.epochs=2"]
+    outcome.spec.quick.setting = "300 examples per split, 2 epochs"
+    outcome.quick, outcome.seeds, outcome.extra = True, [0], ["trainer.device=cpu"]
+    lines = markdown(outcome).splitlines()
+    run = next(line for line in lines if line.startswith("Setting"))
+    assert run == (
+        "Setting run (quick version, CI-sized; not the table's numbers): 300 examples per split, 2 epochs; "
+        "seeds 0; quick overrides appended to every run: dataset.limit=300, trainer.epochs=2; "
+        "from the command line: trainer.device=cpu."
+    )
+    assert (
+        "Full table's setting (not run here): ours — 10 epochs, 6,000 examples per split;"
+        in lines[lines.index(run) + 2]
+    )
+    assert r"quick overrides appended to every run: dataset.limit=300, trainer.epochs=2" in tex(outcome)
+    outcome.quick = False
+    assert "Setting: ours — 10 epochs, 6,000 examples per split;" in markdown(outcome)
+    assert "dataset.limit=300" not in markdown(outcome)
+
+
 def test_csv_is_machine_readable() -> None:
     rows = list(csv.DictReader(io.StringIO(csv_text(outcome_for_writers()))))
     assert [row["row"] for row in rows] == ["with penalty", "no penalty", "broken | row", "theirs"]
@@ -329,6 +352,8 @@ def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pyt
                 assert math.isfinite(float(row[f"{metric}/mean"])), (row["row"], metric)
     text = (tmp_path / "tables" / f"{name}-quick.md").read_text(encoding="utf-8")
     assert f"Made by `dq-table {name} --quick" in text and "failed" not in text
+    header = next(line for line in text.splitlines() if line.startswith("Setting run (quick version"))
+    assert spec.quick.setting in header and all(item in header for item in spec.quick.overrides), header
     if spec.pareto:
         assert (tmp_path / "tables" / f"{name}-quick-pareto.png").stat().st_size > 10_000
     page = (tmp_path / "tables" / f"{name}-quick.html").read_text(encoding="utf-8")

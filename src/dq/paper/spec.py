@@ -24,7 +24,9 @@ number), on ``metric`` (ours, means over seeds), with ``margin``.
 ``prepare`` names runs that must finish before the rows (a pretrained base, say): a row
 override may use ``{prepare:<name>}``, replaced by that run's directory (same seed).
 
-``quick`` shrinks the whole table to CI size (``dq-table <name> --quick``).
+``quick`` shrinks the whole table to CI size (``dq-table <name> --quick``); its
+``setting`` says in words what that version runs (its header states it and lists the
+quick overrides, so a quick table never claims the full setting).
 
 ``pareto`` (``[x metric, y metric]``, optional) draws every row's means (baselines and
 reference rows included) in that plane with the Pareto front marked (lower x, higher y
@@ -89,10 +91,12 @@ class Finding:
 
 @dataclass
 class Quick:
-    """The CI-sized version: fewer seeds, overrides appended to every run."""
+    """The CI-sized version: fewer seeds, overrides appended to every run, and ``setting``:
+    what that version runs, in words (a quick table's header states it, not the full one)."""
 
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: list[str] = field(default_factory=list)
+    setting: str = ""
 
 
 @dataclass
