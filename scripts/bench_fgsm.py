@@ -31,7 +31,12 @@ from dq.objectives.registry import build_objective
 from dq.spec import register_schemas, to_spec
 
 METHODS = {
-    "clean": ["regularizer.adversarial.weight=0"],
+    # no adversarial term, no val/robust_accuracy: natural training selects on clean val loss
+    "clean": [
+        "regularizer.adversarial.weight=0",
+        "trainer.early_stopping.monitor=val/loss",
+        "trainer.early_stopping.mode=min",
+    ],
     "fgsm_rs": ["regularizer.adversarial.method=fgsm_rs"],
     "fgsm_rs, no guard": ["regularizer.adversarial.method=fgsm_rs", "regularizer.adversarial.co_guard=false"],
     "pgd-10": ["regularizer.adversarial.method=pgd"],

@@ -325,6 +325,43 @@ def test_presets_compose_into_a_valid_run(make_cfg, name) -> None:
         assert spec.dataset.name == "fashion_mnist" and spec.dataset.group == "label"
 
 
+def test_a_robust_preset_selects_the_epoch_of_best_robust_validation_accuracy(make_cfg, tmp_path: Path) -> None:
+    """adv_digits monitors val/robust_accuracy (PGD on the first val_limit validation
+    examples after each epoch, mode max): the tested epoch is the one where it peaked."""
+    cfg = make_cfg(
+        "+experiment=adv_digits",
+        "trainer.epochs=4",
+        "regularizer.adversarial.steps=2",
+        "regularizer.adversarial.val_limit=60",
+        "eval.robust.limit=32",
+        "eval.robust.steps=2",
+        "explain.enabled=false",
+    )
+    assert to_spec(cfg).trainer.early_stopping.monitor == "val/robust_accuracy"
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    check_run(tmp_path / "run", metrics, epochs=4)
+    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    robust = [epoch["val/robust_accuracy"] for epoch in epochs]
+    assert all(abs(value * 60 - round(value * 60)) < 1e-4 for value in robust)  # a count over the first 60
+    best = 1 + robust.index(max(robust))  # the first epoch reaching the maximum
+    assert metrics["train/selected_epoch"] == metrics["train/best_epoch"] == best, robust
+    losses = [epoch["val/loss"] for epoch in epochs]
+    assert all(math.isfinite(value) for value in losses)
+
+
+def test_natural_training_cannot_select_on_robust_accuracy(make_cfg, tmp_path: Path) -> None:
+    """Without an adversarial term nothing measures val/robust_accuracy: one line, before training."""
+    cfg = make_cfg("+experiment=adv_digits", "regularizer.adversarial.weight=0")
+    with pytest.raises(DQUserError) as caught:
+        dq.train(cfg, run_dir=tmp_path / "run")
+    assert str(caught.value).startswith(
+        "trainer.early_stopping.monitor='val/robust_accuracy' is not measured on this data (it needs an active "
+        "adversarial term, regularizer.adversarial.weight > 0; for natural training monitor val/loss or "
+        "val/accuracy); allowed: val/accuracy, val/loss, val/ece"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("dataset", "model"), [("adult", "mlp"), ("gunpoint", "cnn")])
 def test_tabular_and_series_runs_train_with_the_term(make_cfg, tmp_path: Path, dataset, model) -> None:
     cfg = make_cfg(

@@ -209,6 +209,34 @@ def test_adult_race_keeps_five_groups_and_drops_race_features() -> None:
     assert not any(f.startswith(("fnlwgt", "education=")) for f in splits.meta.feature_names)
 
 
+def test_adult_ffb_protocol_pools_both_files_splits_80_10_10_per_seed_and_keeps_the_missing_rows() -> None:
+    """dataset.protocol=ffb (FFB, Han et al. 2023): 48,842 rows pooled from adult.data and
+    adult.test, a new stratified 80/10/10 split per seed, race and native country not
+    features, and the 3,620 rows with a '?' kept, '?' a category of its own."""
+    first, second = built("adult", 0, protocol="ffb"), built("adult", 1, protocol="ffb")
+    assert sizes(first) == sizes(second) == (39074, 4884, 4884)  # 48,842 = 80% + 10% + 10%
+    assert sum(sizes(first)) == 48842
+    for split in splits_of(first):  # stratified: every split has adult's 23.9% of >50K
+        assert float(split.y.float().mean()) == pytest.approx(11687 / 48842, abs=0.002)
+    # Another seed draws other rows: the test sets share about a tenth of their rows, not all.
+    rows = {tuple(row.tolist()) for row in first.test.x}
+    shared = sum(tuple(row.tolist()) in rows for row in second.test.x)
+    assert shared < 0.5 * len(second.test.x)
+    names = first.meta.feature_names
+    assert not any(f.startswith(("race=", "native_country=", "sex=")) for f in names)
+    assert "workclass=?" in names and "occupation=?" in names
+    x = torch.cat([split.x for split in splits_of(first)])
+    missing = (x[:, names.index("workclass=?")] == 1) | (x[:, names.index("occupation=?")] == 1)
+    # Of the 3,620 rows with a '?', 2,809 miss occupation (2,799 of them workclass too, the
+    # other 10 never worked); the rest miss native country only, which is not a feature.
+    assert int(missing.sum()) == 2809
+    assert first.meta.group_names == ("Female", "Male")
+    official = built("adult")  # the default keeps adult.test as the test split, '?' rows dropped
+    assert sizes(official) == (27146, 3016, 15060)
+    assert "workclass=?" not in official.meta.feature_names
+    assert any(f.startswith("race=") for f in official.meta.feature_names)
+
+
 def test_other_sensitive_choices() -> None:
     assert built("compas", sensitive="sex").meta.group_names == ("Female", "Male")
     german_age = built("german", sensitive="age")
@@ -231,7 +259,7 @@ def test_bad_sensitive_and_group_choices_raise_one_line_errors() -> None:
         cfg("digits", sensitive="sex")
     with pytest.raises(
         DQUserError,
-        match=r"^unknown key 'dataset.group'; keys of dataset: .*, sensitive, sensitive_bins, include_sensitive$",
+        match=r"^unknown key 'dataset.group'; keys of dataset: .*, sensitive, sensitive_bins, include_sensitive, protocol$",
     ):
         cfg("adult", group="label")
     with pytest.raises(DQUserError, match=r"dataset\.group=label is for data without one"):

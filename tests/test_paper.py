@@ -178,13 +178,26 @@ def test_stat_is_mean_and_sample_std_of_the_finite_values() -> None:
     assert stat([float("nan")]) is None
 
 
-def test_tolerance_abs_or_sigma() -> None:
+def test_tolerance_is_abs_or_sigma_times_both_sides_spread() -> None:
     source = SourceValue(0.8535, 0.0034)
-    assert within(0.8535 + 0.0101, source, Tolerance(sigma=3.0)) is True
-    assert within(0.8535 - 0.0103, source, Tolerance(sigma=3.0)) is False
-    assert within(0.80, SourceValue(0.82), Tolerance(abs=0.03)) is True
-    assert within(0.78, SourceValue(0.82), Tolerance(abs=0.03, sigma=3.0)) is False  # no std: sigma cannot apply
-    assert within(0.5, source, Tolerance()) is None
+    # One seed of ours: its std counts as 0, so 3 × 0.0034 = 0.0102 is allowed.
+    assert within(Stat(0.8535 + 0.0101, None, 1), source, Tolerance(sigma=3.0)) is True
+    assert within(Stat(0.8535 - 0.0103, None, 1), source, Tolerance(sigma=3.0)) is False
+    # Ours spread 0.0045 over seeds: 3 × sqrt(0.0045² + 0.0034²) = 3 × 0.00564 = 0.01692.
+    assert within(Stat(0.8535 - 0.0168, 0.0045, 3), source, Tolerance(sigma=3.0)) is True
+    assert within(Stat(0.8535 - 0.0171, 0.0045, 3), source, Tolerance(sigma=3.0)) is False
+    assert within(Stat(0.80, 0.1, 3), SourceValue(0.82), Tolerance(abs=0.03)) is True
+    # The source gives no std: the sigma rule cannot apply, however wide our own spread.
+    assert within(Stat(0.78, 0.5, 3), SourceValue(0.82), Tolerance(abs=0.03, sigma=3.0)) is False
+    assert within(Stat(0.5, 0.1, 3), source, Tolerance()) is None
+
+
+def test_the_table_states_the_tolerance_rule() -> None:
+    spec = TableSpec(name="t", title="t", metrics=["test/accuracy"], tolerance=Tolerance(sigma=3.0))
+    outcome = TableOutcome(spec, False, [0, 1, 2], [], [], "dq-table t", 1.0, {})
+    rule = "|ours − source| ≤ 3 × √(σ_ours² + σ_source²) where the source gives a std"
+    assert rule in markdown(outcome)
+    assert r"3 $\times$ $\surd$($\sigma$\_ours$^2$ + $\sigma$\_source$^2$)" in tex(outcome)
 
 
 def result(label: str, kind: str = RUN, **values: float) -> RowResult:
@@ -268,6 +281,29 @@ def test_markdown_shows_source_ours_diff_verdict_findings_and_provenance() -> No
     assert "|ours − source| ≤ 0.05" in text
 
 
+def test_a_quick_table_states_the_quick_setting_and_its_overrides_not_the_full_one() -> None:
+    outcome = outcome_for_writers()
+    outcome.spec.setting = "10 epochs, 6,000 examples per split"
+    outcome.spec.quick.overrides = ["dataset.limit=300", "trainer.epochs=2"]
+    outcome.spec.quick.setting = "300 examples per split, 2 epochs"
+    outcome.quick, outcome.seeds, outcome.extra = True, [0], ["trainer.device=cpu"]
+    lines = markdown(outcome).splitlines()
+    run = next(line for line in lines if line.startswith("Setting"))
+    assert run == (
+        "Setting run (quick version, CI-sized; not the table's numbers): 300 examples per split, 2 epochs; "
+        "seeds 0; quick overrides appended to every run: dataset.limit=300, trainer.epochs=2; "
+        "from the command line: trainer.device=cpu."
+    )
+    assert (
+        "Full table's setting (not run here): ours — 10 epochs, 6,000 examples per split;"
+        in lines[lines.index(run) + 2]
+    )
+    assert r"quick overrides appended to every run: dataset.limit=300, trainer.epochs=2" in tex(outcome)
+    outcome.quick = False
+    assert "Setting: ours — 10 epochs, 6,000 examples per split;" in markdown(outcome)
+    assert "dataset.limit=300" not in markdown(outcome)
+
+
 def test_csv_is_machine_readable() -> None:
     rows = list(csv.DictReader(io.StringIO(csv_text(outcome_for_writers()))))
     assert [row["row"] for row in rows] == ["with penalty", "no penalty", "broken | row", "theirs"]
@@ -316,6 +352,8 @@ def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pyt
                 assert math.isfinite(float(row[f"{metric}/mean"])), (row["row"], metric)
     text = (tmp_path / "tables" / f"{name}-quick.md").read_text(encoding="utf-8")
     assert f"Made by `dq-table {name} --quick" in text and "failed" not in text
+    header = next(line for line in text.splitlines() if line.startswith("Setting run (quick version"))
+    assert spec.quick.setting in header and all(item in header for item in spec.quick.overrides), header
     if spec.pareto:
         assert (tmp_path / "tables" / f"{name}-quick-pareto.png").stat().st_size > 10_000
     page = (tmp_path / "tables" / f"{name}-quick.html").read_text(encoding="utf-8")
@@ -362,7 +400,16 @@ def test_a_typo_in_an_extra_override_stops_before_any_run(tmp_path: Path, capsys
         main(["t", "--tables", str(tmp_path), "--runs", str(tmp_path / "runs"), "trainer.epochz=1"])
     assert caught.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("dq-table: error: row 'plain': ") and "epochz" in err and "\n" not in err
+    assert err.startswith("dq-table: error: row 'plain': ") and "\n" not in err
+    # The very line dq-train gives for the same typo, nearest key included.
+    from dq.cli import refusal
+    from dq.spec import compose
+
+    with pytest.raises(Exception) as composed:
+        compose(["dataset=digits", "trainer.epochz=1"])
+    train_line = refusal(composed.value)
+    assert train_line is not None and train_line.startswith("unknown key 'trainer.epochz' (nearest: 'trainer.epochs')")
+    assert err == f"dq-table: error: row 'plain': {train_line}"
     assert not (tmp_path / "runs").exists()
 
 

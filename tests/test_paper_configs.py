@@ -44,6 +44,7 @@ def test_a_table_validates_and_its_findings_name_its_rows(path: Path) -> None:
     assert spec.title and spec.source.cite and spec.source.where and spec.source.setting
     assert spec.metrics or spec.findings, "a table compares a metric with its source or checks findings"
     assert spec.seeds and spec.quick.seeds
+    assert spec.setting and spec.quick.setting, "a table states the setting it runs, full and quick"
     known = labels(spec)
     assert len(known) == len(expand_rows(spec)), "row labels are unique"
     for finding in spec.findings:

@@ -21,11 +21,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
 from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
-from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
+from dq.config.validation import interpolation_hint, omegaconf_message, unknown_override_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
 
 if TYPE_CHECKING:
@@ -71,10 +71,10 @@ def explain_error(error: BaseException) -> str:
         return f"unknown {group} {choice!r}; allowed: {allowed}"
     if isinstance(error, OverrideParseException):
         return f"cannot parse override {_unparsed(error)}; {FORMS}; quote a value with spaces or non-ASCII characters (key='a b')"
+    unknown = unknown_override_message(error)
+    if unknown is not None:
+        return unknown
     cause = error.__cause__
-    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
-        parent = cause.parent_node
-        return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         return f"bad value for {cause.full_key}: {omegaconf_message(cause)}{interpolation_hint(cause)}"
     if isinstance(error, OmegaConfBaseException) and getattr(error, "full_key", None):

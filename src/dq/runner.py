@@ -152,7 +152,6 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False, worker:
         device = launch.rank_device(resolve_device(str(spec.trainer.device)))
         world = launch.check_world(spec.trainer, device, sweep=in_sweep())
         splits = data.build(spec.dataset, spec.seed)
-        check_monitor(spec.trainer, splits)
         check_robust_eval(spec.eval.robust, splits.meta)
         check_fast_path(spec.trainer, spec.model.name, splits.meta)
         seed_everything(spec.seed)
@@ -161,6 +160,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False, worker:
         notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]
         notes += apply_fast_path(model, spec.trainer)  # after the transforms: LoRA's adapters too
         objective = build_objective(spec.regularizer, splits.meta)
+        check_monitor(spec.trainer, splits, objective.val_metrics())  # terms add val/... metrics
         notes += bind_teachers(objective, spec, splits.meta, device)  # regularizer.distill.teacher
         if spec.compress is not None:  # compress=...: refused now, not after training
             from dq.compress.step import check_compressible  # fairlearn, torch-pruning: only when compressing

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.errors import DQUserError
 
@@ -91,6 +91,17 @@ def unknown_key_message(full_key: str, allowed: Sequence[str]) -> str:
     nearest = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
     hint = f" (nearest: {'.'.join(filter(None, [where, nearest[0]]))!r})" if nearest else ""
     return f"unknown key {full_key!r}{hint}; keys of {where or 'the config'}: {', '.join(allowed)}"
+
+
+def unknown_override_message(error: BaseException) -> str | None:
+    """The ``unknown_key_message`` line for a composition error (Hydra's ``Could not override
+    'trainer.epoch'``) whose cause is a key no config node has; None for any other error.
+    dq-train and dq-table both say a misspelt override this way."""
+    cause = error.__cause__
+    if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or not cause.full_key:
+        return None
+    parent = cause.parent_node
+    return unknown_key_message(cause.full_key, [str(k) for k in parent] if parent is not None else [])
 
 
 def _fields_at(schema: type, path: list[str]) -> list[str]:

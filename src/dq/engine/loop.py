@@ -11,7 +11,7 @@ DDP; rank 0 alone validates and writes, and tells the others what it decided.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -67,6 +67,13 @@ class FitResult:
     stop_request: StopRequest | None = None  # a term ended training (Objective.stop_request)
 
 
+VAL_ROBUST_ACCURACY = "val/robust_accuracy"
+ROBUST_HINT = (
+    "it needs an active adversarial term, regularizer.adversarial.weight > 0; for natural training monitor "
+    "val/loss or val/accuracy"
+)
+
+
 def monitorable_metrics(splits: Splits) -> list[str]:
     names = ["val/accuracy", "val/loss", "val/ece"]
     if splits.meta.has_groups and splits.val.group is not None:
@@ -74,13 +81,16 @@ def monitorable_metrics(splits: Splits) -> list[str]:
     return names
 
 
-def check_monitor(trainer: TrainerConfig, splits: Splits) -> None:
-    """The early-stopping metric must be one the loop measures on this data."""
-    allowed = monitorable_metrics(splits)
+def check_monitor(trainer: TrainerConfig, splits: Splits, measured: Sequence[str] = ()) -> None:
+    """The early-stopping metric must be one the loop measures on this data, or one the
+    objective's terms add (``measured``: ``Objective.val_metrics``)."""
+    allowed = [*monitorable_metrics(splits), *measured]
     monitor = trainer.early_stopping.monitor
     if monitor not in allowed:
+        hint = f" ({ROBUST_HINT})" if monitor == VAL_ROBUST_ACCURACY else ""
         raise DQUserError(
-            f"trainer.early_stopping.monitor={monitor!r} is not measured on this data; allowed: {', '.join(allowed)}"
+            f"trainer.early_stopping.monitor={monitor!r} is not measured on this data{hint}; allowed: "
+            f"{', '.join(allowed)}"
         )
 
 
@@ -314,7 +324,7 @@ def fit(
             best.pt stay as the epoch before left them), or every batch of an epoch was
             skipped (``skip_batch``).
     """
-    check_monitor(trainer, splits)
+    check_monitor(trainer, splits, objective.val_metrics())
     ranks = ranks or Ranks.single()
     if not ranks.main:
         run_dir, on_epoch = None, None

@@ -29,7 +29,7 @@ from dq.config.attack import AttackConfig
 from dq.config.validation import require
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta
+from dq.records import Batch, DatasetMeta, Split
 
 
 class AdversarialMethod(StrEnum):
@@ -50,6 +50,11 @@ class AdversarialConfig(AttackConfig):
     weight being TRADES' β. ``method=fgsm_rs``: as ``pgd`` with one step of ``alpha``
     (default 1.25·eps) from a uniform random start; ``steps`` is not used.
 
+    After each epoch the first ``val_limit`` validation examples (null: all) are attacked
+    with PGD of ``steps`` steps at the training ``eps`` from a seeded random start (for every
+    method, fgsm_rs included): ``val/robust_accuracy``, which the robust presets monitor to
+    select their epoch (``trainer.early_stopping.monitor=val/robust_accuracy``, mode max).
+
     The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) attacks
     a fixed, seeded batch of ``co_guard_batch`` validation examples with PGD-``co_guard_steps``
     at the training ``eps`` after each epoch; when that robust accuracy falls more than
@@ -62,9 +67,13 @@ class AdversarialConfig(AttackConfig):
     co_guard_batch: int = 128
     co_guard_steps: int = 10
     co_guard_drop: float = 0.2
+    val_limit: int | None = 500
 
     def validate(self) -> None:
         super().validate()
+        require(
+            self.val_limit is None or self.val_limit >= 1, "val_limit", f"must be >= 1 or null, got {self.val_limit}"
+        )
         require(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
         require(
             self.method not in MIXING or self.weight <= 1,
@@ -85,6 +94,35 @@ class AdversarialConfig(AttackConfig):
     def guarded(self) -> bool:
         """Whether the catastrophic-overfitting guard runs: ``co_guard``, or for null the method's default."""
         return self.method == AdversarialMethod.fgsm_rs if self.co_guard is None else bool(self.co_guard)
+
+
+VAL_ROBUST_ACCURACY = "val/robust_accuracy"
+VAL_ATTACK_BATCH = 256  # validation examples attacked at once
+VAL_SEED = 0  # the attack's random start: the same every epoch, so epochs compare on one attack
+
+
+class RobustValidation:
+    """``val/robust_accuracy`` after each epoch: PGD accuracy on the first ``limit``
+    validation examples (all when null), from a seeded start.
+
+    Selecting the epoch on clean validation loss or accuracy under-reports robust training
+    (clean accuracy peaks early, before robustness has grown); this measures what the
+    training aims at. Its cost is bounded by ``limit``: (steps + 1) forward and steps
+    backward passes over at most ``limit`` examples per epoch.
+    """
+
+    def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
+        attack = AttackConfig(norm=cfg.norm, eps=cfg.eps, steps=cfg.steps, random_start=True)
+        self.attack = PGD(attack, meta)
+        self.limit = cfg.val_limit
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        if len(val) == 0:
+            return {}
+        split = val if self.limit is None else val.subset(slice(0, self.limit))
+        generator = torch.Generator(device=device).manual_seed(VAL_SEED)
+        predicted = self.attack.predict(model, split, device, VAL_ATTACK_BATCH, generator)
+        return {VAL_ROBUST_ACCURACY: float((predicted == split.y.cpu()).float().mean())}
 
 
 class MadryPGD:
@@ -116,12 +154,18 @@ class MadryPGD:
     """
 
     name = "adversarial"
+    val_metrics = (VAL_ROBUST_ACCURACY,)
     last_example_losses: torch.Tensor
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         self.weight = float(cfg.weight)
         self.task_share = self.weight
         self.attack = PGD(cfg, meta)
+        self.validation = RobustValidation(cfg, meta)
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """``val/robust_accuracy`` (``RobustValidation``)."""
+        return self.validation.end_epoch(model, val, device)
 
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The PGD perturbation for ``batch`` (detached, in the attack's space)."""
@@ -197,11 +241,17 @@ class TRADES:
 
     name = "adversarial"
     task_share = 0.0
+    val_metrics = (VAL_ROBUST_ACCURACY,)
     last_example_losses: torch.Tensor
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         self.weight = float(cfg.weight)
         self.attack = PGD(cfg, meta, start=Start.normal if cfg.random_start else Start.clean)
+        self.validation = RobustValidation(cfg, meta)
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """``val/robust_accuracy`` (``RobustValidation``)."""
+        return self.validation.end_epoch(model, val, device)
 
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The perturbation that maximises the KL to the clean prediction (detached)."""

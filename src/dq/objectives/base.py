@@ -127,6 +127,11 @@ class Objective:
             total = total + term.weight * value
         return ObjectiveOutput(loss=total, terms=values, logits=logits)
 
+    def val_metrics(self) -> list[str]:
+        """The ``val/...`` metrics the terms' ``end_epoch`` hooks add (a term's optional
+        ``val_metrics``): early stopping and epoch selection may monitor them."""
+        return [name for term in self.terms for name in getattr(term, "val_metrics", ())]
+
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """Call each term's optional ``end_epoch`` hook; return all their values to log."""
         values: dict[str, float] = {}

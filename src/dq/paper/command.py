@@ -28,7 +28,7 @@ from dq.paper.figure import pareto_figure
 from dq.paper.launch import completed_jobs, compose_overrides, row_runs, run_prepare, run_rows
 from dq.paper.load import available, load_table
 from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
-from dq.paper.write import TableOutcome, display_rows, finding_line, headers, write_table
+from dq.paper.write import TableOutcome, display_rows, finding_line, headers, setting_lines, write_table
 from dq.report.plots import Figure
 
 EXIT_USER_ERROR = 2
@@ -75,6 +75,7 @@ def check_overrides(plan: Plan) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from dq.config.validation import unknown_override_message
     from dq.spec import compose, to_spec
 
     try:
@@ -90,7 +91,8 @@ def check_overrides(plan: Plan) -> None:
             if row.slug not in uses_prepare:  # a prepared directory does not exist yet
                 to_spec(cfg)
         except (HydraException, OmegaConfBaseException) as error:
-            raise DQUserError(f"row {row.label!r}: {first_line(str(error))}") from error
+            line = unknown_override_message(error) or first_line(str(error))  # dq-train's line for a typo
+            raise DQUserError(f"row {row.label!r}: {line}") from error
         except DQUserError as error:
             raise DQUserError(f"row {row.label!r}: {error}") from error
 
@@ -103,7 +105,7 @@ def write_html(outcome: TableOutcome, out_dir: Path) -> None:
     from dq.report.html import write_table_html
 
     frame = pd.DataFrame(display_rows(outcome), columns=headers(outcome.spec))
-    notes = [f"Source: {outcome.spec.source.cite} — {outcome.spec.source.where}", f"Setting: {outcome.spec.setting}"]
+    notes = [f"Source: {outcome.spec.source.cite} — {outcome.spec.source.where}", *setting_lines(outcome)]
     notes += [finding_line(result) for result in outcome.findings]
     write_table_html(outcome.title, frame, notes, outcome.figures, Path(out_dir) / f"{outcome.stem}.html")
 
@@ -151,6 +153,7 @@ def main(argv: list[str]) -> None:
         reused=(reused, len(computed) * len(plan.seeds)),
         git=git,
         figures=figures,
+        extra=list(args.overrides),
     )
     paths = write_table(outcome, args.out)
     write_html(outcome, args.out)

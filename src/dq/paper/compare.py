@@ -45,15 +45,27 @@ def stat(values: Sequence[float]) -> Stat | None:
     return Stat(mean, math.sqrt(variance), len(finite))
 
 
-def within(ours: float, source: SourceValue, tolerance: Tolerance) -> bool | None:
-    """Whether ours agrees with the source: within ``abs``, or within ``sigma`` published
-    stds where the source gives one; None when the table sets no tolerance that applies."""
-    gap = abs(ours - source.mean)
+def spread(ours: Stat, source: SourceValue) -> float | None:
+    """sqrt(σ_ours² + σ_source²): the spread of the difference of two runs drawn like ours
+    and like the source's, each std over seeds. σ_ours is our sample std (0 with one seed);
+    None when the source gives no std (a σ rule cannot apply)."""
+    if source.std is None:
+        return None
+    return math.hypot(ours.std or 0.0, source.std)
+
+
+def within(ours: Stat, source: SourceValue, tolerance: Tolerance) -> bool | None:
+    """Whether ours agrees with the source: within ``abs``, or within ``sigma`` × the spread
+    of both sides (``spread``) where the source gives a std; None when the table sets no
+    tolerance that applies. Both sides' spread counts: our seeds vary as the source's do, so
+    a rule on the source's std alone refuses a setting that matches."""
+    gap = abs(ours.mean - source.mean)
     verdicts = []
     if tolerance.abs is not None:
         verdicts.append(gap <= tolerance.abs)
-    if tolerance.sigma is not None and source.std is not None:
-        verdicts.append(gap <= tolerance.sigma * source.std)
+    both = spread(ours, source)
+    if tolerance.sigma is not None and both is not None:
+        verdicts.append(gap <= tolerance.sigma * both)
     return any(verdicts) if verdicts else None
 
 
@@ -94,7 +106,7 @@ class RowResult:
     def verdict(self, metric: str, tolerance: Tolerance) -> bool | None:
         source = self.planned.row.source.get(metric)
         ours = self.values.get(metric)
-        return None if source is None or ours is None or self.reference else within(ours.mean, source, tolerance)
+        return None if source is None or ours is None or self.reference else within(ours, source, tolerance)
 
     def mean(self, metric: str) -> float | None:
         """Ours, or for a reference row the source's number (findings may name either)."""

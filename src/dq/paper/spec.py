@@ -14,7 +14,8 @@ A table is a list of rows. A row is one of three kinds:
 
 A row's ``source`` holds the source's number for each compared metric. Ours is within
 tolerance when ``|ours - source| <= tolerance.abs`` or, where the source gives a std and
-``tolerance.sigma`` is set, ``|ours - source.mean| <= sigma * source.std``.
+``tolerance.sigma`` is set, ``|ours.mean - source.mean| <= sigma * sqrt(ours.std² +
+source.std²)`` (ours.std: the sample std over our seeds, 0 with one seed).
 
 ``findings`` are the source's qualitative claims, checked on our numbers (for settings
 that differ from the source's): ``left`` (a row label) ``op`` ``right`` (a row label or a
@@ -23,7 +24,9 @@ number), on ``metric`` (ours, means over seeds), with ``margin``.
 ``prepare`` names runs that must finish before the rows (a pretrained base, say): a row
 override may use ``{prepare:<name>}``, replaced by that run's directory (same seed).
 
-``quick`` shrinks the whole table to CI size (``dq-table <name> --quick``).
+``quick`` shrinks the whole table to CI size (``dq-table <name> --quick``); its
+``setting`` says in words what that version runs (its header states it and lists the
+quick overrides, so a quick table never claims the full setting).
 
 ``pareto`` (``[x metric, y metric]``, optional) draws every row's means (baselines and
 reference rows included) in that plane with the Pareto front marked (lower x, higher y
@@ -49,7 +52,8 @@ class SourceValue:
 
 @dataclass
 class Tolerance:
-    """Ours agrees with the source when within ``abs`` or within ``sigma`` published stds."""
+    """Ours agrees with the source when within ``abs``, or within ``sigma`` × sqrt(σ_ours² +
+    σ_source²) where the source gives a std (dq.paper.compare.within)."""
 
     abs: Optional[float] = None
     sigma: Optional[float] = None
@@ -87,10 +91,12 @@ class Finding:
 
 @dataclass
 class Quick:
-    """The CI-sized version: fewer seeds, overrides appended to every run."""
+    """The CI-sized version: fewer seeds, overrides appended to every run, and ``setting``:
+    what that version runs, in words (a quick table's header states it, not the full one)."""
 
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: list[str] = field(default_factory=list)
+    setting: str = ""
 
 
 @dataclass

@@ -38,6 +38,7 @@ class TableOutcome:
     seconds: float
     git: dict
     figures: list[Figure] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # the command line's overrides, appended to every run
     # (runs an earlier invocation had completed, runs in the table): a re-run's seconds
     # are not the cost of the table
     reused: tuple[int, int] = (0, 0)
@@ -116,8 +117,33 @@ def tolerance_text(spec: TableSpec) -> str:
     if spec.tolerance.abs is not None:
         rules.append(f"|ours − source| ≤ {spec.tolerance.abs:g}")
     if spec.tolerance.sigma is not None:
-        rules.append(f"|ours − source| ≤ {spec.tolerance.sigma:g} × the source's std (where it gives one)")
+        rules.append(
+            f"|ours − source| ≤ {spec.tolerance.sigma:g} × √(σ_ours² + σ_source²) where the source gives a std "
+            "(σ_ours: sample std over our seeds, 0 with one seed; σ_source: the source's std over its seeds)"
+        )
     return " or ".join(rules) if rules else "none set (differences shown, not judged)"
+
+
+def setting_lines(outcome: TableOutcome) -> list[str]:
+    """What ran and what the source ran. A quick table states the quick setting and every
+    override it appended (quick.overrides, then the command line's); the full setting is
+    then named as what did not run, so a quick table never passes for the full one."""
+    spec = outcome.spec
+    source = f"source — {spec.source.setting or 'see the source'}"
+    extra = f"; from the command line: {', '.join(outcome.extra)}" if outcome.extra else ""
+    if not outcome.quick:
+        return [f"Setting: ours — {spec.setting or 'as the source'}; {source}."] + (
+            [f"Overrides from the command line, appended to every run: {', '.join(outcome.extra)}."]
+            if outcome.extra
+            else []
+        )
+    appended = ", ".join(spec.quick.overrides) or "none"
+    described = spec.quick.setting or "the full setting below, changed by these overrides"
+    return [
+        f"Setting run (quick version, CI-sized; not the table's numbers): {described}; seeds "
+        f"{', '.join(map(str, outcome.seeds))}; quick overrides appended to every run: {appended}{extra}.",
+        f"Full table's setting (not run here): ours — {spec.setting or 'as the source'}; {source}.",
+    ]
 
 
 def finding_line(result: FindingResult) -> str:
@@ -131,11 +157,9 @@ def markdown(outcome: TableOutcome, figure_links: Sequence[str] = ()) -> str:
     lines = [f"# {outcome.title}", ""]
     lines.append(f"Source: {spec.source.cite}" + (f" — {spec.source.where}" if spec.source.where else "") + ".")
     lines.append("")
-    lines.append(
-        f"Setting: ours — {spec.setting or 'as the source'}; source — {spec.source.setting or 'see the source'}."
-    )
-    if outcome.quick:
-        lines += ["", "Quick version: CI-sized settings (quick.overrides), not the table's numbers."]
+    for line in setting_lines(outcome):
+        lines += [line, ""]
+    lines.pop()
     lines += ["", "| " + " | ".join(map(_md_cell, cols)) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(map(_md_cell, cells)) + " |" for cells in display_rows(outcome)]
     lines += [
@@ -208,6 +232,8 @@ def tex_escape(text: str) -> str:
         .replace("ε", r"$\varepsilon$")
         .replace("λ", r"$\lambda$")
         .replace("σ", r"$\sigma$")
+        .replace("√", r"$\surd$")
+        .replace("²", r"$^2$")
     )
 
 
@@ -228,8 +254,8 @@ def tex(outcome: TableOutcome) -> str:
     ]
     lines += [" & ".join(tex_escape(c) for c in cells) + r" \\" for cells in display_rows(outcome)]
     lines += [r"\bottomrule", r"\end{tabular}"]
-    setting = f"Setting: ours: {spec.setting or 'as the source'}; source: {spec.source.setting or 'see the source'}."
-    lines += [r"\par\footnotesize " + tex_escape(setting), r"\end{table}", ""]
+    lines += [r"\par\footnotesize " + tex_escape(line) for line in setting_lines(outcome)]
+    lines += [r"\par\footnotesize " + tex_escape(f"Tolerance: {tolerance_text(spec)}."), r"\end{table}", ""]
     return "\n".join(lines)
 
 
