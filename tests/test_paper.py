@@ -22,7 +22,7 @@ from dq.paper.compare import RowResult, Stat, check_finding, stat, within
 from dq.paper.load import load_table
 from dq.paper.plan import BASELINE, REFERENCE, RUN, PlannedRow, expand_rows, make_plan
 from dq.paper.spec import Finding, Row, SourceValue, TableSpec, Tolerance
-from dq.paper.write import TableOutcome, csv_text, markdown, tex, write_table
+from dq.paper.write import TableOutcome, csv_text, markdown, show_stat, tex, write_table
 
 GOOD = """
 name: {name}
@@ -176,6 +176,13 @@ def test_stat_is_mean_and_sample_std_of_the_finite_values() -> None:
     assert value.mean == pytest.approx(0.9) and value.std == pytest.approx(0.1)
     assert stat([0.7]) == Stat(0.7, None, 1)
     assert stat([float("nan")]) is None
+
+
+def test_a_count_is_shown_whole_not_with_four_decimals() -> None:
+    """test/examples is a JSON integer in every seed's metrics.json: 200 ± 0, not 200.0000 ± 0.0000."""
+    assert show_stat(stat([200, 200, 200])) == "200 ± 0 (3)"
+    assert show_stat(stat([15060, 15061])) == "15,060.5 ± 0.7 (2)"
+    assert show_stat(stat([0.8, 0.9])) == "0.8500 ± 0.0707 (2)"
 
 
 def test_tolerance_is_abs_or_sigma_times_both_sides_spread() -> None:

@@ -26,11 +26,14 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass
 class Stat:
-    """A metric over the seeds: mean, sample std (None for one value), and n."""
+    """A metric over the seeds: mean, sample std (None for one value), and n. ``count``:
+    every seed wrote the metric as a JSON integer (``test/examples``, ``params/total``), so
+    it is printed as a whole number, not as ``200.0000 ± 0.0000``."""
 
     mean: float
     std: float | None
     n: int
+    count: bool = False
 
 
 def stat(values: Sequence[float]) -> Stat | None:
@@ -38,11 +41,12 @@ def stat(values: Sequence[float]) -> Stat | None:
     finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(float(v))]
     if not finite:
         return None
+    count = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
     mean = sum(finite) / len(finite)
     if len(finite) < 2:
-        return Stat(mean, None, 1)
+        return Stat(mean, None, 1, count)
     variance = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)
-    return Stat(mean, math.sqrt(variance), len(finite))
+    return Stat(mean, math.sqrt(variance), len(finite), count)
 
 
 def spread(ours: Stat, source: SourceValue) -> float | None:

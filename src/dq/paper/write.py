@@ -52,17 +52,21 @@ class TableOutcome:
         return f"{self.spec.title} (quick version)" if self.quick else self.spec.title
 
 
-def number(value: float | None) -> str:
+def number(value: float | None, count: bool = False) -> str:
+    """A table's number: whole for a count (one decimal where a mean of counts is not
+    whole), thousands grouped from 1000 up, four decimals below."""
     if value is None or not math.isfinite(value):
         return "n/a"
+    if count:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
 
 
 def show_stat(value: Stat | None) -> str:
     if value is None:
         return "n/a"
-    spread = f" ± {number(value.std)}" if value.std is not None else ""
-    return f"{number(value.mean)}{spread} ({value.n})"
+    spread = f" ± {number(value.std, value.count)}" if value.std is not None else ""
+    return f"{number(value.mean, value.count)}{spread} ({value.n})"
 
 
 def show_source(value: SourceValue | None) -> str:
