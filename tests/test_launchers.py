@@ -1,6 +1,7 @@
-"""launcher=joblib's job processes, with real processes and real signals: a job whose
-process is SIGKILLed fails alone, the job processes die with their dq-train, and they
-never import a module from the directory the sweep starts in."""
+"""Launchers with real processes and real signals: launcher=joblib's job processes (a job
+whose process is SIGKILLed fails alone, the job processes die with their dq-train, they never
+import a module from the directory the sweep starts in), the SLURM preset's submission and a
+launcher that cannot submit, and a launcher named without -m."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from submitit.slurm.slurm import _make_sbatch_string
 
+from conftest import sweep_in_process
+from dq.cli import train_main
 from dq.outputs import read_json
 from dq.sweep.processes import worker_command
-from test_sweep import TINY, job_rows
+from test_sweep import TINY, job_rows, launcher_config
 
 DQ_TRAIN = str(Path(sys.executable).parent / "dq-train")  # the console script, as a user runs it
 LONG = "trainer.epochs=100000"
@@ -149,3 +153,51 @@ def test_a_process_that_dies_with_its_parent_ends_within_seconds(tmp_path: Path)
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_slurm_preset_asks_for_no_gpu_and_requeues_on_time_limits(tmp_path: Path) -> None:
+    slurm = launcher_config("slurm").launcher
+    script = _make_sbatch_string(
+        command="dq",
+        folder=tmp_path,
+        gpus_per_node=slurm.gpus_per_node,
+        cpus_per_task=slurm.cpus_per_task,
+        mem=f"{slurm.mem_gb}GB",
+        time=slurm.timeout_min,
+        signal_delay_s=slurm.signal_delay_s,
+    )  # submitit's own sbatch script from the preset's values, as hydra-submitit-launcher passes them
+    assert not [line for line in script.splitlines() if "gpu" in line or "gres" in line]
+    assert "#SBATCH --time=240" in script and "#SBATCH --cpus-per-task=4" in script
+    assert slurm.max_num_timeout > 0
+
+
+def test_a_launcher_that_cannot_submit_fails_the_sweep_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch: not a SLURM cluster
+    code = sweep_in_process(
+        ["dataset=adult", "launcher=slurm", "seed=0,1", "hydra.sweep.dir=sw"], tmp_path, monkeypatch
+    )
+    sweep_json = tmp_path / "sw" / "sweep.json"
+    reason = 'RuntimeError: Could not detect "srun", are you indeed on a slurm cluster?'
+    assert code == 1
+    assert capsys.readouterr().err == f"dq-train: error: sweep failed: {reason} ({sweep_json})\n"
+    sweep = read_json(sweep_json)
+    assert (sweep["status"], sweep["error"], sweep["counts"]) == ("failed", reason, {"not_started": 2, "total": 2})
+    assert [row["status"] for row in job_rows(tmp_path / "sw")] == ["not_started", "not_started"]
+
+
+def test_a_launcher_without_multirun_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    for launcher in ("joblib", "slurm"):
+        monkeypatch.setattr(sys, "argv", ["dq-train", "+experiment=fair_adult", *TINY, f"launcher={launcher}"])
+        with pytest.raises(SystemExit) as stop:
+            train_main()
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == (
+            f"dq-train: error: launcher={launcher} runs a sweep's jobs: add -m (dq-train -m ... launcher={launcher})\n"
+        )
+    assert not list(tmp_path.rglob("*.yaml"))  # no run directory left behind
