@@ -63,6 +63,7 @@ def main(argv: list[str]) -> None:
     import cloudpickle
 
     job = cloudpickle.loads(Path(payload).read_bytes())
+    Path(payload).unlink()  # read once: a parent SIGKILLed later leaves no copy of the config behind
     returned = execute_job(*job)
     partial = Path(result + ".partial")
     partial.write_bytes(cloudpickle.dumps(returned))
