@@ -201,3 +201,15 @@ def test_a_launcher_without_multirun_is_refused_in_one_line(
             f"dq-train: error: launcher={launcher} runs a sweep's jobs: add -m (dq-train -m ... launcher={launcher})\n"
         )
     assert not list(tmp_path.rglob("*.yaml"))  # no run directory left behind
+
+
+def test_no_jobs_at_once_is_refused_before_any_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*TINY, "launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1", "hydra.sweep.dir=sw"]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 2
+    assert capsys.readouterr().err == (
+        "dq-train: error: hydra.launcher.n_jobs must be a number of jobs at once (1, 2, ...) or -1 for one per "
+        "CPU core (-2 all cores but one), got 0\n"
+    )
+    assert not (tmp_path / "sw").exists()

@@ -32,6 +32,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, open_dict
 
+from dq.errors import DQUserError
 from dq.sweep.job import record_lost_job
 from dq.sweep.outcome import JobOutcome
 from dq.sweep.outcome import JobStatus as Outcome
@@ -56,6 +57,11 @@ class _Job:
 
 def jobs_at_once(n_jobs: int) -> int:
     """joblib's meaning of ``n_jobs``: a count, or -1 for one per CPU core, -2 for all but one."""
+    if n_jobs == 0:
+        raise DQUserError(
+            "hydra.launcher.n_jobs must be a number of jobs at once (1, 2, ...) or -1 for one per CPU core "
+            "(-2 all cores but one), got 0"
+        )
     cores = os.cpu_count() or 1
     return n_jobs if n_jobs > 0 else max(cores + 1 + n_jobs, 1)
 
