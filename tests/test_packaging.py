@@ -24,6 +24,7 @@ def test_wheel_carries_the_config_tree_and_finds_it_when_installed(tmp_path: Pat
     assert "dq/conf/config.yaml" in names
     assert "dq/conf/dataset/mnist5k.yaml" in names and "dq/conf/model/cnn.yaml" in names
     assert "hydra_plugins/dq_optuna_sweeper/sweeper.py" in names  # the Optuna sweeper plugin
+    assert "hydra_plugins/dq_process_launcher/launcher.py" in names  # launcher=joblib's launcher plugin
     assert "hydra_plugins/__init__.py" not in names  # a namespace package, shared with other plugins
 
     target = tmp_path / "site"

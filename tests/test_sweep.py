@@ -196,10 +196,13 @@ def launcher_config(choice: str):
 def test_launcher_presets_select_hydras_launchers() -> None:
     slurm = launcher_config("slurm").launcher
     assert slurm._target_.endswith("submitit_launcher.SlurmLauncher")
-    assert (slurm.partition, slurm.gpus_per_node, slurm.cpus_per_task, slurm.mem_gb) == (None, 1, 4, 16)
+    # No GPU unless asked for (a CPU-only partition refuses any --gpus request), and a job
+    # that reaches its time limit is requeued (Hydra's plugin default, 0, never requeues).
+    assert (slurm.partition, slurm.gpus_per_node, slurm.cpus_per_task, slurm.mem_gb) == (None, None, 4, 16)
     assert (slurm.timeout_min, slurm.array_parallelism, slurm.signal_delay_s) == (240, 32, 120)
+    assert slurm.max_num_timeout == 3
     joblib = launcher_config("joblib").launcher
-    assert joblib._target_.endswith("JoblibLauncher") and joblib.n_jobs == -1
+    assert joblib._target_ == "hydra_plugins.dq_process_launcher.launcher.DQProcessLauncher" and joblib.n_jobs == -1
     assert launcher_config("local").launcher._target_.endswith("BasicLauncher")
     assert launcher_config("submitit_local").launcher._target_.endswith("submitit_launcher.LocalLauncher")
     assert launcher_config("local").callbacks.sweep_summary._target_ == "dq.sweep.callback.SweepSummary"

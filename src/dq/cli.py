@@ -122,6 +122,7 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
             raise DQUserError(
                 f"hparams_search={search} runs a search: add -m (dq-train -m ... hparams_search={search})"
             )
+        _refuse_launcher_without_sweep()
         if cfg.get("resume"):
             resume_command_line(cfg)
         else:
@@ -134,6 +135,17 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
         print(f"dq-train: {kind}: {printable(str(error))}", file=sys.stderr)
         sys.exit(exit_code(error))
     return None
+
+
+def _refuse_launcher_without_sweep() -> None:
+    """A single run runs in this process whatever ``launcher=`` says: refuse a launcher
+    other than ``local`` instead of ignoring it silently (and leave no run directory)."""
+    launcher = HydraConfig.get().runtime.choices.get("launcher")
+    if launcher not in (None, "local"):
+        from dq.outputs import discard_unstarted
+
+        discard_unstarted(Path(HydraConfig.get().runtime.output_dir))
+        raise DQUserError(f"launcher={launcher} runs a sweep's jobs: add -m (dq-train -m ... launcher={launcher})")
 
 
 @contextmanager
@@ -183,6 +195,19 @@ def _serve_rank(rank: int) -> None:
         sys.exit(exit_code(error) if isinstance(error, DQUserError) else EXIT_FAILED)
 
 
+def _launcher_failed(error: Exception) -> None:
+    """A sweep under way whose launcher or sweeper raised: sweep.json says ``failed``
+    (dq.sweep.callback), and ``dq-train`` leaves with that one line and exit 1
+    (HYDRA_FULL_ERROR=1 keeps the traceback). Anything else is left to raise."""
+    from dq.sweep.callback import fail_started_sweep
+
+    line = fail_started_sweep(error)
+    if line is None or _show_traceback:
+        return
+    print(f"dq-train: error: {printable(line)}", file=sys.stderr)
+    sys.exit(EXIT_FAILED)
+
+
 def train_main() -> None:
     """``dq-train``: compose the config from conf/ and the command line, train, evaluate.
 
@@ -211,6 +236,7 @@ def train_main() -> None:
     except Exception as error:
         line = refusal(error)
         if line is None:
+            _launcher_failed(error)  # one line for a sweep whose launcher gave up (no sbatch)
             raise
         abandon_sweep()  # a sweep refused before its first job leaves no sweep.json
         if _show_traceback:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from dq.errors import first_line
 from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
-from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
+from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOB_FAILED = 1
@@ -153,6 +153,21 @@ def write_sweep_report(sweep: dict[str, Any], sweep_dir: Path) -> None:
         )
         return
     print(f"sweep: report in {done.files[1]}", flush=True)
+
+
+def fail_started_sweep(error: BaseException) -> str | None:
+    """When the sweep this process started is still ``running`` (its launcher raised: no
+    ``sbatch``, a refused submission), record it ``failed`` with the error and return the
+    line to print; None when no sweep of this process is under way."""
+    global _started
+    if _started is None or read_sweep(_started[0]).get("status") != "running":
+        return None
+    sweep_dir, _ = _started
+    _started = None
+    reason = f"{type(error).__name__}: {first_line(str(error))}" if str(error).strip() else type(error).__name__
+    fail_sweep(sweep_dir, reason)
+    release_sweep()
+    return f"sweep failed: {reason} ({sweep_dir / SWEEP_JSON})"
 
 
 def abandon_sweep() -> None:

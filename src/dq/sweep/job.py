@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from dq.engine.preemption import stop_requested
 from dq.errors import DQUserError, RunInterrupted
 from dq.locks import DirectoryBusy, DirectoryLock
-from dq.outputs import RunRecord, now_iso, write_json
+from dq.outputs import RUN_JSON, RunRecord, now_iso, write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
 from dq.sweep.outcome import JobOutcome, JobStatus
 from dq.sweep.summary import progress_line, read_sweep
@@ -126,3 +126,15 @@ def _report(sweep_dir: Path, job_dir: Path, number: object, action: Action, resu
         line += f": {result.error}"
     print(line, flush=True)
     print(progress_line(sweep_dir), flush=True)
+
+
+def record_lost_job(sweep_dir: Path, job_dir: Path, number: int, overrides: list[str], reason: str) -> None:
+    """A job whose process died under it (SIGKILL, out of memory), recorded by the launcher
+    that watched the process: its run.json, when it says ``running``, becomes ``failed``
+    with ``reason``, and its sweep_job.json and lines say the same as any failed job's."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    run = read_run(job_dir)
+    if run is not None and run.get("status") == "running":
+        write_json(job_dir / RUN_JSON, {**run, "status": "failed", "end": now_iso(), "error": reason})
+    result = JobOutcome(JobStatus.failed, str(job_dir), {}, reason, tuple(overrides))
+    _report(sweep_dir, job_dir, number, Action.run, result)

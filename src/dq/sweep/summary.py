@@ -154,6 +154,16 @@ def finish_sweep(sweep_dir: Path) -> dict[str, Any]:
     return sweep
 
 
+def fail_sweep(sweep_dir: Path, error: str) -> dict[str, Any]:
+    """sweep.json (``failed``, with ``error``) and jobs.csv of a sweep that its launcher or
+    sweeper gave up on (no ``sbatch``, a submission refused): never left ``running``."""
+    sweep = collect(sweep_dir)
+    sweep.update(status="failed", end=now_iso(), error=error)
+    write_json(Path(sweep_dir) / SWEEP_JSON, sweep)
+    write_text(Path(sweep_dir) / JOBS_CSV, jobs_csv(sweep["jobs"]))
+    return sweep
+
+
 def progress_line(sweep_dir: Path) -> str:
     """``sweep: 5/12 done, 1 failed, 6 remaining`` over the jobs this invocation handled."""
     sweep_dir = Path(sweep_dir)

@@ -1,0 +1,215 @@
+"""Launchers with real processes and real signals: launcher=joblib's job processes (a job
+whose process is SIGKILLed fails alone, the job processes die with their dq-train, they never
+import a module from the directory the sweep starts in), the SLURM preset's submission and a
+launcher that cannot submit, and a launcher named without -m."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from submitit.slurm.slurm import _make_sbatch_string
+
+from conftest import sweep_in_process
+from dq.cli import train_main
+from dq.outputs import read_json
+from dq.sweep.processes import worker_command
+from test_sweep import TINY, job_rows, launcher_config
+
+DQ_TRAIN = str(Path(sys.executable).parent / "dq-train")  # the console script, as a user runs it
+LONG = "trainer.epochs=100000"
+T = TypeVar("T")  # a job that trains until it is killed
+
+
+def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    command = [DQ_TRAIN, "-m", *TINY, "launcher=joblib", "hydra.sweep.dir=sw", *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def job_processes(parent: int) -> dict[int, int]:
+    """Job number → pid of each live ``dq.sweep.worker`` process that ``parent`` started."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError):
+            continue
+        if ppid == parent and "dq.sweep.worker" in argv and alive(int(entry.name)):
+            found[int(argv[argv.index("dq.sweep.worker") + 1])] = int(entry.name)
+    return found
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 120) -> T:
+    """``condition()``'s first true value, looked for every 0.2 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def training(run_dir: Path) -> bool:
+    try:
+        return read_json(run_dir / "run.json")["status"] == "running"
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.mark.slow
+def test_a_sigkilled_job_process_fails_its_job_only(tmp_path: Path) -> None:
+    sweep = start_sweep(["hydra.launcher.n_jobs=2", f"{LONG},1,1"], tmp_path)
+    try:
+        wait_for(lambda: training(tmp_path / "sw" / "0"), "job 0 to train")
+        os.kill(job_processes(sweep.pid)[0], signal.SIGKILL)  # as the out-of-memory killer would
+        out, err = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 1, err
+    overrides = " ".join(LONG if item.startswith("trainer.epochs=") else item for item in TINY)
+    assert err.splitlines() == [
+        f"dq-train: failed job 0 ({overrides.replace('false', 'False')} launcher=joblib): worker killed by SIGKILL"
+    ]
+    assert "sweep: 2/3 done, 1 failed, 0 interrupted, 0 not started (3 ran" in out
+    sw = tmp_path / "sw"
+    jobs = read_json(sw / "sweep.json")["jobs"]
+    assert [(job["status"], job["error"]) for job in jobs] == [
+        ("failed", "worker killed by SIGKILL"),
+        ("completed", None),
+        ("completed", None),
+    ]
+    assert [row["status"] for row in job_rows(sw)] == ["failed", "completed", "completed"]
+    run = read_json(sw / "0" / "run.json")
+    assert (run["status"], run["error"]) == ("failed", "worker killed by SIGKILL")
+    assert run["end"] is not None
+
+
+@pytest.mark.slow
+def test_job_processes_die_with_their_sweep(tmp_path: Path) -> None:
+    sweep = start_sweep(["hydra.launcher.n_jobs=2", LONG, "seed=0,1"], tmp_path)
+    try:
+        workers = wait_for(lambda: len(job_processes(sweep.pid)) == 2 and job_processes(sweep.pid), "two jobs")
+        sweep.kill()  # SIGKILL: the sweep gets no chance to stop its jobs itself
+        sweep.wait()
+        killed = time.monotonic()
+        wait_for(lambda: not any(alive(pid) for pid in workers.values()), "the job processes to end", timeout=10)
+        assert time.monotonic() - killed < 5
+    finally:
+        sweep.kill()
+        for pid in job_processes(sweep.pid).values():
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # the fast test below checks the job process's command line alone
+def test_job_processes_do_not_import_modules_from_the_start_directory(tmp_path: Path) -> None:
+    (tmp_path / "inspect.py").write_text("raise SystemExit('the inspect.py of the directory the sweep started in')\n")
+    sweep = start_sweep(["seed=0"], tmp_path)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err
+    assert read_json(tmp_path / "sw" / "sweep.json")["counts"] == {"completed": 1, "total": 1}
+
+
+def test_a_job_process_never_imports_from_its_working_directory(tmp_path: Path) -> None:
+    # The job process's own start (cloudpickle imports inspect) with a trap in its directory.
+    (tmp_path / "inspect.py").write_text("raise SystemExit(3)\n")
+    command = worker_command(0, tmp_path / "no-such.job", tmp_path / "0.result")
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1  # got as far as reading its job, not stopped by the trap (3)
+    assert done.stderr.splitlines()[-1].startswith("FileNotFoundError: [Errno 2] No such file or directory")
+
+
+def test_a_process_that_dies_with_its_parent_ends_within_seconds(tmp_path: Path) -> None:
+    # sh starts a Python that asks to die with sh (as each job process does), and says its pid.
+    child = "import sys, time; from dq.sweep.worker import die_with_parent; die_with_parent(int(sys.argv[1])); print(flush=True); time.sleep(120)"
+    parent = subprocess.Popen(
+        ["sh", "-c", f'"{sys.executable}" -c "{child}" $$ & echo $!; wait'], stdout=subprocess.PIPE, text=True
+    )
+    pid = int(parent.stdout.readline())
+    try:
+        parent.stdout.readline()  # the child's empty line: its request is in place
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not alive(pid), "the child to end", timeout=5)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_slurm_preset_asks_for_no_gpu_and_requeues_on_time_limits(tmp_path: Path) -> None:
+    slurm = launcher_config("slurm").launcher
+    script = _make_sbatch_string(
+        command="dq",
+        folder=tmp_path,
+        gpus_per_node=slurm.gpus_per_node,
+        cpus_per_task=slurm.cpus_per_task,
+        mem=f"{slurm.mem_gb}GB",
+        time=slurm.timeout_min,
+        signal_delay_s=slurm.signal_delay_s,
+    )  # submitit's own sbatch script from the preset's values, as hydra-submitit-launcher passes them
+    assert not [line for line in script.splitlines() if "gpu" in line or "gres" in line]
+    assert "#SBATCH --time=240" in script and "#SBATCH --cpus-per-task=4" in script
+    assert slurm.max_num_timeout > 0
+
+
+def test_a_launcher_that_cannot_submit_fails_the_sweep_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch: not a SLURM cluster
+    code = sweep_in_process(
+        ["dataset=adult", "launcher=slurm", "seed=0,1", "hydra.sweep.dir=sw"], tmp_path, monkeypatch
+    )
+    sweep_json = tmp_path / "sw" / "sweep.json"
+    reason = 'RuntimeError: Could not detect "srun", are you indeed on a slurm cluster?'
+    assert code == 1
+    assert capsys.readouterr().err == f"dq-train: error: sweep failed: {reason} ({sweep_json})\n"
+    sweep = read_json(sweep_json)
+    assert (sweep["status"], sweep["error"], sweep["counts"]) == ("failed", reason, {"not_started": 2, "total": 2})
+    assert [row["status"] for row in job_rows(tmp_path / "sw")] == ["not_started", "not_started"]
+
+
+def test_a_launcher_without_multirun_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    for launcher in ("joblib", "slurm"):
+        monkeypatch.setattr(sys, "argv", ["dq-train", "+experiment=fair_adult", *TINY, f"launcher={launcher}"])
+        with pytest.raises(SystemExit) as stop:
+            train_main()
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == (
+            f"dq-train: error: launcher={launcher} runs a sweep's jobs: add -m (dq-train -m ... launcher={launcher})\n"
+        )
+    assert not list(tmp_path.rglob("*.yaml"))  # no run directory left behind
+
+
+def test_no_jobs_at_once_is_refused_before_any_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*TINY, "launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1", "hydra.sweep.dir=sw"]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 2
+    assert capsys.readouterr().err == (
+        "dq-train: error: hydra.launcher.n_jobs must be a number of jobs at once (1, 2, ...) or -1 for one per "
+        "CPU core (-2 all cores but one), got 0\n"
+    )
+    assert not (tmp_path / "sw").exists()
