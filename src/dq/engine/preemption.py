@@ -12,9 +12,10 @@ A handler that was there before dq's (submitit's, which checkpoints the job, req
 and raises ``SystemExit``) is not run in the middle of a batch: ``pass_on_stop()`` calls
 it once the run has stopped and recorded where.
 
-``catching_stop_signals()`` installs the handlers, for the training loop and for the
-evaluation after it, and restores whatever was installed before on leaving; it nests
-(only the outermost one installs). The handler only sets a flag, so nothing is cut off in
+``catching_stop_signals()`` installs the handlers (dq-train from its start to its exit, a
+sweep job in a worker process for the job, ``dq.train()`` for its training and evaluation)
+and restores whatever was installed before on leaving; it nests (only the outermost one
+installs). The handler only sets a flag, so nothing is cut off in
 the middle of a step; the loop reads the flag (a Python bool: no device sync) after every
 batch. ``stop_requested()`` stays true for the rest of the process, so a sweep's job
 function can refuse to start further jobs after an interruption.
@@ -36,11 +37,10 @@ _depth = 0
 _previous: dict[int, Any] = {}  # the handlers the outermost block replaced, for pass_on_stop
 _passed_on = False  # pass_on_stop ran the handler already
 _at_once = False  # inside second_sigint_stops_at_once
-_leaving = False  # the outermost block belongs to a process that exits once it stops
 
 
 def stop_requested() -> bool:
-    """True once SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrived while a run was training or evaluating."""
+    """True once SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrived while dq's handlers were in."""
     return _received is not None
 
 
@@ -102,7 +102,7 @@ def catching_stop_signals(*, leaving: bool = False) -> Iterator[None]:
     143. Only the main thread can install signal handlers; elsewhere (a thread-based
     launcher) this does nothing and the signals keep their previous meaning.
     """
-    global _depth, _leaving
+    global _depth
     if _depth > 0 or threading.current_thread() is not threading.main_thread():
         _depth += 1
         try:
@@ -113,13 +113,12 @@ def catching_stop_signals(*, leaving: bool = False) -> Iterator[None]:
     previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     _previous.update(previous)
     _depth += 1
-    _leaving = leaving
     try:
         yield
     finally:
         _depth -= 1
         for signum, handler in previous.items():
-            if _leaving and _received is not None:
+            if leaving and _received is not None:
                 handler = signal.SIG_IGN
             # None: a handler installed outside Python, which cannot be put back; use the default.
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
