@@ -26,7 +26,8 @@ from omegaconf.errors import OmegaConfBaseException
 from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_override_message
-from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
+from dq.engine import preemption
+from dq.errors import EXIT_BY_USER, EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -104,6 +105,8 @@ EXIT_CODES = {DQUserError: EXIT_USER_ERROR, RunInterrupted: EXIT_TRY_AGAIN, RunF
 
 
 def exit_code(error: BaseException) -> int:
+    if isinstance(error, RunInterrupted):  # 130 after Ctrl-C, 75 after a scheduler's signal
+        return error.exit_code
     return next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
 
 
@@ -226,8 +229,15 @@ def train_main() -> None:
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         check_overrides(overrides_of(sys.argv[1:]))
-        with _errors_reach_us():
+        # From here to the exit, a stop signal (Ctrl-C, a scheduler's) is a stop request:
+        # a run stops after its batch, a sweep starts no further job (dq.engine.preemption).
+        with _errors_reach_us(), preemption.catching_stop_signals(leaving=True):
             _train_app()
+    except KeyboardInterrupt:  # a second Ctrl-C outside a run (a sweep's start-up): nothing to record
+        if _show_traceback:
+            raise
+        print("dq-train: interrupted: stopped by SIGINT", file=sys.stderr)
+        sys.exit(EXIT_BY_USER)
     except RunFailed as error:  # a sweep that found no room even for its job records (DiskFull)
         if _show_traceback:
             raise

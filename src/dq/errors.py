@@ -12,11 +12,18 @@ class DQUserError(ValueError):
 
 
 class RunInterrupted(Exception):
-    """SIGTERM or SIGUSR1 stopped training after a batch; last.pt holds where it stopped.
+    """A stop signal stopped training after a batch (or, a second Ctrl-C, at once); last.pt
+    holds where it can go on from, ``at`` (epoch, batch, signal) where it stopped.
 
     ``dq-train`` exits with ``EXIT_TRY_AGAIN`` (75, EX_TEMPFAIL) so a scheduler's requeue
-    hook can tell "continue me with resume=<run dir>" from a failure.
+    hook can tell "continue me with resume=<run dir>" from a failure, or with
+    ``EXIT_BY_USER`` (130, as a shell reports Ctrl-C) when a person pressed Ctrl-C.
     """
+
+    def __init__(self, message: str, *, by_user: bool = False, at: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = EXIT_BY_USER if by_user else EXIT_TRY_AGAIN
+        self.at = at or {}
 
 
 class RunFailed(RuntimeError):
@@ -39,6 +46,7 @@ class DiskFull(RunFailed):
 
 
 EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL from sysexits.h: "temporary failure, try again"
+EXIT_BY_USER = 130  # 128 + SIGINT: what a shell reports for a program stopped by Ctrl-C
 
 
 def first_line(text: str) -> str:

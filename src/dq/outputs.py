@@ -348,6 +348,7 @@ class RunRecord:
         record.data = read_json(record.path)
         # The resuming process is the live one now: a re-run sweep must not take it for dead.
         record.data.update(status="running", end=None, error=None, host=socket.gethostname(), pid=os.getpid())
+        record.data.pop("stopped_at", None)  # where the interruption was: resumed from there now
         record.data["resumed"] = [*record.data.get("resumed", []), now_iso()]
         return record
 
@@ -363,8 +364,10 @@ class RunRecord:
         self.data.update(status="failed", end=now_iso(), error=f"{type(error).__name__}: {error}")
         write_json(self.path, self.data)
 
-    def interrupt(self, reason: str) -> None:
-        self.data.update(status="interrupted", end=now_iso(), error=reason)
+    def interrupt(self, reason: str, at: dict[str, Any] | None = None) -> None:
+        """``interrupted``, with the one line ``reason`` and, under ``stopped_at``, where
+        (``{"signal", "epoch", "batch", "batches"}``; empty when outside training)."""
+        self.data.update(status="interrupted", end=now_iso(), error=reason, stopped_at=at or {})
         write_json(self.path, self.data)
 
 

@@ -215,11 +215,12 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
         run_dir = Path(run_dir if run_dir is not None else str(cfg.resume))
         if (run_dir / RUN_JSON).is_file():  # before anything is read or cut back: a live run refuses a second process
             locks.enter_context(hold_run(run_dir, "cannot resume"))
-        point = resume_point(cfg, run_dir, console)
-        if point is None:
+        found = resume_point(cfg, run_dir, console)
+        if found is None:
             return read_metrics(run_dir) if (run_dir / METRICS_JSON).exists() else {}
+        point = found if isinstance(found, ResumePoint) else None  # None: FROM_START
     run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
-    built = prepare_run(cfg, run_dir, resume=resume)
+    built = prepare_run(cfg, run_dir, resume=point is not None)  # from the start: LoRA's init_from as new
     spec, device, loggers = built.spec, built.device, built.loggers
 
     overrides = hydra_task_overrides()
@@ -227,19 +228,27 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
     locks.enter_context(hold_run(run_dir, "cannot run"))  # a resume of this run now refuses
     record = RunRecord.reopen(run_dir) if resume else RunRecord(run_dir, spec.seed, overrides=overrides)
     save_config(cfg, run_dir, overwrite=resume)  # a resumed run's follows trainer.epochs when it grew
-    if not resume:  # a failed job trained again in its directory: its epoch log starts anew
+    if point is None:  # a failed job trained again in its directory (or a resume from the start): a new epoch log
         (run_dir / METRICS_JSONL).unlink(missing_ok=True)
     record.start(device)
     try:
         loggers.start(flatten_config(cfg))
-        with preemption.catching_stop_signals():
+        with preemption.catching_stop_signals(), preemption.second_sigint_stops_at_once():
             metrics = _train_and_evaluate(built, console, point)
         record.finish()
     except RunInterrupted as error:
         with suppress(DiskFull):  # no room for run.json either: it stays as it was
-            record.interrupt(str(error))
+            record.interrupt(str(error), error.at)
         loggers.close(error)
         raise
+    except (KeyboardInterrupt, SystemExit) as error:  # a second Ctrl-C, submitit's handler: resumable
+        stopped = stopped_at_once(error, run_dir)
+        with suppress(DiskFull):
+            record.interrupt(str(stopped), stopped.at)
+        loggers.close(stopped)
+        if isinstance(error, SystemExit):  # the handler's own exit (submitit requeues the job) goes on
+            raise
+        raise stopped from None
     except BaseException as error:
         failure = with_resume_hint(error, run_dir) if isinstance(error, DiskFull) else error
         with suppress(DiskFull):
@@ -256,6 +265,21 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
     console.print(metrics_table(metrics))
     console.print(str(run_dir), markup=False, highlight=False, soft_wrap=True)
     return metrics
+
+
+def stopped_at_once(error: KeyboardInterrupt | SystemExit, run_dir: Path) -> RunInterrupted:
+    """The one line for a run stopped outside a batch's end: a KeyboardInterrupt (a second
+    Ctrl-C, or a first one before dq's handlers were in) or a SystemExit raised by another
+    library's signal handler. Either leaves what last.pt (or, without one, the run's
+    start) can go on from, so the run is ``interrupted``, never ``failed``."""
+    if isinstance(error, KeyboardInterrupt):
+        what, by_user = ("a second SIGINT" if preemption.stop_requested() else "SIGINT"), True
+    else:
+        what, by_user = f"SystemExit({error.code}) from a signal handler", False
+    at = {"signal": preemption.received_signal() or ("SIGINT" if by_user else None)}
+    return RunInterrupted(
+        f"stopped at once by {what}; continue with: dq-train resume={run_dir}", by_user=by_user, at=at
+    )
 
 
 def with_resume_hint(error: DiskFull, run_dir: Path) -> DiskFull:

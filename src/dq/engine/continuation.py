@@ -15,10 +15,30 @@ from dq.config.resume import config_conflict
 from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS
 from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
 from dq.errors import DQUserError
-from dq.outputs import HYDRA_DIR, RUN_JSON
-from dq.run_files import CorruptRunFile, read_config, read_run_json, read_yaml
+from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, RUN_JSON
+from dq.run_files import CorruptRunFile, read_config, read_epochs, read_run_json, read_yaml
 
 HYDRA_YAML = f"{HYDRA_DIR}/hydra.yaml"
+
+
+class FromStart:
+    """``resume_point``'s answer for a run stopped before its first checkpoint: train it
+    from the beginning, in its directory (nothing it did is lost)."""
+
+
+FROM_START = FromStart()
+
+
+def stopped_before_first_checkpoint(run_dir: Path) -> bool:
+    """No last.pt and no epoch line: the run stopped (a signal, a kill) inside its first
+    epoch or before it, so starting it over loses nothing. A run with epoch lines but no
+    last.pt (``trainer.checkpoints=false``, or a deleted file) lost them: ``read_last`` says so."""
+    if (run_dir / CHECKPOINTS / LAST_CHECKPOINT).exists():
+        return False
+    try:
+        return not read_epochs(run_dir, limit=1)
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
 
 
 def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
@@ -44,8 +64,9 @@ def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
     return saved, dict(choices or {})
 
 
-def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | None:
-    """What the run in ``run_dir`` continues from; None when it has nothing left to train.
+def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | FromStart | None:
+    """What the run in ``run_dir`` continues from; None when it has nothing left to train,
+    ``FROM_START`` (said in one line) when it stopped before its first checkpoint.
 
     A completed run trains on only when ``cfg`` asks for more epochs than it was started
     with and early stopping had not stopped it (that decision stands: the monitored
@@ -66,6 +87,10 @@ def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoin
     if completed and not grows:
         console.print(f"{run_dir}: already completed; nothing to train", markup=False, highlight=False, soft_wrap=True)
         return None
+    if not completed and stopped_before_first_checkpoint(run_dir):
+        line = f"{run_dir}: stopped before its first checkpoint; training it from the beginning"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return FROM_START
     last = read_last(run_dir)
     if completed and stopped_early(last):
         console.print(

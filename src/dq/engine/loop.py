@@ -272,14 +272,27 @@ def roll_back(result: FitResult, request: StopRequest, checkpoints: Checkpointer
     checkpoints.save_best(state, epoch, value)
 
 
-def _interrupted(epoch: int, state: EpochState | None, batches: int, checkpoints: Checkpointer) -> RunInterrupted:
-    where = f"in epoch {epoch}, after batch {state.batches_done} of {batches}" if state else f"after epoch {epoch - 1}"
+def _interrupted(
+    epoch: int, state: EpochState | None, batches: int, checkpoints: Checkpointer, *, at_once: bool = False
+) -> RunInterrupted:
+    """The one line (and the where, for run.json) of a run stopped in ``epoch``: after batch
+    ``state.batches_done``, before the epoch began (no ``state``), or ``at_once`` by a second
+    Ctrl-C in the middle of a batch, when last.pt stays at the end of the epoch before."""
+    done = state.batches_done if state else 0
+    signal_name = "a second SIGINT" if at_once else preemption.received_signal()
+    if at_once:
+        where = f"in epoch {epoch}, during batch {done + 1} of {batches}"
+    elif state:
+        where = f"in epoch {epoch}, after batch {done} of {batches}"
+    else:
+        where = f"after epoch {epoch - 1}" if epoch > 1 else "before its first batch"
     how = (
         f"continue with: dq-train resume={checkpoints.run_dir}"
         if checkpoints.writes
         else "nothing was saved to resume from (no run directory or trainer.checkpoints=false)"
     )
-    return RunInterrupted(f"stopped by {preemption.received_signal()} {where}; {how}")
+    at = {"signal": preemption.received_signal(), "epoch": epoch, "batch": done, "batches": batches}
+    return RunInterrupted(f"stopped by {signal_name} {where}; {how}", by_user=preemption.by_user(), at=at)
 
 
 def fit(
@@ -317,8 +330,9 @@ def fit(
     decisions. ``result.best_state`` is meaningful on rank 0 only.
 
     Raises:
-        RunInterrupted: SIGTERM or SIGUSR1 arrived; last.pt was written after the batch
-            that was running (``dq.engine.preemption``).
+        RunInterrupted: a stop signal arrived; last.pt was written after the batch that
+            was running (``dq.engine.preemption``), or, on a second Ctrl-C, left as the
+            epoch before wrote it.
         TrainingDiverged: a batch's loss, a term or a gradient was NaN or infinite
             (``trainer.nonfinite=stop``; the optimizer did not step on it, and last.pt and
             best.pt stay as the epoch before left them), or every batch of an epoch was
@@ -389,20 +403,23 @@ def fit(
             progress.start_epoch(epoch, trainer.epochs, len(batches))
             if state.batches_done:
                 progress.advance(state.batches_done, state.running_loss())
-            train = train_epoch(
-                model,
-                objective,
-                batches,
-                trainer=trainer,
-                optimizer=optimizer,
-                scaler=scaler,
-                device=device,
-                progress=progress,
-                state=state,
-                epoch=epoch,
-                ranks=ranks,
-                net=net,
-            )
+            try:
+                train = train_epoch(
+                    model,
+                    objective,
+                    batches,
+                    trainer=trainer,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    device=device,
+                    progress=progress,
+                    state=state,
+                    epoch=epoch,
+                    ranks=ranks,
+                    net=net,
+                )
+            except KeyboardInterrupt:  # a second Ctrl-C: no batch to finish, last.pt as the epoch before left it
+                raise _interrupted(epoch, state, len(batches), checkpoints, at_once=True) from None
             if state.batches_done < len(batches):
                 save_last(epoch - 1, partial=state)
                 raise _interrupted(epoch, state, len(batches), checkpoints)

@@ -5,7 +5,7 @@ nothing heavy. At a sweep's start it writes sweep.json with the planned jobs; at
 it writes sweep.json and jobs.csv from the job directories, prints the totals and the
 failed jobs, writes the report of the jobs (summary.csv/.md/.tex and plots/, by
 dq.report.build; a failure there is one stderr line), and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
-was interrupted or never started: a scheduler can requeue on 75). It holds the sweep
+was interrupted or never started: a scheduler can requeue on 75; 130 when that was Ctrl-C). It holds the sweep
 directory's lock from start to end, so a second invocation of the same sweep while the
 first runs stops with one line.
 """
@@ -22,7 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dq.errors import first_line
+from dq.engine import preemption
+from dq.errors import EXIT_BY_USER, first_line
 from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
@@ -61,10 +62,12 @@ def planned_jobs(config: DictConfig) -> list[list[str]] | None:
 
 
 def exit_code_for(counts: dict[str, int]) -> int:
+    """1 when a job failed; else 130 when Ctrl-C stopped the sweep, 75 when a job was
+    interrupted or never started otherwise; else 0."""
     if counts.get("failed"):
         return EXIT_JOB_FAILED
     if counts.get("interrupted") or counts.get(NOT_STARTED) or counts.get("running"):
-        return EXIT_INTERRUPTED
+        return EXIT_BY_USER if preemption.by_user() else EXIT_INTERRUPTED
     return 0
 
 
@@ -81,6 +84,17 @@ def report(sweep: dict[str, Any], sweep_dir: Path) -> None:
         if job["status"] == "failed":
             overrides = " ".join(job["overrides"]) or "(no overrides)"
             print(f"dq-train: failed job {job['job']} ({overrides}): {job['error']}", file=sys.stderr, flush=True)
+    if counts.get("interrupted"):
+        print(interrupted_line(counts), file=sys.stderr, flush=True)
+
+
+def interrupted_line(counts: dict[str, int]) -> str:
+    """The one stderr line of a stopped sweep: what stopped it and how to go on."""
+    by = f"stopped by {preemption.received_signal()}" if preemption.stop_requested() else "stopped"
+    return (
+        f"dq-train: interrupted: sweep {by}, {counts['interrupted']} job(s) interrupted or not started; "
+        "run the same command again to resume them"
+    )
 
 
 class SweepSummary(Callback):

@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dq.engine.preemption import stop_requested
+from dq.engine.preemption import catching_stop_signals, pass_on_stop, stop_requested
 from dq.errors import DQUserError, RunInterrupted
 from dq.locks import DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, RunRecord, now_iso, write_json
@@ -77,7 +77,20 @@ def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], action: Action, e
 
 
 def run_job(cfg: DictConfig) -> JobOutcome:
-    """Run one sweep job in Hydra's job directory; record and return what happened."""
+    """Run one sweep job in Hydra's job directory; record and return what happened.
+
+    A stop signal is a stop request from the job's start to its record (in a worker
+    process of submitit or joblib too, where no dq-train caught it before); a handler it
+    replaced (submitit's, which requeues the job) gets the signal once the job is recorded
+    interrupted."""
+    with catching_stop_signals():
+        result = _run_job(cfg)
+    if result.status is JobStatus.interrupted:
+        pass_on_stop()
+    return result
+
+
+def _run_job(cfg: DictConfig) -> JobOutcome:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     sweep_dir = Path(hydra_cfg.sweep.dir)
@@ -96,8 +109,9 @@ def run_job(cfg: DictConfig) -> JobOutcome:
         action, earlier = decide(job_dir, overrides)
         try:
             result = _run(cfg, job_dir, overrides, action, earlier)
-        except BaseException as error:  # KeyboardInterrupt and the like: say so, then stop
-            result = JobOutcome(JobStatus.failed, str(job_dir), {}, _error_line(error), tuple(overrides))
+        except BaseException as error:  # a signal handler's SystemExit (submitit's requeue) and the like
+            status = JobStatus.interrupted if isinstance(error, KeyboardInterrupt | SystemExit) else JobStatus.failed
+            result = JobOutcome(status, str(job_dir), {}, _error_line(error), tuple(overrides))
             _report(sweep_dir, job_dir, number, action, result)
             raise
         _report(sweep_dir, job_dir, number, action, result)
