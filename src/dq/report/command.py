@@ -77,12 +77,13 @@ def _print(report: Report) -> None:
     frame = summary.rows()
     shown = summary.metrics[:SHOWN_METRICS]
     table = Table(title=report.title, title_justify="left")
-    for column in [*summary.key_columns(), "n"]:
+    fixed = [*summary.key_columns(), "n", *summary.mark_columns()]
+    for column in fixed:
         table.add_column(column, overflow="fold")
     for metric in shown:
         table.add_column(metric, justify="right")
     for row in frame:
-        table.add_row(*(row[c] for c in [*summary.key_columns(), "n", *shown]))
+        table.add_row(*(row[c] for c in [*fixed, *shown]))
     console = Console()
     console.print(table)
     if len(summary.metrics) > len(shown):
