@@ -226,3 +226,19 @@ def test_a_table_row_notes_its_degenerate_seed_and_the_majority_rate(runs) -> No
     assert row_note(result) == f"DEGENERATE seed 0: constant predictor; test majority rate {rate:.4f}"
     sound = row_result(PlannedRow("erm", "run", [], Row(label="erm")), [read_run(runs["sound"])], ["test/accuracy"], 1)
     assert row_note(sound) == f"test majority rate {rate:.4f}"
+
+
+@pytest.mark.parametrize(
+    ("share", "accuracy", "rate", "expected"),
+    [
+        (1.0, 0.746, 0.746, True),  # always the majority class
+        (0.992, 0.75, 0.746, True),  # a few stray predictions do not hide it
+        (0.995, 0.999, 0.995, False),  # a good model of a 0.5%-minority class predicts the majority 99.5% too
+        (0.98, 0.746, 0.746, False),
+        (1.0, 0.1, 0.746, True),  # always the minority class
+    ],
+)
+def test_the_constant_predictor_rule(share: float, accuracy: float, rate: float, expected: bool) -> None:
+    metrics = {"test/top_class_share": share, "test/accuracy": accuracy, "test/majority_rate": rate}
+    assert degenerate.is_constant_predictor(metrics) is expected
+    assert degenerate.is_constant_predictor({"test/accuracy": accuracy}) is False  # a run from before the keys
