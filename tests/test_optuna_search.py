@@ -24,6 +24,7 @@ from dq.cli import explain_error
 from dq.config import config_dir
 from dq.errors import DQUserError
 from dq.outputs import read_json
+from dq.report import degenerate
 from dq.spec import register_schemas, to_spec
 from dq.sweep.optuna_search import SearchSettings, build_sampler
 from dq.sweep.optuna_space import parse_search_space
@@ -54,6 +55,11 @@ def dominates(a: list[float], b: list[float]) -> bool:
     """``a`` is no worse than ``b`` on both objectives (accuracy up, DP gap down) and better on one."""
     no_worse = a[0] >= b[0] and a[1] <= b[1]
     return no_worse and (a[0] > b[0] or a[1] < b[1])
+
+
+def sound(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials the front and the best come from: those not marked degenerate (all when none is sound)."""
+    return [t for t in trials if "dq.degenerate" not in t.user_attrs] or trials
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -108,6 +114,8 @@ def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Pat
         overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
         assert f"optimizer.lr={trial.params['optimizer.lr']}" in overrides
         assert f"model.hidden={trial.params['model.hidden']}" in overrides
+        # The trial carries the degenerate marks its metrics earn (none for a sound model).
+        assert trial.user_attrs.get("dq.degenerate", []) == degenerate.flags(metrics)
 
     rows = read_csv(sweep_dir / "pareto.csv")
     assert list(rows[0]) == [
@@ -117,15 +125,17 @@ def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Pat
         "optimizer.lr",
         "model.hidden",
         "run_dir",
+        "degenerate",
     ]
     front = {int(row["trial"]) for row in rows}
-    expected = {t.number for t in trials if not any(dominates(o.values, t.values) for o in trials)}
+    candidates = sound(trials)
+    expected = {t.number for t in candidates if not any(dominates(o.values, t.values) for o in candidates)}
     assert front == expected and 0 not in front
     for row in rows:
         metrics = read_json(Path(row["run_dir"]) / "metrics.json")
         assert [float(row[key]) for key in OBJECTIVES] == [metrics[key] for key in OBJECTIVES]
 
-    best_accuracy = max(trials, key=lambda t: t.values[0])
+    best_accuracy = max(candidates, key=lambda t: t.values[0])
     assert (
         f"best test/accuracy (maximize): {best_accuracy.values[0]:.4g} in trial {best_accuracy.number}: " in done.stdout
     )
@@ -169,7 +179,7 @@ def test_failed_trials_are_told_fail_and_the_study_goes_on_in_a_journal_storage(
             assert trial.values == [metrics["test/accuracy"]]
     # One objective: pareto.csv holds the best trial.
     rows = read_csv(tmp_path / "sweep" / "pareto.csv")
-    best = study.best_trial
+    best = max(sound(study.get_trials(states=(TrialState.COMPLETE,))), key=lambda t: t.value)
     assert [(int(r["trial"]), float(r["test/accuracy"])) for r in rows] == [(best.number, best.value)]
 
 

@@ -132,10 +132,13 @@ def test_summary_files_hold_the_numbers_and_list_the_runs_left_out(runs_dir: Pat
     assert lines[0] == "# Learning rate"
     assert lines[2].startswith("Mean ± std (sample, ddof=1) over the seeds of each group; 4 runs in 2 groups.")
     assert "Common to all: dataset.limit=96, dataset=digits, explain.enabled=False," in lines[2]
-    header = "| optimizer.lr | n | test/accuracy | params/total | params/trainable | params/trainable_fraction |"
-    assert lines[4] == header and lines[5] == "| --- | ---: | ---: | ---: | ---: | ---: |"
+    # lr 0.1 collapses both seeds to one class (dq.report.degenerate): a degenerate column after n
+    assert [group.degenerate_cell() for group in report.summary.groups] == ["", "constant predictor 2/2"]
+    header = "| optimizer.lr | n | degenerate | test/accuracy | params/total | params/trainable | params/trainable_fraction |"
+    assert lines[4] == header and lines[5] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     mean, std = np.mean(accuracy["0.01"]), np.std(accuracy["0.01"], ddof=1)
-    assert lines[6] == f"| 0.01 | 2 | {mean:.3f} ± {std:.3f} | {total} ± 0 | {total} ± 0 | 1.000 ± 0.000 |"
+    assert lines[6] == f"| 0.01 | 2 |  | {mean:.3f} ± {std:.3f} | {total} ± 0 | {total} ± 0 | 1.000 ± 0.000 |"
+    assert lines[7].startswith("| 0.1 | 2 | constant predictor 2/2 | ")
     left_out = lines[lines.index("## Runs not included") + 2 :]
     assert left_out[:2] == ["| run | status | error |", "| --- | --- | --- |"]
     assert any(
@@ -145,17 +148,17 @@ def test_summary_files_hold_the_numbers_and_list_the_runs_left_out(runs_dir: Pat
     assert sum("| failed | DQUserError: optimizer.lr must be > 0, got -1.0 |" in line for line in left_out) == 2
 
     tex = (tmp_path / "summary.tex").read_text().splitlines()
-    assert "\\begin{tabular}{lrrrrr}" in tex and "\\toprule" in tex and "\\bottomrule" in tex
+    assert "\\begin{tabular}{lrlrrrr}" in tex and "\\toprule" in tex and "\\bottomrule" in tex
     assert tex[tex.index("\\toprule") + 1] == (
-        "optimizer.lr & n & test/accuracy & params/total & params/trainable & params/trainable\\_fraction \\\\"
+        "optimizer.lr & n & degenerate & test/accuracy & params/total & params/trainable & params/trainable\\_fraction \\\\"
     )
     mean, std = np.mean(accuracy["0.1"]), np.std(accuracy["0.1"], ddof=1)
-    row = f"0.1 & 2 & ${mean:.3f} \\pm {std:.3f}$ & ${total} \\pm 0$ & ${total} \\pm 0$ & $1.000 \\pm 0.000$ \\\\"
+    row = f"0.1 & 2 & constant predictor 2/2 & ${mean:.3f} \\pm {std:.3f}$ & ${total} \\pm 0$ & ${total} \\pm 0$ & $1.000 \\pm 0.000$ \\\\"
     assert row in tex
     assert "Mean $\\pm$ std" in tex[3] and "trainer.device=cpu" in tex[3]
 
     frame = report.summary.frame()
-    assert list(frame.columns) == ["optimizer.lr", "n", *report.summary.metrics]
+    assert list(frame.columns) == ["optimizer.lr", "n", "degenerate", *report.summary.metrics]
     assert frame.iloc[1]["test/accuracy"] == f"{mean:.3f} ± {std:.3f}"
 
 
@@ -211,7 +214,7 @@ def test_a_metric_pattern_matching_nothing_names_the_nearest(runs_dir: Path) -> 
         summarize(find_runs([runs_dir]), metrics=["test/acuracy"])
     assert (
         str(caught.value)
-        == "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/examples"
+        == "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/majority_rate"
     )
 
 
@@ -233,6 +236,7 @@ def test_cli_writes_the_report_and_lists_problem_runs_on_stderr(
     code, out, err = run_cli([str(runs_dir), "--metrics", "test/*", "--out", str(out_dir), "--title", "T"], capsys)
     assert code == 0
     assert f"wrote {out_dir / 'summary.md'}" in out and "optimizer.lr" in out
+    assert "degenerate: optimizer.lr=0.1: constant predictor 2/2" in out
     assert sorted(path.name for path in out_dir.iterdir() if path.is_file()) == [
         "report.html",
         "summary.csv",
@@ -262,7 +266,7 @@ def test_cli_writes_into_the_single_path_by_default(
         (["{empty}"], "no runs under {empty} (a run directory holds run.json)"),
         (
             ["{runs}", "--metrics", "test/acuracy"],
-            "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/examples",
+            "--metrics 'test/acuracy' matches no metric of these runs; nearest: test/accuracy, test/ece, test/majority_rate",
         ),
         (
             ["{runs}", "--by", "optimizer.lrr"],

@@ -20,6 +20,7 @@ from report_runs import AMP_METRIC, HOSTILE, hostile_copy, tiny_run
 
 RUN_SECTIONS = [
     "Run",
+    "Degenerate model",  # the tiny run (200 rows, one epoch) answers the majority class only
     "Metrics",
     "Curves",
     "Fairness by group",

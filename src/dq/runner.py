@@ -62,6 +62,7 @@ from dq.outputs import (
     write_text,
 )
 from dq.records import Splits
+from dq.report.degenerate import caveat_lines, diverged
 from dq.run_files import read_config, read_metrics
 from dq.spec import RunSpec, to_spec
 from dq.teacher import bind_teachers
@@ -338,10 +339,13 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
             "train/best_epoch": result.best_epoch,
             "train/selected_epoch": result.selected_epoch,
             "train/epochs_run": len(result.history),
+            "train/diverged": float(diverged(result.history, splits.meta.num_classes)),  # dq.report.degenerate
             **(result.stop_request.metrics if result.stop_request is not None else {}),
         }
     )
     write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
+    for line in caveat_lines(metrics):  # a constant predictor or a diverged run still completes: say so
+        console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     run.loggers.log_final(metrics)
     if spec.explain.enabled:
         from dq.explain.run import EXPLANATIONS, explain_run

@@ -29,3 +29,14 @@ def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, n_bins: in
         if in_bin.any():
             ece += in_bin.float().mean() * (correct[in_bin].mean() - confidence[in_bin].mean()).abs()
     return float(ece)
+
+
+def majority_rate(y: torch.Tensor, num_classes: int) -> float:
+    """The share of the most common true class: the accuracy of always answering it."""
+    return float(torch.bincount(y.long().cpu(), minlength=num_classes).max()) / max(len(y), 1)
+
+
+def top_class_share(logits: torch.Tensor) -> float:
+    """The share of the most often predicted class; 1.0 for a constant predictor."""
+    counts = torch.bincount(logits.argmax(dim=1).cpu(), minlength=logits.shape[1])
+    return float(counts.max()) / max(len(logits), 1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dq.paper.plan import REFERENCE, PlannedRow
 from dq.paper.spec import Finding, SourceValue, Tolerance
+from dq.report import degenerate
 from dq.report.collect import BROKEN, RunResult
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -82,12 +83,18 @@ class RowResult:
         values: ours per metric (compared metrics and extra columns); empty for reference rows.
         completed: seeds that completed.
         problems: one line per seed that did not (its error).
+        degenerate: one line per completed seed that is a constant predictor or diverged
+            (dq.report.degenerate), e.g. ``seed 0: constant predictor``.
+        majority_rate: the test majority rate over the seeds (what always answering the
+            most common class scores), shown beside the row's accuracy.
     """
 
     planned: PlannedRow
     values: dict[str, Stat] = field(default_factory=dict)
     completed: int = 0
     problems: list[str] = field(default_factory=list)
+    degenerate: list[str] = field(default_factory=list)
+    majority_rate: Stat | None = None
 
     @property
     def label(self) -> str:
@@ -139,6 +146,10 @@ def row_result(planned: PlannedRow, runs: Sequence[RunResult], metrics: Sequence
         value = stat([run.metrics.get(metric, float("nan")) for run in good])
         if value is not None:
             result.values[metric] = value
+    result.degenerate = [
+        f"seed {run.seed}: {degenerate.mark(run.metrics)}" for run in good if degenerate.flags(run.metrics)
+    ]
+    result.majority_rate = stat([run.metrics.get(degenerate.MAJORITY_RATE, float("nan")) for run in good])
     return result
 
 

@@ -27,6 +27,9 @@ STYLE = {RUN: ("o", "tab:blue", "ours (dq runs)"), BASELINE: ("s", "tab:green", 
          REFERENCE: ("^", "tab:gray", "source (different setting)")}  # fmt: skip
 
 
+DEGENERATE = "degenerate seed (constant predictor or diverged), not on the front"
+
+
 def _axis(metric: str) -> str:
     unit = UNITS.get(metric.rpartition("/")[2])
     return f"{metric} ({unit})" if unit else metric
@@ -57,7 +60,12 @@ def pareto_figure(results: Sequence[RowResult], x: str, y: str, title: str, path
                 mx, my, xerr=sx, yerr=sy, fmt=marker, color=color, capsize=3, label=name if number == 0 else None
             )
             axes.annotate(result.label, (mx, my), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ours = [row for row in rows if not row[0].reference]
+    # A row with a degenerate seed (a constant predictor's gap is 0 by construction) is
+    # crossed out and kept off the front, where it would be the fairest endpoint.
+    marked = [row for row in rows if row[0].degenerate]
+    for number, (_, mx, my, _, _) in enumerate(marked):
+        axes.scatter(mx, my, marker="x", s=90, color="black", zorder=5, label=DEGENERATE if number == 0 else None)
+    ours = [row for row in rows if not row[0].reference and not row[0].degenerate]
     points = [(mx, my) for _, mx, my, _, _ in ours]  # lower x (gap) and higher y (accuracy) are better
     front = [ours[i] for i in sorted(non_dominated(points, (False, True)), key=lambda i: points[i][0])]
     axes.plot(
@@ -76,4 +84,6 @@ def pareto_figure(results: Sequence[RowResult], x: str, y: str, title: str, path
     caption = (
         f"{y} against {x}, each row's mean over seeds (bars: ± std), with the Pareto front of ours and the baselines."
     )
+    if marked:
+        caption += f" Crossed out, off the front: {len(marked)} row(s) with a degenerate seed (see the table's notes)."
     return Figure(path, caption)

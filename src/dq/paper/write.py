@@ -86,6 +86,10 @@ def row_note(result: RowResult) -> str:
         parts.insert(0, f"baseline: {str(result.planned.row.baseline).rpartition('.')[2]}")
     if result.problems:
         parts.append(f"{len(result.problems)} seed(s) without result: {result.problems[0]}")
+    if result.degenerate:  # dq.report.degenerate: its numbers are no model's skill
+        parts.append("DEGENERATE " + ", ".join(result.degenerate))
+    if result.majority_rate is not None:  # an accuracy is never shown without it
+        parts.append(f"test majority rate {number(result.majority_rate.mean)}")
     return "; ".join(parts)
 
 

@@ -12,5 +12,6 @@ from what a run or a sweep left behind.
 - ``page``: a tiny builder of self-contained, escaped HTML pages; ``html``: the run, sweep
   and paper-table pages built with it; ``breakdown``: flat metric keys read back as tables.
 - ``model_card`` and ``caveats``: model_card.md and the rules that derive its caveats.
+- ``degenerate``: the constant-predictor and divergence rules every report applies.
 - ``run_report``: a run's report.html and model_card.md, written from its directory.
 """

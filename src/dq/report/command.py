@@ -77,16 +77,21 @@ def _print(report: Report) -> None:
     frame = summary.rows()
     shown = summary.metrics[:SHOWN_METRICS]
     table = Table(title=report.title, title_justify="left")
-    for column in [*summary.key_columns(), "n"]:
+    fixed = [*summary.key_columns(), "n"]
+    for column in fixed:
         table.add_column(column, overflow="fold")
     for metric in shown:
         table.add_column(metric, justify="right")
     for row in frame:
-        table.add_row(*(row[c] for c in [*summary.key_columns(), "n", *shown]))
+        table.add_row(*(row[c] for c in [*fixed, *shown]))
     console = Console()
     console.print(table)
     if len(summary.metrics) > len(shown):
         console.print(f"({len(summary.metrics) - len(shown)} more metrics in the files)", markup=False, highlight=False)
+    for group in summary.groups:  # below the table, which has no room for another column
+        if group.degenerate:
+            line = f"degenerate: {group.label}: {group.degenerate_cell()}"
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     for path in [*report.files, *(figure.path for figure in report.figures)]:
         console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq.outputs import HYDRA_DIR
+from dq.report import degenerate
 from dq.report.breakdown import Breakdown, breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
 from dq.report.collect import RunResult
 from dq.report.page import Page, figure_html
@@ -33,6 +34,8 @@ def write_run_html(run: RunResult, figures: Sequence[Figure], out_path: Path) ->
     page.section("Run", page.key_values(_run_facts(run)))
     if run.problem:
         page.section("Problem", page.text(run.problem, "problem"))
+    if run.metrics and degenerate.flags(run.metrics):
+        page.section("Degenerate model", page.items(degenerate.caveat_lines(run.metrics)))
     if run.metrics:
         page.section("Metrics", *_metric_tables(page, run.metrics))
     page.section("Curves", *_curves(page, run, figures))
@@ -132,8 +135,10 @@ def _robustness(page: Page, metrics: dict[str, Any]) -> list[str]:
         for eps in by_eps
         if f"test/worst_group_robust_accuracy@{eps}" in metrics
     }
-    header = ["ε", "robust accuracy", "clean accuracy", *(["worst-group robust accuracy"] if worst else [])]
-    rows = [[eps, value, clean, *([worst.get(eps, "")] if worst else [])] for eps, value in by_eps.items()]
+    rate = metrics.get(degenerate.MAJORITY_RATE, "")  # a robust accuracy near it is no robustness
+    header = ["ε", "robust accuracy", "clean accuracy", "majority rate"]
+    header += ["worst-group robust accuracy"] if worst else []
+    rows = [[eps, value, clean, rate, *([worst.get(eps, "")] if worst else [])] for eps, value in by_eps.items()]
     parts = [page.rows(header, rows)]
     for part in breakdowns(metrics):
         if not part.robust:

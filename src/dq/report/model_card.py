@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dq.outputs import write_text
+from dq.report import degenerate
 from dq.report.breakdown import breakdowns, explain_metrics, fairness_gaps, robust_by_eps
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
 from dq.report.collect import RunResult
@@ -110,7 +111,7 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
         "and equalized-odds differences (fairlearn) between groups; robust accuracy under a PGD attack at each ε; "
         "explanation quality per attribution method (infidelity, sensitivity, randomization_rho, sparseness). "
         "The caveats below come from these rules:\n",
-        _bullets(thresholds.describe()),
+        _bullets([*degenerate.RULES, *thresholds.describe()]),
     ]
 
     examples = metrics.get("test/examples")
@@ -134,7 +135,7 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
         ethics.append("The sensitive attribute is withheld from the model's inputs, but proxies of it may remain.")
     parts += ["## Ethical considerations\n", _bullets(ethics)]
 
-    found = caveats(metrics, thresholds)
+    found = degenerate.caveat_lines(metrics) + caveats(metrics, thresholds)
     parts += [
         "## Caveats and recommendations\n",
         _bullets(found) if found else "None of the rules in Metrics fired for this run.\n",
@@ -178,7 +179,16 @@ def _bullets(lines: Iterable[str]) -> str:
 
 def _quantitative(metrics: Mapping[str, Any]) -> list[str]:
     overall = [
-        [key, metrics[key]] for key in ("test/accuracy", "test/loss", "test/ece", "test/examples") if key in metrics
+        [key, metrics[key]]
+        for key in (
+            "test/accuracy",
+            degenerate.MAJORITY_RATE,
+            degenerate.TOP_CLASS_SHARE,
+            "test/loss",
+            "test/ece",
+            "test/examples",
+        )
+        if key in metrics
     ]
     parts = ["### Overall\n", md_table(["metric", "value"], overall) + "\n"]
     for part in breakdowns(metrics):
@@ -194,10 +204,13 @@ def _quantitative(metrics: Mapping[str, Any]) -> list[str]:
         parts += ["### Fairness\n", md_table(["metric", "value"], gaps.items()) + "\n"]
     by_eps = robust_by_eps(metrics)
     if by_eps:
+        rate = metrics.get(degenerate.MAJORITY_RATE, "")  # a robust accuracy near it is no robustness
         rows = [
-            [eps, value, metrics.get(f"test/worst_group_robust_accuracy@{eps}", "")] for eps, value in by_eps.items()
+            [eps, value, rate, metrics.get(f"test/worst_group_robust_accuracy@{eps}", "")]
+            for eps, value in by_eps.items()
         ]
-        parts += ["### Robustness\n", md_table(["ε", "robust accuracy", "worst-group robust accuracy"], rows) + "\n"]
+        header = ["ε", "robust accuracy", "majority rate", "worst-group robust accuracy"]
+        parts += ["### Robustness\n", md_table(header, rows) + "\n"]
     quality = explain_metrics(metrics)
     if quality:
         names = list(dict.fromkeys(name for values in quality.values() for name in values))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dq.errors import DQUserError
 from dq.outputs import is_interval_key
+from dq.report import degenerate
 from dq.report.collect import RunResult, group_overrides, override_key
 from dq.report.numbers import Stats, formatter, stats
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MISSING = "–"  # a value a group does not have (a key it never set, a std over one run)
+DEGENERATE = "degenerate"  # the column naming a group's constant predictors and diverged runs
 
 
 @dataclass
@@ -40,12 +43,18 @@ class Group:
         values: every grouping key's value, shared ones included (``""`` when a run has none).
         stats: per metric, its mean, std and n over the group's runs that report it.
         run_dirs: the group's runs.
+        degenerate: per rule of dq.report.degenerate, how many of its runs break it.
     """
 
     label: str
     values: dict[str, str]
     stats: dict[str, Stats]
     run_dirs: list[Path]
+    degenerate: dict[str, int] = field(default_factory=dict)
+
+    def degenerate_cell(self) -> str:
+        """``constant predictor 2/3, diverged 1/3``; ``""`` when every run is sound."""
+        return ", ".join(f"{flag} {count}/{self.n}" for flag, count in self.degenerate.items())
 
     @property
     def n(self) -> int:
@@ -81,10 +90,17 @@ class Summary:
         text = f"Mean ± std (sample, ddof=1) over the seeds of each group; {self.n_runs} runs in {len(self.groups)} groups."
         if self.common:
             text += " Common to all: " + ", ".join(f"{key}={value}" for key, value in self.common.items()) + "."
+        if self.mark_columns():
+            text += " Degenerate: runs that are constant predictors or diverged (counted in the means, read them with care)."
         return text
 
     def key_columns(self) -> list[str]:
         return self.keys or ["group"]
+
+    def mark_columns(self) -> list[str]:
+        """``["degenerate"]`` when a group holds a constant predictor or a diverged run
+        (dq.report.degenerate), shown after ``n``; none when every run is sound."""
+        return [DEGENERATE] if any(group.degenerate for group in self.groups) else []
 
     def rows(self) -> list[dict[str, str]]:
         """Display strings, one dict per group: key columns, ``n``, one ``mean ± std`` per metric."""
@@ -96,6 +112,8 @@ class Summary:
         for group in self.groups:
             row = {key: group.values[key] or MISSING for key in self.keys} if self.keys else {"group": group.label}
             row["n"] = str(group.n)
+            if self.mark_columns():
+                row[DEGENERATE] = group.degenerate_cell()
             for metric in self.metrics:
                 row[metric] = display(group.stats.get(metric), group.n, formats[metric])
             table.append(row)
@@ -105,7 +123,7 @@ class Summary:
         """``rows()`` as a pandas DataFrame (columns: group keys..., n, one per metric)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows(), columns=[*self.key_columns(), "n", *self.metrics])
+        return pd.DataFrame(self.rows(), columns=[*self.key_columns(), "n", *self.mark_columns(), *self.metrics])
 
 
 def display(value: Stats | None, n_group: int, fmt: Callable[[float], str]) -> str:
@@ -292,6 +310,11 @@ def summarize(
             found = [float(run.metrics[name]) for run in group_runs if is_number(run.metrics.get(name))]
             if found:
                 group_stats[name] = stats(found)
-        groups.append(Group(label, dict(zip(keys, combo, strict=True)), group_stats, [r.run_dir for r in group_runs]))
+        flagged = Counter(flag for run in group_runs for flag in degenerate.flags(run.metrics))
+        groups.append(
+            Group(
+                label, dict(zip(keys, combo, strict=True)), group_stats, [r.run_dir for r in group_runs], dict(flagged)
+            )
+        )
     counts = {name for name in names if all(isinstance(run.metrics.get(name, 0), int) for run in done)}
     return Summary(groups, names, [keys[i] for i in differing], common, problems, counts)

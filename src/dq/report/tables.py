@@ -30,9 +30,12 @@ def summary_csv(summary: Summary) -> str:
     keys = [*summary.keys, *summary.common]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["label", *keys, "n", *(f"{m}/{part}" for m in summary.metrics for part in ("mean", "std", "n"))])
+    marks = summary.mark_columns()
+    parts = ("mean", "std", "n")
+    writer.writerow(["label", *keys, "n", *marks, *(f"{m}/{part}" for m in summary.metrics for part in parts)])
     for group in summary.groups:
         cells: list[str] = [group.label, *(group.values[key] for key in keys), str(group.n)]
+        cells += [group.degenerate_cell()] if marks else []
         for metric in summary.metrics:
             value = group.stats.get(metric)
             cells += [_number(value.mean), _number(value.std), str(value.n)] if value else ["", "", "0"]
@@ -69,7 +72,7 @@ def problem_lines(problems: Sequence[RunResult], base: Path | None = None) -> li
 def summary_markdown(summary: Summary, title: str, base: Path | None = None) -> str:
     """A ``# title``, the caption, the table, and a "Runs not included" section when any
     was left out (run paths relative to ``base``, the report's directory, where under it)."""
-    columns = [*summary.key_columns(), "n", *summary.metrics]
+    columns = [*summary.key_columns(), "n", *summary.mark_columns(), *summary.metrics]
     rows = [[row[column] for column in columns] for row in summary.rows()]
     lines = [f"# {_md(title)}", "", _md(summary.caption()), ""]
     if rows:
@@ -133,8 +136,9 @@ def _latex_value(cell: str) -> str:
 def summary_latex(summary: Summary, title: str) -> str:
     """A ``table`` with a booktabs ``tabular``; needs ``\\usepackage{booktabs}``."""
     key_columns = summary.key_columns()
-    columns = [*key_columns, "n", *summary.metrics]
-    spec = "l" * len(key_columns) + "r" * (1 + len(summary.metrics))
+    marks = summary.mark_columns()
+    columns = [*key_columns, "n", *marks, *summary.metrics]
+    spec = "l" * len(key_columns) + "r" + "l" * len(marks) + "r" * len(summary.metrics)
     lines = [
         "% Needs \\usepackage{booktabs}.",
         "\\begin{table}[t]",
@@ -146,7 +150,7 @@ def summary_latex(summary: Summary, title: str) -> str:
         "\\midrule",
     ]
     for row in summary.rows():
-        cells = [latex_escape(row[column]) for column in key_columns] + [row["n"]]
+        cells = [latex_escape(row[column]) for column in [*key_columns, "n", *marks]]
         cells += [_latex_value(row[metric]) for metric in summary.metrics]
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from dq.errors import DQUserError
+from dq.report import degenerate
 from dq.sweep.optuna_space import SearchSpace, parse_search_space
 from dq.sweep.optuna_study import (
+    DEGENERATE,
     OUTCOME,
     RUN_DIR,
     claim,
@@ -256,9 +258,12 @@ def run_batch(
             error = f"{bad[0]} is {outcome.metrics[bad[0]]}" if bad else None
         if error is None:
             trial.set_user_attr(OUTCOME, "completed")
+            marks = degenerate.flags(outcome.metrics)  # kept off the front and the best (dq.sweep.pareto)
+            if marks:
+                trial.set_user_attr(DEGENERATE, marks)
             study.tell(trial, values)
             shown = " ".join(f"{key}={value:.4g}" for key, value in zip(settings.keys, values, strict=True))
-            say(f"trial {trial.number} complete: {shown}")
+            say(f"trial {trial.number} complete: {shown}" + (f" (DEGENERATE: {', '.join(marks)})" if marks else ""))
         else:
             trial.set_user_attr(OUTCOME, f"failed: {error}")
             study.tell(trial, state=TrialState.FAIL)

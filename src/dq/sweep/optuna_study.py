@@ -32,6 +32,7 @@ OWNER_HOST = "dq.host"
 OWNER_PID = "dq.pid"
 OUTCOME = "dq.outcome"
 RUN_DIR = "dq.run_dir"
+DEGENERATE = "dq.degenerate"  # the marks of dq.report.degenerate a completed trial earned
 
 
 def open_storage(url: str | None) -> BaseStorage | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dq.outputs import HYDRA_DIR, now_iso, read_json, write_json, write_text
+from dq.report import degenerate
 from dq.sweep.jobdir import JOB_ACTION_JSON, read_metrics, read_run
 
 SWEEP_JSON = "sweep.json"
@@ -123,7 +124,8 @@ def _override_key(override: str) -> str:
 
 
 def jobs_csv(jobs: list[dict[str, Any]]) -> str:
-    """One row per job: job, status, each override key, then each metric."""
+    """One row per job: job, status, degenerate (its marks, empty for a sound run), each
+    override key, then each metric."""
     keys: dict[str, None] = {}
     metrics: dict[str, None] = {}
     for job in jobs:
@@ -131,13 +133,14 @@ def jobs_csv(jobs: list[dict[str, Any]]) -> str:
         metrics.update(dict.fromkeys(job["metrics"]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["job", "status", *keys, *metrics])
+    writer.writerow(["job", "status", "degenerate", *keys, *metrics])
     for job in jobs:
         values = {_override_key(item): item.partition("=")[2] for item in job["overrides"]}
         writer.writerow(
             [
                 job["job"],
                 job["status"],
+                degenerate.mark(job["metrics"]),  # constant predictor, diverged: dq.report.degenerate
                 *(values.get(key, "") for key in keys),
                 *(job["metrics"].get(m, "") for m in metrics),
             ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from dq.report import degenerate
 from dq.report.plots.select import RunGroup, fair_groups
 from dq.report.plots.style import (
     FRONT_COLOR,
@@ -23,6 +24,8 @@ from dq.report.plots.style import (
     suptitle,
 )
 
+DEGENERATE_LABEL = "degenerate: constant predictor or diverged, not on the front"
+DEGENERATE_COLOR = "0.45"
 GAPS = {"dp": ("test/dp_diff", "demographic-parity gap"), "eo": ("test/eo_diff", "equalized-odds gap")}
 
 
@@ -52,16 +55,21 @@ def pareto_figure(groups: Sequence[RunGroup], gap: str, title: str, swept: Seque
     """Test accuracy (%) against the ``gap`` ("dp" or "eo") in percentage points, a point
     per run coloured by its group, the front drawn as a step line through ringed points.
     None when fewer than two runs have both numbers (runs whose groups are classes count
-    for none: a gap between classes is no fairness measure)."""
+    for none: a gap between classes is no fairness measure).
+
+    Degenerate runs (dq.report.degenerate: constant predictors, diverged runs) are drawn as
+    grey crosses and kept off the front: a constant predictor's gap of 0 is no fairness, so
+    as a front point it would be the front's fairest endpoint and dominate every fair model
+    with a small gap."""
     gap_key, gap_name = GAPS[gap]
-    points = [
-        (group_index, percent(run.metrics[gap_key]), percent(run.metrics["test/accuracy"]))
-        for group_index, group in enumerate(groups)
-        for run in fair_groups(group.runs)
-        if isinstance(run.metrics.get(gap_key), int | float)
-        and isinstance(run.metrics.get("test/accuracy"), int | float)
-    ]
-    if len(points) < 2:
+    points, marked = [], []
+    for group_index, group in enumerate(groups):
+        for run in fair_groups(group.runs):
+            gap_value, accuracy = run.metrics.get(gap_key), run.metrics.get("test/accuracy")
+            if isinstance(gap_value, int | float) and isinstance(accuracy, int | float):
+                point = (group_index, percent(gap_value), percent(accuracy))
+                (marked if degenerate.flags(run.metrics) else points).append(point)
+    if len(points) + len(marked) < 2:
         return None
     fig, (ax,) = new_figure(size=(6.2, 4.4))
     if len(groups) > MAX_GROUP_LEGEND:  # e.g. an Optuna search: every trial its own group
@@ -80,21 +88,38 @@ def pareto_figure(groups: Sequence[RunGroup], gap: str, title: str, swept: Seque
         (points[i] for i in non_dominated([(x, y) for _, x, y in points], (False, True))), key=lambda p: (p[1], p[2])
     )
     fx, fy = [p[1] for p in front], [p[2] for p in front]
-    ax.step(
-        fx,
-        fy,
-        where="post",
-        color=FRONT_COLOR,
-        linewidth=1.2,
-        label=f"Pareto front ({len(front)} run{'s' if len(front) > 1 else ''})",
-        zorder=2,
-    )
-    ax.scatter(fx, fy, s=120, facecolors="none", edgecolors=FRONT_COLOR, linewidths=1.4, zorder=4)
+    if front:
+        ax.step(
+            fx,
+            fy,
+            where="post",
+            color=FRONT_COLOR,
+            linewidth=1.2,
+            label=f"Pareto front ({len(front)} run{'s' if len(front) > 1 else ''})",
+            zorder=2,
+        )
+        ax.scatter(fx, fy, s=120, facecolors="none", edgecolors=FRONT_COLOR, linewidths=1.4, zorder=4)
+    if marked:
+        ax.scatter(
+            [x for _, x, _ in marked],
+            [y for _, _, y in marked],
+            marker="x",
+            color=DEGENERATE_COLOR,
+            s=60,
+            label=f"{DEGENERATE_LABEL} ({len(marked)})",
+            zorder=5,
+        )
+        n += 1
     finish_axes(ax, f"{gap_name} (percentage points, lower is fairer)", "test accuracy (%)", series=n)
     suptitle(fig, f"{title}: test accuracy against {gap_name}, one point per run", swept)
     coloured = ", coloured by group of runs" if len(groups) <= MAX_GROUP_LEGEND else ""
     words = (
-        f"Test accuracy against the {gap_name} for {len(points)} runs{coloured}; the step line "
+        f"Test accuracy against the {gap_name} for {len(points) + len(marked)} runs{coloured}; the step line "
         "and ringed points mark the Pareto front (higher accuracy, smaller gap)."
     )
+    if marked:
+        words += (
+            f" {len(marked)} degenerate run(s) (grey crosses: constant predictors, whose gap is 0 by construction, "
+            "or diverged runs) are left off the front."
+        )
     return fig, words
