@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from dq.claims import ClaimRefused
 from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
@@ -183,6 +184,15 @@ def _serve_rank(rank: int) -> None:
         sys.exit(exit_code(error) if isinstance(error, DQUserError) else EXIT_FAILED)
 
 
+def _check_resume(overrides: list[str]) -> None:
+    """``resume=<run>`` (not a sweep): overrides against the saved run's values before Hydra
+    composes, which would call a key of that run that the default config lacks unknown."""
+    if any(item.startswith("resume=") for item in overrides) and not {"-m", "--multirun"} & set(sys.argv[1:]):
+        from dq.engine.continuation import check_resume_overrides
+
+        check_resume_overrides(overrides)
+
+
 def train_main() -> None:
     """``dq-train``: compose the config from conf/ and the command line, train, evaluate.
 
@@ -201,8 +211,14 @@ def train_main() -> None:
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         check_overrides(overrides_of(sys.argv[1:]))
+        _check_resume(overrides_of(sys.argv[1:]))
         with _errors_reach_us():
             _train_app()
+    except ClaimRefused as refused:  # a run or sweep directory it may not write (dq.claims)
+        if _show_traceback:
+            raise refused.error from None
+        print(f"dq-train: error: {printable(str(refused.error))}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     except RunFailed as error:  # a sweep that found no room even for its job records (DiskFull)
         if _show_traceback:
             raise
