@@ -175,8 +175,13 @@ def output_dir_of(config: DictConfig, key: str) -> Path:
     Raises:
         DQUserError: it is empty (Hydra would write into the current directory).
     """
-    HydraConfig.instance().set_config(config)  # as Hydra's run_job does next: ${hydra:...} resolves
-    text = str(OmegaConf.select(config, key) or "")
+    hydra_config = HydraConfig.instance()
+    before = hydra_config.cfg
+    hydra_config.set_config(config)  # as Hydra's run_job does next: ${hydra:...} resolves
+    try:
+        text = str(OmegaConf.select(config, key) or "")
+    finally:
+        hydra_config.cfg = before  # run_job puts back what it finds: a sweep leaves none behind
     if not text.strip():
         raise DQUserError(f"{key} is empty; give it a directory of its own (by default under outputs/)")
     return Path(os.path.abspath(text))
@@ -189,6 +194,9 @@ def claim_run(config: DictConfig) -> DirectoryLock | None:
     run_dir = output_dir_of(config, "hydra.run.dir")
     resume = config.get("resume")
     if resume and Path(os.path.abspath(str(resume))) == run_dir:
+        holder = held_by_other(run_dir)
+        if holder is not None:  # before Hydra opens its log there
+            raise DirectoryBusy(f"cannot resume {run_dir}: it is running in {holder}")
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.output_subdir = None
         return None

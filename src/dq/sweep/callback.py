@@ -22,13 +22,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dq.claims import MULTIRUN_YAML, ClaimRefused, claim, output_dir_of, recorded_sweep
+from dq.claims import MULTIRUN_YAML, ClaimRefused, claim, leftover_of_unstarted, output_dir_of, recorded_sweep
 from dq.errors import DQUserError, first_line
 from dq.locks import LOCK_FILE, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
 from dq.sweep.jobdir import same_job
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
 
+# The Optuna sweeper's default storage file in the sweep directory (src/hydra_plugins/dq_optuna_sweeper).
+OPTUNA_DB = "optuna.db"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
@@ -121,7 +123,9 @@ def hold_sweep(sweep_dir: Path, overrides: list[str] | None = None) -> None:
 
     def same(directory: Path) -> bool:
         recorded = recorded_sweep(directory)
-        return overrides is not None and recorded is not None and same_job(recorded, overrides)
+        if recorded is None:  # no sweep yet: an Optuna study made ahead for it is welcome
+            return all(leftover_of_unstarted(name) or name == OPTUNA_DB for name in os.listdir(directory))
+        return overrides is not None and same_job(recorded, overrides)
 
     try:
         _sweep_lock = claim(sweep_dir, "hydra.sweep.dir", "cannot sweep into", same)
