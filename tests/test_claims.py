@@ -20,7 +20,7 @@ import pytest
 
 import dq
 from conftest import compose_config, sweep_in_process
-from dq.outputs import read_json
+from dq.outputs import read_json, write_json
 from test_concurrency import TINY_SWEEP, busy_line, child_env, quiet
 
 DIGITS = ("dataset=digits", "model=mlp", "dataset.limit=64", "explain.enabled=false")
@@ -136,6 +136,8 @@ def test_a_different_sweep_into_a_sweep_directory_is_refused_whole_and_the_same_
 ) -> None:
     sweep_dir = tmp_path / "sw"
     first = [*TINY_SWEEP, "seed=0", "hydra.sweep.dir=sw"]
+    # A sweep killed in its start, before Hydra's multirun.yaml: nothing ran, so any sweep may start there.
+    write_json(sweep_dir / "sweep.json", {"status": "running", "plan": [["seed=9"]]})
     assert sweep_in_process(first, tmp_path, monkeypatch) == 0
     capsys.readouterr()
     before = tree(sweep_dir)

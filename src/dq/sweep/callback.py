@@ -123,8 +123,9 @@ def hold_sweep(sweep_dir: Path, overrides: list[str] | None = None) -> None:
 
     def same(directory: Path) -> bool:
         recorded = recorded_sweep(directory)
-        if recorded is None:  # no sweep yet: an Optuna study made ahead for it is welcome
-            return all(leftover_of_unstarted(name) or name == OPTUNA_DB for name in os.listdir(directory))
+        if recorded is None:  # no job ever started here (Hydra writes multirun.yaml first): a
+            # sweep killed before that left its sweep.json; an Optuna study made ahead is welcome
+            return all(leftover_of_unstarted(name) or name in (SWEEP_JSON, OPTUNA_DB) for name in os.listdir(directory))
         return overrides is not None and same_job(recorded, overrides)
 
     try:
