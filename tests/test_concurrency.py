@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from rich.console import Console
 
 import dq
@@ -143,6 +144,8 @@ def test_a_rerun_sweep_refuses_the_job_a_live_process_holds_and_the_sweep_while_
     args = [*TINY_SWEEP, "seed=1", "hydra.sweep.dir=sw"]
     sweep_dir, job = tmp_path / "sw", tmp_path / "sw" / "0"
     job.mkdir(parents=True)
+    # The sweep directory records this very sweep (dq.claims refuses another sweep's whole).
+    OmegaConf.save({"hydra": {"overrides": {"task": args[:-1]}}}, sweep_dir / "multirun.yaml")
     child = holder(job)  # e.g. a dq-train resume=sw/0, or a worker that outlived its sweep
     assert sweep_in_process(args, tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
 
 from conftest import sweep_in_process
 from dq.cli import explain_error
@@ -147,6 +148,8 @@ def test_a_rerun_refuses_a_directory_that_holds_another_job(
 ) -> None:
     job_dir = tmp_path / "sw" / "0"
     write_json(job_dir / "run.json", {"status": "completed", "overrides": ["seed=7"]})
+    # The sweep directory records this very sweep (dq.claims refuses another sweep's whole).
+    OmegaConf.save({"hydra": {"overrides": {"task": [*TINY, "seed=1"]}}}, tmp_path / "sw" / "multirun.yaml")
     assert sweep_in_process([*TINY, "seed=1", "hydra.sweep.dir=sw"], tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err
     assert f"{job_dir} holds another job's run (seed=7); use a new hydra.sweep.dir" in err

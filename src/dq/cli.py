@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from dq.claims import ClaimRefused
 from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_override_message
@@ -211,6 +212,15 @@ def _launcher_failed(error: Exception) -> None:
     sys.exit(EXIT_FAILED)
 
 
+def _check_resume(overrides: list[str]) -> None:
+    """``resume=<run>`` (not a sweep): overrides against the saved run's values before Hydra
+    composes, which would call a key of that run that the default config lacks unknown."""
+    if any(item.startswith("resume=") for item in overrides) and not {"-m", "--multirun"} & set(sys.argv[1:]):
+        from dq.engine.continuation import check_resume_overrides
+
+        check_resume_overrides(overrides)
+
+
 def train_main() -> None:
     """``dq-train``: compose the config from conf/ and the command line, train, evaluate.
 
@@ -229,10 +239,16 @@ def train_main() -> None:
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         check_overrides(overrides_of(sys.argv[1:]))
+        _check_resume(overrides_of(sys.argv[1:]))
         # From here to the exit, a stop signal (Ctrl-C, a scheduler's) is a stop request:
         # a run stops after its batch, a sweep starts no further job (dq.engine.preemption).
         with _errors_reach_us(), preemption.catching_stop_signals(leaving=True):
             _train_app()
+    except ClaimRefused as refused:  # a run or sweep directory it may not write (dq.claims)
+        if _show_traceback:
+            raise refused.error from None
+        print(f"dq-train: error: {printable(str(refused.error))}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:  # a second Ctrl-C outside a run (a sweep's start-up): nothing to record
         if _show_traceback:
             raise

@@ -94,6 +94,10 @@ class DirectoryLock:
         _held[self._key] = [fd, 1]
         self._acquired = True
 
+    def held_here(self) -> bool:
+        """Whether this process holds the directory's lock (through any ``DirectoryLock``)."""
+        return self._key in _held
+
     def release(self) -> None:
         if not self._acquired:
             return

@@ -380,7 +380,8 @@ def discard_unstarted(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
-    leftovers = [p for p in run_dir.iterdir() if p.name != HYDRA_DIR and p.suffix != ".log"]
+    # The lock file too: a run claims its directory (dq.claims) before Hydra writes there.
+    leftovers = [p for p in run_dir.iterdir() if p.name != HYDRA_DIR and p.suffix not in (".log", ".lock")]
     if not leftovers:
         shutil.rmtree(run_dir, ignore_errors=True)
         with suppress(OSError):  # the experiment folder too, when this was its only run

@@ -40,7 +40,7 @@ from dq.engine.fast_path import apply_fast_path, check_fast_path
 from dq.engine.loop import FitResult, ProgressReporter, SilentProgress, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.ranks import Ranks
-from dq.engine.resume import ResumePoint, read_last
+from dq.engine.resume import ResumePoint, read_last, settle
 from dq.errors import DiskFull, DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
 from dq.locks import hold as hold_run
@@ -222,6 +222,8 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
         point = found if isinstance(found, ResumePoint) else None  # None: FROM_START
     run_dir = resolve_run_dir(str(cfg.experiment_name), run_dir)
     built = prepare_run(cfg, run_dir, resume=point is not None)  # from the start: LoRA's init_from as new
+    if point is not None:  # last.pt must fit this model before the run directory changes
+        settle(point, built.model, run_dir)
     spec, device, loggers = built.spec, built.device, built.loggers
 
     overrides = hydra_task_overrides()

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dq.errors import DQUserError
 
@@ -133,3 +134,44 @@ def resumed_config(
         if plain_before != plain_now:
             raise _conflict(key, plain_before, plain_now)
     return merged
+
+
+def _skipped_before_composing(override: Any) -> bool:
+    """Overrides ``saved_values_conflict`` leaves to ``resumed_config``: not the run's
+    (``resume``, ``hydra...``), free or growable keys, deletions and sweeps."""
+    key = override.key_or_group
+    return (
+        key in NOT_COMPARED
+        or key.startswith("hydra")
+        or key in FREE
+        or key == GROWABLE
+        or override.is_delete()
+        or override.is_sweep_override()
+    )
+
+
+def saved_values_conflict(saved: DictConfig, overrides: Sequence[str]) -> None:
+    """Refuse, before Hydra composes anything, an override of a value the saved run holds
+    with another value. A key the run has but the default composition lacks (a term of
+    ``+experiment=fair_adv``: ``regularizer.fairness.weight``) would otherwise stop Hydra
+    as an unknown key, although the run has it; a group's choice or a node is left to
+    ``resumed_config``, which compares them once composed.
+
+    Raises:
+        DQUserError: one line naming the key with its saved and given values.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if _skipped_before_composing(override):
+            continue
+        key = override.key_or_group
+        try:
+            before = OmegaConf.select(saved, key, default=_ABSENT)
+        except OmegaConfBaseException:  # an interpolation the saved file cannot resolve alone
+            continue
+        if before is _ABSENT or OmegaConf.is_config(before):
+            continue
+        value = override.value()
+        if value != before:
+            raise _conflict(key, before, value)

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dq.config.resume import config_conflict
+from dq.config.resume import config_conflict, saved_values_conflict
 from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS
 from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
 from dq.errors import DQUserError
@@ -64,6 +64,21 @@ def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
     return saved, dict(choices or {})
 
 
+def check_resume_overrides(overrides: list[str]) -> None:
+    """``dq-train resume=<run> [overrides]``, before Hydra composes: an override that
+    changes a value the saved run holds is refused in one line naming the key, its saved
+    and its given value (``dq.config.resume.saved_values_conflict``).
+
+    Raises:
+        DQUserError: that line, or what ``saved_config`` says of a directory that is no run.
+    """
+    resume = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == "resume"]
+    if not resume or resume[-1] in ("", "null"):
+        return
+    saved, _ = saved_config(Path(resume[-1]))
+    saved_values_conflict(saved, overrides)
+
+
 def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | FromStart | None:
     """What the run in ``run_dir`` continues from; None when it has nothing left to train,
     ``FROM_START`` (said in one line) when it stopped before its first checkpoint.
@@ -101,4 +116,4 @@ def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoin
             soft_wrap=True,
         )
         return None
-    return load_resume_point(run_dir, last)
+    return load_resume_point(run_dir, last, cut=False)  # dq.engine.resume.settle cuts, once the model is built

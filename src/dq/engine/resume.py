@@ -87,8 +87,9 @@ class ResumePoint:
         return sum(float(record.get("time/epoch_s", 0.0)) for record in self.history)
 
 
-def cut_metrics_jsonl(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
-    """Keep the first ``epochs`` lines of metrics.jsonl (rewritten atomically) and return them.
+def cut_metrics_jsonl(run_dir: Path, epochs: int, *, write: bool = True) -> list[dict[str, Any]]:
+    """Keep the first ``epochs`` lines of metrics.jsonl (rewritten atomically; with
+    ``write`` False only checked) and return them.
 
     Lines past them belong to an epoch last.pt does not cover (a kill came between the
     line and last.pt); the resumed run writes them again.
@@ -102,14 +103,15 @@ def cut_metrics_jsonl(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
         raise DQUserError(f"cannot resume: {path} has {len(history)} epoch lines but last.pt is at epoch {epochs}")
     lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
     kept = lines[:epochs]
-    if len(lines) > epochs or (kept and not kept[-1].endswith(b"\n")):
+    if write and (len(lines) > epochs or (kept and not kept[-1].endswith(b"\n"))):
         write_text(path, "".join(line.decode("utf-8").rstrip("\r\n") + "\n" for line in kept))
     return history
 
 
-def load_resume_point(run_dir: Path, last: dict[str, Any]) -> ResumePoint:
-    """Cut metrics.jsonl back to ``last``'s epochs and read the selected epoch's weights."""
-    history = cut_metrics_jsonl(run_dir, int(last["epoch"]))
+def load_resume_point(run_dir: Path, last: dict[str, Any], *, cut: bool = True) -> ResumePoint:
+    """Cut metrics.jsonl back to ``last``'s epochs (unless ``cut`` is False: ``settle``
+    does it once the checkpoints are known to fit) and read the selected epoch's weights."""
+    history = cut_metrics_jsonl(run_dir, int(last["epoch"]), write=cut)
     path = checkpoint_dir(run_dir) / BEST_CHECKPOINT
     if "selected_epoch" in last:
         selected = last["selected_epoch"]
@@ -126,6 +128,39 @@ def load_resume_point(run_dir: Path, last: dict[str, Any]) -> ResumePoint:
             raise DQUserError(f"cannot resume: {path} holds epoch {best['epoch']}, last.pt selected epoch {selected}")
         best_state = best["model"]
     return ResumePoint(checkpoint=last, history=history, best_state=best_state, selected_epoch=selected)
+
+
+def _misfit(expected: dict[str, torch.Tensor], saved: dict[str, Any]) -> str | None:
+    """The first way ``saved`` weights do not fit a model whose state is ``expected``, or None."""
+    for name, tensor in expected.items():
+        if name not in saved:
+            return f"{name} is missing from it"
+        shape = getattr(saved[name], "shape", None)
+        if shape is not None and tuple(shape) != tuple(tensor.shape):
+            return f"{name} is {list(shape)} there, {list(tensor.shape)} in the model"
+    extra = sorted(set(saved) - set(expected))
+    return f"it has {extra[0]}, which the model has not" if extra else None
+
+
+def settle(point: ResumePoint, model: nn.Module, run_dir: Path) -> None:
+    """Check that last.pt's and best.pt's weights fit the model this run builds, then cut
+    metrics.jsonl back to last.pt's epochs: a checkpoint that is not this run's (another
+    model's, copied in) is refused before anything in the run directory changes.
+
+    Raises:
+        DQUserError: one line naming the file and the first weight that does not fit.
+    """
+    expected = model.state_dict()
+    weights = {LAST_CHECKPOINT: point.checkpoint["model"], BEST_CHECKPOINT: point.best_state}
+    for name, state in weights.items():
+        problem = _misfit(expected, state) if state is not None else None
+        if problem is not None:
+            path = checkpoint_dir(run_dir) / name
+            raise DQUserError(
+                f"cannot resume: {path} does not fit the run's model ({problem}); "
+                f"put back the run's own {name}, or remove {run_dir} to start over"
+            )
+    cut_metrics_jsonl(run_dir, point.epochs_done)
 
 
 def restore(

@@ -22,17 +22,19 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dq.claims import MULTIRUN_YAML, ClaimRefused, claim, leftover_of_unstarted, output_dir_of, recorded_sweep
 from dq.engine import preemption
-from dq.errors import EXIT_BY_USER, first_line
-from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock
+from dq.errors import EXIT_BY_USER, DQUserError, first_line
+from dq.locks import LOCK_FILE, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
+from dq.sweep.jobdir import same_job
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
+# The Optuna sweeper's default storage file in the sweep directory (src/hydra_plugins/dq_optuna_sweeper).
+OPTUNA_DB = "optuna.db"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
-
-EXIT_BUSY = 2  # another dq-train -m holds the sweep directory (dq.cli's exit code for user errors)
 
 _exit_code = 0
 _sweep_lock: DirectoryLock | None = None  # this invocation's hold on its sweep directory
@@ -103,8 +105,11 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code, _started
         _exit_code = 0
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # the cwd may change before abandon_sweep
-        hold_sweep(sweep_dir)
+        try:
+            sweep_dir = output_dir_of(config, "hydra.sweep.dir")  # absolute: the cwd may change before abandon_sweep
+        except DQUserError as error:
+            raise ClaimRefused(error) from None
+        hold_sweep(sweep_dir, [str(item) for item in config.hydra.overrides.task])
         _started = (sweep_dir, read_sweep(sweep_dir))
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
@@ -120,22 +125,27 @@ class SweepSummary(Callback):
         release_sweep()
 
 
-def hold_sweep(sweep_dir: Path) -> None:
-    """Take the sweep directory's lock for this invocation (``dq.locks``), or stop
-    with one line (exit 2) when another live ``dq-train -m`` holds it: two invocations of
-    one sweep at once would overwrite each other's sweep.json and jobs.csv.
-
-    A callback's exception would only be a warning to Hydra, hence the exit from here."""
+def hold_sweep(sweep_dir: Path, overrides: list[str] | None = None) -> None:
+    """Claim the sweep directory for this invocation (``dq.claims``: its lock, held to
+    the end) before Hydra writes multirun.yaml there, or stop with one line (exit 2): when
+    another live ``dq-train -m`` holds it (two invocations of one sweep at once would
+    overwrite each other's sweep.json and jobs.csv), when it holds another sweep (other
+    ``overrides``, the launcher aside) or anything but a sweep, or cannot be a directory.
+    The same sweep again (``overrides`` as recorded) finishes it."""
     global _sweep_lock
     release_sweep()  # an earlier sweep in this process that ended without on_multirun_end
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    lock = DirectoryLock(sweep_dir, "cannot sweep into")
+
+    def same(directory: Path) -> bool:
+        recorded = recorded_sweep(directory)
+        if recorded is None:  # no job ever started here (Hydra writes multirun.yaml first): a
+            # sweep killed before that left its sweep.json; an Optuna study made ahead is welcome
+            return all(leftover_of_unstarted(name) or name in (SWEEP_JSON, OPTUNA_DB) for name in os.listdir(directory))
+        return overrides is not None and same_job(recorded, overrides)
+
     try:
-        lock.acquire()
-    except DirectoryBusy as busy:
-        print(f"dq-train: error: {busy}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_BUSY) from None
-    _sweep_lock = lock
+        _sweep_lock = claim(sweep_dir, "hydra.sweep.dir", "cannot sweep into", same)
+    except DQUserError as error:
+        raise ClaimRefused(error) from None
 
 
 def release_sweep() -> None:
@@ -200,7 +210,7 @@ def abandon_sweep() -> None:
     if not sweep_dir.is_dir() or any(path.is_dir() and path.name.isdigit() for path in sweep_dir.iterdir()):
         release_sweep()
         return
-    for name in (SWEEP_JSON, "multirun.yaml", LOCK_FILE):  # the lock file goes while still held
+    for name in (SWEEP_JSON, MULTIRUN_YAML, LOCK_FILE):  # the lock file goes while still held
         (sweep_dir / name).unlink(missing_ok=True)
     release_sweep()
     with suppress(OSError):
