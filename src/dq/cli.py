@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
-from dq.config.overrides import FORMS, check_overrides, overrides_of
+from dq.config.command_line import check_command_line, check_package
+from dq.config.overrides import FORMS, check_overrides
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
 
@@ -200,7 +201,7 @@ def train_main() -> None:
     global _show_traceback
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
-        check_overrides(overrides_of(sys.argv[1:]))
+        check_package(check_command_line(sys.argv[1:]), str(config_dir()))
         with _errors_reach_us():
             _train_app()
     except RunFailed as error:  # a sweep that found no room even for its job records (DiskFull)

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 
 from dq.config.validation import require
 
+# The largest learning rate: torch's optimizers scale it in float32 (Adam by up to
+# 1/(1 - beta1) in its bias correction), and optimizer.lr=1e38 overflowed there with a
+# traceback before the first step. Published schedules stay below ~10 (even LARS with huge
+# batches); 1e6 leaves five orders of magnitude of room and far from float32's 3.4e38.
+LR_MAX = 1e6
+
 
 @dataclass
 class SGDConfig:
@@ -17,6 +23,7 @@ class SGDConfig:
 
     def validate(self) -> None:
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        require(self.lr <= LR_MAX, "lr", f"must be <= {LR_MAX:g}, got {self.lr}")
         require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(not self.nesterov or self.momentum > 0, "nesterov", "needs momentum > 0")
@@ -34,6 +41,7 @@ class AdamConfig:
 
     def validate(self) -> None:
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        require(self.lr <= LR_MAX, "lr", f"must be <= {LR_MAX:g}, got {self.lr}")
         require(
             len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
             "betas",
