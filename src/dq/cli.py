@@ -134,6 +134,11 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
         print(f"dq-train: {kind}: {printable(str(error))}", file=sys.stderr)
         sys.exit(exit_code(error))
+    except OmegaConfBaseException as error:  # an interpolation that fails once resolved (experiment_name=${nope})
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {refusal(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     return None
 
 

@@ -47,6 +47,8 @@ def check_command_line(argv: Sequence[str]) -> argparse.Namespace:
     for name, message in REFUSED_FLAGS.items():
         if getattr(args, name, None) is not None:
             raise DQUserError(message)
+    if args.resolve and not (args.cfg or args.help):  # Hydra raises a ValueError for it
+        raise DQUserError("--resolve only goes with --cfg or --help (dq-train --cfg job --resolve)")
     check_overrides(args.overrides)
     return args
 

@@ -21,10 +21,13 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
+from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 
 from dq.config import config_dir
 from dq.config.hydra_overrides import CODE_KEYS, HYDRA_GROUPS, check_group_choice, check_hydra_key, values_of
 from dq.config.run import check_experiment_name
+from dq.config.validation import interpolation_hint, omegaconf_message
 from dq.errors import DQUserError
 
 # Groups that select several choices at once (``regularizer=[fairness,adversarial]``).
@@ -127,3 +130,23 @@ def check_parsed(override: Override, groups: dict[str, list[str]]) -> None:
         for value in values_of(override):
             if isinstance(value, str) and "${" not in value:  # an interpolation is checked once resolved
                 check_experiment_name(value)
+    for value in values_of(override):
+        check_resolvers(key, value)
+
+
+def check_resolvers(key: str, value: object) -> None:
+    """A value's ``${resolver:...}`` resolved on its own, before Hydra: Hydra resolves some
+    (the run directory's experiment_name, a sweep's seed) outside dq's task, where a failure
+    is a traceback or Hydra's extra "Error executing job" line. A reference to a config key
+    (``${seed}``) and Hydra's ``${hydra:...}`` resolve only once composed: left for then."""
+    if not isinstance(value, str) or "${" not in value or "${hydra:" in value:
+        return
+    from hydra.core.utils import setup_globals  # registers ${now:} as Hydra's start would
+
+    setup_globals()
+    try:
+        OmegaConf.to_container(OmegaConf.create({"value": value}), resolve=True)
+    except InterpolationKeyError:
+        return
+    except OmegaConfBaseException as error:
+        raise DQUserError(f"bad value for {key}: {omegaconf_message(error)}{interpolation_hint(error)}") from error
