@@ -162,7 +162,11 @@ REFUSED = [
             "regularizer",
         )
     ],
-    ("optimizer.lr=1e38", r"optimizer.lr must be <= 1e\+06, got 1e\+38$"),
+    (
+        "optimizer.lr=1e38",
+        r"optimizer.lr must be <= 3.4e\+37 \(lr / \(1 - betas\[0\]\), Adam's first step, .*got 1e\+38$",
+    ),
+    ("optimizer=sgd optimizer.lr=1e39", r"optimizer.lr must be <= 3.4e\+38 \(the step size must stay within float32"),
     ("dataset=adult model=mlp seed=-1", r"seed must be an integer within \[0, 4294967295\], got -1$"),
     ("seed=4294967296", r"seed must be an integer within \[0, 4294967295\]"),
     ("seed=" + "9" * 5000, r"cannot read the command line's overrides: Exceeds the limit \(4300 digits\)"),
@@ -181,6 +185,10 @@ REFUSED = [
     ),
     ("explain.methods=[magic]", r"explain.methods holds an unknown explain method 'magic'; allowed: deeplift"),
     ("dataset=../../conf/dataset/digits", r"dataset='../../conf/dataset/digits' is not a plain name"),
+    # found by the fuzzing of Hydra's grammar (tests/test_fuzz_config.py)
+    ("--resolve", r"--resolve only goes with --cfg or --help"),
+    ("experiment_name='${oc.decode:1}'", r"bad value for experiment_name: .*`oc.decode` can only take strings"),
+    ("experiment_name=${nope:x}", r"bad value for experiment_name: Unsupported interpolation type nope"),
 ]
 
 

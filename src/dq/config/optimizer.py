@@ -6,11 +6,21 @@ from dataclasses import dataclass, field
 
 from dq.config.validation import require
 
-# The largest learning rate: torch's optimizers scale it in float32 (Adam by up to
-# 1/(1 - beta1) in its bias correction), and optimizer.lr=1e38 overflowed there with a
-# traceback before the first step. Published schedules stay below ~10 (even LARS with huge
-# batches); 1e6 leaves five orders of magnitude of room and far from float32's 3.4e38.
-LR_MAX = 1e6
+# torch's optimizers pass the learning rate to float32 kernels as a scalar: SGD as lr (and
+# lr * weight_decay), Adam as lr / (1 - beta1) on its first step (the bias correction).
+# Past float32's largest number that conversion fails with a traceback before anything is
+# trained (optimizer.lr=1e38 with Adam). The bound is that limit and not a "sane" one:
+# a huge but representable lr (1e30) is how tests/test_sweep.py and tests/test_resume.py
+# make a real run diverge, which dq reports as a failed run (TrainingDiverged).
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_lr(lr: float, scale: float, weight_decay: float, why: str) -> None:
+    """``lr`` > 0, and ``lr * scale`` and ``lr * weight_decay`` within float32."""
+    require(lr > 0, "lr", f"must be > 0, got {lr}")
+    bound = FLOAT32_MAX / scale
+    require(lr <= bound, "lr", f"must be <= {bound:.3g} ({why} must stay within float32's {FLOAT32_MAX:.3g}), got {lr}")
+    require(lr * weight_decay <= FLOAT32_MAX, "weight_decay", f"times lr must stay within float32's {FLOAT32_MAX:.3g}")
 
 
 @dataclass
@@ -22,8 +32,7 @@ class SGDConfig:
     weight_decay: float = 0.0
 
     def validate(self) -> None:
-        require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        require(self.lr <= LR_MAX, "lr", f"must be <= {LR_MAX:g}, got {self.lr}")
+        check_lr(self.lr, 1.0, self.weight_decay, "the step size")
         require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(not self.nesterov or self.momentum > 0, "nesterov", "needs momentum > 0")
@@ -40,14 +49,13 @@ class AdamConfig:
     decoupled: bool = False
 
     def validate(self) -> None:
-        require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        require(self.lr <= LR_MAX, "lr", f"must be <= {LR_MAX:g}, got {self.lr}")
         require(
             len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
             "betas",
             f"must be two numbers in [0, 1), got {list(self.betas)}",
         )
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check_lr(self.lr, 1 / (1 - self.betas[0]), self.weight_decay, "lr / (1 - betas[0]), Adam's first step,")
 
 
 OPTIMIZER_SCHEMAS: dict[str, type] = {"sgd": SGDConfig, "adam": AdamConfig}

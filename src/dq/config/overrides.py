@@ -113,7 +113,7 @@ def check_parsed(override: Override, groups: dict[str, list[str]]) -> None:
         check_hydra_key(override, plugin_keys(*LAUNCHER_SCHEMAS), plugin_keys(*SWEEPER_SCHEMAS))
         params = override.value() if key == "hydra.sweeper.params" else None
         if key.startswith("hydra.sweeper.params."):
-            params = {key.removeprefix("hydra.sweeper.params."): override.value()}
+            params = {key.removeprefix("hydra.sweeper.params."): str(override.input_line).partition("=")[2]}
         for name, value in (params or {}).items() if isinstance(params, dict) else []:
             for inner in parse([f"{name}={value}"]):
                 check_parsed(inner, groups)
