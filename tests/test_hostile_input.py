@@ -185,6 +185,10 @@ REFUSED = [
     ),
     ("explain.methods=[magic]", r"explain.methods holds an unknown explain method 'magic'; allowed: deeplift"),
     ("dataset=../../conf/dataset/digits", r"dataset='../../conf/dataset/digits' is not a plain name"),
+    (
+        "hydra/launcher=ray",
+        r"hydra/launcher='ray': dq runs only the plugins it ships presets for; allowed: basic, joblib",
+    ),
     # found by the fuzzing of Hydra's grammar (tests/test_fuzz_config.py)
     ("--resolve", r"--resolve only goes with --cfg or --help"),
     ("experiment_name='${oc.decode:1}'", r"bad value for experiment_name: .*`oc.decode` can only take strings"),

@@ -34,7 +34,11 @@ from dq.errors import DQUserError
 # .hydra/ back), hydra.job.name, hydra.callbacks, hydra.job_logging, hydra.job.env_set, ...
 PLAIN_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.verbose")
 # Config groups of Hydra's own an override may choose: a launcher plugin, a sweeper plugin.
-HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
+# Each with the plugins whose _target_ is in TARGETS (those conf/launcher/ and conf/hparams_search/ select).
+HYDRA_GROUPS = {
+    "hydra/launcher": ["basic", "joblib", "submitit_local", "submitit_slurm"],
+    "hydra/sweeper": ["basic", "dq_optuna"],
+}
 # Keys of a launcher's schema that run code or name code: submitit's `setup` lines go into
 # the batch script as shell commands.
 CODE_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_", "setup")
@@ -101,13 +105,17 @@ def check_target(where: str, target: Any) -> None:
 def check_group_choice(override: Override, choices: list[str]) -> None:
     """A group's choice: a plain name (never null, except for a group whose default is none)."""
     group = override.key_or_group
-    allowed = ", ".join(choices) if choices else "the plugins Hydra lists in dq-train --hydra-help"
+    allowed = ", ".join(choices or HYDRA_GROUPS.get(group, []))
     for value in values_of(override):
         names = value if isinstance(value, list) else [value]
         if value is None and group not in NULLABLE_GROUPS and not override.is_delete():
             empty = f" ({group}=[] for none)" if group in ("regularizer", "logger") else ""
             raise DQUserError(f"{group}=null: {group} needs a choice{empty}; allowed: {allowed}")
         for name in names:
+            if group in HYDRA_GROUPS and name not in HYDRA_GROUPS[group]:
+                raise DQUserError(
+                    f"{group}={name!r}: dq runs only the plugins it ships presets for; allowed: {allowed}"
+                )
             if name is not None and not (isinstance(name, str) and PLAIN_NAME.fullmatch(name)):
                 raise DQUserError(
                     f"{group}={str(name)[:100]!r} is not a plain name (no '/', '..' nor a path: a choice is a file "
