@@ -355,3 +355,257 @@ def check(case: Case, make_cfg: Callable[[Case], DictConfig], tally: Tally) -> s
         shutil.rmtree(run_dir, ignore_errors=True)
         tally.validated += 1
         return None
+
+
+# ------------------------------------------------------------------ Hydra's own grammar
+
+# Keys of Hydra's own node, allowed (the run's directories are fixed by the harness: their
+# values are another check's) and not: callbacks, logging, output subdirectory, job name.
+HYDRA_KEYS = [
+    "hydra.sweep.subdir",
+    "hydra.launcher.n_jobs",
+    "hydra.launcher.foo",
+    "hydra.launcher._target_",
+    "hydra.sweeper.n_trials",
+    "hydra.sweeper.max_batch_size",
+    "hydra.sweeper.params",
+    "hydra.sweeper.sampler",
+    "hydra.sweeper.sampler._target_",
+    "hydra.output_subdir",
+    "hydra.job.name",
+    "hydra.job.chdir",
+    "hydra.job.env_set.LD_PRELOAD",
+    "hydra.job_logging.root.level",
+    "hydra.hydra_logging.root.level",
+    "hydra.callbacks.x",
+    "hydra.callbacks.x._target_",
+    "hydra.callbacks.sweep_summary._target_",
+    "hydra.searchpath",
+    "hydra.mode",
+    "hydra.verbose",
+    "hydra",
+]
+# Groups whose choice is a file name: conf/'s, Hydra's plugins', and ones that do not exist.
+CHOICE_GROUPS = [
+    "dataset",
+    "+experiment",
+    "experiment",
+    "paper",
+    "model",
+    "hydra/launcher",
+    "hydra/sweeper",
+    "hydra/job_logging",
+    "hydra/output",
+    "schema/dataset",
+    "nope/group",
+]
+PATHS = [
+    "..",
+    "../../..",
+    "../../conf/dataset/digits",
+    "./x",
+    "x/y",
+    "{outside}",
+    "{outside}/trav",
+    "/dev/null",
+    "/proc/self/environ",
+    "/dev/stdout",
+    "'" + "p" * 300 + "'",
+    "''",
+    "digits",
+    "basic",
+    "null",
+    "NUL",
+    "con",
+]
+RESOLVERS = [
+    "${oc.env:HOME}",
+    "'${oc.env:HOME}'",
+    "${now:%Y}",
+    "'${now:}'",
+    "${nope:x}",
+    "'${oc.decode:1}'",
+    "${hydra:runtime.cwd}",
+    "'${oc.create:{a:1}}'",
+    "${}",
+    "'${seed}'",
+    "${oc.select:nope,1}",
+]
+CODE = [
+    "{_target_: builtins.exec, _args_: ['print(1)']}",
+    "{_target_: torch.load, f: '{outside}/evil.pt', weights_only: false}",
+    "{_target_: optuna.samplers.RandomSampler}",
+    "{x: {_target_: os.system}}",
+    "[{_target_: builtins.eval}]",
+    "{+hydra.callbacks.x: '{_target_: os.system}'}",
+    "{seed: '1,2'}",
+]
+FLAGS = [
+    ["--cfg", "job"],
+    ["--cfg", "hydra"],
+    ["--cfg", "bogus"],
+    ["-c", "all"],
+    ["--cfg", "job", "-p", "nope"],
+    ["--cfg", "job", "-p", "trainer"],
+    ["-c", "hydra", "-p", "hydra.run"],
+    ["--info"],
+    ["--info", "bogus"],
+    ["--resolve"],
+    ["--experimental-rerun", "{outside}/config.pickle"],
+    ["--bogus-flag"],
+    ["-x"],
+    ["-cd", "{outside}"],
+    ["-cp", "{outside}"],
+    ["-cn", "trav"],
+    ["-m"],
+    ["--run"],
+    ["-m", "--cfg", "job"],
+]
+
+
+@st.composite
+def hydra_argvs(draw: st.DrawFn) -> list[str]:
+    """A command line over Hydra's grammar: its keys (set, +, ++, ~), group choices that are
+    paths, resolvers, code-naming dicts, long and special-file values, nulls, and flags
+    placed before or after the overrides. ``{outside}`` stands for a folder beside the
+    case's own (filled in by ``run_argv``)."""
+    items: list[list[str]] = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["hydra", "hydra", "choice", "flag", "value"]))
+        value = draw(
+            st.one_of(
+                st.sampled_from(PATHS),
+                st.sampled_from(RESOLVERS),
+                st.sampled_from(CODE),
+                st.sampled_from(["1", "true", "null", "-1", "1e400", "a,b", "[]", "{}"]),
+            )
+        )
+        if kind == "hydra":
+            prefix = draw(st.sampled_from(["", "", "+", "++", "~"]))
+            key = draw(st.sampled_from(HYDRA_KEYS))
+            items.append([f"~{key}" if prefix == "~" else f"{prefix}{key}={value}"])
+        elif kind == "choice":
+            items.append([f"{draw(st.sampled_from(CHOICE_GROUPS))}={draw(st.sampled_from([*PATHS, 'null']))}"])
+        elif kind == "flag":
+            items.append(list(draw(st.sampled_from(FLAGS))))
+        else:
+            key = draw(
+                st.sampled_from(["seed", "experiment_name", "trainer.epochs", "explain.methods", "dataset.root"])
+            )
+            items.append([f"{key}={value}"])
+    flags_first = draw(st.booleans())
+    flags = [arg for item in items if item[0].startswith("-") for arg in item]
+    overrides = [arg for item in items if not item[0].startswith("-") for arg in item]
+    return [*flags, *overrides] if flags_first else [*overrides, *flags]
+
+
+@dataclass
+class ArgvTally:
+    """What a fuzz run of whole command lines saw; the lead quotes its summary."""
+
+    cases: int = 0
+    ran: int = 0
+    refused: int = 0
+    tracebacks: list[str] = field(default_factory=list)
+    wrote_outside: list[str] = field(default_factory=list)
+    bad_refusals: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.cases} cases: {self.ran} ran or printed, {self.refused} refused in one line, "
+            f"{len(self.tracebacks)} tracebacks, {len(self.wrote_outside)} wrote outside their directory, "
+            f"{len(self.bad_refusals)} refusals not one 'dq-train: error:' line"
+        )
+
+
+RUN_BASE = [
+    "dataset=digits",
+    "dataset.limit=64",
+    "model=mlp",
+    "trainer.epochs=1",
+    "trainer.progress=false",
+    "explain.enabled=false",
+    "eval.bootstrap=0",
+    "report.html=false",
+    "report.model_card=false",
+]
+
+
+def run_argv(argv: list[str], root: Path, tally: ArgvTally) -> None:
+    """``dq-train <argv>`` in this process, started in ``root``/a/b/c/work with its run and
+    sweep directories inside it, ``{outside}`` being ``root``/outside (holding a pickle and
+    a checkpoint that write ``root``/marker when loaded, and a trav.yaml naming them as a
+    callback). Records a traceback (an exception out of train_main, or one printed), a
+    refusal that is not one line, and any file written under ``root`` but outside work/."""
+    import contextlib
+    import io
+    import os
+    import pickle
+    import sys
+
+    from dq.cli import train_main
+
+    work, outside = root / "a" / "b" / "c" / "work", root / "outside"
+    work.mkdir(parents=True)
+    (outside / "experiment").mkdir(parents=True)
+    torch.save({"x": _Marker(root / "marker")}, outside / "evil.pt")
+    (outside / "config.pickle").write_bytes(pickle.dumps(_Marker(root / "marker")))
+    (outside / "trav.yaml").write_text(
+        f"hydra:\n  callbacks:\n    x: {{_target_: torch.load, f: '{outside}/evil.pt', weights_only: false}}\n"
+    )
+    before = {p for p in root.rglob("*")}
+    args = [arg.replace("{outside}", str(outside)) for arg in argv]
+    dirs = [f"hydra.run.dir={work}/run", f"hydra.sweep.dir={work}/sweep"]
+    where = next((i for i, arg in enumerate(args) if "=" in arg or arg.startswith("~")), len(args))
+    args = [*args[:where], *RUN_BASE, *dirs, *args[where:]] if where < len(args) else [*args, *RUN_BASE, *dirs]
+    tally.cases += 1
+    err, old_cwd, old_argv = io.StringIO(), os.getcwd(), sys.argv
+    full_error = os.environ.pop("HYDRA_FULL_ERROR", None)
+    try:
+        os.chdir(work)
+        sys.argv = ["dq-train", *args]
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = 0
+            try:
+                train_main()
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except Exception as error:  # what dq-train would print as a traceback
+        tally.tracebacks.append(f"{argv}: {type(error).__name__}: {first_line_of(error)}")
+        code = -1
+    finally:
+        os.chdir(old_cwd)
+        sys.argv = old_argv
+        torch.set_num_threads(1)
+        if full_error is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+    lines = err.getvalue().splitlines()
+    if code >= 0 and "Traceback" in err.getvalue():
+        tally.tracebacks.append(f"{argv}: printed a traceback")
+    elif code == 2:
+        if len(lines) == 1 and lines[0].startswith("dq-train: error: ") and lines[0].isprintable():
+            tally.refused += 1
+        else:
+            tally.bad_refusals.append(f"{argv}: {lines[:3]}")
+    elif code == 0:
+        tally.ran += 1
+    elif code > 0:
+        tally.bad_refusals.append(f"{argv}: exit {code}: {lines[-1:]}")
+    new = {p for p in root.rglob("*") if p.is_file()} - before
+    outside_work = sorted(str(p.relative_to(root)) for p in new if work not in p.parents)
+    if outside_work:
+        tally.wrote_outside.append(f"{argv}: {outside_work}")
+
+
+def first_line_of(error: BaseException) -> str:
+    return next((line for line in str(error).splitlines() if line.strip()), "")
+
+
+class _Marker:
+    """Unpickling this writes ``path`` (a payload: code that runs when a file is loaded)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.path, "code from a file ran"))

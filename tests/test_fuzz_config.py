@@ -20,7 +20,20 @@ from omegaconf import OmegaConf
 
 from dq.cli import refusal
 from dq.spec import compose
-from fuzz_cases import GROUPS, Case, Composer, Tally, any_groups, cases, check, choice_keys, run_keys
+from fuzz_cases import (
+    GROUPS,
+    ArgvTally,
+    Case,
+    Composer,
+    Tally,
+    any_groups,
+    cases,
+    check,
+    choice_keys,
+    hydra_argvs,
+    run_argv,
+    run_keys,
+)
 
 # The default suite's group choices: data that builds in milliseconds once cached, each
 # model, each regularizer, and the contradictions (fairness without groups, a mask target
@@ -186,3 +199,50 @@ def test_the_real_dq_train_refuses_in_one_line_and_leaves_nothing(overrides: lis
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert not (tmp_path / "outputs" / "run").exists()
     assert not list(tmp_path.rglob("run.json"))
+
+
+# ------------------------------------------------------------ Hydra's grammar (issue 21)
+
+HYDRA_FAST_CASES = 100
+HYDRA_SLOW_CASES = int(os.environ.get("DQ_FUZZ_HYDRA_CASES", "400"))
+
+
+def fuzz_argvs(examples: int, root: Path) -> ArgvTally:
+    """``examples`` whole command lines over Hydra's grammar through the real dq-train, in
+    this process, each in its own folder under ``root``; the tally, never an early stop."""
+    tally = ArgvTally()
+
+    @settings(PROFILE, max_examples=examples)
+    @given(argv=hydra_argvs())
+    def one(argv: list[str]) -> None:
+        run_argv(argv, root / str(tally.cases), tally)
+
+    one()
+    return tally
+
+
+def assert_clean(tally: ArgvTally) -> None:
+    found = [*tally.tracebacks, *tally.wrote_outside, *tally.bad_refusals]
+    assert not found, "\n".join(found)
+
+
+def test_hydras_grammar_fuzzed_refuses_in_one_line_and_writes_only_inside(tmp_path: Path, capsys) -> None:
+    """Hydra's keys, flags, group paths, resolvers, code-naming dicts, special-file and long
+    values, through the real dq-train: each case runs (or prints) or is refused in one line,
+    and writes nothing outside its own folder. Prints the counts the issue's note quotes:
+    pytest -n 0 -s tests/test_fuzz_config.py -k hydras_grammar."""
+    tally = fuzz_argvs(HYDRA_FAST_CASES, tmp_path)
+    with capsys.disabled():
+        print(f"\nfuzz (Hydra's grammar): {tally.summary()}")
+    assert tally.cases >= HYDRA_FAST_CASES * 0.9 and tally.refused > tally.cases / 2
+    assert_clean(tally)
+
+
+@pytest.mark.slow
+def test_many_command_lines_over_hydras_grammar(tmp_path: Path, capsys) -> None:
+    """The same over DQ_FUZZ_HYDRA_CASES cases (400 by default)."""
+    tally = fuzz_argvs(HYDRA_SLOW_CASES, tmp_path)
+    with capsys.disabled():
+        print(f"\nfuzz (Hydra's grammar, slow): {tally.summary()}")
+    assert tally.cases >= HYDRA_SLOW_CASES * 0.9
+    assert_clean(tally)

@@ -25,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dq.claims import ClaimRefused
 from dq.config import config_dir
-from dq.config.overrides import FORMS, check_overrides, overrides_of
+from dq.config.command_line import check_command_line, check_package
+from dq.config.overrides import FORMS, check_overrides
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_override_message
 from dq.engine import preemption
 from dq.errors import EXIT_BY_USER, EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
@@ -138,6 +139,11 @@ def _train_app(cfg: DictConfig) -> JobOutcome | None:
         kind = "interrupted" if isinstance(error, RunInterrupted) else "error"
         print(f"dq-train: {kind}: {printable(str(error))}", file=sys.stderr)
         sys.exit(exit_code(error))
+    except OmegaConfBaseException as error:  # an interpolation that fails once resolved (experiment_name=${nope})
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {refusal(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     return None
 
 
@@ -238,8 +244,9 @@ def train_main() -> None:
     global _show_traceback
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
-        check_overrides(overrides_of(sys.argv[1:]))
-        _check_resume(overrides_of(sys.argv[1:]))
+        args = check_command_line(sys.argv[1:])
+        check_package(args, str(config_dir()))
+        _check_resume(list(args.overrides))
         # From here to the exit, a stop signal (Ctrl-C, a scheduler's) is a stop request:
         # a run stops after its batch, a sweep starts no further job (dq.engine.preemption).
         with _errors_reach_us(), preemption.catching_stop_signals(leaving=True):

@@ -46,6 +46,7 @@ from dq.evaluation import evaluate
 from dq.locks import hold as hold_run
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
 from dq.metrics.robustness import check_robust_eval
+from dq.models.size import check_fits
 from dq.objectives.base import ModelTransform, Objective
 from dq.objectives.registry import build_objective, build_transforms
 from dq.outputs import (
@@ -156,6 +157,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path, *, resume: bool = False, worker:
         check_robust_eval(spec.eval.robust, splits.meta)
         check_fast_path(spec.trainer, spec.model.name, splits.meta)
         seed_everything(spec.seed)
+        check_fits(spec.model, splits.meta, device)  # before allocating: model.hidden=[99999999999]
         model = models.build(spec.model, splits.meta)
         transforms = build_transforms(spec.regularizer, splits.meta)
         notes = [note for transform in transforms for note in transform.apply(model, restoring=resume)]

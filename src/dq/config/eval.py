@@ -8,6 +8,11 @@ from enum import StrEnum
 from dq.config.attack import AttackConfig, AttackNorm
 from dq.config.validation import require
 
+# The most bootstrap resamples: fairlearn keeps every resample's MetricFrame in memory, so
+# eval.bootstrap=10**12 would exhaust it at the end of training. Percentile intervals settle
+# with 1,000-2,000 resamples (Efron & Tibshirani); 10,000 is ample.
+BOOTSTRAP_MAX = 10_000
+
 
 class RobustAttack(StrEnum):
     """pgd: the fast default; autoattack: Croce & Hein's standard ensemble (pyautoattack)."""
@@ -48,4 +53,8 @@ class EvalConfig:
     bootstrap: int = 200
 
     def validate(self) -> None:
-        require(self.bootstrap >= 0, "bootstrap", f"must be >= 0 (0 turns intervals off), got {self.bootstrap}")
+        require(
+            0 <= self.bootstrap <= BOOTSTRAP_MAX,
+            "bootstrap",
+            f"must be in [0, {BOOTSTRAP_MAX}] (0 turns intervals off), got {self.bootstrap}",
+        )

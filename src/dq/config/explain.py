@@ -7,6 +7,29 @@ from enum import StrEnum
 
 from dq.config.validation import require
 
+# The names of dq.explain's methods and metrics (its registries, which need captum to import:
+# tests/test_hostile_input.py checks both lists agree), so that a misspelt name is refused
+# whether explanations are on or off.
+METHOD_NAMES = (
+    "integrated_gradients",
+    "saliency",
+    "input_x_gradient",
+    "deeplift",
+    "gradient_shap",
+    "occlusion",
+    "lime",
+    "kernel_shap",
+)
+METRIC_NAMES = (
+    "infidelity",
+    "sensitivity",
+    "randomization",
+    "sparseness",
+    "mask_mass",
+    "sensitive_share",
+    "pixel_flipping",
+)
+
 
 class Baseline(StrEnum):
     zeros = "zeros"
@@ -57,6 +80,14 @@ class ExplainConfig:
     images: bool = True
 
     def validate(self) -> None:
+        for key, names, allowed in (("methods", self.methods, METHOD_NAMES), ("metrics", self.metrics, METRIC_NAMES)):
+            unknown = [str(name) for name in names if name not in allowed]
+            what = f"explain {key[:-1]}"  # as dq.explain's registries say it
+            require(
+                not unknown,
+                key,
+                f"holds an unknown {what} {(unknown or [''])[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            )
         require(self.n_samples >= 1, "n_samples", f"must be >= 1, got {self.n_samples}")
         require(self.sensitivity_samples >= 0, "sensitivity_samples", f"must be >= 0, got {self.sensitivity_samples}")
         require(self.ig_steps >= 1, "ig_steps", f"must be >= 1, got {self.ig_steps}")

@@ -19,9 +19,11 @@ from dq.config.explain import ExplainConfig
 from dq.config.report import ReportConfig
 from dq.config.scheduler import SchedulerConfig
 from dq.config.trainer import TrainerConfig
-from dq.config.validation import INT64_MAX
 from dq.errors import DQUserError
 
+# The seed reaches NumPy's default_rng (the data split: no negative seed) and, in a search,
+# Optuna's samplers (numpy.random.RandomState: below 2**32); torch takes more.
+SEED_MAX = 2**32 - 1
 # experiment_name is a folder of the outputs tree (outputs/<experiment_name>/<time>): one
 # plain path component, never '..', a '/', a space or markup.
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]{0,99}")
@@ -52,11 +54,19 @@ def check_run_fields(seed: Any, experiment_name: Any) -> None:
     """The run-wide scalars that no group schema checks.
 
     Raises:
-        DQUserError: a seed that is not an integer within 64 bits, or an experiment name
-            that is not one plain folder name.
+        DQUserError: a seed outside [0, 2**32 - 1], or an experiment name that is not one
+            plain folder name.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) > INT64_MAX:
-        raise DQUserError(f"seed must be an integer within ±{INT64_MAX} (64 bits), got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        shown = seed if len(str(seed)) <= 60 else f"{str(seed)[:60]}..."
+        raise DQUserError(f"seed must be an integer within [0, {SEED_MAX}], got {shown!r}")
+    check_experiment_name(experiment_name)
+
+
+def check_experiment_name(experiment_name: Any) -> None:
+    """experiment_name is one folder name: Hydra makes ``outputs/<experiment_name>/`` before
+    dq's task runs, so dq-train checks it on the command line too (a 300-character name
+    would fail there with ``File name too long``)."""
     if not isinstance(experiment_name, str) or not EXPERIMENT_NAME.fullmatch(experiment_name):
         shown = experiment_name if len(str(experiment_name)) <= 60 else f"{str(experiment_name)[:60]}..."
         raise DQUserError(

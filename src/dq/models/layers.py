@@ -45,7 +45,9 @@ class Normalize(nn.Module):
         super().__init__()
         mean_t = _per_channel(mean, channels, default=0.0, what="input_mean")
         std_t = _per_channel(std, channels, default=1.0, what="input_std")
-        if not bool((std_t > 0).all()):
+        if not all(
+            float(value) > 0 for value in std
+        ):  # the given values, not the tensor: dq.models.size builds on meta
             raise DQUserError(f"dataset input_std must be > 0 for every channel, got {list(std)}")
         self.register_buffer("mean", mean_t)
         self.register_buffer("std", std_t)
