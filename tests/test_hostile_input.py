@@ -187,7 +187,7 @@ REFUSED = [
     ("dataset=../../conf/dataset/digits", r"dataset='../../conf/dataset/digits' is not a plain name"),
     (
         "hydra/launcher=ray",
-        r"hydra/launcher='ray': dq runs only the plugins it ships presets for; allowed: basic, joblib",
+        r"hydra/launcher='ray': dq runs only the plugins it ships presets for; allowed: basic, dq_processes, joblib",
     ),
     # found by the fuzzing of Hydra's grammar (tests/test_fuzz_config.py)
     ("--resolve", r"--resolve only goes with --cfg or --help"),
@@ -237,6 +237,7 @@ def test_the_target_allow_list_holds_every_target_dq_ships() -> None:
     for choice in [
         "launcher=local",
         "launcher=joblib",
+        "hydra/launcher=joblib",  # Hydra's own joblib launcher, selected by name (no preset since dq_processes)
         "launcher=slurm",
         "launcher=submitit_local",
         "hparams_search=fair_pareto",

@@ -36,17 +36,19 @@ PLAIN_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.verbose")
 # Config groups of Hydra's own an override may choose: a launcher plugin, a sweeper plugin.
 # Each with the plugins whose _target_ is in TARGETS (those conf/launcher/ and conf/hparams_search/ select).
 HYDRA_GROUPS = {
-    "hydra/launcher": ["basic", "joblib", "submitit_local", "submitit_slurm"],
+    "hydra/launcher": ["basic", "dq_processes", "joblib", "submitit_local", "submitit_slurm"],
     "hydra/sweeper": ["basic", "dq_optuna"],
 }
 # Keys of a launcher's schema that run code or name code: submitit's `setup` lines go into
 # the batch script as shell commands.
 CODE_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_", "setup")
-# Every _target_ a config may hold: dq's sweep callback, the launchers and sweepers of
+# Every _target_ a config may hold: dq's callbacks (the sweep's and the run directory's claim), the launchers and sweepers of
 # conf/launcher/ and conf/hparams_search/ (Hydra's basic ones included), and, under
 # hydra.sweeper.sampler only, optuna.samplers.<Name> (dq.sweep.optuna_search builds it).
 TARGETS = (
     "dq.sweep.callback.SweepSummary",
+    "dq.claims.RunClaim",
+    "hydra_plugins.dq_process_launcher.launcher.DQProcessLauncher",
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
