@@ -121,7 +121,9 @@ def check(probe: dict, console: list[str], tables: int, images: int) -> None:
 def test_run_page_renders_in_chromium(runs: list[RunResult], tmp_path: Path) -> None:
     probe, console = render(runs[-1].run_dir / "report.html", tmp_path / "run.png")
     check(probe, console, tables=8, images=2)
-    assert probe["headings"][:3] == ["Run", "Metrics", "Curves"] and "Explanations" in probe["headings"]
+    # A tiny test run may be a constant predictor: its "Degenerate model" section comes second.
+    headings = [h for h in probe["headings"] if h != "Degenerate model"]
+    assert headings[:3] == ["Run", "Metrics", "Curves"] and "Explanations" in headings
     keep(tmp_path / "run.png", "report_run.png")
 
 
