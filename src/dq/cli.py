@@ -27,6 +27,7 @@ from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
 from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
+from dq.outputs import quiet_log_files_without_room
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -109,6 +110,7 @@ def exit_code(error: BaseException) -> int:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _train_app(cfg: DictConfig) -> JobOutcome | None:
+    quiet_log_files_without_room()  # a full disk: one line, not a traceback per log record
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         # A sweep job records any failure and returns it: the other jobs go on.
         from dq.sweep.job import run_job

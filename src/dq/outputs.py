@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import platform
 import re
@@ -128,6 +129,25 @@ def disk_full_as_one_line(path: Path) -> Iterator[None]:
         if error.errno in NO_SPACE_ERRNOS:
             raise no_space(path, error) from error
         raise
+
+
+def quiet_log_files_without_room() -> None:
+    """Hydra logs a run to ``<run dir>/<job>.log``: a full disk costs that file its lines,
+    instead of a ``--- Logging error ---`` traceback on stderr for each record (dq's own
+    line already says which file found no room). Any other logging error is reported as ever."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and not getattr(handler, "_dq_quiet", False):
+            handler.handleError = _no_room_is_quiet(handler.handleError)  # type: ignore[method-assign]
+            handler._dq_quiet = True  # type: ignore[attr-defined]
+
+
+def _no_room_is_quiet(report: Callable[[logging.LogRecord], None]) -> Callable[[logging.LogRecord], None]:
+    def handle_error(record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]  # handleError is called inside the handler's except block
+        if not (isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
+            report(record)
+
+    return handle_error
 
 
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
