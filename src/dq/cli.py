@@ -26,7 +26,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from dq.config import config_dir
 from dq.config.overrides import FORMS, check_overrides, overrides_of
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_key_message
-from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line, printable
 from dq.outputs import quiet_log_files_without_room
 
 if TYPE_CHECKING:
@@ -81,12 +81,6 @@ def explain_error(error: BaseException) -> str:
     if isinstance(error, OmegaConfBaseException) and getattr(error, "full_key", None):
         return f"bad value for {error.full_key}: {omegaconf_message(error)}{interpolation_hint(error)}"
     return one_line(str(error))
-
-
-def printable(line: str) -> str:
-    """``line`` with every character a terminal would act on (control characters, line and
-    paragraph separators) written as its escape: a value quoted in a message stays one line."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
 
 
 def refusal(error: BaseException) -> str | None:
