@@ -10,6 +10,12 @@ same one line wherever it is met::
 
 The line is a ``CorruptRunFile`` (a ``DQUserError``: exit 2, no traceback). A reader that
 does not need a file never opens it, so a broken file it does not need is no error there.
+
+Two checks come before and after parsing. Before: ``stat`` says the path is a regular
+file (a named pipe, a device such as /dev/zero, a directory or a symlink loop is named,
+never opened or read to its end) and text files are read to ``MAX_TEXT_BYTES`` at most.
+After: the bytes' sha256 must be one checksums.json recorded for the file (dq.checksums);
+a run without checksums.json, written before dq recorded them, is read unchecked.
 """
 
 from __future__ import annotations
