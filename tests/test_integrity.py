@@ -13,6 +13,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,8 @@ def test_a_plain_pickle_in_place_of_a_checkpoint_says_it_holds_pickled_objects(t
     (tmp_path / "checkpoints").mkdir()
     with open(tmp_path / BEST_PT, "wb") as handle:
         pickle.dump({"model": {"w": [1.0, 2.0]}}, handle)
-    with pytest.raises(CorruptRunFile) as caught:
+    with pytest.raises(CorruptRunFile) as caught, warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's warning about the pickle protocol would be a second line
         read_checkpoint(tmp_path, BEST_PT, ("model",))
     assert str(caught.value) == (
         f"{tmp_path / BEST_PT} holds pickled Python objects; dq loads only tensors and plain values "

@@ -247,11 +247,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         DQUserError: the file names any other object (a class, a function), in one line.
     """
     import pickle
+    import warnings
 
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's protocol: refused below, in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:  # what weights_only raises for a global it does not allow
         raise DQUserError(
             f"{path} holds objects other than tensors and plain values; refused to load it "
