@@ -284,7 +284,7 @@ def test_dq_train_resume(
     assert_one_line_naming(err, "dq-train: error: cannot resume: ", run, name)
     if name == LAST_PT:  # never a silent fresh start: the line says how to start over
         assert err.rstrip().endswith(f"the run cannot continue: remove {run} to start over")
-        assert not (run / LAST_PT).exists() or (run / LAST_PT).read_bytes() != (trained / LAST_PT).read_bytes()
+        assert not (run / LAST_PT).is_file() or (run / LAST_PT).read_bytes() != (trained / LAST_PT).read_bytes()
 
 
 @pytest.mark.parametrize(("name", "how"), cases("dq-report"))
