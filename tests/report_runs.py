@@ -46,4 +46,5 @@ def hostile_copy(run_dir: Path, target: Path) -> Path:
     metrics = json.loads((target / "metrics.json").read_text())
     metrics[AMP_METRIC] = 0.25
     (target / "metrics.json").write_text(json.dumps(metrics))
+    (target / "checksums.json").unlink()  # edited by hand: read unchecked, as a run from before checksums
     return target

@@ -2,6 +2,11 @@
 line that names the file, exit 2 for the command-line tools, never a traceback; the report
 tools skip a broken run and list it; a file a reader does not need is no error there.
 
+Issue 21: special files in a run file's place (a real named pipe, /dev/zero symlinked into
+place, a symlink loop) are refused without blocking or reading them to the end, and a byte
+changed inside a file that still parses (a tensor's data in a checkpoint, a digit in a
+metric) is caught by checksums.json.
+
 One real two-epoch run is trained once (dq-train in this process); each case copies it,
 breaks one file one way, and hands the copy to one reader: files × corruptions × readers.
 """
@@ -9,10 +14,12 @@ breaks one file one way, and hands the copy to one reader: files × corruptions 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +29,7 @@ from dq.cli import explain_main, report_main, table_main, train_main
 from dq.errors import DQUserError
 from dq.outputs import read_json
 from dq.report.collect import BROKEN, read_run
-from dq.run_files import BEST_PT, CONFIG_YAML, LAST_PT, CorruptRunFile, read_checkpoint
+from dq.run_files import BEST_PT, CHECKSUMS_JSON, CONFIG_YAML, LAST_PT, CorruptRunFile, read_checkpoint
 from dq.runs import load_run
 
 RUN = [
@@ -38,22 +45,36 @@ RUN = [
     "report.model_card=false",
     "eval.bootstrap=0",
 ]
-FILES = ("run.json", "metrics.json", "metrics.jsonl", CONFIG_YAML, LAST_PT, BEST_PT)
-CORRUPTIONS = ("truncated", "empty", "garbage", "wrong_shape", "missing")
-# What each reader reads: a broken file outside its set is no error there.
+FILES = ("run.json", "metrics.json", "metrics.jsonl", CONFIG_YAML, LAST_PT, BEST_PT, CHECKSUMS_JSON)
+CORRUPTIONS = (
+    "truncated",
+    "empty",
+    "garbage",
+    "wrong_shape",
+    "missing",
+    "fifo",
+    "dev_zero",
+    "symlink_loop",
+    "flipped",
+)
+# What each reader reads: a broken file outside its set is no error there. Every reader
+# checks what it reads against checksums.json.
 NEEDS = {
-    "load_run": {"run.json", CONFIG_YAML, BEST_PT, "metrics.json"},
-    "dq-explain": {"run.json", CONFIG_YAML, BEST_PT, "metrics.json"},
-    "resume": {"run.json", CONFIG_YAML, LAST_PT, BEST_PT, "metrics.jsonl"},
-    "dq-report": {"run.json", CONFIG_YAML, "metrics.json", "metrics.jsonl"},
-    "dq-table": {"run.json", CONFIG_YAML, "metrics.json", "metrics.jsonl"},
+    "load_run": {"run.json", CONFIG_YAML, BEST_PT, "metrics.json", CHECKSUMS_JSON},
+    "dq-explain": {"run.json", CONFIG_YAML, BEST_PT, "metrics.json", CHECKSUMS_JSON},
+    "resume": {"run.json", CONFIG_YAML, LAST_PT, BEST_PT, "metrics.jsonl", CHECKSUMS_JSON},
+    "dq-report": {"run.json", CONFIG_YAML, "metrics.json", "metrics.jsonl", CHECKSUMS_JSON},
+    "dq-table": {"run.json", CONFIG_YAML, "metrics.json", "metrics.jsonl", CHECKSUMS_JSON},
 }
-# Absent is fine here (a dq-table baseline writes no metrics.jsonl); present and broken is not.
-MAY_BE_ABSENT = {"dq-report": {"metrics.jsonl"}, "dq-table": {"metrics.jsonl"}}
+# checksums.json lists every file but run.json (which changes with the status): a flipped
+# byte in it is caught only by parsing. Without checksums.json a run is one written before
+# dq recorded checksums, and loads unchecked. (A flipped byte in checksums.json itself names
+# the file whose digest no longer matches: not a case of this matrix.)
+UNCHECKED = {("run.json", "flipped"), (CHECKSUMS_JSON, "missing")}
 
 
 def needed(reader: str, name: str, how: str) -> bool:
-    return name in NEEDS[reader] and not (how == "missing" and name in MAY_BE_ABSENT.get(reader, ()))
+    return name in NEEDS[reader] and (name, how) not in UNCHECKED
 
 
 # Valid JSON, YAML or torch files of the wrong shape.
@@ -79,6 +100,23 @@ rows:
 """
 
 
+@pytest.fixture(autouse=True)
+def never_blocks() -> Iterator[None]:
+    """A reader that opens a named pipe would wait for a writer forever: an alarm fails the
+    case after 60 s instead of hanging the suite."""
+
+    def blocked(signum: int, frame: object) -> None:
+        pytest.fail("blocked for 60 s (a named pipe opened?)")  # not an OSError: no reader may take it for one
+
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One completed run, made by ``dq-train`` in this process (so .hydra/ is Hydra's own)."""
@@ -92,18 +130,44 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
+def flip_a_byte(path: Path) -> None:
+    """Change one byte so the file still parses: a bit inside a checkpoint's first tensor
+    record (torch does not check the archive's CRCs), or the last digit of a JSON or YAML file."""
+    data = bytearray(path.read_bytes())
+    if path.suffix == ".pt":
+        import zipfile
+
+        with zipfile.ZipFile(path) as archive:
+            record = next(info for info in archive.infolist() if "/data/" in info.filename and info.file_size >= 64)
+        data[record.header_offset + 30 + len(record.filename.encode()) + len(record.extra) + 32] ^= 0x01
+    else:
+        at = max(i for i, byte in enumerate(data) if chr(byte).isdigit())
+        data[at] = ord("1") if data[at] != ord("1") else ord("2")
+    path.write_bytes(bytes(data))
+
+
 def corrupt(run: Path, name: str, how: str) -> None:
     """Break ``run/name`` one way; garbage is the same bytes in every run of the suite."""
     path = run / name
     data = path.read_bytes()
-    if how == "truncated":
+    if how in ("fifo", "dev_zero", "symlink_loop"):  # real special files, in the file's place
+        path.unlink()
+        if how == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to("/dev/zero" if how == "dev_zero" else path.name)  # a link to itself loops
+    elif how == "flipped":
+        flip_a_byte(path)
+    elif how == "truncated":
         path.write_bytes(data[: len(data) // 2])
     elif how == "empty":
         path.write_bytes(b"")
     elif how == "garbage":
         path.write_bytes(random.Random(path.name).randbytes(max(len(data), 64)))
     elif how == "wrong_shape":
-        if path.suffix == ".pt":
+        if name == CHECKSUMS_JSON:
+            path.write_bytes(b"[]\n")
+        elif path.suffix == ".pt":
             torch.save([1, 2, 3], path)  # a real torch file, not a dq checkpoint
         else:
             path.write_bytes(WRONG_SHAPE[name])
@@ -156,7 +220,9 @@ def cases(reader: str) -> list:
     params = []
     read = [name for name in FILES if name in NEEDS[reader]]
     for name in FILES:
-        for how in CORRUPTIONS if name in read else ("garbage",):
+        for how in (
+            [h for h in CORRUPTIONS if (name, h) != (CHECKSUMS_JSON, "flipped")] if name in read else ("garbage",)
+        ):
             sampled = name not in read or how == CORRUPTIONS[read.index(name) % len(CORRUPTIONS)]
             marks = [pytest.mark.slow] if reader in SAMPLED and not sampled else []
             params.append(pytest.param(name, how, id=f"{name}-{how}", marks=marks))
@@ -218,7 +284,7 @@ def test_dq_train_resume(
     assert_one_line_naming(err, "dq-train: error: cannot resume: ", run, name)
     if name == LAST_PT:  # never a silent fresh start: the line says how to start over
         assert err.rstrip().endswith(f"the run cannot continue: remove {run} to start over")
-        assert not (run / LAST_PT).exists() or (run / LAST_PT).read_bytes() != (trained / LAST_PT).read_bytes()
+        assert not (run / LAST_PT).is_file() or (run / LAST_PT).read_bytes() != (trained / LAST_PT).read_bytes()
 
 
 @pytest.mark.parametrize(("name", "how"), cases("dq-report"))
@@ -265,10 +331,15 @@ def test_dq_table_lists_a_broken_reused_run(
 
 
 def test_an_epoch_log_cut_at_a_line_end_is_caught_by_its_count(trained: Path, tmp_path: Path) -> None:
+    """checksums.json catches it first; a run written before dq recorded checksums (none)
+    is still caught by metrics.json's count of epochs."""
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     first = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[0]
     (run / "metrics.jsonl").write_text(first, encoding="utf-8")  # valid JSON lines, one too few
+    found = read_run(run)
+    assert found.status == BROKEN and found.problem.startswith("metrics.jsonl has changed since it was written")
+    (run / CHECKSUMS_JSON).unlink()
     found = read_run(run)
     assert (found.status, found.problem) == (
         BROKEN,
@@ -313,7 +384,7 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused_by_name(tmp_path: Path
     with pytest.raises(CorruptRunFile) as caught:
         read_checkpoint(tmp_path, BEST_PT, ("model",))
     assert str(caught.value) == (
-        f"{tmp_path / BEST_PT} holds pickled Python objects, which dq never loads (Unsupported global: GLOBAL "
+        f"{tmp_path / BEST_PT} holds pickled Python objects; dq loads only tensors and plain values (Unsupported global: GLOBAL "
         "datetime.datetime was not an allowed global by default; checkpoints load with weights_only=True); "
         "re-run the training or restore the file"
     )

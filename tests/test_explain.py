@@ -4,7 +4,6 @@ tiny run per model family and modality)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from torch import nn
 import dq
 import dq.runner
 from dq import models
+from dq.checksums import write_recorded_json
 from dq.cli import explain_main
 from dq.config.explain import Baseline, ExplainConfig
 from dq.errors import DQUserError
@@ -340,8 +340,9 @@ def test_dq_explain_reexplains_a_finished_run_and_merges_its_metrics(
     run_dir = tmp_path / "run"
     shutil.copytree(digits_cnn.run_dir, run_dir)
     before = read_json(run_dir / "metrics.json")
-    (run_dir / "metrics.json").write_text(
-        json.dumps({**before, "explain/deeplift/stale": 1.0, "explain/saliency/kept": 2.0})
+    # written as dq writes it, its sha256 recorded (a hand edit would be refused as altered)
+    write_recorded_json(
+        run_dir, "metrics.json", {**before, "explain/deeplift/stale": 1.0, "explain/saliency/kept": 2.0}
     )
     explain_main([str(run_dir), "explain.methods=[deeplift]", "explain.metrics=[sparseness]", "explain.n_samples=4"])
     after = read_json(run_dir / "metrics.json")

@@ -9,8 +9,10 @@ small tmpfs filled up (ENOSPC; needs root to mount, skipped where mounting is re
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import os
 import re
 import resource
@@ -179,3 +181,56 @@ def test_a_full_filesystem_stops_a_run_with_one_line_and_loses_nothing(small_tmp
     train(run_dir, 4, resume=True)
     assert read_json(run_dir / "run.json")["status"] == "completed"
     assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def fill(where: Path) -> None:
+    """Write a ballast file until the filesystem under ``where`` has no room left at all
+    (ever smaller writes, unbuffered, down to one byte)."""
+    fd = os.open(where / "ballast", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+    finally:
+        os.close(fd)
+    assert os.statvfs(where).f_bavail == 0
+
+
+def test_a_disk_that_fills_after_training_gives_one_line_and_no_logging_traceback(
+    small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dq-train (in this process, so Hydra logs to <run>/cli.log): the disk fills once training
+    and the test metrics are written; the explanations' log lines then find no room in cli.log,
+    and their files none either. One line on stderr, none of logging's tracebacks."""
+    import dq.explain.run
+
+    explain_run = dq.explain.run.explain_run
+
+    def fill_then_explain(*args, **kwargs):  # the real explanations, on a really full disk
+        fill(small_tmpfs)
+        return explain_run(*args, **kwargs)
+
+    monkeypatch.setattr(dq.explain.run, "explain_run", fill_then_explain)
+    run_dir = small_tmpfs / "run"
+    monkeypatch.chdir(small_tmpfs.parent)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    argv = [*RUN[:2], "dataset.limit=64", "trainer.epochs=1", "trainer.progress=false", "eval.bootstrap=0"]
+    argv += ["explain.methods=[saliency]", "explain.n_samples=4", "report.html=false", "report.model_card=false"]
+    monkeypatch.setattr(sys, "argv", ["dq-train", *argv, f"hydra.run.dir={run_dir}"])
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train_main()
+    finally:  # Hydra's handler keeps cli.log open: close it, or the tmpfs cannot be unmounted
+        for handler in logging.getLogger().handlers[:]:
+            if isinstance(handler, logging.FileHandler) and handler.baseFilename.startswith(str(small_tmpfs)):
+                handler.close()
+                logging.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    assert stop.value.code == 1, err
+    assert "Logging error" not in err and "Traceback" not in err, err
+    assert err.count("\n") == 1 and err.startswith(f"dq-train: error: no space left on device writing {run_dir}/"), err
+    assert read_json(run_dir / "run.json")["status"] != "completed"

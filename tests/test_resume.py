@@ -170,6 +170,11 @@ def test_resume_cuts_metrics_jsonl_back_to_the_epochs_last_pt_covers(tmp_path: P
     run_in_process(tmp_path / "two", *STATEFUL, "trainer.epochs=2")  # a last.pt at epoch 2 of the same run
     os.replace(tmp_path / "two" / "checkpoints" / "last.pt", tmp_path / "parts" / "checkpoints" / "last.pt")
     (tmp_path / "parts" / "metrics.jsonl").write_text("".join(lines) + '{"epoch": 4, "half a li')
+    # checksums.json as that kill leaves it: epoch 2's last.pt, nothing recorded at the end
+    checksums = read_json(tmp_path / "parts" / "checksums.json")
+    last = read_json(tmp_path / "two" / "checksums.json")["files"]["checkpoints/last.pt"]
+    files = {"checkpoints/best.pt": checksums["files"]["checkpoints/best.pt"], "checkpoints/last.pt": last}
+    (tmp_path / "parts" / "checksums.json").write_text(json.dumps({**checksums, "files": files}))
     info = read_json(tmp_path / "parts" / "run.json")
     (tmp_path / "parts" / "run.json").write_text(json.dumps({**info, "status": "running"}))
 

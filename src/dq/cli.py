@@ -29,7 +29,8 @@ from dq.config.command_line import check_command_line, check_package
 from dq.config.overrides import FORMS, check_overrides
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_override_message
 from dq.engine import preemption
-from dq.errors import EXIT_BY_USER, EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line
+from dq.errors import EXIT_BY_USER, EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line, printable
+from dq.outputs import quiet_log_files_without_room
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -85,12 +86,6 @@ def explain_error(error: BaseException) -> str:
     return one_line(str(error))
 
 
-def printable(line: str) -> str:
-    """``line`` with every character a terminal would act on (control characters, line and
-    paragraph separators) written as its escape: a value quoted in a message stays one line."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
-
-
 def refusal(error: BaseException) -> str | None:
     """The one line ``dq-train`` prints for input the user can fix, else None (a bug, whose
     traceback is kept). Hydra's own errors about the command line count as the user's."""
@@ -114,6 +109,7 @@ def exit_code(error: BaseException) -> int:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _train_app(cfg: DictConfig) -> JobOutcome | None:
+    quiet_log_files_without_room()  # a full disk: one line, not a traceback per log record
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         # A sweep job records any failure and returns it: the other jobs go on.
         from dq.sweep.job import run_job

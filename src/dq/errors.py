@@ -49,6 +49,15 @@ EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL from sysexits.h: "temporary failure, try agai
 EXIT_BY_USER = 130  # 128 + SIGINT: what a shell reports for a program stopped by Ctrl-C
 
 
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with every character a terminal or a viewer would act on written as its
+    escape (``\\x1b``): C0 and C1 controls, line and paragraph separators, bidi overrides
+    and other format characters. A value quoted in a message stays one line, and a metric
+    name from a hostile metrics.json cannot move the cursor or reorder a report's text.
+    Characters in ``keep`` (a page's ``"\\n"``) pass as they are."""
+    return "".join(char if char.isprintable() or char in keep else repr(char)[1:-1] for char in text)
+
+
 def first_line(text: str) -> str:
     """The first non-blank line of a (library's multi-line) message, for a one-line report."""
     # Split at line breaks only: str.splitlines also splits at \x1c-\x1e, \x85 and \u2028,

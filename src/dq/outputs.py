@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import platform
 import re
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -129,6 +131,25 @@ def disk_full_as_one_line(path: Path) -> Iterator[None]:
         raise
 
 
+def quiet_log_files_without_room() -> None:
+    """Hydra logs a run to ``<run dir>/<job>.log``: a full disk costs that file its lines,
+    instead of a ``--- Logging error ---`` traceback on stderr for each record (dq's own
+    line already says which file found no room). Any other logging error is reported as ever."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and not getattr(handler, "_dq_quiet", False):
+            handler.handleError = _no_room_is_quiet(handler.handleError)  # type: ignore[method-assign]
+            handler._dq_quiet = True  # type: ignore[attr-defined]
+
+
+def _no_room_is_quiet(report: Callable[[logging.LogRecord], None]) -> Callable[[logging.LogRecord], None]:
+    def handle_error(record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]  # handleError is called inside the handler's except block
+        if not (isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
+            report(record)
+
+    return handle_error
+
+
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
     if directory and os.name == "nt":  # Windows cannot open a directory to fsync it
         return
@@ -142,10 +163,13 @@ def _fsync_path(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(
+    path: Path, write: Callable[[Path], None], before_replace: Callable[[Path], None] | None = None
+) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it over
     ``path`` and fsync the directory: after a crash either the old file or the whole new one
-    is there, never a part.
+    is there, never a part. ``before_replace(tmp)`` runs on the finished temporary file just
+    before the rename (dq.checksums records its sha256 there).
 
     Raises:
         DiskFull: no room for it (ENOSPC, EDQUOT, EFBIG); ``path`` is untouched and the
@@ -154,12 +178,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     with disk_full_as_one_line(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
         # Created 0666 less the process umask, like any ordinary file (mkstemp would give 0600).
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         try:
             write(tmp)
             _fsync_path(tmp)
+            if before_replace is not None:
+                before_replace(tmp)
             os.replace(tmp, path)
         finally:
             with suppress(FileNotFoundError):
@@ -167,12 +193,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         _fsync_path(path.parent, directory=True)
 
 
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def write_text(path: Path, text: str, before_replace: Callable[[Path], None] | None = None) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), before_replace)
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def write_json(path: Path, data: Mapping[str, Any], before_replace: Callable[[Path], None] | None = None) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", before_replace)
 
 
 class _RecordingFile:
@@ -193,7 +219,7 @@ class _RecordingFile:
         self.handle.flush()
 
 
-def save_torch(path: Path, obj: Any) -> None:
+def save_torch(path: Path, obj: Any, before_replace: Callable[[Path], None] | None = None) -> None:
     import torch
 
     def write(tmp: Path) -> None:
@@ -206,7 +232,7 @@ def save_torch(path: Path, obj: Any) -> None:
                     raise recording.error from None
                 raise
 
-    atomic_write(path, write)
+    atomic_write(path, write, before_replace)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -221,11 +247,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         DQUserError: the file names any other object (a class, a function), in one line.
     """
     import pickle
+    import warnings
 
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's protocol: refused below, in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:  # what weights_only raises for a global it does not allow
         raise DQUserError(
             f"{path} holds objects other than tensors and plain values; refused to load it "
@@ -261,12 +290,133 @@ def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(read_regular(path).decode("utf-8"))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_regular(path).decode("utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+# The most bytes dq reads from a run's text file (JSON, JSONL, YAML): a metrics.jsonl of
+# 100,000 epochs is about 100 MB less than this. Checkpoints are bounded by their own size.
+MAX_TEXT_BYTES = 256 * 1024 * 1024
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotRegularFile(OSError):
+    """A path dq would read that is not a plain file, or one too big to be one of dq's.
+
+    Attributes:
+        problem: what it is, without the path (``is a named pipe (FIFO), not a regular file``).
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.problem = problem
+
+
+def _special(path: Path, mode: int) -> str | None:
+    """What ``path`` is when it is not a regular file (None when it is one)."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    target = f" ({os.path.realpath(path)})" if os.path.islink(path) and not stat.S_ISDIR(mode) else ""
+    return f"is {kind}{target}, not a regular file"
+
+
+def not_a_directory(path: Path) -> str:
+    """Why ``path`` cannot be a run directory: ``no such directory``, or what it is instead
+    (a symlink loop, a file, a pipe)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such directory"
+    except OSError as error:
+        return (
+            "is a symlink loop, not a directory" if error.errno == errno.ELOOP else f"cannot be read ({error.strerror})"
+        )
+    kind = "a regular file" if stat.S_ISREG(mode) else next((n for t, n in _FILE_KINDS if t(mode)), "not a file")
+    return f"is {kind}, not a directory"
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of ``path``, which must be a regular file (symlinks followed); nothing is
+    opened, so a named pipe cannot block and /dev/zero is not read.
+
+    Raises:
+        FileNotFoundError: there is nothing at ``path``.
+        NotRegularFile: a directory, a pipe, a device, a socket or a symlink loop.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotRegularFile(path, "is a symlink loop, not a regular file") from None
+        raise
+    problem = _special(Path(path), info.st_mode)
+    if problem is not None:
+        raise NotRegularFile(path, problem)
+    return info.st_size
+
+
+def read_regular(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes: a pipe, a device or
+    a symlink loop is refused before it is opened, and no read goes past ``limit``.
+
+    Raises:
+        FileNotFoundError: there is nothing at ``path``.
+        NotRegularFile: not a regular file (``regular_file_size``), or larger than ``limit``.
+    """
+    regular_file_size(path)
+    # O_NONBLOCK: a pipe swapped in after the check still cannot block the open.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        problem = _special(Path(path), os.fstat(fd).st_mode)
+        if problem is not None:
+            raise NotRegularFile(path, problem)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise NotRegularFile(path, f"is larger than {limit // 2**20} MiB, more than any file dq writes there")
+    return data
+
+
+TMP_SUFFIX = ".tmp"
+# atomic_write's temporary names: .<name>.<pid>.<8 hex digits>.tmp
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is another user's
+        return True
+    return True
+
+
+def remove_stale_tmp(run_dir: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes that a killed process (``kill -9``) left
+    in ``run_dir`` and its folders; only dq's own names, and never a live process's.
+    Returns what was removed."""
+    removed = []
+    for root, _dirs, files in os.walk(run_dir):
+        for name in files:
+            match = _TMP_NAME.match(name)
+            pid = int(match["pid"]) if match else None
+            if pid is None or pid == os.getpid() or _alive(pid):
+                continue
+            with suppress(FileNotFoundError):
+                (Path(root) / name).unlink()
+                removed.append(Path(root) / name)
+    return removed
 
 
 def package_versions() -> dict[str, str | None]:

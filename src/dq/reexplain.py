@@ -15,10 +15,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dq.checksums import write_recorded_json
 from dq.device import resolve_device, set_threads
 from dq.errors import DQUserError
 from dq.explain.run import explain_run
-from dq.outputs import METRICS_JSON, write_json
+from dq.outputs import METRICS_JSON
 from dq.run_files import read_metrics
 from dq.runner import write_report
 from dq.runs import load_run
@@ -78,5 +79,5 @@ def merge_metrics(path: Path, metrics: dict[str, float], methods: Sequence[str])
 
     merged = {key: value for key, value in existing.items() if not stale(key)}
     merged.update(metrics)
-    write_json(path, merged)
+    write_recorded_json(path.parent, path.name, merged)
     return merged

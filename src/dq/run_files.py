@@ -10,11 +10,19 @@ same one line wherever it is met::
 
 The line is a ``CorruptRunFile`` (a ``DQUserError``: exit 2, no traceback). A reader that
 does not need a file never opens it, so a broken file it does not need is no error there.
+
+Two checks come before and after parsing. Before: ``stat`` says the path is a regular
+file (a named pipe, a device such as /dev/zero, a directory or a symlink loop is named,
+never opened or read to its end) and text files are read to ``MAX_TEXT_BYTES`` at most.
+After: the bytes' sha256 must be one checksums.json recorded for the file (dq.checksums);
+a run without checksums.json, written before dq recorded them, is read unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +36,10 @@ from dq.outputs import (
     METRICS_JSON,
     METRICS_JSONL,
     RUN_JSON,
+    NotRegularFile,
     load_checkpoint,
+    read_regular,
+    regular_file_size,
 )
 
 if TYPE_CHECKING:
@@ -42,6 +53,8 @@ RUN_FILES = (RUN_JSON, METRICS_JSON, METRICS_JSONL, CONFIG_YAML, LAST_PT, BEST_P
 # The run-wide config nodes every dq run's config.yaml has (dq.config.run).
 CONFIG_NODES = ("dataset", "model", "trainer")
 RESTORE = "re-run the training or restore the file"
+# The sha256 of each file the run wrote, recorded as it was written (dq.checksums writes it).
+CHECKSUMS_JSON = "checksums.json"
 EPOCHS_RUN = "train/epochs_run"  # metrics.json's count of metrics.jsonl's lines
 
 
@@ -67,20 +80,78 @@ class CorruptRunFile(DQUserError):
         return f"{self.name} {self.problem}; {self.remedy}"
 
 
+def unreadable(run_dir: Path, name: str, error: OSError) -> CorruptRunFile:
+    """The line for a file that could not be opened: missing, a pipe, a device, a loop..."""
+    if isinstance(error, FileNotFoundError):
+        return CorruptRunFile(run_dir, name, "does not exist")
+    if isinstance(error, NotRegularFile):
+        return CorruptRunFile(run_dir, name, error.problem)
+    return CorruptRunFile(run_dir, name, f"cannot be read ({error.strerror or error})")
+
+
 def _bytes(run_dir: Path, name: str) -> bytes:
-    """The file's bytes; missing and empty files are refused here, for every kind alike."""
-    path = Path(run_dir) / name
+    """The file's bytes; a missing, special (pipe, device, loop) or oversized file is refused
+    without reading it to the end (dq.outputs.read_regular), empty files too. The reader
+    checks them against checksums.json (``_verified``) once it has said what else is wrong."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptRunFile(run_dir, name, "does not exist") from None
-    except IsADirectoryError:
-        raise CorruptRunFile(run_dir, name, "is a directory, not a file") from None
+        data = read_regular(Path(run_dir) / name)
     except OSError as error:
-        raise CorruptRunFile(run_dir, name, f"cannot be read ({error.strerror or error})") from None
+        raise unreadable(run_dir, name, error) from None
     if not data.strip():
         raise CorruptRunFile(run_dir, name, "is empty (0 bytes)" if not data else "holds only blank space")
     return data
+
+
+def _verified(run_dir: Path, name: str, data: bytes, value: Any) -> Any:
+    """``value``, read from ``data``, once ``data`` matches checksums.json (``verify``)."""
+    verify(run_dir, name, hashlib.sha256(data).hexdigest())
+    return value
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """checksums.json (``{"files": {name: sha256}, "writing": {name: sha256}}``), or None for
+    a run written before dq recorded checksums (its files are read unchecked)."""
+    if not os.path.lexists(Path(run_dir) / CHECKSUMS_JSON):
+        return None
+    manifest = _json(run_dir, CHECKSUMS_JSON, _bytes(run_dir, CHECKSUMS_JSON))
+    if not isinstance(manifest, dict) or not all(isinstance(manifest.get(k, {}), dict) for k in ("files", "writing")):
+        raise CorruptRunFile(run_dir, CHECKSUMS_JSON, "is not dq's checksum list (no files object)")
+    return manifest
+
+
+def recorded_digests(run_dir: Path, name: str) -> set[str]:
+    """The sha256 digests ``name`` may have: the one recorded when it was written, and one
+    being written when a kill came between the rename and the record (dq.checksums)."""
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        return set()
+    return {str(kind[name]) for kind in (manifest.get("files", {}), manifest.get("writing", {})) if name in kind}
+
+
+def verify(run_dir: Path, name: str, digest: str) -> None:
+    """Refuse a file whose sha256 is not what checksums.json recorded for it."""
+    expected = recorded_digests(run_dir, name)
+    if expected and digest not in expected:
+        recorded = min(expected)
+        raise CorruptRunFile(
+            run_dir,
+            name,
+            f"has changed since it was written (sha256 {digest[:12]}..., {CHECKSUMS_JSON} "
+            f"recorded {recorded[:12]}...): a damaged or altered file",
+        )
+
+
+def sha256_file(path: Path) -> str:
+    """``path``'s sha256, read in chunks (a checkpoint is never held twice in memory)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def require_listed(run_dir: Path, name: str) -> None:
+    """A file checksums.json lists must be there: a completed run's metrics.jsonl that was
+    deleted is named, though a reader that does not need its lines never reads it."""
+    if recorded_digests(run_dir, name) and not os.path.lexists(Path(run_dir) / name):
+        raise CorruptRunFile(run_dir, name, f"does not exist, but {CHECKSUMS_JSON} lists it")
 
 
 def _json(run_dir: Path, name: str, data: bytes, where: str = "") -> Any:
@@ -100,10 +171,11 @@ def _kind(value: Any) -> str:
 
 def read_object(run_dir: Path, name: str) -> dict[str, Any]:
     """A JSON file of the run that must hold one object (run.json, metrics.json)."""
-    value = _json(run_dir, name, _bytes(run_dir, name))
+    data = _bytes(run_dir, name)
+    value = _json(run_dir, name, data)
     if not isinstance(value, dict):
         raise CorruptRunFile(run_dir, name, f"holds {_kind(value)}, not a JSON object")
-    return value
+    return _verified(run_dir, name, data, value)
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:
@@ -129,16 +201,19 @@ def read_epochs(run_dir: Path, *, missing_ok: bool = True, limit: int | None = N
     A run that wrote no epochs (a baseline) has none: ``missing_ok`` reads that as no lines.
     """
     path = Path(run_dir) / METRICS_JSONL
-    if (missing_ok and not path.exists()) or limit == 0:
+    if missing_ok:
+        require_listed(run_dir, METRICS_JSONL)
+    if (missing_ok and not os.path.lexists(path)) or limit == 0:
         return []
-    lines = _bytes(run_dir, METRICS_JSONL).splitlines()
+    data = _bytes(run_dir, METRICS_JSONL)
+    lines = data.splitlines()
     records = []
     for number, line in enumerate(lines[:limit] if limit is not None else lines, start=1):
         record = _json(run_dir, METRICS_JSONL, line, where=f"line {number} ")
         if not isinstance(record, dict):
             raise CorruptRunFile(run_dir, METRICS_JSONL, f"line {number} holds {_kind(record)}, not a JSON object")
         records.append(record)
-    return records
+    return _verified(run_dir, METRICS_JSONL, data, records)
 
 
 def check_epochs(run_dir: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -163,12 +238,13 @@ def read_yaml(run_dir: Path, name: str) -> Any:
     except UnicodeDecodeError:
         raise CorruptRunFile(run_dir, name, "is not UTF-8 text: garbage or a foreign file") from None
     try:
-        return OmegaConf.create(text)
+        value = OmegaConf.create(text)
     except Exception as error:  # PyYAML's and OmegaConf's errors share no base class
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or first_line(str(error))
         raise CorruptRunFile(run_dir, name, f"is truncated or not YAML ({problem}{where})") from None
+    return _verified(run_dir, name, data, value)
 
 
 def read_config(run_dir: Path) -> DictConfig:
@@ -198,29 +274,52 @@ def read_checkpoint(
 ) -> dict[str, Any]:
     """A checkpoint of the run (``checkpoints/last.pt`` or ``best.pt``), loaded with
     ``weights_only=True``, that holds the ``required`` keys."""
+    path = Path(run_dir) / name
     try:
-        _bytes(run_dir, name)
-        state = load_checkpoint(Path(run_dir) / name, map_location=map_location)
+        if regular_file_size(path) == 0:  # stat tells a pipe or a device before anything is opened
+            raise CorruptRunFile(run_dir, name, "is empty (0 bytes)")
+        state = load_checkpoint(path, map_location=map_location)
+    except OSError as error:
+        raise CorruptRunFile(run_dir, name, unreadable(run_dir, name, error).problem, remedy) from None
     except CorruptRunFile as error:
         raise CorruptRunFile(run_dir, name, error.problem, remedy) from None
     except DQUserError as error:  # load_checkpoint refused a pickled object: word torch's reason
-        raise CorruptRunFile(run_dir, name, _checkpoint_problem(error.__cause__ or error), remedy) from None
+        raise CorruptRunFile(run_dir, name, _checkpoint_problem(error.__cause__ or error, path), remedy) from None
     except Exception as error:  # torch raises RuntimeError, EOFError, ...
-        raise CorruptRunFile(run_dir, name, _checkpoint_problem(error), remedy) from None
+        raise CorruptRunFile(run_dir, name, _checkpoint_problem(error, path), remedy) from None
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
     if missing:
         raise CorruptRunFile(run_dir, name, f"is not a dq checkpoint (it has no {missing[0]!r})", remedy)
+    try:  # torch never checks its archive's CRCs: a flipped byte in a tensor loads as another weight
+        verify(run_dir, name, sha256_file(path))
+    except CorruptRunFile as error:
+        raise CorruptRunFile(run_dir, name, error.problem, remedy) from None
     return state
 
 
-def _checkpoint_problem(error: Exception) -> str:
+PICKLED = "holds pickled Python objects; dq loads only tensors and plain values"
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` starts like a pickle of protocol 2 or later (opcode PROTO)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _checkpoint_problem(error: Exception, path: Path) -> str:
     """What torch's (long, multi-paragraph) complaint about a checkpoint amounts to."""
     text = str(error)
+    if "Unsupported operand" in text and _is_pickle(path):  # a plain pickle.dump, not torch.save
+        return f"{PICKLED} (a plain pickle file, not a torch checkpoint)"
     # weights_only loading explains itself at length; its own reason follows this marker.
     reason = text.partition("WeightsUnpickler error:")[2].strip() or text
     reason = first_line(reason).split(". ")[0].rstrip(".")
     if "Unsupported global" in reason:
-        return f"holds pickled Python objects, which dq never loads ({reason}; checkpoints load with weights_only=True)"
+        return f"{PICKLED} ({reason}; checkpoints load with weights_only=True)"
     if isinstance(error, EOFError) and not reason:
         reason = "ended early"
     return f"is truncated or not a torch checkpoint ({type(error).__name__}: {reason})"

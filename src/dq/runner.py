@@ -18,6 +18,7 @@ explains and reports alone. ``serve_rank()`` is what every other rank runs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from dq import data, models
+from dq import checksums, data, models
 from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
@@ -59,7 +60,7 @@ from dq.outputs import (
     RunRecord,
     default_run_dir,
     discard_unstarted,
-    write_json,
+    remove_stale_tmp,
     write_text,
 )
 from dq.records import Splits
@@ -126,7 +127,7 @@ def resume_command_line(cfg: DictConfig, console: Console | None = None) -> dict
     hydra_cfg = HydraConfig.get()
     run_dir = Path(str(cfg.resume))
     fresh = Path(hydra_cfg.runtime.output_dir)
-    if fresh.resolve() != run_dir.resolve():
+    if os.path.realpath(fresh) != os.path.realpath(run_dir):  # realpath: a symlink loop is no RuntimeError
         discard_unstarted(fresh)
     saved, choices = saved_config(run_dir)
     merged = resumed_config(
@@ -231,6 +232,8 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
     overrides = hydra_task_overrides()
     run_dir.mkdir(parents=True, exist_ok=True)
     locks.enter_context(hold_run(run_dir, "cannot run"))  # a resume of this run now refuses
+    remove_stale_tmp(run_dir)  # what an atomic write of a killed process left
+    checksums.begin(run_dir, resume=resume)
     record = RunRecord.reopen(run_dir) if resume else RunRecord(run_dir, spec.seed, overrides=overrides)
     save_config(cfg, run_dir, overwrite=resume)  # a resumed run's follows trainer.epochs when it grew
     if point is None:  # a failed job trained again in its directory (or a resume from the start): a new epoch log
@@ -240,6 +243,7 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
         loggers.start(flatten_config(cfg))
         with preemption.catching_stop_signals(), preemption.second_sigint_stops_at_once():
             metrics = _train_and_evaluate(built, console, point)
+        checksums.record(run_dir, checksums.RECORDED_AT_END)
         record.finish()
     except RunInterrupted as error:
         with suppress(DiskFull):  # no room for run.json either: it stays as it was
@@ -347,7 +351,7 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
             **(result.stop_request.metrics if result.stop_request is not None else {}),
         }
     )
-    write_json(run_dir / METRICS_JSON, metrics)  # test metrics are safe before explaining
+    checksums.write_recorded_json(run_dir, METRICS_JSON, metrics)  # test metrics are safe before explaining
     for line in caveat_lines(metrics):  # a constant predictor or a diverged run still completes: say so
         console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     run.loggers.log_final(metrics)
@@ -356,12 +360,12 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
 
         explained = explain_run(model, splits, splits.meta, spec.explain, run_dir, device, spec.seed)
         metrics.update(explained)
-        write_json(run_dir / METRICS_JSON, metrics)
+        checksums.write_recorded_json(run_dir, METRICS_JSON, metrics)
         run.loggers.log_final(explained)
         run.loggers.log_artifacts(sorted((run_dir / EXPLANATIONS).glob("*.png")), folder=EXPLANATIONS)
     if spec.compress is not None:
         metrics.update(_compress(run, model, metrics, console))
-        write_json(run_dir / METRICS_JSON, metrics)
+        checksums.write_recorded_json(run_dir, METRICS_JSON, metrics)
         run.loggers.log_final({key: value for key, value in metrics.items() if key.startswith("compress/")})
     return metrics
 

@@ -14,9 +14,9 @@ from dq import data, models
 from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
 from dq.objectives.registry import build_transforms
-from dq.outputs import HYDRA_DIR, RUN_JSON
+from dq.outputs import HYDRA_DIR, METRICS_JSONL, RUN_JSON
 from dq.records import Splits
-from dq.run_files import config_problem, read_config, read_metrics, read_run_json
+from dq.run_files import config_problem, read_config, read_metrics, read_run_json, require_listed
 from dq.spec import RunSpec, to_spec
 
 
@@ -41,7 +41,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     Raises:
         DQUserError: when ``path`` is not a run directory or the run did not complete.
         CorruptRunFile: one line naming the file, when a file it reads (run.json,
-            .hydra/config.yaml, checkpoints/best.pt, metrics.json) is missing or broken.
+            .hydra/config.yaml, checkpoints/best.pt, metrics.json) is missing, broken or
+            not what checksums.json recorded, or metrics.jsonl is missing.
     """
     run_dir = Path(path)
     if not run_dir.is_dir():
@@ -57,6 +58,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     except DQUserError as error:
         raise config_problem(run_dir, error) from None
     metrics = read_metrics(run_dir)
+    require_listed(run_dir, METRICS_JSONL)  # a completed run's epoch log that was deleted
     splits = data.build(spec.dataset, spec.seed)
     model = models.build(spec.model, splits.meta)
     transforms = build_transforms(spec.regularizer, splits.meta)

@@ -31,6 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dq import checksums
 from dq.compress.compare import compare
 from dq.compress.footprint import nonzeros, size_bytes
 from dq.compress.prune import check_prunable, prune_model, shapes
@@ -166,6 +167,7 @@ def _compress_into(
             "wall_s": time.perf_counter() - started,
         },
     )
+    checksums.record(target, (METRICS_JSON, f"{HYDRA_DIR}/config.yaml", f"{CHECKPOINTS}/{BEST_CHECKPOINT}"))
     record.finish()
     return measured
 

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from dq.checksums import write_recorded
 from dq.errors import first_line
-from dq.outputs import BEST_CHECKPOINT as BEST
-from dq.outputs import LAST_CHECKPOINT as LAST
-from dq.outputs import checkpoint_dir, save_torch
-from dq.run_files import BEST_PT, CorruptRunFile, read_checkpoint
+from dq.outputs import save_torch
+from dq.run_files import BEST_PT, LAST_PT, CorruptRunFile, read_checkpoint
 
 
 def rng_state(batch_generator: torch.Generator) -> dict[str, Any]:
@@ -53,13 +52,14 @@ def restore_rng_state(state: dict[str, Any], batch_generator: torch.Generator) -
 
 
 def save_last(run_dir: Path, state: dict[str, Any]) -> None:
-    save_torch(checkpoint_dir(run_dir) / LAST, state)
+    """last.pt, its sha256 recorded in checksums.json (dq.checksums)."""
+    write_recorded(run_dir, LAST_PT, lambda hook: save_torch(Path(run_dir) / LAST_PT, state, hook))
 
 
 def save_best(run_dir: Path, model_state: dict[str, torch.Tensor], epoch: int, monitor: str, value: float) -> None:
-    save_torch(
-        checkpoint_dir(run_dir) / BEST, {"model": model_state, "epoch": epoch, "monitor": monitor, "value": value}
-    )
+    """best.pt, its sha256 recorded in checksums.json (dq.checksums)."""
+    best = {"model": model_state, "epoch": epoch, "monitor": monitor, "value": value}
+    write_recorded(run_dir, BEST_PT, lambda hook: save_torch(Path(run_dir) / BEST_PT, best, hook))
 
 
 def load_best_into(model: nn.Module, run_dir: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ the checkpoint into the freshly built objects.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +16,7 @@ from dq.config.resume import config_conflict, saved_values_conflict
 from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS
 from dq.engine.resume import ResumePoint, load_resume_point, read_last, stopped_early
 from dq.errors import DQUserError
-from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, RUN_JSON
+from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, RUN_JSON, not_a_directory
 from dq.run_files import CorruptRunFile, read_config, read_epochs, read_run_json, read_yaml
 
 HYDRA_YAML = f"{HYDRA_DIR}/hydra.yaml"
@@ -51,13 +52,13 @@ def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
     """
     config_path = run_dir / HYDRA_DIR / "config.yaml"
     if not run_dir.is_dir():
-        raise DQUserError(f"resume={run_dir}: no such directory")
-    if not config_path.is_file() or not (run_dir / RUN_JSON).is_file():
-        missing = config_path if not config_path.is_file() else run_dir / RUN_JSON
+        raise DQUserError(f"resume={run_dir}: {not_a_directory(run_dir)}")
+    if not os.path.lexists(config_path) or not os.path.lexists(run_dir / RUN_JSON):  # a broken one is named below
+        missing = config_path if not os.path.lexists(config_path) else run_dir / RUN_JSON
         raise DQUserError(f"resume={run_dir} is not a dq run directory (no {missing})")
     try:
         saved = read_config(run_dir)
-        hydra = read_yaml(run_dir, HYDRA_YAML) if (run_dir / HYDRA_YAML).exists() else None
+        hydra = read_yaml(run_dir, HYDRA_YAML) if os.path.lexists(run_dir / HYDRA_YAML) else None
     except CorruptRunFile as error:
         raise DQUserError(f"cannot resume: {error}") from None
     choices = OmegaConf.select(hydra, "hydra.runtime.choices") if isinstance(hydra, DictConfig) else None

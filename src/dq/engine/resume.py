@@ -16,6 +16,7 @@ resumed run writes again, identically.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,16 @@ from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
 from dq.errors import DQUserError
 from dq.objectives.base import Objective
-from dq.outputs import BEST_CHECKPOINT, CHECKPOINTS, LAST_CHECKPOINT, METRICS_JSONL, checkpoint_dir, write_text
-from dq.run_files import RESTORE, CorruptRunFile, read_checkpoint, read_epochs
+from dq.outputs import (
+    BEST_CHECKPOINT,
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    METRICS_JSONL,
+    checkpoint_dir,
+    read_regular,
+    write_text,
+)
+from dq.run_files import RESTORE, CorruptRunFile, read_checkpoint, read_epochs, unreadable
 
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng")
 # A run whose last.pt is gone or broken is never started afresh in its directory unasked.
@@ -54,7 +63,7 @@ def read_last(run_dir: Path) -> dict[str, Any]:
         DQUserError: one line naming the file when it is missing, unreadable or not dq's.
     """
     path = checkpoint_dir(run_dir) / LAST_CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):  # a pipe, a device or a loop there is named by read_checkpoint
         raise DQUserError(
             f"cannot resume: {path} does not exist (last.pt is written after each epoch unless "
             f"trainer.checkpoints=false); {START_OVER.format(run_dir=run_dir)}"
@@ -101,7 +110,10 @@ def cut_metrics_jsonl(run_dir: Path, epochs: int, *, write: bool = True) -> list
         raise DQUserError(f"cannot resume: {error}") from None
     if len(history) < epochs:
         raise DQUserError(f"cannot resume: {path} has {len(history)} epoch lines but last.pt is at epoch {epochs}")
-    lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
+    try:  # bounded, and never a pipe or a device, even when no line is needed (epochs == 0)
+        lines = read_regular(path).splitlines(keepends=True) if os.path.lexists(path) else []
+    except OSError as error:
+        raise DQUserError(f"cannot resume: {unreadable(run_dir, METRICS_JSONL, error)}") from None
     kept = lines[:epochs]
     if write and (len(lines) > epochs or (kept and not kept[-1].endswith(b"\n"))):
         write_text(path, "".join(line.decode("utf-8").rstrip("\r\n") + "\n" for line in kept))
@@ -116,10 +128,10 @@ def load_resume_point(run_dir: Path, last: dict[str, Any], *, cut: bool = True) 
     if "selected_epoch" in last:
         selected = last["selected_epoch"]
     else:  # a last.pt written before it recorded the selected epoch: best.pt's is the one
-        selected = _read_checkpoint(path, ("model", "epoch"))["epoch"] if path.is_file() else None
+        selected = _read_checkpoint(path, ("model", "epoch"))["epoch"] if os.path.lexists(path) else None
     best_state = None
     if selected is not None:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise DQUserError(f"cannot resume: {path} does not exist, but last.pt selected epoch {selected}")
         best = _read_checkpoint(path, ("model", "epoch"))
         # A newer best.pt than last.pt: the kill came before last.pt of that epoch was

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from dq.errors import DiskFull, DQUserError
+from dq.errors import DiskFull, DQUserError, printable
 from dq.report.build import Report, write_report
 from dq.report.collect import find_runs
 from dq.report.tables import problem_lines
@@ -72,18 +72,22 @@ def parser() -> argparse.ArgumentParser:
 def _print(report: Report) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    def cell(text: str) -> Text:  # plain text: no markup, no control character reaches the terminal
+        return Text(printable(text))
 
     summary = report.summary
     frame = summary.rows()
     shown = summary.metrics[:SHOWN_METRICS]
-    table = Table(title=report.title, title_justify="left")
+    table = Table(title=cell(report.title), title_justify="left")
     fixed = [*summary.key_columns(), "n"]
     for column in fixed:
-        table.add_column(column, overflow="fold")
+        table.add_column(cell(column), overflow="fold")
     for metric in shown:
-        table.add_column(metric, justify="right")
+        table.add_column(cell(metric), justify="right")
     for row in frame:
-        table.add_row(*(row[c] for c in [*fixed, *shown]))
+        table.add_row(*(cell(row[c]) for c in [*fixed, *shown]))
     console = Console()
     console.print(table)
     if len(summary.metrics) > len(shown):
@@ -107,11 +111,11 @@ def main(argv: list[str]) -> None:
             raise DQUserError(f"--out {out} is a file, not a directory")
         report = write_report(runs, out, args.title, metrics=args.metrics, by=args.by)
     except DQUserError as error:
-        print(f"dq-report: error: {error}", file=sys.stderr)
+        print(f"dq-report: error: {printable(str(error))}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except DiskFull as error:  # files written before it stay whole; the runs are untouched
-        print(f"dq-report: error: {error}", file=sys.stderr)
+        print(f"dq-report: error: {printable(str(error))}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     _print(report)
     for path, status, reason in problem_lines(report.summary.problems):
-        print(f"dq-report: not included: {path} ({status}): {reason}", file=sys.stderr)
+        print(printable(f"dq-report: not included: {path} ({status}): {reason}"), file=sys.stderr)

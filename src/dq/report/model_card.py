@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dq.errors import printable
 from dq.outputs import write_text
 from dq.report import degenerate
 from dq.report.breakdown import breakdowns, explain_metrics, fairness_gaps, robust_by_eps
@@ -40,9 +41,10 @@ def md(value: Any) -> str:
     """``value`` as one line of Markdown text: ``|``, ``<``, ``>`` and backslashes escaped,
     newlines folded, so a config string cannot break a table or inject markup."""
     text = format_value(value) if not isinstance(value, str) else value
+    text = printable(" ".join(text.split("\n")))
     for char in ("\\", "|", "<", ">", "`"):
         text = text.replace(char, "\\" + char)
-    return " ".join(text.splitlines())
+    return text
 
 
 def md_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dq.errors import printable
 from dq.outputs import write_text
 
 if TYPE_CHECKING:
@@ -44,8 +45,9 @@ max-width:100%}.card img{width:100%}.row{display:flex;flex-wrap:wrap;gap:1.5em;a
 
 
 def esc(value: Any) -> str:
-    """``value`` as text, HTML-escaped (quotes included)."""
-    return html.escape(str(value), quote=True)
+    """``value`` as text, control characters as escapes (dq.errors.printable), HTML-escaped
+    (quotes included)."""
+    return html.escape(printable(str(value), keep="\n\t"), quote=True)
 
 
 def format_value(value: Any) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from dq.errors import first_line
+from dq.errors import first_line, printable
 from dq.report.collect import RunResult
 from dq.report.summary import MISSING, Summary
 
@@ -44,8 +44,9 @@ def summary_csv(summary: Summary) -> str:
 
 
 def _md(text: str) -> str:
-    """A markdown table cell: pipes and backslashes escaped, HTML's ``<`` neutralised."""
-    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """A markdown table cell: control characters as escapes, pipes and backslashes escaped,
+    HTML's ``<`` neutralised."""
+    text = printable(text.replace("\n", " ")).replace("\\", "\\\\").replace("|", "\\|")
     return text.replace("<", "&lt;")  # a tag would be HTML to a markdown renderer
 
 
@@ -107,8 +108,9 @@ _LATEX_PATTERN = re.compile("|".join(re.escape(char) for char in _LATEX_SPECIAL)
 
 
 def latex_escape(text: str) -> str:
-    """``text`` with LaTeX's special characters made literal (one pass, so ``\\`` is not re-escaped)."""
-    return _LATEX_PATTERN.sub(lambda match: _LATEX_SPECIAL[match.group()], text)
+    """``text`` with control characters as escapes and LaTeX's special characters made
+    literal (one pass, so ``\\`` is not re-escaped)."""
+    return _LATEX_PATTERN.sub(lambda match: _LATEX_SPECIAL[match.group()], printable(text))
 
 
 _EXPONENT = re.compile(r"e([+-]\d+)$")
