@@ -1,15 +1,24 @@
-"""``launcher=joblib``: each job of a sweep in a fresh process of its own, ``n_jobs`` at a time.
+"""``launcher=joblib``: a sweep's jobs in at most ``n_jobs`` worker processes of dq's own,
+each running one job after another as this process hands them over.
 
 Why not Hydra's joblib launcher, which this preset used to select: its loky pool treats
 one dead worker (SIGKILL, the out-of-memory killer) as a broken pool, kills every other
 worker with it and ends the whole batch in ``TerminatedWorkerError``, with no job recorded.
-Here the parent starts one ``python -P -m dq.sweep.worker`` per job and watches each
-process: a process that dies fails its own job only, recorded from here (its run.json
-where it has one, its sweep_job.json, hence sweep.json and jobs.csv) as ``worker killed by
-SIGKILL``, and the other jobs go on. Each job process dies with this one
-(``dq.sweep.worker.die_with_parent``) and caps its OpenMP/BLAS threads at cores ÷ jobs at
-once, as loky did. The price of a fresh process per job is its start (Python and torch
-imports, about 2 s); in return each job's memory goes back to the system when it ends.
+Here the parent starts each ``python -P -m dq.sweep.worker`` itself, talks to it over a
+socket on its standard input (a job's number and overrides in, Hydra's ``JobReturn`` out,
+as framed messages) and watches it: a worker that dies (its socket ends, a ``JobReturn``
+cut off half way included) fails the job it was running only, recorded from here (its
+run.json where it has one, its sweep_job.json, hence sweep.json and jobs.csv) as ``worker
+killed by SIGKILL``; the next job that needs a worker starts a new one, and the other
+workers go on. Workers die with this process (``dq.sweep.worker.die_with_parent``) and cap
+their OpenMP/BLAS threads at cores ÷ jobs at once, as loky did; when this process stops
+early (Ctrl-C, an error) it SIGTERMs the workers' running jobs, which record themselves
+``interrupted``, and SIGKILLs what is left after STOP_WAIT_S.
+
+A worker keeps Python, torch and dq imported between its jobs, so a job after a worker's
+first pays no start-up (about 2 s of imports on 2 cores); what could change a job's result
+is reset for each job (``dq.sweep.worker``): a job's metrics are those it gives alone. A
+worker's memory goes back to the system when the batch ends, not after each job.
 """
 
 from __future__ import annotations
@@ -42,8 +51,8 @@ log = logging.getLogger(__name__)
 
 # What loky set in each worker: the thread pools of OpenMP and the BLAS libraries.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-POLL_S = 0.2  # how often the parent looks for ended job processes
-STOP_WAIT_S = 30  # how long stopped job processes get to record themselves before SIGKILL
+POLL_S = 0.2  # how long the parent waits for a job to end before looking again
+STOP_WAIT_S = 30  # how long stopped workers get to record their jobs before SIGKILL
 
 
 @dataclass
@@ -88,12 +97,12 @@ def launch(
     initial_job_idx: int,
     n_jobs: int,
 ) -> list[JobReturn]:
-    """Run the batch, at most ``n_jobs`` processes at once; Hydra's JobReturn per job, in order."""
+    """Run the batch in at most ``n_jobs`` workers; Hydra's JobReturn per job, in order."""
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     at_once = max(min(jobs_at_once(n_jobs), len(job_overrides)), 1)
-    log.info(f"Launching {len(job_overrides)} jobs, each in its own process, {at_once} at once")
+    log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes")
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
     pool = _Pool(at_once, cloudpickle.dumps((context, config, task, Singleton.get_state())))
