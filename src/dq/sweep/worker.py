@@ -115,7 +115,20 @@ def main(argv: list[str]) -> None:
         try:
             channel.send_bytes(cloudpickle.dumps(returned))
         except OSError:  # the parent stopped listening (it is stopping): nothing more to do
-            return
+            break
+    leave()
+
+
+def leave() -> None:
+    """End the worker without the interpreter's teardown, which with torch loaded took 6 s
+    (30 s on a loaded machine) of the sweep's time: every job's files are written and
+    synced by then (``dq.outputs``), so only the standard streams and log files need a flush."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
