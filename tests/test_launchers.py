@@ -1,7 +1,8 @@
-"""Launchers with real processes and real signals: launcher=joblib's job processes (a job
-whose process is SIGKILLed fails alone, the job processes die with their dq-train, they never
-import a module from the directory the sweep starts in), the SLURM preset's submission and a
-launcher that cannot submit, and a launcher named without -m."""
+"""Launchers with real processes and real signals: launcher=joblib's workers (a job whose
+worker is SIGKILLed fails alone, the workers die with their dq-train, they never import a
+module from the directory the sweep starts in, a worker's jobs give the metrics each job
+gives alone, a job stopped by SIGTERM does not stop the worker's next one), the SLURM
+preset's submission and a launcher that cannot submit, and a launcher named without -m."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from conftest import sweep_in_process
 from dq.cli import train_main
 from dq.outputs import read_json
 from dq.sweep.processes import worker_command
+from run_checks import same_values
 from test_sweep import TINY, job_rows, launcher_config
 
 DQ_TRAIN = str(Path(sys.executable).parent / "dq-train")  # the console script, as a user runs it
@@ -45,7 +47,8 @@ def alive(pid: int) -> bool:
 
 
 def job_processes(parent: int) -> dict[int, int]:
-    """Job number → pid of each live ``dq.sweep.worker`` process that ``parent`` started."""
+    """Worker number → pid of each live ``dq.sweep.worker`` process that ``parent`` started
+    (worker 0 runs job 0 first, worker 1 job 1, ...)."""
     found = {}
     for entry in Path("/proc").iterdir():
         try:
@@ -129,13 +132,48 @@ def test_job_processes_do_not_import_modules_from_the_start_directory(tmp_path: 
     assert read_json(tmp_path / "sw" / "sweep.json")["counts"] == {"completed": 1, "total": 1}
 
 
+def metrics_but_timing(run_dir: Path) -> dict[str, object]:
+    return {key: value for key, value in read_json(run_dir / "metrics.json").items() if not key.startswith("time/")}
+
+
+@pytest.mark.slow
+def test_jobs_that_share_a_worker_give_the_metrics_each_gives_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = start_sweep(["hydra.launcher.n_jobs=2", "seed=0,1,2,3"], tmp_path)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err
+    sw = tmp_path / "sw"
+    assert len({read_json(sw / str(job) / "run.json")["pid"] for job in range(4)}) == 2  # each worker ran two jobs
+    for seed in range(4):  # the same job alone (the local launcher, in this process)
+        assert sweep_in_process([*TINY, f"seed={seed}", f"hydra.sweep.dir=alone{seed}"], tmp_path, monkeypatch) == 0
+        assert same_values(metrics_but_timing(sw / str(seed)), metrics_but_timing(tmp_path / f"alone{seed}" / "0"))
+
+
+@pytest.mark.slow
+def test_a_job_stopped_by_sigterm_leaves_its_worker_to_run_the_next_job(tmp_path: Path) -> None:
+    sweep = start_sweep(["hydra.launcher.n_jobs=1", f"{LONG},1"], tmp_path)
+    try:
+        wait_for(lambda: training(tmp_path / "sw" / "0"), "job 0 to train")
+        worker = job_processes(sweep.pid)[0]
+        os.kill(worker, signal.SIGTERM)  # a stop asked of this job alone (kill <pid>), not of the sweep
+        _, err = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    sw = tmp_path / "sw"
+    assert sweep.returncode == 75, err  # a job was interrupted
+    jobs = read_json(sw / "sweep.json")["jobs"]
+    assert [job["status"] for job in jobs] == ["interrupted", "completed"]
+    assert read_json(sw / "1" / "run.json")["pid"] == worker  # the same worker went on to the next job
+
+
 def test_a_job_process_never_imports_from_its_working_directory(tmp_path: Path) -> None:
-    # The job process's own start (cloudpickle imports inspect) with a trap in its directory.
+    # The worker's own start (cloudpickle imports inspect) with a trap in its directory; no
+    # parent on its standard input, so it ends as a worker without jobs does.
     (tmp_path / "inspect.py").write_text("raise SystemExit(3)\n")
-    command = worker_command(0, tmp_path / "no-such.job", tmp_path / "0.result")
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1  # got as far as reading its job, not stopped by the trap (3)
-    assert done.stderr.splitlines()[-1].startswith("FileNotFoundError: [Errno 2] No such file or directory")
+    command = worker_command(0)
+    done = subprocess.run(command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")  # not stopped by the trap (3)
 
 
 def test_a_process_that_dies_with_its_parent_ends_within_seconds(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_joblib_sweep_finishes_the_other_jobs_and_lists_the_failed_one(tmp_path:
     assert "\\toprule" in (sweep_dir / "summary.tex").read_text()
     assert "sweep: report in sw/summary.md" in done.stdout
 
-    # Each job in its own numbered directory, run by its own process; the refused job
+    # Each job in its own numbered directory, run by one of the workers; the refused job
     # keeps Hydra's record and a failed run.json.
     runs = [read_json(sweep_dir / str(n) / "run.json") for n in range(3)]
     assert len({run["pid"] for run in runs}) >= 2  # joblib's worker processes

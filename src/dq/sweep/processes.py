@@ -1,29 +1,39 @@
-"""``launcher=joblib``: each job of a sweep in a fresh process of its own, ``n_jobs`` at a time.
+"""``launcher=joblib``: a sweep's jobs in at most ``n_jobs`` worker processes of dq's own,
+each running one job after another as this process hands them over.
 
 Why not Hydra's joblib launcher, which this preset used to select: its loky pool treats
 one dead worker (SIGKILL, the out-of-memory killer) as a broken pool, kills every other
 worker with it and ends the whole batch in ``TerminatedWorkerError``, with no job recorded.
-Here the parent starts one ``python -P -m dq.sweep.worker`` per job and watches each
-process: a process that dies fails its own job only, recorded from here (its run.json
-where it has one, its sweep_job.json, hence sweep.json and jobs.csv) as ``worker killed by
-SIGKILL``, and the other jobs go on. Each job process dies with this one
-(``dq.sweep.worker.die_with_parent``) and caps its OpenMP/BLAS threads at cores ÷ jobs at
-once, as loky did. The price of a fresh process per job is its start (Python and torch
-imports, about 2 s); in return each job's memory goes back to the system when it ends.
+Here the parent starts each ``python -P -m dq.sweep.worker`` itself, talks to it over a
+socket on its standard input (a job's number and overrides in, Hydra's ``JobReturn`` out,
+as framed messages) and watches it: a worker that dies (its socket ends, a ``JobReturn``
+cut off half way included) fails the job it was running only, recorded from here (its
+run.json where it has one, its sweep_job.json, hence sweep.json and jobs.csv) as ``worker
+killed by SIGKILL``; the next job that needs a worker starts a new one, and the other
+workers go on. Workers die with this process (``dq.sweep.worker.die_with_parent``) and cap
+their OpenMP/BLAS threads at cores ÷ jobs at once, as loky did; when this process stops
+early (Ctrl-C, an error) it SIGTERMs the workers' running jobs, which record themselves
+``interrupted``, and SIGKILLs what is left after STOP_WAIT_S.
+
+A worker keeps Python, torch and dq imported between its jobs, so a job after a worker's
+first pays no start-up (about 2 s of imports on 2 cores); what could change a job's result
+is reset for each job (``dq.sweep.worker``): a job's metrics are those it gives alone. A
+worker's memory goes back to the system when the batch ends, not after each job.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +51,25 @@ log = logging.getLogger(__name__)
 
 # What loky set in each worker: the thread pools of OpenMP and the BLAS libraries.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-POLL_S = 0.2  # how often the parent looks for ended job processes
-STOP_WAIT_S = 30  # how long stopped job processes get to record themselves before SIGKILL
+POLL_S = 0.2  # how long the parent waits for a job to end before looking again
+STOP_WAIT_S = 30  # how long stopped workers get to record their jobs before SIGKILL
 
 
 @dataclass
 class _Job:
-    """One job's process as the parent follows it."""
+    """One job of the batch: Hydra's job number and its overrides."""
 
     idx: int
     overrides: list[str]
+
+
+@dataclass
+class _Worker:
+    """One worker process as the parent follows it, and the job it runs (None: idle)."""
+
     process: subprocess.Popen
-    result: Path
+    channel: Connection
+    job: _Job | None = None
 
 
 def jobs_at_once(n_jobs: int) -> int:
@@ -80,59 +97,137 @@ def launch(
     initial_job_idx: int,
     n_jobs: int,
 ) -> list[JobReturn]:
-    """Run the batch, at most ``n_jobs`` processes at once; Hydra's JobReturn per job, in order."""
+    """Run the batch in at most ``n_jobs`` workers; Hydra's JobReturn per job, in order."""
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     at_once = max(min(jobs_at_once(n_jobs), len(job_overrides)), 1)
-    log.info(f"Launching {len(job_overrides)} jobs, each in its own process, {at_once} at once")
+    log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes")
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-    shared = (context, config, task, Singleton.get_state())
+    pool = _Pool(at_once, cloudpickle.dumps((context, config, task, Singleton.get_state())))
     returns: dict[int, JobReturn] = {}
-    with tempfile.TemporaryDirectory(prefix="dq-sweep-") as scratch:
-        pending = deque(enumerate(job_overrides, start=initial_job_idx))
-        running: list[_Job] = []
-        try:
-            while pending or running:
-                while pending and len(running) < at_once:
-                    idx, overrides = pending.popleft()
-                    running.append(_start(idx, list(overrides), shared, Path(scratch), worker_env(at_once)))
-                ended = [job for job in running if job.process.poll() is not None]
-                if not ended:
-                    time.sleep(POLL_S)
-                for job in ended:
-                    running.remove(job)
-                    returns[job.idx] = _collect(job, context, config)
-        finally:
-            _stop(running)
+    pending = deque(_Job(idx, list(overrides)) for idx, overrides in enumerate(job_overrides, start=initial_job_idx))
+    try:
+        while pending or pool.busy():
+            while pending and pool.has_room():
+                job = pending.popleft()
+                lost = pool.hand_over(job)
+                if lost is not None:
+                    returns[job.idx] = _lost(job, lost, context, config)
+            for job, returned in pool.finished():
+                returns[job.idx] = (
+                    returned if isinstance(returned, JobReturn) else _lost(job, returned, context, config)
+                )
+    finally:
+        pool.stop()
     return [returns[idx] for idx in sorted(returns)]
 
 
-def worker_command(idx: int, payload: Path, result: Path) -> list[str]:
-    """The command line of job ``idx``'s process: ``-P`` keeps the directory the sweep
-    started in off its ``sys.path`` (``-m`` would put it first)."""
-    return [sys.executable, "-P", "-m", "dq.sweep.worker", str(idx), str(payload), str(result), str(os.getpid())]
+def worker_command(number: int) -> list[str]:
+    """The command line of worker ``number``: ``-P`` keeps the directory the sweep started
+    in off its ``sys.path`` (``-m`` would put it first)."""
+    return [sys.executable, "-P", "-m", "dq.sweep.worker", str(number), str(os.getpid())]
 
 
-def _start(idx: int, overrides: list[str], shared: tuple, scratch: Path, env: dict[str, str]) -> _Job:
-    payload, result = scratch / f"{idx}.job", scratch / f"{idx}.result"
-    payload.write_bytes(cloudpickle.dumps((idx, overrides, *shared)))
-    process = subprocess.Popen(worker_command(idx, payload, result), env=env, stdin=subprocess.DEVNULL)
-    return _Job(idx, overrides, process, result)
+class _Pool:
+    """At most ``at_once`` worker processes, started as jobs need them, each running the
+    jobs handed to it one after another. A worker that dies loses its own job only; the
+    next job that needs a worker starts a new one."""
 
+    def __init__(self, at_once: int, shared: bytes) -> None:
+        self.at_once = at_once
+        self.shared = shared  # Hydra's context, the sweep config, the task, Hydra's global state
+        self.env = worker_env(at_once)
+        self.workers: list[_Worker] = []
+        self.started = 0
 
-def _collect(job: _Job, context: Any, config: DictConfig) -> JobReturn:
-    """The JobReturn the job's process left, or, when it died first, its job recorded as failed."""
-    if job.result.is_file():
-        return cloudpickle.loads(job.result.read_bytes())
-    code = job.process.returncode
-    reason = f"worker killed by {signal.Signals(-code).name}" if code < 0 else f"worker exited with code {code}"
-    return _lost(job, reason, context, config)
+    def busy(self) -> bool:
+        return any(worker.job is not None for worker in self.workers)
+
+    def has_room(self) -> bool:
+        """Whether a job can start now: an idle worker, or fewer than ``at_once``. A worker
+        that ended while idle (killed between jobs) is dropped first: it had no job to lose."""
+        for worker in [worker for worker in self.workers if worker.job is None and worker.process.poll() is not None]:
+            self._drop(worker)
+        return any(worker.job is None for worker in self.workers) or len(self.workers) < self.at_once
+
+    def hand_over(self, job: _Job) -> str | None:
+        """Give ``job`` to an idle worker, or to a new one (sent the shared part first); None,
+        or the reason the job is lost when the worker died before taking it."""
+        message = cloudpickle.dumps((job.idx, job.overrides))
+        worker = next((worker for worker in self.workers if worker.job is None), None)
+        messages = [message] if worker is not None else [self.shared, message]
+        worker = worker or self._start()
+        worker.job = job
+        try:
+            for part in messages:
+                worker.channel.send_bytes(part)
+        except OSError:
+            return self._bury(worker)
+        return None
+
+    def finished(self) -> list[tuple[_Job, JobReturn | str]]:
+        """Each job that ended within POLL_S: its JobReturn, or the reason it is lost when
+        its worker died first (a JobReturn cut off half way counts as lost)."""
+        busy = {worker.channel: worker for worker in self.workers if worker.job is not None}
+        ended: list[tuple[_Job, JobReturn | str]] = []
+        for channel in wait(list(busy), timeout=POLL_S):
+            worker = busy[channel]
+            job, worker.job = worker.job, None
+            assert job is not None
+            try:
+                ended.append((job, cloudpickle.loads(channel.recv_bytes())))
+            except (EOFError, OSError):
+                ended.append((job, self._bury(worker)))
+        return ended
+
+    def stop(self) -> None:
+        """The batch is over, or the parent leaves early (Ctrl-C, an error): SIGTERM each
+        worker still running a job, which a training run answers by writing last.pt and
+        stopping, and close every channel (no more jobs: idle workers end at once); SIGKILL
+        what is left after STOP_WAIT_S."""
+        for worker in self.workers:
+            if worker.job is not None and worker.process.poll() is None:
+                worker.process.terminate()
+            worker.channel.close()
+        deadline = time.monotonic() + STOP_WAIT_S
+        for worker in self.workers:
+            try:
+                worker.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+
+    def _start(self) -> _Worker:
+        """A new worker whose standard input is a socket to this process (``dq.sweep.worker``)."""
+        ours, theirs = multiprocessing.Pipe()
+        try:
+            process = subprocess.Popen(worker_command(self.started), env=self.env, stdin=theirs.fileno())
+        finally:
+            theirs.close()
+        self.started += 1
+        worker = _Worker(process, ours)
+        self.workers.append(worker)
+        return worker
+
+    def _drop(self, worker: _Worker) -> None:
+        self.workers.remove(worker)
+        worker.channel.close()
+
+    def _bury(self, worker: _Worker) -> str:
+        """Drop a worker whose channel closed, and say how its process ended."""
+        self._drop(worker)
+        try:
+            code = worker.process.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:  # it closed its end without ending: not a worker to keep
+            worker.process.kill()
+            code = worker.process.wait()
+        return f"worker killed by {signal.Signals(-code).name}" if code < 0 else f"worker exited with code {code}"
 
 
 def _lost(job: _Job, reason: str, context: Any, config: DictConfig) -> JobReturn:
-    """Record a job whose process died as failed with ``reason``, in its own directory, and
+    """Record a job whose worker died as failed with ``reason``, in its own directory, and
     hand the sweeper a failed JobOutcome for it (as the job function would have)."""
     sweep_config = context.config_loader.load_sweep_config(config, job.overrides)
     with open_dict(sweep_config):
@@ -150,19 +245,3 @@ def _lost(job: _Job, reason: str, context: Any, config: DictConfig) -> JobReturn
         status=JobStatus.COMPLETED,  # the job function's contract: failures are outcomes
         _return_value=outcome,
     )
-
-
-def _stop(running: list[_Job]) -> None:
-    """The parent leaves early (Ctrl-C, an error): SIGTERM each job still running, which a
-    training run answers by writing last.pt and stopping; SIGKILL what is left after
-    STOP_WAIT_S."""
-    for job in running:
-        if job.process.poll() is None:
-            job.process.terminate()
-    deadline = time.monotonic() + STOP_WAIT_S
-    for job in running:
-        try:
-            job.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            job.process.kill()
-            job.process.wait()

@@ -1,6 +1,6 @@
 """``hydra/launcher: dq_processes``: the config schema, stored in Hydra's ConfigStore, and
 the Launcher class Hydra instantiates from it. Light on purpose (Hydra imports this module at
-every start): the processes are started and watched by ``dq.sweep.processes``."""
+every start): the worker processes are started and watched by ``dq.sweep.processes``."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ class DQProcessLauncherConf:
     """Keys of ``hydra.launcher`` (README, "Sweeps")."""
 
     _target_: str = "hydra_plugins.dq_process_launcher.launcher.DQProcessLauncher"
-    # Jobs running at once, each in its own process: -1 one per CPU core, -2 all cores but one.
+    # Jobs running at once, each worker process running one: -1 one per CPU core, -2 all cores but one.
     n_jobs: int = -1
 
 
@@ -26,8 +26,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="dq_processes", node=D
 
 
 class DQProcessLauncher(Launcher):
-    """Runs each job of a batch in a fresh process of its own, ``n_jobs`` at a time: a
-    process that dies (SIGKILL, the out-of-memory killer) fails its own job only."""
+    """Runs a batch's jobs in ``n_jobs`` worker processes, one job after another in each: a
+    worker that dies (SIGKILL, the out-of-memory killer) fails its own job only."""
 
     def __init__(self, n_jobs: int = -1) -> None:
         self.n_jobs = n_jobs
