@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from dq.errors import first_line
 from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
+from dq.sweep import slurm_watch
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, finish_sweep, read_sweep, start_sweep
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -94,6 +95,7 @@ class SweepSummary(Callback):
         _started = (sweep_dir, read_sweep(sweep_dir))
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
+        slurm_watch.install(config)  # SLURM without accounting: see a job killed outright
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code
@@ -153,6 +155,24 @@ def write_sweep_report(sweep: dict[str, Any], sweep_dir: Path) -> None:
         )
         return
     print(f"sweep: report in {done.files[1]}", flush=True)
+
+
+def end_lost_sweep(error: BaseException) -> int | None:
+    """The sweep's exit code after the launcher gave up on a SLURM job that ended without a
+    result (``dq.sweep.slurm_watch``): such jobs are recorded as failed with one line each,
+    and the sweep ends as ``on_multirun_end`` ends it. None for any other error."""
+    global _exit_code
+    if _started is None or not slurm_watch.is_lost_job(error):
+        return None
+    sweep_dir = _started[0]
+    if not slurm_watch.mark_lost_jobs(sweep_dir, read_sweep(sweep_dir).get("invocation")):
+        print(f"dq-train: error: {first_line(str(error))}", file=sys.stderr, flush=True)  # lost before its job began
+    sweep = finish_sweep(sweep_dir)
+    report(sweep, sweep_dir)
+    _exit_code = exit_code_for(sweep["counts"]) or EXIT_JOB_FAILED
+    write_sweep_report(sweep, sweep_dir)
+    release_sweep()
+    return _exit_code
 
 
 def abandon_sweep() -> None:
