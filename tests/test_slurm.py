@@ -103,7 +103,9 @@ def interrupted_job(cluster: Cluster, tmp_path: Path, interrupt: list[str], *ext
 def assert_resumed_to_the_uninterrupted_result(run_dir: Path, before: int, uninterrupted: dict) -> None:
     info = read_json(run_dir / "run.json")
     epochs = epochs_of(run_dir)
-    print(f"{run_dir}: {before} epochs before the requeue, resumed {len(info['resumed'])}x, epochs after: {epochs}")
+    print(
+        f"{run_dir}: {before} epochs before the requeue, resumed {len(info.get('resumed', []))}x, epochs after: {epochs}"
+    )
     assert info["status"] == "completed" and info["resumed"], info
     assert epochs == list(range(1, int(uninterrupted["train/epochs_run"]) + 1))  # each epoch once, in order
     metrics = read_json(run_dir / "metrics.json")
@@ -138,7 +140,7 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_resumes(slurm_cluster
     assert code == 0, stderr
     info = read_json(sweep_dir / "0" / "run.json")
     epochs = epochs_of(sweep_dir / "0")
-    print(f"time limit: resumed {len(info['resumed'])}x in {elapsed:.0f} s; epochs {epochs[0]}..{epochs[-1]}")
+    print(f"time limit: resumed {len(info.get('resumed', []))}x in {elapsed:.0f} s; epochs {epochs[0]}..{epochs[-1]}")
     assert info["status"] == "completed" and info["resumed"], info
     assert epochs == list(range(epochs[0], epochs[-1] + 1)) and len(epochs) == len(set(epochs))
 

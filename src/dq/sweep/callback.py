@@ -33,6 +33,7 @@ EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
 
 EXIT_BUSY = 2  # another dq-train -m holds the sweep directory (dq.cli's exit code for user errors)
+EXIT_REFUSED = 2  # a SLURM request no node can meet (dq.sweep.slurm_watch): the user's input
 
 _exit_code = 0
 _sweep_lock: DirectoryLock | None = None  # this invocation's hold on its sweep directory
@@ -166,10 +167,11 @@ def end_lost_sweep(error: BaseException) -> int | None:
         return None
     sweep_dir = _started[0]
     if not slurm_watch.mark_lost_jobs(sweep_dir, read_sweep(sweep_dir).get("invocation")):
-        print(f"dq-train: error: {first_line(str(error))}", file=sys.stderr, flush=True)  # lost before its job began
+        lost = slurm_watch.lost_text() or first_line(str(error))  # lost before its job began
+        print(f"dq-train: error: SLURM job ended before its sweep job began ({lost})", file=sys.stderr, flush=True)
     sweep = finish_sweep(sweep_dir)
     report(sweep, sweep_dir)
-    _exit_code = exit_code_for(sweep["counts"]) or EXIT_JOB_FAILED
+    _exit_code = EXIT_REFUSED if slurm_watch.refused() else exit_code_for(sweep["counts"]) or EXIT_JOB_FAILED
     write_sweep_report(sweep, sweep_dir)
     release_sweep()
     return _exit_code

@@ -32,6 +32,13 @@ from dq.sweep.jobdir import JOB_ACTION_JSON
 POLL_S = 30  # the longest wait between two state queries (submitit's default: 600 s)
 VANISHED = "VANISHED"  # squeue no longer lists the job: it ended, no matter how
 # squeue's states of a job that will not run again (a requeued job is PENDING, not here).
+# A pending job's reasons that no wait cures: the request exceeds what the partition's nodes
+# have (more CPUs or memory than a node, GPUs on nodes without any). dq cancels such a job.
+NEVER_RUNS = {
+    "PartitionConfig": "exceeds what the partition's nodes have",
+    "BadConstraints": "is met by no node of the partition",
+}
+NODES = "sinfo -N -o '%N %c %m %G' lists them"
 ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", VANISHED}
 
 _watcher: Any = None  # the SqueueWatcher installed in this process, if any
@@ -59,16 +66,33 @@ def lost_jobs() -> dict[str, str]:
     return dict(_watcher.lost) if _watcher is not None else {}
 
 
-def _squeue_states(job_ids: set[str]) -> dict[str, str] | None:
-    """Each of this user's jobs squeue knows, array tasks one by one (``{"12_1": "RUNNING"}``);
-    None when squeue cannot answer (slurmctld down or busy: nothing is learnt)."""
-    command = ["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%T"]
+def lost_text() -> str:
+    """``12_0: FAILED, 12_1: cancelled: ...``: the lost jobs for a message."""
+    return ", ".join(f"{job}: {state}" for job, state in sorted(lost_jobs().items()))
+
+
+def refused() -> bool:
+    """Whether a job was cancelled because it could never start (``NEVER_RUNS``)."""
+    return any(state.startswith("cancelled") for state in lost_jobs().values())
+
+
+def _squeue_states(job_ids: set[str]) -> dict[str, tuple[str, str, str]] | None:
+    """Each job's state, reason and request as squeue has them, array tasks one by one
+    (``{"12_1": ("PENDING", "PartitionConfig", "cpus=3 mem=2G gres=N/A")}``); None when
+    squeue cannot answer (slurmctld down or busy: nothing is learnt)."""
+    command = ["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%C|%m|%b"]
     try:
         output = subprocess.check_output(command, text=True, stderr=subprocess.DEVNULL, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
-    states = dict(line.strip().split("|", 1) for line in output.splitlines() if "|" in line)
-    return {job: states.get(job, VANISHED) for job in job_ids}
+    rows = [line.strip().split("|") for line in output.splitlines()]
+    known = {row[0]: (row[1], row[2], f"cpus={row[3]} mem={row[4]} gres={row[5]}") for row in rows if len(row) == 6}
+    return {job: known.get(job, (VANISHED, "", "")) for job in job_ids}
+
+
+def _cancel(job_id: str) -> None:
+    """scancel a job that can never start (it would wait in the queue for ever)."""
+    subprocess.run(["scancel", job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
 
 
 def _squeue_watcher_class() -> type:
@@ -100,17 +124,23 @@ def _squeue_watcher_class() -> type:
         def _from_squeue(self) -> dict[str, dict[str, str]]:
             """States as sacct's would read; a job that ended without COMPLETED waits as
             RUNNING while another job of the sweep still lives."""
-            states = _squeue_states(self._registered - self._finished)
-            if states is None:
+            found = _squeue_states(self._registered - self._finished)
+            if found is None:
                 return {}
+            states = {}
+            for job, (state, reason, request) in found.items():
+                if state == "PENDING" and reason in NEVER_RUNS:
+                    _cancel(job)
+                    self.lost[job] = (
+                        f"cancelled: pending for {reason}: its request ({request}) {NEVER_RUNS[reason]} ({NODES})"
+                    )
+                    state = "CANCELLED"
+                elif state in ENDED and state != "COMPLETED":
+                    self.lost.setdefault(job, state)
+                states[job] = state
             live = {job for job, state in states.items() if state not in ENDED}
-            info = {}
-            for job, state in states.items():
-                if state in ENDED and state != "COMPLETED":
-                    self.lost[job] = state
-                    state = "RUNNING" if live else state
-                info[job] = {"JobID": job, "State": state}
-            return info
+            held = lambda job, state: "RUNNING" if live and job in self.lost else state  # noqa: E731
+            return {job: {"JobID": job, "State": held(job, state)} for job, state in states.items()}
 
     return SqueueWatcher
 
@@ -125,10 +155,11 @@ def mark_lost_jobs(sweep_dir: Path, invocation: str | None) -> int:
     still says ``running``, no process holds its lock, and it wrote no sweep_job.json. Its
     checkpoints stay: re-running the sweep into its directory resumes it from last.pt.
     Returns how many were marked."""
-    lost = ", ".join(f"{job}: {state}" for job, state in sorted(lost_jobs().items())) or "state unknown"
+    lost = lost_text()
+    ended = f"its SLURM job ended without a result ({lost})" if lost else "its submitit job ended without a result"
     error = (
-        f"its SLURM job ended without a result ({lost}): killed outright (SIGKILL, the OOM killer, "
-        f"a lost node); re-run the sweep into {sweep_dir} to resume it from last.pt"
+        f"{ended}: killed outright (SIGKILL, the OOM killer, a lost node); "
+        f"re-run the sweep into {sweep_dir} to resume it from last.pt"
     )
     marked = 0
     for job_dir in sorted(path for path in Path(sweep_dir).iterdir() if path.is_dir() and path.name.isdigit()):
