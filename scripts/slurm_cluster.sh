@@ -13,7 +13,7 @@
 # Whatever starts a cluster tears it down with a trap, e.g.
 #   trap 'scripts/slurm_cluster.sh down /tmp/c' EXIT; eval "$(scripts/slurm_cluster.sh up /tmp/c)"
 # A failed `up` tears down what it started itself (one line on stderr, exit 1).
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap of `up` covers the functions it calls
 
 usage() { echo "usage: $0 up|down|status DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
