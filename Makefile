@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml Makefile
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "note: chromium did not install; tests/test_report_browser.py will be skipped"; \
 	else echo "note: the real-browser report test needs Debian's chromium (sudo apt-get install chromium); it is skipped without it"; fi
+	@if command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) || echo "note: slurm-wlm and munge did not install; tests/test_slurm.py will be skipped"; \
+	else echo "note: the SLURM tests (scripts/slurm_cluster.sh) need Debian's slurm-wlm and munge and root (sudo apt-get install slurm-wlm munge); they are skipped without them"; fi
 	touch $(STAMP)
 
 run: setup

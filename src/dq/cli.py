@@ -234,7 +234,7 @@ def train_main() -> None:
         _serve_rank(rank)
         return
     from dq.spec import register_schemas
-    from dq.sweep.callback import abandon_sweep, sweep_exit_code
+    from dq.sweep.callback import abandon_sweep, end_lost_sweep, sweep_exit_code
 
     register_schemas()
     global _show_traceback
@@ -263,6 +263,9 @@ def train_main() -> None:
         print(f"dq-train: error: {printable(str(error))}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except Exception as error:
+        lost = end_lost_sweep(error)  # a SLURM job killed outright: one line per job, not a hang
+        if lost is not None:
+            sys.exit(lost)
         line = refusal(error)
         if line is None:
             _launcher_failed(error)  # one line for a sweep whose launcher gave up (no sbatch)

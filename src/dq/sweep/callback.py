@@ -27,6 +27,7 @@ from dq.engine import preemption
 from dq.errors import EXIT_BY_USER, DQUserError, first_line
 from dq.locks import LOCK_FILE, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
+from dq.sweep import slurm_watch
 from dq.sweep.jobdir import same_job
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
@@ -35,6 +36,8 @@ OPTUNA_DB = "optuna.db"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOB_FAILED = 1
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (re-run into the same hydra.sweep.dir)
+
+EXIT_REFUSED = 2  # a SLURM request no node can meet (dq.sweep.slurm_watch): the user's input
 
 _exit_code = 0
 _sweep_lock: DirectoryLock | None = None  # this invocation's hold on its sweep directory
@@ -113,6 +116,7 @@ class SweepSummary(Callback):
         _started = (sweep_dir, read_sweep(sweep_dir))
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
+        slurm_watch.install(config)  # SLURM without accounting: see a job killed outright
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code
@@ -192,6 +196,25 @@ def fail_started_sweep(error: BaseException) -> str | None:
     fail_sweep(sweep_dir, reason)
     release_sweep()
     return f"sweep failed: {reason} ({sweep_dir / SWEEP_JSON})"
+
+
+def end_lost_sweep(error: BaseException) -> int | None:
+    """The sweep's exit code after the launcher gave up on a SLURM job that ended without a
+    result (``dq.sweep.slurm_watch``): such jobs are recorded as failed with one line each,
+    and the sweep ends as ``on_multirun_end`` ends it. None for any other error."""
+    global _exit_code
+    if _started is None or not slurm_watch.is_lost_job(error):
+        return None
+    sweep_dir = _started[0]
+    if not slurm_watch.mark_lost_jobs(sweep_dir, read_sweep(sweep_dir).get("invocation")):
+        lost = slurm_watch.lost_text() or first_line(str(error))  # lost before its job began
+        print(f"dq-train: error: SLURM job ended before its sweep job began ({lost})", file=sys.stderr, flush=True)
+    sweep = finish_sweep(sweep_dir)
+    report(sweep, sweep_dir)
+    _exit_code = EXIT_REFUSED if slurm_watch.refused() else exit_code_for(sweep["counts"]) or EXIT_JOB_FAILED
+    write_sweep_report(sweep, sweep_dir)
+    release_sweep()
+    return _exit_code
 
 
 def abandon_sweep() -> None:
