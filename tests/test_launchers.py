@@ -167,6 +167,29 @@ def test_a_job_stopped_by_sigterm_leaves_its_worker_to_run_the_next_job(tmp_path
     assert read_json(sw / "1" / "run.json")["pid"] == worker  # the same worker went on to the next job
 
 
+@pytest.mark.slow
+def test_a_sigterm_to_dq_train_alone_stops_its_jobs_and_the_re_run_resumes(tmp_path: Path) -> None:
+    """A scheduler signals dq-train's pid, not its group: the parent passes the stop on to
+    the job running in a worker (interrupted, last.pt written), starts no further job, exits
+    75; the same command again resumes job 0 and runs job 1."""
+    sweep = start_sweep(["hydra.launcher.n_jobs=1", "trainer.epochs=400,1"], tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "sw" / "0" / "checkpoints" / "last.pt").exists(), "job 0's first checkpoint")
+        sweep.send_signal(signal.SIGTERM)
+        _, err = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    sw = tmp_path / "sw"
+    assert sweep.returncode == 75, err
+    assert [job["status"] for job in read_json(sw / "sweep.json")["jobs"]] == ["interrupted", "not_started"]
+    assert read_json(sw / "0" / "run.json")["stopped_at"]["signal"] == "SIGTERM"
+    again = start_sweep(["hydra.launcher.n_jobs=1", "trainer.epochs=400,1"], tmp_path)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert "1 resumed" in out
+    assert [job["status"] for job in read_json(sw / "sweep.json")["jobs"]] == ["completed", "completed"]
+
+
 def test_a_job_process_never_imports_from_its_working_directory(tmp_path: Path) -> None:
     # The worker's own start (cloudpickle imports inspect) with a trap in its directory; no
     # parent on its standard input, so it ends as a worker without jobs does.

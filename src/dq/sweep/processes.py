@@ -42,6 +42,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, open_dict
 
+from dq.engine import preemption
 from dq.errors import DQUserError
 from dq.sweep.job import record_lost_job
 from dq.sweep.outcome import JobOutcome
@@ -108,8 +109,13 @@ def launch(
     pool = _Pool(at_once, cloudpickle.dumps((context, config, task, Singleton.get_state())))
     returns: dict[int, JobReturn] = {}
     pending = deque(_Job(idx, list(overrides)) for idx, overrides in enumerate(job_overrides, start=initial_job_idx))
+    passed_on = False
     try:
         while pending or pool.busy():
+            if preemption.stop_requested() and not passed_on:  # dq-train itself was stopped (dq.cli)
+                passed_on = True
+                pending.clear()  # never started: the re-run of the sweep starts them
+                pool.pass_on(signal.Signals[preemption.received_signal() or "SIGTERM"])
             while pending and pool.has_room():
                 job = pending.popleft()
                 lost = pool.hand_over(job)
@@ -151,6 +157,14 @@ class _Pool:
         for worker in [worker for worker in self.workers if worker.job is None and worker.process.poll() is not None]:
             self._drop(worker)
         return any(worker.job is None for worker in self.workers) or len(self.workers) < self.at_once
+
+    def pass_on(self, signum: signal.Signals) -> None:
+        """The stop signal dq-train got (a scheduler signals that process alone, not its
+        group) to each worker running a job: the job stops after its batch, writes last.pt
+        and is recorded ``interrupted``, as it would be in dq-train's own process."""
+        for worker in self.workers:
+            if worker.job is not None and worker.process.poll() is None:
+                worker.process.send_signal(signum)
 
     def hand_over(self, job: _Job) -> str | None:
         """Give ``job`` to an idle worker, or to a new one (sent the shared part first); None,
@@ -203,7 +217,8 @@ class _Pool:
         """A new worker whose standard input is a socket to this process (``dq.sweep.worker``)."""
         ours, theirs = multiprocessing.Pipe()
         try:
-            process = subprocess.Popen(worker_command(self.started), env=self.env, stdin=theirs.fileno())
+            command = worker_command(self.started)  # an argument list: no shell (tests/test_safety.py)
+            process = subprocess.Popen(command, env=self.env, stdin=theirs.fileno())
         finally:
             theirs.close()
         self.started += 1
