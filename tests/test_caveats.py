@@ -29,7 +29,7 @@ from dq.outputs import read_json
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
 from dq.runs import load_run
 
-pytestmark = pytest.mark.slow  # three real runs, about 35 s together
+# Three real tiny runs (about 16 s together): in the default suite, so CI checks every caveat rule both ways.
 
 
 def _run(tmp: Path, *overrides: str) -> dict[str, Any]:
