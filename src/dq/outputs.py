@@ -1,6 +1,6 @@
 """The run directory: its layout, atomic writes and the run.json manifest.
 
-Layout (DESIGN.md's output contract)::
+Layout (docs/design.md's output contract)::
 
     <run_dir>/.hydra/            Hydra's own record of the composed config
     <run_dir>/run.json           status running|completed|failed|interrupted, times, provenance

@@ -2,7 +2,7 @@
 
 ``train(cfg)`` is what ``dq-train`` runs inside Hydra and what a notebook or a test calls
 with a config from Hydra's compose API. Everything a run produces lands in its run
-directory (DESIGN.md's output contract); run.json says ``completed`` only at the very end.
+directory (docs/design.md's output contract); run.json says ``completed`` only at the very end.
 
 ``train(cfg, run_dir, resume=True)`` continues the run in ``run_dir`` from its last.pt
 (``dq.engine.continuation`` decides whether and from where, ``dq.engine.resume`` loads it);

@@ -1,5 +1,5 @@
 """Explanations of a trained model: captum attributions on a few test examples, their
-pictures, and explanation-quality metrics (DESIGN.md: ``explanations/<method>.npz`` and
+pictures, and explanation-quality metrics (docs/design.md: ``explanations/<method>.npz`` and
 ``.png``, metric keys ``explain/<method>/<metric>``).
 
 ``dq.explain.run.explain_run`` is the step a run calls after its test metrics;

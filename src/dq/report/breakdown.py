@@ -1,4 +1,4 @@
-"""Reading DESIGN.md's flat metric keys back into tables: accuracy by group or class,
+"""Reading docs/design.md's flat metric keys back into tables: accuracy by group or class,
 robust accuracy by ε, the fairness gaps, each explanation method's quality metrics.
 
 Shared by the HTML run page and the model card, so both say the same thing about a run.

@@ -1,7 +1,7 @@
 """Caveats a model card derives from a run's numbers, by explicit rules with stated
 thresholds, e.g. "robust accuracy of class Shirt at ε=0.1 is 11%, against a mean of 65%".
 
-Each rule reads only the flat metric keys (DESIGN.md), so it can be tested on a hand-made
+Each rule reads only the flat metric keys (docs/design.md), so it can be tested on a hand-made
 dict and applied to any run directory, old or new.
 """
 

@@ -1,6 +1,6 @@
 """Finding runs under paths and reading each one back as a ``RunResult``.
 
-A run directory is one that holds ``run.json`` (DESIGN.md's output contract), or files
+A run directory is one that holds ``run.json`` (docs/design.md's output contract), or files
 only a run writes (metrics, checkpoints) without it. Whatever is wrong with one (a failed
 status, a missing, truncated or foreign file: dq.run_files names it) is recorded on its
 ``RunResult`` as ``problem``, so a report lists it instead of failing on it.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from dq.report.plots import Figure
 
-EXPLANATIONS = "explanations"  # DESIGN.md's output contract: <run>/explanations/<method>.png
+EXPLANATIONS = "explanations"  # docs/design.md's output contract: <run>/explanations/<method>.png
 # Columns of metrics.jsonl shown per epoch when a run has no curve figures (at most this many).
 CURVE_COLUMNS = 9
 
