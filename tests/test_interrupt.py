@@ -94,7 +94,9 @@ SLOW = ("regularizer=[adversarial]", "regularizer.adversarial.steps=40", "datase
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_the_run_is_still_interrupted_and_resumes(tmp_path: Path) -> None:
-    args = [*RUN, *SLOW]
+    # Six epochs (early stopping needs five without gain): the two signals land in training
+    # however loaded the machine is; which epoch they land in is read back, not assumed.
+    args = [*(item for item in RUN if not item.startswith("trainer.epochs=")), *SLOW, "trainer.epochs=6"]
     reference = tmp_path / "reference"
     dq.train(compose_config(args, fast=False), run_dir=reference, console=quiet())
     process = dq_train_process(args, tmp_path)
@@ -109,12 +111,12 @@ def test_a_second_ctrl_c_stops_at_once_and_the_run_is_still_interrupted_and_resu
     assert code == 130, lines
     assert len(lines) == 1, lines
     assert re.match(
-        r"dq-train: interrupted: stopped by a second SIGINT in epoch 2, during batch \d+ of \d+; ", lines[0]
+        r"dq-train: interrupted: stopped by a second SIGINT in epoch \d+, during batch \d+ of \d+; ", lines[0]
     )
     info = read_json(run_dir / "run.json")
-    assert info["status"] == "interrupted" and info["stopped_at"]["epoch"] == 2
     last = read_last(run_dir)
-    assert last["epoch"] == 1 and last["partial"] is None  # the end of epoch 1: nothing half-done
+    assert info["status"] == "interrupted" and info["stopped_at"]["epoch"] == last["epoch"] + 1
+    assert last["partial"] is None  # the end of the epoch before: nothing half-done
     resumes_to(run_dir, reference, tmp_path)
 
 

@@ -172,7 +172,8 @@ def test_a_sigterm_to_dq_train_alone_stops_its_jobs_and_the_re_run_resumes(tmp_p
     """A scheduler signals dq-train's pid, not its group: the parent passes the stop on to
     the job running in a worker (interrupted, last.pt written), starts no further job, exits
     75; the same command again resumes job 0 and runs job 1."""
-    sweep = start_sweep(["hydra.launcher.n_jobs=1", "trainer.epochs=400,1"], tmp_path)
+    stay = ["hydra.launcher.n_jobs=1", "trainer.early_stopping.enabled=false", "trainer.epochs=400,1"]
+    sweep = start_sweep(stay, tmp_path)
     try:
         wait_for(lambda: (tmp_path / "sw" / "0" / "checkpoints" / "last.pt").exists(), "job 0's first checkpoint")
         sweep.send_signal(signal.SIGTERM)
@@ -183,7 +184,7 @@ def test_a_sigterm_to_dq_train_alone_stops_its_jobs_and_the_re_run_resumes(tmp_p
     assert sweep.returncode == 75, err
     assert [job["status"] for job in read_json(sw / "sweep.json")["jobs"]] == ["interrupted", "not_started"]
     assert read_json(sw / "0" / "run.json")["stopped_at"]["signal"] == "SIGTERM"
-    again = start_sweep(["hydra.launcher.n_jobs=1", "trainer.epochs=400,1"], tmp_path)
+    again = start_sweep(stay, tmp_path)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert "1 resumed" in out
