@@ -17,17 +17,9 @@ from omegaconf import OmegaConf
 
 from dq.config import config_dir
 from dq.config.hydra_overrides import SAMPLER_KEY, TARGETS, targets_in
+from fuzz_cases import RUN_BASE
 
-FAST = [
-    "dataset=digits",
-    "dataset.limit=64",
-    "trainer.epochs=1",
-    "trainer.progress=false",
-    "explain.enabled=false",
-    "eval.bootstrap=0",
-    "report.html=false",
-    "report.model_card=false",
-]
+FAST = [item for item in RUN_BASE if item != "model=mlp"]  # the fuzz suite's tiny run, any model
 
 
 class PlantsMarker:

@@ -33,10 +33,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dq.errors import DQUserError
 from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock, holder_text
-from dq.outputs import HYDRA_DIR, RUN_JSON, read_json
+from dq.outputs import HYDRA_DIR, RUN_JSON, SWEEP_JSON, read_json
 
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a sweep, at its root
-SWEEP_JSON = "sweep.json"
 
 
 class ClaimRefused(BaseException):

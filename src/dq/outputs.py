@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # torch is imported where a function needs it: reading run fi
     import torch
 
 RUN_JSON = "run.json"
+SWEEP_JSON = "sweep.json"  # a sweep directory's record of its jobs (dq.sweep.summary)
 METRICS_JSON = "metrics.json"
 METRICS_JSONL = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"

@@ -19,11 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dq.outputs import HYDRA_DIR, now_iso, read_json, write_json, write_text
+from dq.outputs import HYDRA_DIR, SWEEP_JSON, now_iso, read_json, write_json, write_text
 from dq.report import degenerate
 from dq.sweep.jobdir import JOB_ACTION_JSON, read_metrics, read_run
 
-SWEEP_JSON = "sweep.json"
 JOBS_CSV = "jobs.csv"
 NOT_STARTED = "not_started"
 
