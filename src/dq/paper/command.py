@@ -28,6 +28,7 @@ from dq.paper.figure import pareto_figure
 from dq.paper.launch import completed_jobs, compose_overrides, row_runs, run_prepare, run_rows
 from dq.paper.load import available, load_table
 from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
+from dq.paper.stamp import LoadSampler
 from dq.paper.write import TableOutcome, display_rows, finding_line, headers, setting_lines, write_table
 from dq.report.plots import Figure
 
@@ -117,6 +118,7 @@ def say(line: str) -> None:
 def main(argv: list[str]) -> None:
     args = parser().parse_intermixed_args(argv)
     started, git = time.perf_counter(), git_state()  # the code that runs the table, before anything changes
+    load = LoadSampler().start()  # the load beside the seconds: a table's time means little without it
     try:
         spec = load_table(args.name, args.tables)
         runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
@@ -154,6 +156,7 @@ def main(argv: list[str]) -> None:
         git=git,
         figures=figures,
         extra=list(args.overrides),
+        machine=load.stop(),
     )
     paths = write_table(outcome, args.out)
     write_html(outcome, args.out)

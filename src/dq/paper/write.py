@@ -18,6 +18,7 @@ from pathlib import Path
 from dq.outputs import write_text
 from dq.paper.compare import FindingResult, RowResult, Stat
 from dq.paper.spec import SourceValue, TableSpec
+from dq.paper.stamp import MachineStamp
 from dq.report.plots import Figure
 from dq.report.tables import latex_escape
 
@@ -42,6 +43,7 @@ class TableOutcome:
     # (runs an earlier invocation had completed, runs in the table): a re-run's seconds
     # are not the cost of the table
     reused: tuple[int, int] = (0, 0)
+    machine: MachineStamp | None = None  # host, start and end, load while it ran
 
     @property
     def stem(self) -> str:
@@ -185,9 +187,10 @@ def markdown(outcome: TableOutcome, figure_links: Sequence[str] = ()) -> str:
     dirty = " (uncommitted changes)" if outcome.git.get("dirty") else ""
     reused, total = outcome.reused
     again = f" ({reused} of {total} runs reused from an earlier invocation)" if reused else ""
+    where = f", {outcome.machine.describe()}" if outcome.machine else ""
     lines += [
         "",
-        f"Made by `{outcome.command}` in {outcome.seconds:.0f} s{again}; dq commit {commit}{dirty}.",
+        f"Made by `{outcome.command}` in {outcome.seconds:.0f} s{again}{where}; dq commit {commit}{dirty}.",
         "",
     ]
     return "\n".join(lines)
