@@ -364,7 +364,7 @@ def test_a_failed_job_run_again_by_dq_table_logs_only_its_own_epochs(
 
 
 def test_init_from_a_run_with_a_truncated_best_pt_names_the_file(trained: Path, tmp_path: Path) -> None:
-    from dq.models.pretrained import load_pretrained
+    from dq.objectives.lora.pretrained import load_pretrained
 
     run = broken_copy(trained, tmp_path, BEST_PT, "truncated")
     model = load_run(trained).model

@@ -20,11 +20,11 @@ from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig
-from dq.models.lora import LoRAConv1d, LoRAConv2d, LoRALayer, LoRALinear, apply_lora, merge_lora
 from dq.models.mlp import MLPConfig
-from dq.models.pretrained import load_pretrained
 from dq.models.rnn import RNNConfig
-from dq.objectives.lora import LoRAConfig
+from dq.objectives.lora.config import LoRAConfig
+from dq.objectives.lora.layer import LoRAConv1d, LoRAConv2d, LoRALayer, LoRALinear, apply_lora, merge_lora
+from dq.objectives.lora.pretrained import load_pretrained
 from dq.records import DatasetMeta
 from dq.spec import to_spec
 

@@ -11,7 +11,8 @@ import pytest
 
 from dq.report.caveats import Thresholds, caveats
 from dq.report.collect import read_run
-from dq.report.model_card import SECTIONS, md, md_table, model_card
+from dq.report.model_card import md, md_table, model_card
+from dq.report.sections import SECTIONS
 from report_runs import HOSTILE, hostile_copy, tiny_run
 
 

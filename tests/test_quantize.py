@@ -113,8 +113,8 @@ def test_note_says_what_stays_float(digits: Splits, trained: dict[str, nn.Module
 def test_lora_adapters_are_merged_before_quantising(digits: Splits, trained: dict[str, nn.Module]) -> None:
     from torchao.quantization import Int8Tensor
 
-    from dq.models.lora import LoRALayer, apply_lora
-    from dq.objectives.lora import LoRAConfig
+    from dq.objectives.lora.config import LoRAConfig
+    from dq.objectives.lora.layer import LoRALayer, apply_lora
 
     adapted = copy.deepcopy(trained["mlp"])
     apply_lora(adapted, LoRAConfig(rank=2))

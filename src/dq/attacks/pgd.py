@@ -133,12 +133,13 @@ def pgd_perturbation(
 ) -> torch.Tensor:
     """The perturbation ``delta`` (detached, shaped like ``point``) that maximises ``loss_fn``.
 
+    ``loss_fn``, ``norm``, ``eps``, ``step_size``, ``steps``, ``start``, ``init_std``,
+    ``bounds``, ``mask`` and ``generator`` are as in ``pgd``.
+
     Args:
         model: run in eval mode here, its mode restored afterwards.
         point: the clean value of the attacked tensor (the input, or the embedding output).
         forward: ``delta -> logits`` of the model with ``point`` moved by ``delta``.
-        loss_fn, norm, eps, step_size, steps, start, init_std, bounds, mask, generator:
-            as in ``pgd``.
         ball: ``example`` (one ε-ball per example) or ``token`` (one per vector along the
             last dimension).
     """

@@ -45,7 +45,7 @@ from torch import nn
 
 from dq.config.compress import QuantizeConfig, QuantScheme
 from dq.errors import DQUserError, first_line
-from dq.models.lora import merge_lora
+from dq.objectives.lora.layer import merge_lora
 from dq.outputs import atomic_write, load_checkpoint, save_torch
 from dq.records import DatasetMeta, Splits
 

@@ -9,9 +9,12 @@ from what a run or a sweep left behind.
 - ``tables``: a summary as summary.csv, summary.md and summary.tex.
 - ``build``: ``write_report``, the one "report these runs into a directory" (dq-report and a sweep's end).
 - ``command``: the ``dq-report`` command line.
-- ``page``: a tiny builder of self-contained, escaped HTML pages; ``html``: the run, sweep
-  and paper-table pages built with it; ``breakdown``: flat metric keys read back as tables.
-- ``model_card`` and ``caveats``: model_card.md and the rules that derive its caveats.
+- ``sections``: what each page says (the run's report.html, its model card, a sweep's and a
+  paper table's page) as a ``document`` (sections of paragraphs, tables, figures, caveats);
+  ``breakdown``: flat metric keys read back as tables.
+- Two writers format a document: ``html`` (with ``page``, a tiny builder of self-contained,
+  escaped HTML pages) and ``model_card`` (Markdown: model_card.md).
+- ``caveats``: the rules that derive a model card's caveats.
 - ``degenerate``: the constant-predictor and divergence rules every report applies.
 - ``run_report``: a run's report.html and model_card.md, written from its directory.
 """

@@ -44,15 +44,14 @@ of ours. The adapters themselves are a few lines each.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Protocol
 
 import torch
 from torch import nn
 
 from dq.errors import DQUserError
+from dq.objectives.lora.config import LoRAConfig
 
 __all__ = [
     "ADAPTABLE",
@@ -66,17 +65,6 @@ __all__ = [
     "fold_lora_state",
     "merge_lora",
 ]
-
-
-class LoRAConfig(Protocol):
-    """What the adapters read from their config (``dq.objectives.lora.LoRAConfig``, the
-    ``regularizer.lora`` schema, is one); a model knows nothing of the objective."""
-
-    rank: int
-    alpha: float
-    dropout: float
-    target: Sequence[str]
-    train: Sequence[str]
 
 
 # Layer types an adapter can wrap; ConvTranspose and Conv3d are not among them.

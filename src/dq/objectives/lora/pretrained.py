@@ -15,7 +15,7 @@ from torch import nn
 
 from dq.errors import DQUserError
 from dq.models.layers import Normalize
-from dq.models.lora import LoRALayer, fold_lora_state
+from dq.objectives.lora.layer import LoRALayer, fold_lora_state
 from dq.outputs import BEST_CHECKPOINT, checkpoint_dir
 from dq.run_files import BEST_PT, CorruptRunFile, read_checkpoint
 
