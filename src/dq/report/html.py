@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dq import metric_keys as keys
 from dq.outputs import HYDRA_DIR
 from dq.report import degenerate
 from dq.report.breakdown import Breakdown, breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
@@ -104,7 +105,7 @@ def _curves(page: Page, run: RunResult, figures: Sequence[Figure]) -> list[str]:
     epochs = run.curves()
     if not epochs:
         return [page.text("no metrics.jsonl: no epochs recorded")]
-    columns = list(dict.fromkeys(key for epoch in epochs for key in epoch if not key.startswith("time/")))
+    columns = list(dict.fromkeys(key for epoch in epochs for key in epoch if keys.parse(key).family != keys.TIME))
     columns = columns[:CURVE_COLUMNS]
     return [
         page.text("no curve figures for this run; the epochs from metrics.jsonl:"),
@@ -129,11 +130,11 @@ def _robustness(page: Page, metrics: dict[str, Any]) -> list[str]:
     by_eps = robust_by_eps(metrics)
     if not by_eps:
         return [page.text("not attacked: eval.robust.eps is empty")]
-    clean = metrics.get("test/accuracy", "")
+    clean = metrics.get(keys.test(keys.ACCURACY), "")
     worst = {
-        eps: metrics[f"test/worst_group_robust_accuracy@{eps}"]
+        eps: metrics[keys.worst_group_robust_accuracy(eps)]
         for eps in by_eps
-        if f"test/worst_group_robust_accuracy@{eps}" in metrics
+        if keys.worst_group_robust_accuracy(eps) in metrics
     }
     rate = metrics.get(degenerate.MAJORITY_RATE, "")  # a robust accuracy near it is no robustness
     header = ["ε", "robust accuracy", "clean accuracy", "majority rate"]

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dq import metric_keys as keys
 from dq.errors import printable
 from dq.outputs import write_text
 from dq.report import degenerate
@@ -70,8 +71,8 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
         ["model", f"{model.get('name', '?')} ({_options(model, ('name',))})"],
         [
             "parameters",
-            f"{metrics.get('params/total', '?')} total, {metrics.get('params/trainable', '?')} trainable "
-            f"(trainable fraction {format_value(metrics.get('params/trainable_fraction', ''))})",
+            f"{metrics.get(keys.params('total'), '?')} total, {metrics.get(keys.params('trainable'), '?')} trainable "
+            f"(trainable fraction {format_value(metrics.get(keys.params('trainable_fraction'), ''))})",
         ],
         ["trained", f"{info.get('start', '?')} to {info.get('end', '?')}, seed {run.seed}"],
         [
@@ -116,7 +117,7 @@ def model_card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> s
         _bullets([*degenerate.RULES, *thresholds.describe()]),
     ]
 
-    examples = metrics.get("test/examples")
+    examples = metrics.get(keys.test("examples"))
     parts += [
         "## Evaluation data\n",
         f"The test split of {md(dataset.get('name', '?'))} ({md(_split_facts(dataset, examples))}), "
@@ -159,7 +160,7 @@ def _split_facts(dataset: Mapping[str, Any], examples: Any) -> str:
 def _selection(trainer: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """Which epoch's weights were tested, as trainer.select decided: with ``last`` there
     is no model selection, so the card must not claim one."""
-    epoch = metrics.get("train/selected_epoch")
+    epoch = metrics.get(keys.train("selected_epoch"))
     at = f"epoch {epoch} of {metrics.get('train/epochs_run', '?')}" if epoch is not None else "the chosen epoch"
     if trainer.get("select") == "last":
         return f"the last epoch's weights are tested ({at}; trainer.select=last, no model selection)"
@@ -183,12 +184,12 @@ def _quantitative(metrics: Mapping[str, Any]) -> list[str]:
     overall = [
         [key, metrics[key]]
         for key in (
-            "test/accuracy",
+            keys.test(keys.ACCURACY),
             degenerate.MAJORITY_RATE,
             degenerate.TOP_CLASS_SHARE,
-            "test/loss",
-            "test/ece",
-            "test/examples",
+            keys.test(keys.LOSS),
+            keys.test(keys.ECE),
+            keys.test("examples"),
         )
         if key in metrics
     ]
@@ -208,8 +209,7 @@ def _quantitative(metrics: Mapping[str, Any]) -> list[str]:
     if by_eps:
         rate = metrics.get(degenerate.MAJORITY_RATE, "")  # a robust accuracy near it is no robustness
         rows = [
-            [eps, value, rate, metrics.get(f"test/worst_group_robust_accuracy@{eps}", "")]
-            for eps, value in by_eps.items()
+            [eps, value, rate, metrics.get(keys.worst_group_robust_accuracy(eps), "")] for eps, value in by_eps.items()
         ]
         header = ["ε", "robust accuracy", "majority rate", "worst-group robust accuracy"]
         parts += ["### Robustness\n", md_table(header, rows) + "\n"]
@@ -229,7 +229,7 @@ def _objective(regularizers: Mapping[str, Any], metrics: Mapping[str, Any]) -> s
         weight = node.get("weight", "— (not a loss term)")
         rows.append([name, weight, _options(node, ("weight",))])
     text = md_table(["term", "weight", "options"], rows) + "\n"
-    fraction = metrics.get("params/trainable_fraction")
+    fraction = metrics.get(keys.params("trainable_fraction"))
     if fraction is not None:
         text += f"\nTrainable fraction of the parameters: {md(format_value(fraction))}.\n"
     return text
