@@ -93,5 +93,9 @@ class RichProgress:
         self.progress.update(self.batches_task, completed=batches_done, info=f"loss {running_loss:.4f}")
 
     def end_epoch(self, record: Mapping[str, float]) -> None:
-        info = f"val acc {record.get('val/accuracy', float('nan')):.4f}  val loss {record.get('val/loss', float('nan')):.4f}"
+        accuracy, loss = (
+            record.get(keys.val(keys.ACCURACY), float("nan")),
+            record.get(keys.val(keys.LOSS), float("nan")),
+        )
+        info = f"val acc {accuracy:.4f}  val loss {loss:.4f}"
         self.progress.update(self.epochs_task, advance=1, info=info)

@@ -156,7 +156,7 @@ def table(result: dict[str, Any]) -> Table:
         shown.add_column(column, justify="left" if not column else "right", no_wrap=not column)
     for row in result["rows"].values():
         metrics = row["metrics"]
-        shown.add_row(row["label"], *(_cell(metrics, key) for key in SHOWN), f"{metrics['time/fit_s']:.1f}")
+        shown.add_row(row["label"], *(_cell(metrics, key) for key in SHOWN), f"{metrics[keys.time('fit_s')]:.1f}")
     return shown
 
 

@@ -94,7 +94,7 @@ def caveat_lines(metrics: Mapping[str, Any]) -> list[str]:
     if is_constant_predictor(metrics):
         lines.append(
             f"degenerate: a constant predictor: {metrics[TOP_CLASS_SHARE]:.1%} of the test predictions are one class, "
-            f"and its accuracy {metrics['test/accuracy']:.3f} is that of always answering the majority class "
+            f"and its accuracy {metrics[keys.test(keys.ACCURACY)]:.3f} is that of always answering the majority class "
             f"({metrics[MAJORITY_RATE]:.3f}); its fairness gaps are 0 by construction, not a sign of fairness"
         )
     if is_diverged(metrics):

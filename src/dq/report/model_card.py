@@ -161,7 +161,7 @@ def _selection(trainer: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """Which epoch's weights were tested, as trainer.select decided: with ``last`` there
     is no model selection, so the card must not claim one."""
     epoch = metrics.get(keys.train("selected_epoch"))
-    at = f"epoch {epoch} of {metrics.get('train/epochs_run', '?')}" if epoch is not None else "the chosen epoch"
+    at = f"epoch {epoch} of {metrics.get(keys.train('epochs_run'), '?')}" if epoch is not None else "the chosen epoch"
     if trainer.get("select") == "last":
         return f"the last epoch's weights are tested ({at}; trainer.select=last, no model selection)"
     stopping = trainer.get("early_stopping") or {}
