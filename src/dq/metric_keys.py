@@ -169,11 +169,13 @@ def interval_of(key: str) -> str | None:
 
 
 # Written only here: a split key is <metric>[/<member>][@<eps>] (before any interval
-# bound), and a metric is [<scope>_][<attack>_]<measure> when its measure is accuracy or a gap.
+# bound), and a metric is [<scope>_][<attack>_]<measure> when its measure is accuracy or a
+# gap; a scope is one word or worst_<word>, never an attack's name.
 _SPLIT_KEY = re.compile(r"^(?P<metric>[^/@]+)(?:/(?P<member>[^/]+?))?(?:@(?P<eps>[^@/]+))?$")
+_ATTACK = "|".join(ATTACKS)
 _METRIC = re.compile(
-    r"^(?:(?P<scope>(?!(?:robust|autoattack)_)(?:worst_)?[a-z]+)_)?(?:(?P<attack>robust|autoattack)_)?"
-    r"(?P<measure>accuracy|dp_diff|eo_diff)$"
+    rf"^(?:(?P<scope>(?!(?:{_ATTACK})_)(?:worst_)?[a-z]+)_)?(?:(?P<attack>{_ATTACK})_)?"
+    rf"(?P<measure>{'|'.join((ACCURACY, *GAPS))})$"
 )
 
 
