@@ -189,8 +189,8 @@ def test_a_run_writes_intervals_of_its_group_metrics(make_cfg, tmp_path) -> None
 
 
 def test_reports_leave_interval_bounds_out_of_default_columns_and_group_tables() -> None:
+    from dq.metric_keys import CI_HIGH, group_of, parse
     from dq.report.breakdown import breakdowns
-    from dq.report.plots.select import GROUP_ACCURACY, GROUP_ROBUST
     from dq.report.summary import select_metrics
 
     keys = ["test/dp_diff", "test/dp_diff/ci_low", "test/dp_diff/ci_high", "test/accuracy"]
@@ -205,5 +205,6 @@ def test_reports_leave_interval_bounds_out_of_default_columns_and_group_tables()
     }
     (part,) = breakdowns(metrics)
     assert part.clean == {"Male": 0.8} and part.robust == {"0.1": {"Male": 0.3}}
-    assert not GROUP_ACCURACY.match("test/group_accuracy/Male/ci_low")
-    assert not GROUP_ROBUST.match("test/group_robust_accuracy/Male@0.1/ci_high")
+    assert group_of("test/group_accuracy/Male/ci_low") is None  # the figures' groups
+    bound = parse("test/group_robust_accuracy/Male@0.1/ci_high")
+    assert bound.bound == CI_HIGH and (bound.member, bound.eps) == ("Male", "0.1")

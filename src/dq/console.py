@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dq.outputs import CI_HIGH, CI_LOW, is_interval_key
+from dq import metric_keys as keys
 from dq.records import DatasetMeta
 from dq.spec import RunSpec
 
@@ -44,7 +44,7 @@ def metrics_table(metrics: Mapping[str, float], title: str = "test metrics") -> 
     for key, value in metrics.items():
         if _is_interval_bound(key, metrics):
             continue  # shown in its metric's row
-        low, high = metrics.get(f"{key}/{CI_LOW}"), metrics.get(f"{key}/{CI_HIGH}")
+        low, high = metrics.get(keys.ci_low(key)), metrics.get(keys.ci_high(key))
         if low is not None and high is not None:
             table.add_row(key, f"{value:.3f} [{low:.3f}, {high:.3f}]")
         else:
@@ -54,8 +54,8 @@ def metrics_table(metrics: Mapping[str, float], title: str = "test metrics") -> 
 
 def _is_interval_bound(key: str, metrics: Mapping[str, float]) -> bool:
     """``<key>/ci_low`` or ``<key>/ci_high`` whose ``<key>`` has both bounds (shown in its row)."""
-    base = key.rpartition("/")[0]
-    return is_interval_key(key) and base in metrics and f"{base}/{CI_LOW}" in metrics and f"{base}/{CI_HIGH}" in metrics
+    base = keys.interval_of(key)
+    return base is not None and base in metrics and keys.ci_low(base) in metrics and keys.ci_high(base) in metrics
 
 
 class RichProgress:
@@ -93,5 +93,9 @@ class RichProgress:
         self.progress.update(self.batches_task, completed=batches_done, info=f"loss {running_loss:.4f}")
 
     def end_epoch(self, record: Mapping[str, float]) -> None:
-        info = f"val acc {record.get('val/accuracy', float('nan')):.4f}  val loss {record.get('val/loss', float('nan')):.4f}"
+        accuracy, loss = (
+            record.get(keys.val(keys.ACCURACY), float("nan")),
+            record.get(keys.val(keys.LOSS), float("nan")),
+        )
+        info = f"val acc {accuracy:.4f}  val loss {loss:.4f}"
         self.progress.update(self.epochs_task, advance=1, info=info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.config.eval import EvalConfig
 from dq.config.trainer import TrainerConfig
 from dq.device import uses_amp
@@ -33,12 +34,12 @@ def evaluate(
     # Right after the accuracy (metrics.json, the terminal table): what always answering one
     # class scores, and how close the model comes to doing just that (dq.report.degenerate).
     shares = {
-        "test/majority_rate": majority_rate(test.y, meta.num_classes),
-        "test/top_class_share": top_class_share(logits),
+        keys.test("majority_rate"): majority_rate(test.y, meta.num_classes),
+        keys.test("top_class_share"): top_class_share(logits),
     }
-    metrics = {"test/accuracy": metrics.pop("test/accuracy"), **shares, **metrics}
+    metrics = {keys.test(keys.ACCURACY): metrics.pop(keys.test(keys.ACCURACY)), **shares, **metrics}
     if meta.sensitive_columns:
-        metrics["test/cf_flip_rate"] = counterfactual_flip_rate(
+        metrics[keys.test("cf_flip_rate")] = counterfactual_flip_rate(
             model, test, meta.sensitive_columns, device, trainer.eval_batch_size
         )
     metrics.update(

@@ -58,16 +58,6 @@ BASELINES_JSON = "baselines.json"
 # dq-compress and dq-train compress=...: <run>/compressed/<name>/ holds a compressed run.
 COMPRESSED = "compressed"
 COMPRESSION_JSON = "compression.json"
-# A metric's bootstrap 95% interval sits beside it in metrics.json: <key>/ci_low, <key>/ci_high.
-CI_LOW = "ci_low"
-CI_HIGH = "ci_high"
-
-
-def is_interval_key(key: str) -> bool:
-    """``<key>/ci_low`` or ``<key>/ci_high``: a bound of another metric's interval."""
-    return key.rpartition("/")[2] in (CI_LOW, CI_HIGH)
-
-
 # Packages whose versions decide a run's numbers; recorded in run.json.
 RECORDED_PACKAGES = (
     "dq",

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dq import metric_keys as keys
 from dq.checksums import write_recorded_json
 from dq.device import resolve_device, set_threads
 from dq.errors import DQUserError
@@ -75,7 +76,7 @@ def merge_metrics(path: Path, metrics: dict[str, float], methods: Sequence[str])
     existing = read_metrics(path.parent) if path.exists() else {}
 
     def stale(key: str) -> bool:
-        return any(key.startswith(f"explain/{m}/") or key == f"time/explain/{m}_per_sample_s" for m in methods)
+        return any(keys.parse(key).method == m or key == keys.explain_seconds_per_sample(m) for m in methods)
 
     merged = {key: value for key, value in existing.items() if not stale(key)}
     merged.update(metrics)

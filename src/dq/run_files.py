@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dq import metric_keys as keys
 from dq.errors import DQUserError, first_line
 from dq.outputs import (
     BEST_CHECKPOINT,
@@ -55,7 +56,7 @@ CONFIG_NODES = ("dataset", "model", "trainer")
 RESTORE = "re-run the training or restore the file"
 # The sha256 of each file the run wrote, recorded as it was written (dq.checksums writes it).
 CHECKSUMS_JSON = "checksums.json"
-EPOCHS_RUN = "train/epochs_run"  # metrics.json's count of metrics.jsonl's lines
+EPOCHS_RUN = keys.train("epochs_run")  # metrics.json's count of metrics.jsonl's lines
 
 
 class CorruptRunFile(DQUserError):

@@ -32,6 +32,7 @@ from rich.console import Console
 from torch import nn
 
 from dq import checksums, data, models
+from dq import metric_keys as keys
 from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
@@ -339,15 +340,15 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     metrics = evaluate(model, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
     metrics.update(
         {
-            "params/total": total,
-            "params/trainable": trainable,
-            "params/trainable_fraction": trainable / total if total else 0.0,
-            "test/examples": len(splits.test),
-            "time/train_s": result.train_time_s,
-            "train/best_epoch": result.best_epoch,
-            "train/selected_epoch": result.selected_epoch,
-            "train/epochs_run": len(result.history),
-            "train/diverged": float(diverged(result.history, splits.meta.num_classes)),  # dq.report.degenerate
+            keys.params("total"): total,
+            keys.params("trainable"): trainable,
+            keys.params("trainable_fraction"): trainable / total if total else 0.0,
+            keys.test("examples"): len(splits.test),
+            keys.time("train_s"): result.train_time_s,
+            keys.train("best_epoch"): result.best_epoch,
+            keys.train("selected_epoch"): result.selected_epoch,
+            keys.train("epochs_run"): len(result.history),
+            keys.train("diverged"): float(diverged(result.history, splits.meta.num_classes)),  # dq.report.degenerate
             **(result.stop_request.metrics if result.stop_request is not None else {}),
         }
     )
@@ -366,7 +367,7 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     if spec.compress is not None:
         metrics.update(_compress(run, model, metrics, console))
         checksums.write_recorded_json(run_dir, METRICS_JSON, metrics)
-        run.loggers.log_final({key: value for key, value in metrics.items() if key.startswith("compress/")})
+        run.loggers.log_final({key: value for key, value in metrics.items() if keys.parse(key).family == keys.COMPRESS})
     return metrics
 
 

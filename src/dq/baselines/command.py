@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from dq import metric_keys as keys
 from dq.baselines.fit import (
     CONSTRAINTS,
     Fitted,
@@ -39,12 +40,12 @@ from dq.baselines.scores import prediction_metrics
 from dq.device import set_threads
 from dq.errors import DQUserError
 from dq.inference import predict_logits
-from dq.outputs import BASELINES_JSON, CI_HIGH, CI_LOW, write_json
+from dq.outputs import BASELINES_JSON, write_json
 from dq.runs import LoadedRun, load_run
 
 EXIT_USER_ERROR = 2
 USAGE = "dq-baselines RUN_DIR [--bootstrap N]"
-SHOWN = ("test/accuracy", "test/dp_diff", "test/eo_diff")
+SHOWN = (keys.test(keys.ACCURACY), keys.test(keys.DP_DIFF), keys.test(keys.EO_DIFF))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,7 +78,7 @@ def criterion(run: LoadedRun) -> str:
 
 def _row(label: str, method: str, fitted: Fitted, run: LoadedRun, n_boot: int) -> dict[str, Any]:
     metrics = prediction_metrics(run.splits, fitted.pred, n_boot, run.spec.seed)
-    metrics["time/fit_s"] = fitted.fit_s
+    metrics[keys.time("fit_s")] = fitted.fit_s
     return {"label": label, "method": method, "metrics": metrics}
 
 
@@ -88,7 +89,7 @@ def baselines(run: LoadedRun, n_boot: int, say: Any = print) -> dict[str, Any]:
     short = {"demographic_parity": "DP", "equalized_odds": "EO"}[constraint]
     logits = predict_logits(run.model, splits.test, next(run.model.parameters()).device)
     # The run's own "fit" time is its training time (metrics.json's time/train_s).
-    own = Fitted(logits.argmax(dim=1).numpy(), float(run.metrics.get("time/train_s", float("nan"))))
+    own = Fitted(logits.argmax(dim=1).numpy(), float(run.metrics.get(keys.time("train_s"), float("nan"))))
     rows = {"run": _row("dq run", f"this run's best.pt ({describe(run)})", own, run, n_boot)}
     fits = {
         "logistic_regression": (
@@ -141,7 +142,7 @@ def _cell(metrics: dict[str, float], key: str) -> str:
     value = metrics.get(key)
     if value is None:
         return "–"
-    low, high = metrics.get(f"{key}/{CI_LOW}"), metrics.get(f"{key}/{CI_HIGH}")
+    low, high = metrics.get(keys.ci_low(key)), metrics.get(keys.ci_high(key))
     return f"{value:.3f}" if low is None or high is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
@@ -155,7 +156,7 @@ def table(result: dict[str, Any]) -> Table:
         shown.add_column(column, justify="left" if not column else "right", no_wrap=not column)
     for row in result["rows"].values():
         metrics = row["metrics"]
-        shown.add_row(row["label"], *(_cell(metrics, key) for key in SHOWN), f"{metrics['time/fit_s']:.1f}")
+        shown.add_row(row["label"], *(_cell(metrics, key) for key in SHOWN), f"{metrics[keys.time('fit_s')]:.1f}")
     return shown
 
 

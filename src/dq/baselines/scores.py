@@ -1,6 +1,5 @@
 """dq's test metrics of a baseline's predictions, with the same keys and functions as a
-run's metrics.json (``test/accuracy``, ``test/dp_diff``, ``test/eo_diff``,
-``test/group_accuracy/<g>``) and, with ``n_boot`` > 0, the same bootstrap intervals
+run's metrics.json (dq.metric_keys: test accuracy, the DP/EO gaps, per-group accuracy) and, with ``n_boot`` > 0, the same bootstrap intervals
 (dq.metrics.intervals), so a table compares like with like."""
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ import time
 
 import numpy as np
 
+from dq import metric_keys as keys
 from dq.metrics.fairness import fairness_gaps, group_accuracy
 from dq.records import Splits
 
@@ -18,14 +18,16 @@ def prediction_metrics(splits: Splits, pred: np.ndarray, n_boot: int = 0, seed: 
     ``n_boot`` > 0 their ``/ci_low`` and ``/ci_high`` and ``time/intervals_s``."""
     test, meta = splits.test, splits.meta
     y, group = test.y.numpy(), test.group.numpy()
-    metrics = {"test/accuracy": float(np.mean(pred == y))}
-    metrics.update({f"test/{k}": v for k, v in fairness_gaps(y, pred, group, meta.num_classes).items()})
-    metrics.update({f"test/group_accuracy/{g}": v for g, v in group_accuracy(y, pred, group, meta.group_names).items()})
+    metrics = {keys.test(keys.ACCURACY): float(np.mean(pred == y))}
+    metrics.update({keys.test(k): v for k, v in fairness_gaps(y, pred, group, meta.num_classes).items()})
+    metrics.update({keys.group_accuracy(g): v for g, v in group_accuracy(y, pred, group, meta.group_names).items()})
     if n_boot > 0:
-        from dq.metrics.intervals import group_intervals, interval_metrics
+        from dq.metrics.intervals import WORST_GROUP_ACCURACY, group_intervals, interval_metrics
 
         start = time.perf_counter()
         intervals = group_intervals(y, pred, group, meta.group_names, meta.num_classes, n_boot, seed)
-        metrics.update(interval_metrics(intervals, lambda name: None if name.startswith("worst") else f"test/{name}"))
-        metrics["time/intervals_s"] = time.perf_counter() - start
+        metrics.update(
+            interval_metrics(intervals, lambda name: None if name == WORST_GROUP_ACCURACY else keys.test(name))
+        )
+        metrics[keys.time("intervals_s")] = time.perf_counter() - start
     return metrics

@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from dq.metrics.fairness import key_part
+from dq import metric_keys as keys
 from dq.records import DatasetMeta, Split
-
-GROUP_ACCURACY = "test/group_accuracy/"
 
 
 def class_accuracy(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[str]) -> dict[str, float]:
@@ -26,19 +24,18 @@ def class_accuracy(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[
     ``test/worst_class_accuracy``, the smallest of them."""
     pred, y = logits.argmax(dim=1).cpu(), y.cpu()
     out = {
-        f"test/class_accuracy/{key_part(class_names[int(c)])}": float((pred[y == c] == c).double().mean())
-        for c in torch.unique(y)
+        keys.class_accuracy(class_names[int(c)]): float((pred[y == c] == c).double().mean()) for c in torch.unique(y)
     }
     if out:
-        out["test/worst_class_accuracy"] = min(out.values())
+        out[keys.worst_accuracy(keys.CLASS)] = min(out.values())
     return out
 
 
 def worst_group_accuracy(metrics: Mapping[str, float]) -> dict[str, float]:
     """``test/worst_group_accuracy``: the smallest ``test/group_accuracy/<g>`` of ``metrics``
     (evaluate's keys, so the groups present in the test split); {} without groups."""
-    by_group = [value for key, value in metrics.items() if key.startswith(GROUP_ACCURACY)]
-    return {"test/worst_group_accuracy": min(by_group)} if by_group else {}
+    by_group = [value for key, value in metrics.items() if key.startswith(keys.group_accuracy(""))]
+    return {keys.worst_accuracy(keys.GROUP): min(by_group)} if by_group else {}
 
 
 def prediction_change(before: torch.Tensor, after: torch.Tensor, split: Split, meta: DatasetMeta) -> dict[str, float]:
@@ -51,8 +48,8 @@ def prediction_change(before: torch.Tensor, after: torch.Tensor, split: Split, m
     if split.group is not None and meta.has_groups:
         group = split.group.cpu()
         for g in torch.unique(group):
-            out[f"pred_change/group/{key_part(meta.group_names[int(g)])}"] = float(changed[group == g].mean())
+            out[f"pred_change/group/{keys.key_part(meta.group_names[int(g)])}"] = float(changed[group == g].mean())
     y = split.y.cpu()
     for c in torch.unique(y):
-        out[f"pred_change/class/{key_part(meta.class_names[int(c)])}"] = float(changed[y == c].mean())
+        out[f"pred_change/class/{keys.key_part(meta.class_names[int(c)])}"] = float(changed[y == c].mean())
     return out

@@ -45,6 +45,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.compress.changes import class_accuracy, prediction_change, worst_group_accuracy
 from dq.compress.footprint import nonzeros, parameter_count, size_bytes
 from dq.compress.latency import latencies
@@ -55,9 +56,8 @@ from dq.metrics.robustness import robust_metrics
 from dq.records import Splits
 from dq.spec import RunSpec
 
-PREFIX = "compress/"
-ORIGINAL = "compress/original/"
-DELTA = "compress/delta/"
+# The keys evaluate does not give, derived here from its keys or the logits (dq.compress.changes).
+DERIVED = ("class_accuracy", "worst_class_accuracy", "worst_group_accuracy")
 
 
 def compare(
@@ -89,26 +89,26 @@ def compare(
     before = _original_metrics(original, splits, spec, device, original_metrics or {}, compared)
     before.update(worst_group_accuracy(before))
     before.update(class_accuracy(before_logits, splits.test.y, splits.meta.class_names))
-    parts["time/compare/evaluate_s"] = time.perf_counter() - began
+    parts[keys.time("compare/evaluate_s")] = time.perf_counter() - began
 
-    out = {f"{PREFIX}{key}": value for key, value in after.items()}
+    out = {keys.compress(key): value for key, value in after.items()}
     out.update(_beside(before, after, compared))
     changed = prediction_change(before_logits.argmax(dim=1), after_logits.argmax(dim=1), splits.test, splits.meta)
-    out.update({f"{PREFIX}{key}": value for key, value in changed.items()})
+    out.update({keys.compress(key): value for key, value in changed.items()})
     if spec.explain.enabled:  # captum loads only for runs with explanations
         from dq.compress.explanation_shift import explanation_shift
 
         started = time.perf_counter()
         shift = explanation_shift(original, attacked, splits, spec.explain, device, spec.seed)
-        out.update({f"{PREFIX}{key}": value for key, value in shift["compressed"].items()})
+        out.update({keys.compress(key): value for key, value in shift["compressed"].items()})
         out.update(_beside(shift["original"], shift["compressed"], list(shift["original"])))
-        parts["time/compare/explain_s"] = time.perf_counter() - started
+        parts[keys.time("compare/explain_s")] = time.perf_counter() - started
     out.update(footprint(original, compressed))
     started = time.perf_counter()
     out.update(speed(original, compressed, splits))
-    parts["time/compare/latency_s"] = time.perf_counter() - started
+    parts[keys.time("compare/latency_s")] = time.perf_counter() - started
     out.update(parts)
-    out["time/compare_s"] = time.perf_counter() - began
+    out[keys.time("compare_s")] = time.perf_counter() - began
     return out
 
 
@@ -127,12 +127,14 @@ def footprint(original: nn.Module, compressed: nn.Module) -> dict[str, float]:
     """Size on disk, parameters and nonzeros of both models, their size ratio and the
     sparsity reached against the original's parameter count."""
     out: dict[str, float] = {}
-    for prefix, model in ((PREFIX, compressed), (ORIGINAL, original)):
-        out[f"{prefix}size_bytes"] = size_bytes(model)
-        out[f"{prefix}params"] = parameter_count(model)
-        out[f"{prefix}nonzeros"] = nonzeros(model)
-    out[f"{PREFIX}size_ratio"] = out[f"{PREFIX}size_bytes"] / out[f"{ORIGINAL}size_bytes"]
-    out[f"{PREFIX}sparsity"] = 1.0 - out[f"{PREFIX}nonzeros"] / max(out[f"{ORIGINAL}params"], 1)
+    for key, model in ((keys.compress, compressed), (keys.compress_original, original)):
+        out[key("size_bytes")] = size_bytes(model)
+        out[key("params")] = parameter_count(model)
+        out[key("nonzeros")] = nonzeros(model)
+    out[keys.compress("size_ratio")] = out[keys.compress("size_bytes")] / out[keys.compress_original("size_bytes")]
+    out[keys.compress("sparsity")] = 1.0 - out[keys.compress("nonzeros")] / max(
+        out[keys.compress_original("params")], 1
+    )
     return out
 
 
@@ -140,9 +142,9 @@ def speed(original: nn.Module, compressed: nn.Module, splits: Splits) -> dict[st
     """CPU latency of both models on batches of the test split's examples."""
     x = splits.test.x
     return {
-        **latencies(compressed, x, PREFIX),
-        **latencies(original, x, ORIGINAL),
-        f"{PREFIX}latency_threads": torch.get_num_threads(),
+        **latencies(compressed, x, keys.compress("")),
+        **latencies(original, x, keys.compress_original("")),
+        keys.compress("latency_threads"): torch.get_num_threads(),
     }
 
 
@@ -177,11 +179,11 @@ def _original_metrics(
     spec: RunSpec,
     device: torch.device,
     given: Mapping[str, float],
-    keys: list[str],
+    names: list[str],
 ) -> dict[str, float]:
-    """The original's value of each evaluate key in ``keys``: ``given``'s where it holds a
+    """The original's value of each evaluate key in ``names``: ``given``'s where it holds a
     number; the original is evaluated (once) only when some key is missing there."""
-    wanted = [key for key in keys if _from_evaluate(key)]
+    wanted = [key for key in names if _from_evaluate(key)]
     source = {key: value for key, value in given.items() if _number(value)}  # metrics.json may hold null
     if any(key not in source for key in wanted):
         evaluated = evaluate(original, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
@@ -200,20 +202,20 @@ def _number(value: object) -> bool:
 
 def _comparable(key: str) -> bool:
     """A point estimate of a test metric (intervals and times are not compared)."""
-    return key.startswith("test/") and not key.endswith(("/ci_low", "/ci_high"))
+    return keys.parse(key).family == keys.TEST and not keys.is_interval(key)
 
 
 def _from_evaluate(key: str) -> bool:
     """Keys evaluate gives (the derived ones are computed from its or the logits)."""
-    return not key.startswith(("test/class_accuracy/", "test/worst_class_accuracy", "test/worst_group_accuracy"))
+    return keys.parse(key).metric not in DERIVED
 
 
-def _beside(before: Mapping[str, float], after: Mapping[str, float], keys: list[str]) -> dict[str, float]:
+def _beside(before: Mapping[str, float], after: Mapping[str, float], names: list[str]) -> dict[str, float]:
     """``compress/original/<key>`` and ``compress/delta/<key>`` (after − before; NaN when
     either side is NaN or the original lacks the key) for each key."""
     out: dict[str, float] = {}
-    for key in keys:
+    for key in names:
         value = before.get(key, math.nan)
-        out[f"{ORIGINAL}{key}"] = value
-        out[f"{DELTA}{key}"] = after[key] - value
+        out[keys.compress_original(key)] = value
+        out[keys.compress_delta(key)] = after[key] - value
     return out

@@ -22,6 +22,7 @@ import warnings
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
 from dq.explain.methods import Method, attribute, lookup
 from dq.explain.quality import Explained, judge, mean_rank_correlation, randomized_copy
@@ -67,10 +68,10 @@ def explanation_shift(
             before = _explain(method, original, splits, chosen, target, cfg, seed)
             after = _explain(method, compressed, splits, chosen, target, cfg, seed)
             spearman = mean_rank_correlation(before.magnitudes(), after.magnitudes(), before.compared())
-            out["compressed"][f"explain/{name}/spearman"] = spearman
+            out["compressed"][keys.explain(name, "spearman")] = spearman
             for side, explained in (("original", before), ("compressed", after)):
                 values, _skipped = judge(explained, SHARES)
-                out[side].update({f"explain/{name}/{key}": values[key] for key in SHARES if key in values})
+                out[side].update({keys.explain(name, key): values[key] for key in SHARES if key in values})
     return out
 
 

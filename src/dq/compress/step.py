@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dq import checksums
+from dq import metric_keys as keys
 from dq.compress.compare import compare
 from dq.compress.footprint import nonzeros, size_bytes
 from dq.compress.prune import check_prunable, prune_model, shapes
@@ -146,7 +147,7 @@ def _compress_into(
         original_metrics=source.metrics,
     )
     if "pruned_share" in facts:  # compress/sparsity stays compare's: 1 − nonzeros / parameters, over all
-        measured["compress/pruned_share"] = facts["pruned_share"]
+        measured[keys.compress("pruned_share")] = facts["pruned_share"]
     write_json(target / METRICS_JSON, {**source.metrics, **measured})
     original_info = _original_run_json(source.run_dir)
     write_json(

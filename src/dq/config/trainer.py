@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dq import metric_keys as keys
 from dq.config.validation import require
 
 # More torch threads or loader workers than any machine has cores: torch overflows past 2**31
@@ -51,7 +52,7 @@ class EarlyStoppingConfig:
     ``patience`` epochs; the best epoch is kept as checkpoints/best.pt either way."""
 
     enabled: bool = True
-    monitor: str = "val/accuracy"
+    monitor: str = keys.val(keys.ACCURACY)
     mode: MonitorMode = MonitorMode.max
     patience: int = 5
     min_delta: float = 0.0

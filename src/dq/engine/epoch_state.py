@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from dq import metric_keys as keys
+
 
 @dataclass
 class EpochState:
@@ -60,10 +62,13 @@ class EpochState:
     def record(self) -> dict[str, float]:
         """``train/loss``, ``train/accuracy`` and ``train/<term>``: size-weighted means (one sync)."""
         if not self.seen:  # every batch so far was skipped
-            return {"train/loss": math.nan, "train/accuracy": math.nan}
-        record = {"train/loss": self.running_loss(), "train/accuracy": float(self.correct) / self.seen}
+            return {keys.train(keys.LOSS): math.nan, keys.train(keys.ACCURACY): math.nan}
+        record = {
+            keys.train(keys.LOSS): self.running_loss(),
+            keys.train(keys.ACCURACY): float(self.correct) / self.seen,
+        }
         record.update(
-            {f"train/{name}": float(total) / self.seen for name, total in self.sums.items() if name != "task"}
+            {keys.train(name): float(total) / self.seen for name, total in self.sums.items() if name != "task"}
         )
         return record
 

@@ -20,6 +20,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.config.trainer import TrainerConfig
 from dq.device import autocast, uses_amp
 from dq.engine import checkpoint, preemption
@@ -67,7 +68,7 @@ class FitResult:
     stop_request: StopRequest | None = None  # a term ended training (Objective.stop_request)
 
 
-VAL_ROBUST_ACCURACY = "val/robust_accuracy"
+VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")  # as dq.objectives.adversarial logs it
 ROBUST_HINT = (
     "it needs an active adversarial term, regularizer.adversarial.weight > 0; for natural training monitor "
     "val/loss or val/accuracy"
@@ -75,9 +76,9 @@ ROBUST_HINT = (
 
 
 def monitorable_metrics(splits: Splits) -> list[str]:
-    names = ["val/accuracy", "val/loss", "val/ece"]
+    names = [keys.val(keys.ACCURACY), keys.val(keys.LOSS), keys.val(keys.ECE)]
     if splits.meta.has_groups and splits.val.group is not None:
-        names += ["val/dp_diff", "val/eo_diff"]
+        names += [keys.val(gap) for gap in keys.GAPS]
     return names
 
 
@@ -182,7 +183,7 @@ def train_epoch(
     ranks.sum_state(state, device)
     record = state.record()
     if skip_nonfinite:
-        record["train/skipped_batches"] = state.skipped
+        record[keys.train("skipped_batches")] = state.skipped
     return record
 
 
@@ -253,8 +254,8 @@ def check_finite(epoch: int, train: dict[str, float]) -> None:
         TrainingDiverged: one line naming the epoch and the first such term.
     """
     for key, value in train.items():
-        if key not in ("train/accuracy", "train/skipped_batches") and not math.isfinite(value):
-            term = "task" if key == "train/loss" else key.removeprefix("train/")
+        if key not in (keys.train(keys.ACCURACY), keys.train("skipped_batches")) and not math.isfinite(value):
+            term = "task" if key == keys.train(keys.LOSS) else keys.parse(key).metric
             raise TrainingDiverged(
                 f"epoch {epoch}: training loss term {term!r} is {value}; lower optimizer.lr or set trainer.grad_clip"
             )
@@ -444,9 +445,9 @@ def fit(
             request = objective.stop_request()  # every rank alike: the objective's state came from rank 0
             if request is not None:
                 roll_back(result, request, checkpoints, es.monitor)
-            record["time/train_epoch_s"] = train_seconds
-            record["time/epoch_s"] = state.elapsed()
-            result.train_time_s += record["time/epoch_s"]
+            record[keys.time("train_epoch_s")] = train_seconds
+            record[keys.time("epoch_s")] = state.elapsed()
+            result.train_time_s += record[keys.time("epoch_s")]
             result.history.append(record)
             if run_dir is not None:
                 append_jsonl(Path(run_dir) / METRICS_JSONL, record)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.engine.checkpoint import restore_rng_state
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
@@ -93,7 +94,7 @@ class ResumePoint:
 
     @property
     def train_time_s(self) -> float:
-        return sum(float(record.get("time/epoch_s", 0.0)) for record in self.history)
+        return sum(float(record.get(keys.time("epoch_s"), 0.0)) for record in self.history)
 
 
 def cut_metrics_jsonl(run_dir: Path, epochs: int, *, write: bool = True) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
 from dq.errors import DQUserError
 from dq.explain import pictures
@@ -143,13 +144,13 @@ def explain_run(
             # keeps each reason under "skipped".
             for reason in skipped.values():
                 log.debug("explain %s: skipped a metric: %s", name, reason)
-            metrics.update({f"explain/{name}/{key}": value for key, value in values.items()})
-            metrics[f"time/explain/{name}_per_sample_s"] = seconds / n
+            metrics.update({keys.explain(name, key): value for key, value in values.items()})
+            metrics[keys.explain_seconds_per_sample(name)] = seconds / n
             record["methods"][name] = {"metrics": values, "skipped": skipped, "attribution_s": seconds}
             _write_method(out_dir, name, chosen, predictions, explained, meta, cfg)
 
-    metrics["time/explain_s"] = time.perf_counter() - start
-    record["time_s"] = metrics["time/explain_s"]
+    metrics[keys.time("explain_s")] = time.perf_counter() - start
+    record["time_s"] = metrics[keys.time("explain_s")]
     write_json(out_dir / "explain.json", record)
     return metrics
 

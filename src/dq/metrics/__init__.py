@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from dq import metric_keys as keys
 from dq.metrics.classification import accuracy, cross_entropy, expected_calibration_error
 
 __all__ = ["accuracy", "cross_entropy", "expected_calibration_error", "split_metrics"]
@@ -23,23 +24,23 @@ def split_metrics(
     n_boot: int = 0,
     seed: int = 0,
 ) -> dict[str, float]:
-    """accuracy, loss, ece and, where the split has groups, per-group accuracy, dp_diff, eo_diff;
+    """accuracy, loss, ece and, where the split has groups, per-group accuracy and the DP/EO gaps;
     with ``n_boot`` > 0 also their bootstrap 95% intervals (``<key>/ci_low``, ``<key>/ci_high``,
     dq.metrics.intervals, resamples drawn from ``seed``), the overall accuracy's among them."""
     logits, y = logits.float().cpu(), y.cpu()
     out = {
-        f"{prefix}/accuracy": accuracy(logits, y),
-        f"{prefix}/loss": cross_entropy(logits, y),
-        f"{prefix}/ece": expected_calibration_error(logits, y),
+        keys.metric(prefix, keys.ACCURACY): accuracy(logits, y),
+        keys.metric(prefix, keys.LOSS): cross_entropy(logits, y),
+        keys.metric(prefix, keys.ECE): expected_calibration_error(logits, y),
     }
     if group is not None and len(group_names) > 0:
         from dq.metrics.fairness import fairness_gaps, group_accuracy  # fairlearn: only for data with groups
 
         y_np, pred_np, group_np = y.numpy(), logits.argmax(dim=1).numpy(), group.cpu().numpy()
         for name, value in group_accuracy(y_np, pred_np, group_np, group_names).items():
-            out[f"{prefix}/group_accuracy/{name}"] = value
+            out[keys.group_accuracy(name, prefix)] = value
         for name, value in fairness_gaps(y_np, pred_np, group_np, logits.shape[1]).items():
-            out[f"{prefix}/{name}"] = value
+            out[keys.metric(prefix, name)] = value
         if n_boot > 0:
             out.update(_intervals(y_np, pred_np, group_np, group_names, logits.shape[1], n_boot, seed, prefix))
     return out
@@ -55,7 +56,7 @@ def _intervals(
     seed: int,
     prefix: str,
 ) -> dict[str, float]:
-    from dq.metrics.intervals import group_intervals, interval_metrics
+    from dq.metrics.intervals import WORST_GROUP_ACCURACY, group_intervals, interval_metrics
 
     intervals = group_intervals(y, pred, group, group_names, num_classes, n_boot, seed)
-    return interval_metrics(intervals, lambda name: None if name == "worst_group_accuracy" else f"{prefix}/{name}")
+    return interval_metrics(intervals, lambda name: None if name == WORST_GROUP_ACCURACY else keys.metric(prefix, name))

@@ -15,16 +15,13 @@ import numpy as np
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
 from sklearn.metrics import accuracy_score
 
-
-def key_part(name: str) -> str:
-    """A group or class name as one segment of a flat metric key ("T-shirt/top" → "T-shirt-top")."""
-    return name.replace("/", "-")
+from dq import metric_keys as keys
 
 
 def group_accuracy(y: np.ndarray, pred: np.ndarray, group: np.ndarray, group_names: Sequence[str]) -> dict[str, float]:
     """Accuracy per group, keyed by the group's name made safe for flat metric keys."""
     frame = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=pred, sensitive_features=group)
-    return {key_part(group_names[int(g)]): float(value) for g, value in frame.by_group.items()}
+    return {keys.key_part(group_names[int(g)]): float(value) for g, value in frame.by_group.items()}
 
 
 def _one_vs_rest(y: np.ndarray, pred: np.ndarray, num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -33,9 +30,10 @@ def _one_vs_rest(y: np.ndarray, pred: np.ndarray, num_classes: int) -> list[tupl
 
 
 def fairness_gaps(y: np.ndarray, pred: np.ndarray, group: np.ndarray, num_classes: int) -> dict[str, float]:
-    """``dp_diff`` and ``eo_diff``; NaN when fewer than two groups are present."""
+    """The demographic-parity and equalized-odds gaps (``keys.DP_DIFF``, ``keys.EO_DIFF``);
+    NaN when fewer than two groups are present."""
     if len(np.unique(group)) < 2:
-        return {"dp_diff": float("nan"), "eo_diff": float("nan")}
+        return {keys.DP_DIFF: float("nan"), keys.EO_DIFF: float("nan")}
     dp, eo = [], []
     with warnings.catch_warnings():
         # A group without positives (or negatives) has an undefined rate; fairlearn warns and
@@ -45,6 +43,6 @@ def fairness_gaps(y: np.ndarray, pred: np.ndarray, group: np.ndarray, num_classe
             dp.append(demographic_parity_difference(y_c, pred_c, sensitive_features=group))
             eo.append(equalized_odds_difference(y_c, pred_c, sensitive_features=group))
     return {
-        "dp_diff": float(np.nanmax(dp)),
-        "eo_diff": float(np.nanmax(eo)) if not np.all(np.isnan(eo)) else float("nan"),
+        keys.DP_DIFF: float(np.nanmax(dp)),
+        keys.EO_DIFF: float(np.nanmax(eo)) if not np.all(np.isnan(eo)) else float("nan"),
     }

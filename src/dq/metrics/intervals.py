@@ -7,7 +7,7 @@ each. From those resamples come the intervals of
 
 - ``accuracy`` (overall) and ``group_accuracy/<g>`` per group, and
   ``worst_group_accuracy`` (the smallest over the groups present);
-- ``dp_diff`` and ``eo_diff``, the same statistics as :func:`dq.metrics.fairness.fairness_gaps`:
+- the DP and EO gaps (``keys.DP_DIFF``, ``keys.EO_DIFF``), the same statistics as :func:`dq.metrics.fairness.fairness_gaps`:
   per class (class 1 for binary tasks, each class one-vs-rest otherwise) the largest minus
   the smallest group rate (selection rate; TPR and FPR, the larger of the two for EO),
   then the largest over classes.
@@ -49,12 +49,22 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame
 from fairlearn.metrics._annotated_metric_function import AnnotatedMetricFunction
 
-from dq.metrics.fairness import key_part
-from dq.outputs import CI_HIGH, CI_LOW
+from dq import metric_keys as keys
 
 CI_QUANTILES = (0.025, 0.975)
 
-__all__ = ["CI_QUANTILES", "Estimate", "GroupIntervals", "group_intervals", "interval_metrics"]
+# The statistics' names are their metric keys below the split (test/<name>).
+GROUP_ACCURACY, WORST_GROUP_ACCURACY = "group_accuracy", "worst_group_accuracy"
+
+__all__ = [
+    "CI_QUANTILES",
+    "GROUP_ACCURACY",
+    "WORST_GROUP_ACCURACY",
+    "Estimate",
+    "GroupIntervals",
+    "group_intervals",
+    "interval_metrics",
+]
 
 
 def _accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -139,7 +149,7 @@ class Estimate:
 @dataclass
 class GroupIntervals:
     """Point estimates and intervals by name: ``accuracy``, ``group_accuracy/<g>``,
-    ``worst_group_accuracy``, ``dp_diff``, ``eo_diff``."""
+    ``worst_group_accuracy`` and the DP/EO gaps: each statistic's key below the split."""
 
     estimates: dict[str, Estimate] = field(default_factory=dict)
 
@@ -189,17 +199,17 @@ def group_intervals(
     by_group = np.stack([r.by_group.reindex(index)[names].to_numpy(dtype=float) for r in frame.resamples])
     overall = np.array([r.overall[names].to_numpy(dtype=float) for r in frame.resamples])
 
-    out: dict[str, Estimate] = {"accuracy": Estimate(float(frame.overall["accuracy"]), *_quantiles(overall[:, 0]))}
+    out: dict[str, Estimate] = {keys.ACCURACY: Estimate(float(frame.overall["accuracy"]), *_quantiles(overall[:, 0]))}
     for position, code in enumerate(index):
-        name = f"group_accuracy/{key_part(group_names[int(code)])}"
+        name = f"{GROUP_ACCURACY}/{keys.key_part(group_names[int(code)])}"
         out[name] = Estimate(float(point_by_group[0, position, 0]), *_quantiles(by_group[:, position, 0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         worst = np.nanmin(by_group[:, :, 0], axis=1)
-    out["worst_group_accuracy"] = Estimate(float(np.nanmin(point_by_group[0, :, 0])), *_quantiles(worst))
+    out[WORST_GROUP_ACCURACY] = Estimate(float(np.nanmin(point_by_group[0, :, 0])), *_quantiles(worst))
     selection = [i for i, n in enumerate(names) if n.startswith("selection/")]
     odds = [i for i, n in enumerate(names) if n.startswith(("tpr/", "fpr/"))]
-    for key, columns in (("dp_diff", selection), ("eo_diff", odds)):
+    for key, columns in ((keys.DP_DIFF, selection), (keys.EO_DIFF, odds)):
         point = float(_worst_gap(point_by_group, columns)[0])
         out[key] = Estimate(point, *_quantiles(_worst_gap(by_group, columns)))
     return GroupIntervals(out)
@@ -213,6 +223,6 @@ def interval_metrics(intervals: GroupIntervals, key: Callable[[str], str | None]
         metric = key(name)
         if metric is None or np.isnan(estimate.value):
             continue
-        out[f"{metric}/{CI_LOW}"] = estimate.low
-        out[f"{metric}/{CI_HIGH}"] = estimate.high
+        out[keys.ci_low(metric)] = estimate.low
+        out[keys.ci_high(metric)] = estimate.high
     return out

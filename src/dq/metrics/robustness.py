@@ -4,11 +4,11 @@ Keys: ``test/robust_accuracy@<eps>`` and, where the split has groups,
 ``test/group_robust_accuracy/<group>@<eps>`` and ``test/worst_group_robust_accuracy@<eps>``
 (the smallest of those, over the groups present; with ``dataset.group=label`` the
 worst class's robust accuracy, the number robust-fairness methods try to raise), and
-the group fairness of robustness, ``test/robust_dp_diff@<eps>`` and
-``test/robust_eo_diff@<eps>``: the demographic-parity and equalized-odds gaps of the
+the group fairness of robustness, ``test/robust_<gap>@<eps>`` for both
+gaps of dq.metric_keys.GAPS: the demographic-parity and equalized-odds gaps of the
 predictions on PGD examples, computed by the same fairlearn-backed ``fairness_gaps`` as
-``test/dp_diff``/``test/eo_diff`` (one-vs-rest, worst class, for multi-class tasks).
-``<eps>`` is written with ``f"{eps:g}"``.
+the clean ``test/<gap>`` (one-vs-rest, worst class, for multi-class tasks).
+``<eps>`` is written by ``dq.metric_keys.eps_tag`` (``f"{eps:g}"``).
 The attack is the same ``dq.attacks.PGD`` that adversarial training uses: it maximises
 the cross-entropy with the true labels, clipped to the valid range and, on tabular data,
 moving only the continuous columns. On text it moves the output of ``model.embedding``
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.attacks import PGD, attackable
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
@@ -76,7 +77,7 @@ def robust_metrics(
     out: dict[str, float] = {}
     for eps in cfg.eps:
         pred = robust_predictions(model, split, meta, cfg, float(eps), device, batch_size, seed)
-        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "robust", n_boot, seed))
+        out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), keys.ROBUST, n_boot, seed))
     if cfg.attack == RobustAttack.autoattack:
         out.update(autoattack_metrics(model, split, meta, cfg, device, batch_size, seed, n_boot))
     return out
@@ -95,20 +96,20 @@ def attacked_metrics(
     """The keys of one attack at one radius from its predictions ``pred`` [N]:
     ``test/<attack>_accuracy@<tag>`` and, where the split has groups,
     ``test/group_<attack>_accuracy/<group>@<tag>``, ``test/worst_group_<attack>_accuracy@<tag>``,
-    ``test/<attack>_dp_diff@<tag>`` and ``test/<attack>_eo_diff@<tag>``; with ``n_boot`` > 0
+    and ``test/<attack>_<gap>@<tag>`` for both gaps; with ``n_boot`` > 0
     their bootstrap intervals (:func:`robust_intervals`)."""
-    out = {f"test/{attack}_accuracy@{tag}": float((pred == y).float().mean())}
+    out = {keys.robust_accuracy(tag, attack): float((pred == y).float().mean())}
     if split.group is not None and meta.has_groups:
         from dq.metrics.fairness import fairness_gaps, group_accuracy  # fairlearn: only for data with groups
 
         y_np, pred_np, group_np = y.numpy(), pred.numpy(), split.group.cpu().numpy()
         by_group = group_accuracy(y_np, pred_np, group_np, meta.group_names)
         for name, value in by_group.items():
-            out[f"test/group_{attack}_accuracy/{name}@{tag}"] = value
+            out[keys.group_robust_accuracy(name, tag, attack)] = value
         if by_group:
-            out[f"test/worst_group_{attack}_accuracy@{tag}"] = min(by_group.values())
+            out[keys.worst_group_robust_accuracy(tag, attack)] = min(by_group.values())
         for name, value in fairness_gaps(y_np, pred_np, group_np, meta.num_classes).items():
-            out[f"test/{attack}_{name}@{tag}"] = value
+            out[keys.robust_gap(name, tag, attack)] = value
         out.update(robust_intervals(y_np, pred_np, group_np, meta, tag, n_boot, seed, attack))
     return out
 
@@ -132,8 +133,8 @@ def autoattack_metrics(
     out: dict[str, float] = {}
     for eps in cfg.eps:
         pred = autoattack_predictions(model, split.x, split.y, meta, cfg.norm, float(eps), device, batch_size, seed)
-        out.update(attacked_metrics(y, pred, split, meta, f"{eps:g}", "autoattack", n_boot, seed))
-    out["time/autoattack_s"] = time.perf_counter() - began
+        out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), keys.AUTOATTACK, n_boot, seed))
+    out[keys.time("autoattack_s")] = time.perf_counter() - began
     return out
 
 
@@ -152,7 +153,7 @@ def robust_intervals(
     tag: str,
     n_boot: int,
     seed: int,
-    attack: str = "robust",
+    attack: str = keys.ROBUST,
 ) -> dict[str, float]:
     """Bootstrap 95% intervals (dq.metrics.intervals) of one attack's accuracy at radius
     ``tag``, per group and of the worst group, and of its DP/EO gaps, under that attack's
@@ -160,18 +161,17 @@ def robust_intervals(
     ...); {} when ``n_boot`` is 0."""
     if n_boot <= 0:
         return {}
-    from dq.metrics.intervals import group_intervals, interval_metrics
+    from dq.metrics.intervals import GROUP_ACCURACY, WORST_GROUP_ACCURACY, group_intervals, interval_metrics
 
     def key(name: str) -> str:
-        kind, _, member = name.partition("/")
-        attacked = {
-            "accuracy": f"{attack}_accuracy",
-            "group_accuracy": f"group_{attack}_accuracy/{member}",
-            "worst_group_accuracy": f"worst_group_{attack}_accuracy",
-            "dp_diff": f"{attack}_dp_diff",
-            "eo_diff": f"{attack}_eo_diff",
-        }[kind]
-        return f"test/{attacked}@{tag}"
+        statistic, _, group = name.partition("/")
+        if statistic == GROUP_ACCURACY:
+            return keys.group_robust_accuracy(group, tag, attack)
+        if statistic == WORST_GROUP_ACCURACY:
+            return keys.worst_group_robust_accuracy(tag, attack)
+        if statistic == keys.ACCURACY:
+            return keys.robust_accuracy(tag, attack)
+        return keys.robust_gap(statistic, tag, attack)  # DP_DIFF, EO_DIFF
 
     intervals = group_intervals(y, pred, group, meta.group_names, meta.num_classes, n_boot, seed)
     return interval_metrics(intervals, key)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.attacks import PGD, Start, eval_mode
 from dq.config.attack import AttackConfig
 from dq.config.validation import require
@@ -96,7 +97,7 @@ class AdversarialConfig(AttackConfig):
         return self.method == AdversarialMethod.fgsm_rs if self.co_guard is None else bool(self.co_guard)
 
 
-VAL_ROBUST_ACCURACY = "val/robust_accuracy"
+VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")
 VAL_ATTACK_BATCH = 256  # validation examples attacked at once
 VAL_SEED = 0  # the attack's random start: the same every epoch, so epochs compare on one attack
 

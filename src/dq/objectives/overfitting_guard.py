@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.attacks import PGD
 from dq.objectives.base import StopRequest
 from dq.records import Batch, Split
@@ -144,7 +145,10 @@ class GuardedTerm:
             f"fell from {guard.best:.3f} (epoch {guard.best_epoch}) to more than {guard.drop:g} below it in epoch "
             f"{guard.fired_epoch}; training stopped, keeping the weights of epoch {guard.best_epoch} at the latest"
         )
-        metrics = {"train/co_guard_fired_epoch": guard.fired_epoch, "train/co_guard_rollback_epoch": guard.best_epoch}
+        metrics = {
+            keys.train("co_guard_fired_epoch"): guard.fired_epoch,
+            keys.train("co_guard_rollback_epoch"): guard.best_epoch,
+        }
         return StopRequest(reason, guard.best_epoch, guard.best_weights, metrics)
 
     def state_dict(self) -> dict[str, Any]:

@@ -77,6 +77,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dq import metric_keys as keys
 from dq.config.validation import require
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta, Split
@@ -164,7 +165,7 @@ class RobustFairness:
         self.alpha = float(cfg.alpha)
         self.max_total = float(cfg.max_total)
         self.limit = cfg.limit
-        self.class_names = [name.replace("/", "-") for name in meta.class_names]  # as dq.metrics' key_part
+        self.class_names = [keys.key_part(name) for name in meta.class_names]
         self.phi = torch.zeros(meta.num_classes, dtype=torch.float64)
         self.adversarial = None
         self._batch_weights: torch.Tensor | None = None  # self.weights on the training device, per epoch

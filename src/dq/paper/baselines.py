@@ -4,9 +4,8 @@ A baseline is a function ``(cfg, seed, **baseline_args) -> dict[str, float]``: `
 the row's composed run config (what dq-train would run for that row and seed), from which
 the data is built with ``dq.data.build`` exactly as dq-train builds it, so a baseline and
 our runs see the same train and test examples. The fitting is dq.baselines.fit's (shared
-with ``dq-baselines``); metrics use dq's keys and functions (``test/accuracy``,
-``test/dp_diff``, ``test/eo_diff``, ``test/group_accuracy/<g>``) so a table compares like
-with like.
+with ``dq-baselines``); metrics use dq's keys and functions (dq.baselines.scores: test
+accuracy, the DP/EO gaps, per-group accuracy) so a table compares like with like.
 
 A table names one as ``baseline: dq.paper.baselines.<function>``; ``baseline_args`` are
 passed as keyword arguments.
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from dq import metric_keys as keys
 from dq.baselines import fit
 from dq.baselines.scores import prediction_metrics
 from dq.data import build
@@ -38,7 +38,7 @@ def _splits(cfg: DictConfig) -> tuple[Splits, int]:
 
 
 def _row(splits: Splits, fitted: fit.Fitted) -> dict[str, float]:
-    return {**prediction_metrics(splits, fitted.pred), "time/train_s": fitted.fit_s}
+    return {**prediction_metrics(splits, fitted.pred), keys.time("train_s"): fitted.fit_s}
 
 
 def logistic_regression(cfg: DictConfig, seed: int, C: float = 1.0, max_iter: int = 1000) -> dict[str, float]:

@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from dq import metric_keys as keys
 from dq.outputs import atomic_write
 from dq.paper.compare import RowResult
 from dq.paper.plan import BASELINE, REFERENCE, RUN
@@ -19,9 +20,9 @@ from dq.report.plots import Figure, non_dominated
 
 # What the axes say beside the metric name.
 UNITS = {
-    "accuracy": "fraction correct",
-    "dp_diff": "demographic parity difference",
-    "eo_diff": "equalized odds difference",
+    keys.ACCURACY: "fraction correct",
+    keys.DP_DIFF: "demographic parity difference",
+    keys.EO_DIFF: "equalized odds difference",
 }
 STYLE = {RUN: ("o", "tab:blue", "ours (dq runs)"), BASELINE: ("s", "tab:green", "baseline (same split)"),
          REFERENCE: ("^", "tab:gray", "source (different setting)")}  # fmt: skip

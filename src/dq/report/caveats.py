@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dq import metric_keys as keys
 from dq.report.breakdown import breakdowns, explain_metrics, fairness_gaps, robust_by_eps
 
 
@@ -62,14 +63,14 @@ def caveats(metrics: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
     """Every caveat the numbers in ``metrics`` earn under ``thresholds``, worst first within a rule."""
     found = _below_mean(metrics, thresholds)
     found += _gaps(metrics, thresholds)
-    ece = metrics.get("test/ece")
+    ece = metrics.get(keys.test(keys.ECE))
     if isinstance(ece, (int, float)) and ece > thresholds.ece:
         found.append(
             f"calibration: expected calibration error is {ece:.3f} (above {thresholds.ece:.2f}); do not read the scores as probabilities"
         )
     found += _robust_drop(metrics, thresholds)
     found += _randomisation(metrics, thresholds)
-    examples = metrics.get("test/examples")
+    examples = metrics.get(keys.test("examples"))
     if isinstance(examples, (int, float)) and examples < thresholds.min_test_examples:
         found.append(
             f"few test examples: {int(examples)} (fewer than {thresholds.min_test_examples}); every number here is noisy"
@@ -80,9 +81,9 @@ def caveats(metrics: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
 def _below_mean(metrics: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
     found = []
     for part in breakdowns(metrics):
-        series = [("accuracy", "", part.clean, metrics.get("test/accuracy"))]
+        series = [("accuracy", "", part.clean, metrics.get(keys.test(keys.ACCURACY)))]
         series += [
-            ("robust accuracy", f" at ε={eps}", values, metrics.get(f"test/robust_accuracy@{eps}"))
+            ("robust accuracy", f" at ε={eps}", values, metrics.get(keys.robust_accuracy(eps)))
             for eps, values in part.robust.items()
         ]
         for label, where, values, overall in series:
@@ -98,19 +99,19 @@ def _below_mean(metrics: Mapping[str, Any], thresholds: Thresholds) -> list[str]
 
 
 def _gaps(metrics: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
-    names = {"dp": "demographic-parity difference", "eo": "equalized-odds difference"}
+    names = {keys.DP_DIFF: "demographic-parity difference", keys.EO_DIFF: "equalized-odds difference"}
     found = []
     for key, value in fairness_gaps(metrics).items():
-        if key == "test/cf_flip_rate" or value <= thresholds.gap:
+        k = keys.parse(key)
+        if k.measure not in names or value <= thresholds.gap:  # the flip rate beside the gaps
             continue
-        gap = "dp" if "dp_diff" in key else "eo"
-        where = f" on adversarial predictions at ε={key.partition('@')[2]}" if "robust_" in key else ""
-        found.append(f"fairness: {names[gap]}{where} is {value:.3f} (above {thresholds.gap:.2f})")
+        where = f" on adversarial predictions at ε={k.eps}" if k.attack == keys.ROBUST else ""
+        found.append(f"fairness: {names[k.measure]}{where} is {value:.3f} (above {thresholds.gap:.2f})")
     return found
 
 
 def _robust_drop(metrics: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
-    clean = metrics.get("test/accuracy")
+    clean = metrics.get(keys.test(keys.ACCURACY))
     if not isinstance(clean, (int, float)) or clean <= 0:
         return []
     return [

@@ -35,9 +35,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-MAJORITY_RATE = "test/majority_rate"
-TOP_CLASS_SHARE = "test/top_class_share"
-DIVERGED = "train/diverged"
+from dq import metric_keys as keys
+
+MAJORITY_RATE = keys.test("majority_rate")
+TOP_CLASS_SHARE = keys.test("top_class_share")
+DIVERGED = keys.train("diverged")
 
 TOP_SHARE_MIN = 0.99
 MAJORITY_GAIN = 0.1  # of 1 − majority rate
@@ -60,11 +62,11 @@ def _number(metrics: Mapping[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def is_constant_predictor(metrics: Mapping[str, Any], prefix: str = "test") -> bool:
+def is_constant_predictor(metrics: Mapping[str, Any], prefix: str = keys.TEST) -> bool:
     """One class for (almost) every test example, at (about) the majority rate's accuracy."""
-    share = _number(metrics, f"{prefix}/top_class_share")
-    rate = _number(metrics, f"{prefix}/majority_rate")
-    acc = _number(metrics, f"{prefix}/accuracy")
+    share = _number(metrics, keys.metric(prefix, "top_class_share"))
+    rate = _number(metrics, keys.metric(prefix, "majority_rate"))
+    acc = _number(metrics, keys.metric(prefix, keys.ACCURACY))
     if share is None or rate is None or acc is None:
         return False
     return share >= TOP_SHARE_MIN and acc - rate < MAJORITY_GAIN * (1 - rate)
@@ -92,11 +94,11 @@ def caveat_lines(metrics: Mapping[str, Any]) -> list[str]:
     if is_constant_predictor(metrics):
         lines.append(
             f"degenerate: a constant predictor: {metrics[TOP_CLASS_SHARE]:.1%} of the test predictions are one class, "
-            f"and its accuracy {metrics['test/accuracy']:.3f} is that of always answering the majority class "
+            f"and its accuracy {metrics[keys.test(keys.ACCURACY)]:.3f} is that of always answering the majority class "
             f"({metrics[MAJORITY_RATE]:.3f}); its fairness gaps are 0 by construction, not a sign of fairness"
         )
     if is_diverged(metrics):
-        loss = _number(metrics, "test/loss")
+        loss = _number(metrics, keys.test(keys.LOSS))
         shown = f" (test loss {loss:.3g})" if loss is not None else ""
         lines.append(
             f"degenerate: training diverged{shown}: the loss rose far above a chance-level predictor's while staying "
@@ -112,11 +114,11 @@ def diverged(history: Sequence[Mapping[str, Any]], num_classes: int) -> bool:
         return False
     chance = math.log(max(num_classes, 2))
     last = history[-1]
-    val_loss = _number(last, "val/loss")
+    val_loss = _number(last, keys.val(keys.LOSS))
     if val_loss is not None and val_loss > CHANCE_LOSS_FACTOR * chance:
         return True
-    train_loss = _number(last, "train/loss")
-    earlier = [loss for record in history[:-1] if (loss := _number(record, "train/loss")) is not None]
+    train_loss = _number(last, keys.train(keys.LOSS))
+    earlier = [loss for record in history[:-1] if (loss := _number(record, keys.train(keys.LOSS))) is not None]
     return train_loss is not None and bool(earlier) and train_loss > max(RISE_FACTOR * min(earlier), chance)
 
 

@@ -113,7 +113,7 @@ class Page:
     """One HTML page built section by section, e.g.::
 
     page = Page("Run outputs/x", subtitle="completed")
-    page.section("Metrics", page.key_values({"test/accuracy": 0.97}))
+    page.section("Metrics", page.key_values({keys.test(keys.ACCURACY): 0.97}))
     page.write(run_dir / "report.html")
     """
 

@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dq import metric_keys as keys
 from dq.outputs import HYDRA_DIR
 from dq.report import degenerate
 from dq.report.breakdown import Breakdown, breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
@@ -51,12 +52,12 @@ SECTIONS = (  # the model card's, in order
     "Caveats and recommendations",
 )
 OVERALL = (
-    "test/accuracy",
+    keys.test(keys.ACCURACY),
     degenerate.MAJORITY_RATE,
     degenerate.TOP_CLASS_SHARE,
-    "test/loss",
-    "test/ece",
-    "test/examples",
+    keys.test(keys.LOSS),
+    keys.test(keys.ECE),
+    keys.test("examples"),
 )
 
 
@@ -139,7 +140,7 @@ def _curves(run: RunResult, figures: Sequence[Figure]) -> list[Block]:
     epochs = run.curves()
     if not epochs:
         return [Paragraph("no metrics.jsonl: no epochs recorded")]
-    columns = list(dict.fromkeys(key for epoch in epochs for key in epoch if not key.startswith("time/")))
+    columns = list(dict.fromkeys(key for epoch in epochs for key in epoch if keys.parse(key).family != keys.TIME))
     columns = columns[:CURVE_COLUMNS]
     return [
         Paragraph("no curve figures for this run; the epochs from metrics.jsonl:"),
@@ -164,7 +165,7 @@ def _robustness(metrics: dict[str, Any]) -> list[Block]:
     by_eps = robust_by_eps(metrics)
     if not by_eps:
         return [Paragraph("not attacked: eval.robust.eps is empty")]
-    clean = metrics.get("test/accuracy", "")
+    clean = metrics.get(keys.test(keys.ACCURACY), "")
     worst = _worst_group(metrics, by_eps)
     rate = metrics.get(degenerate.MAJORITY_RATE, "")  # a robust accuracy near it is no robustness
     header = ["ε", "robust accuracy", "clean accuracy", "majority rate"]
@@ -182,9 +183,9 @@ def _robustness(metrics: dict[str, Any]) -> list[Block]:
 def _worst_group(metrics: Mapping[str, Any], by_eps: Mapping[str, Any]) -> dict[str, Any]:
     """The worst group's robust accuracy at each ε that has one."""
     return {
-        eps: metrics[f"test/worst_group_robust_accuracy@{eps}"]
+        eps: metrics[keys.worst_group_robust_accuracy(eps)]
         for eps in by_eps
-        if f"test/worst_group_robust_accuracy@{eps}" in metrics
+        if keys.worst_group_robust_accuracy(eps) in metrics
     }
 
 
@@ -252,8 +253,8 @@ def card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Documen
         ["model", f"{model.get('name', '?')} ({_options(model, ('name',))})"],
         [
             "parameters",
-            f"{metrics.get('params/total', '?')} total, {metrics.get('params/trainable', '?')} trainable "
-            f"(trainable fraction {format_value(metrics.get('params/trainable_fraction', ''))})",
+            f"{metrics.get(keys.params('total'), '?')} total, {metrics.get(keys.params('trainable'), '?')} trainable "
+            f"(trainable fraction {format_value(metrics.get(keys.params('trainable_fraction'), ''))})",
         ],
         ["trained", f"{info.get('start', '?')} to {info.get('end', '?')}, seed {run.seed}"],
         [
@@ -289,7 +290,7 @@ def card(run: RunResult, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Documen
         "Evaluation data",
         Paragraph(
             f"The test split of {_text(dataset.get('name', '?'))} "
-            f"({_split_facts(dataset, metrics.get('test/examples'))}), never seen in training or model selection."
+            f"({_split_facts(dataset, metrics.get(keys.test('examples')))}), never seen in training or model selection."
         ),
     )
     doc.add(
@@ -357,8 +358,8 @@ def _split_facts(dataset: Mapping[str, Any], examples: Any) -> str:
 def _selection(trainer: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """Which epoch's weights were tested, as trainer.select decided: with ``last`` there
     is no model selection, so the card must not claim one."""
-    epoch = metrics.get("train/selected_epoch")
-    at = f"epoch {epoch} of {metrics.get('train/epochs_run', '?')}" if epoch is not None else "the chosen epoch"
+    epoch = metrics.get(keys.train("selected_epoch"))
+    at = f"epoch {epoch} of {metrics.get(keys.train('epochs_run'), '?')}" if epoch is not None else "the chosen epoch"
     if trainer.get("select") == "last":
         return f"the last epoch's weights are tested ({at}; trainer.select=last, no model selection)"
     stopping = trainer.get("early_stopping") or {}
@@ -398,7 +399,7 @@ def _objective(regularizers: Mapping[str, Any], metrics: Mapping[str, Any]) -> l
         node = node or {}
         rows.append([name, node.get("weight", "— (not a loss term)"), _options(node, ("weight",))])
     parts: list[Block] = [Table(["term", "weight", "options"], rows)]
-    fraction = metrics.get("params/trainable_fraction")
+    fraction = metrics.get(keys.params("trainable_fraction"))
     if fraction is not None:
         parts.append(Paragraph(f"Trainable fraction of the parameters: {format_value(fraction)}."))
     return parts

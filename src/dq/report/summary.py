@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq.errors import DQUserError
-from dq.outputs import is_interval_key
+from dq.metric_keys import is_interval
 from dq.report import degenerate
 from dq.report.collect import RunResult, group_overrides, override_key
 from dq.report.numbers import Stats, formatter, stats
@@ -152,13 +152,13 @@ def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> 
     """The metrics named or matched (``test/*``, ``explain/*/infidelity``), in pattern order.
     Bounds of bootstrap intervals (``<key>/ci_low``, ``<key>/ci_high``) would double the
     columns: they are left out of the default and matched only by a pattern that names
-    them (``test/dp_diff/ci_*``, ``*/ci_low``), so ``test/group_accuracy/*`` is the groups.
+    them (``test/accuracy/ci_*``, ``*/ci_low``), so ``test/group_accuracy/*`` is the groups.
 
     Raises:
         DQUserError: a pattern matches no metric; the message names the nearest ones.
     """
     if not patterns:
-        return [name for name in available if not is_interval_key(name)]
+        return [name for name in available if not is_interval(name)]
     chosen: dict[str, None] = {}
     for pattern in patterns:
         matched = [name for name in available if _matches(name, pattern)]
@@ -175,7 +175,7 @@ def select_metrics(available: Sequence[str], patterns: Sequence[str] | None) -> 
 def _matches(name: str, pattern: str) -> bool:
     """``name`` fits the glob ``pattern``; an interval bound only where the pattern's last
     part names one (``ci_``): a ``*`` alone stands for the metrics, not their bounds."""
-    if is_interval_key(name) and "ci_" not in pattern.rpartition("/")[2]:
+    if is_interval(name) and "ci_" not in pattern.rpartition("/")[2]:
         return False
     return fnmatch.fnmatchcase(name, pattern)
 

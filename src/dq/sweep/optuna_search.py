@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dq import metric_keys as keys
 from dq.errors import DQUserError
 from dq.report import degenerate
 from dq.sweep.optuna_space import SearchSpace, parse_search_space
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from optuna.trial import Trial
 
 DIRECTIONS = ("maximize", "minimize")
-DEFAULT_OBJECTIVES = {"test/accuracy": "maximize"}
+DEFAULT_OBJECTIVES = {keys.test(keys.ACCURACY): "maximize"}
 SAMPLER_EXAMPLE = "{_target_: optuna.samplers.NSGAIISampler, seed: 0}"
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.axes import Axes
 
+from dq import metric_keys as keys
 from dq.report.collect import RunResult
 from dq.report.plots.select import RunGroup, groups_are_classes
 from dq.report.plots.style import (
@@ -34,10 +35,18 @@ from dq.report.plots.style import (
 if TYPE_CHECKING:
     import pandas as pd
 
-PERCENT = ("accuracy", "dp_diff", "eo_diff")  # logged as fractions, drawn in %
-GROUP_PANELS = (("val/accuracy", "validation accuracy (%)"), ("train/loss", "training loss (objective, nats)"))
-GAPS = ("val/dp_diff", "val/eo_diff")
-NOT_TERMS = {"train/accuracy", "train/best_epoch", "train/selected_epoch", "train/epochs_run"}
+PERCENT = (keys.ACCURACY, keys.DP_DIFF, keys.EO_DIFF)  # logged as fractions, drawn in %
+GROUP_PANELS = (
+    (keys.val(keys.ACCURACY), "validation accuracy (%)"),
+    (keys.train(keys.LOSS), "training loss (objective, nats)"),
+)
+GAPS = tuple(keys.val(gap) for gap in keys.GAPS)
+NOT_TERMS = {
+    keys.train(keys.ACCURACY),
+    keys.train("best_epoch"),
+    keys.train("selected_epoch"),
+    keys.train("epochs_run"),
+}
 
 
 def _frame(runs: Sequence[RunResult]) -> pd.DataFrame:
@@ -113,27 +122,29 @@ def run_curves_figure(run: RunResult, title: str) -> Drawn | None:
     if not rows:
         return None
     columns = list(dict.fromkeys(key for row in rows for key, value in row.items() if _logged(value)))
-    terms = sorted(c for c in columns if c.startswith("train/") and c not in NOT_TERMS and c != "train/loss")
+    terms = sorted(
+        c for c in columns if keys.parse(c).family == keys.TRAIN and c not in NOT_TERMS and c != keys.train(keys.LOSS)
+    )
     panels = [
-        ("loss (nats)", [c for c in ("train/loss", "val/loss") if c in columns]),
+        ("loss (nats)", [c for c in (keys.train(keys.LOSS), keys.val(keys.LOSS)) if c in columns]),
         ("regularizer term value (unweighted, as logged)", terms),
-        ("accuracy (%)", [c for c in ("train/accuracy", "val/accuracy") if c in columns]),
+        ("accuracy (%)", [c for c in (keys.train(keys.ACCURACY), keys.val(keys.ACCURACY)) if c in columns]),
         (
             "validation fairness gap (percentage points)",
             [] if groups_are_classes(run) else [c for c in GAPS if c in columns],
         ),
     ]
-    panels = [(ylabel, keys) for ylabel, keys in panels if keys]
+    panels = [(ylabel, lines) for ylabel, lines in panels if lines]
     if not panels:
         return None
     fig, axes = new_figure(len(panels), size=(4.4, 3.6))
-    for ax, (ylabel, keys) in zip(axes, panels, strict=True):
-        for index, (color, key) in enumerate(zip(colors(len(keys)), keys, strict=True)):
+    for ax, (ylabel, lines) in zip(axes, panels, strict=True):
+        for index, (color, key) in enumerate(zip(colors(len(lines)), lines, strict=True)):
             ax.plot(*_points(rows, key), marker=marker(index), markersize=4, color=color, label=key)
-        finish_axes(ax, "epoch", ylabel, series=len(keys))
-        if len(keys) == 1:
-            ax.set_title(keys[0], fontsize=9)
+        finish_axes(ax, "epoch", ylabel, series=len(lines))
+        if len(lines) == 1:
+            ax.set_title(lines[0], fontsize=9)
         epoch_ticks(ax, [row["epoch"] for row in rows])
     suptitle(fig, f"{title}: training curves per epoch")
-    shown = ", ".join(key for _, keys in panels for key in keys)
+    shown = ", ".join(key for _, lines in panels for key in lines)
     return fig, f"This run's curves per epoch: {shown}."

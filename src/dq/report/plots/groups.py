@@ -15,16 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.axes import Axes
 
+from dq import metric_keys as keys
 from dq.report.collect import RunResult
 from dq.report.plots.select import (
     RunGroup,
-    group_key,
     group_names,
-    group_robust_key,
     groups_are_classes,
     mean_std,
     radii,
-    robust_key,
 )
 from dq.report.plots.style import (
     MAX_PANELS,
@@ -45,12 +43,14 @@ MANY = 6  # more groups than this: horizontal bars, sorted
 def _panels(runs: Sequence[RunResult]) -> list[tuple[str, str | None]]:
     """(title, ε tag) per panel: clean, then each radius with per-group robust accuracy."""
     names = group_names(runs)
-    tags = [t for _, t in radii(runs) if any(group_robust_key(n, t) in r.metrics for r in runs for n in names)]
+    tags = [
+        t for _, t in radii(runs) if any(keys.group_robust_accuracy(n, t) in r.metrics for r in runs for n in names)
+    ]
     return [("clean", None), *((f"PGD ε = {t}", t) for t in tags[: MAX_PANELS - 1])]
 
 
 def _key(name: str, tag: str | None) -> str:
-    return group_key(name) if tag is None else group_robust_key(name, tag)
+    return keys.group_accuracy(name) if tag is None else keys.group_robust_accuracy(name, tag)
 
 
 def _ticks(ax: Axes, names: Sequence[str]) -> None:
@@ -119,7 +119,7 @@ def run_groups_figure(run: RunResult, title: str) -> Drawn | None:
             y = np.arange(len(names)) + (slot - (len(series) - 1) / 2) * height
             bars = ax.barh(y, values[tag][order], height, color=palette[slot], label=label)
             ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
-            overall = run.metrics.get("test/accuracy" if tag is None else robust_key(tag))
+            overall = run.metrics.get(keys.test(keys.ACCURACY) if tag is None else keys.robust_accuracy(tag))
             if isinstance(overall, int | float):
                 ax.axvline(100 * overall, color=palette[slot], linestyle="--", linewidth=1)
         ax.set_yticks(range(len(names)))

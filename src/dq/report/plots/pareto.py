@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from dq import metric_keys as keys
 from dq.report import degenerate
 from dq.report.plots.select import RunGroup, fair_groups
 from dq.report.plots.style import (
@@ -26,7 +27,10 @@ from dq.report.plots.style import (
 
 DEGENERATE_LABEL = "degenerate: constant predictor or diverged, not on the front"
 DEGENERATE_COLOR = "0.45"
-GAPS = {"dp": ("test/dp_diff", "demographic-parity gap"), "eo": ("test/eo_diff", "equalized-odds gap")}
+GAPS = {
+    "dp": (keys.test(keys.DP_DIFF), "demographic-parity gap"),
+    "eo": (keys.test(keys.EO_DIFF), "equalized-odds gap"),
+}
 
 
 def non_dominated(points: Sequence[Sequence[float]], maximise: Sequence[bool]) -> list[int]:
@@ -65,7 +69,7 @@ def pareto_figure(groups: Sequence[RunGroup], gap: str, title: str, swept: Seque
     points, marked = [], []
     for group_index, group in enumerate(groups):
         for run in fair_groups(group.runs):
-            gap_value, accuracy = run.metrics.get(gap_key), run.metrics.get("test/accuracy")
+            gap_value, accuracy = run.metrics.get(gap_key), run.metrics.get(keys.test(keys.ACCURACY))
             if isinstance(gap_value, int | float) and isinstance(accuracy, int | float):
                 point = (group_index, percent(gap_value), percent(accuracy))
                 (marked if degenerate.flags(run.metrics) else points).append(point)

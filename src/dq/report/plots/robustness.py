@@ -8,16 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dq import metric_keys as keys
 from dq.report.collect import RunResult
 from dq.report.plots.select import (
     RunGroup,
-    group_key,
     group_names,
-    group_robust_key,
     groups_are_classes,
     mean_std,
     radii,
-    robust_key,
 )
 from dq.report.plots.style import (
     Drawn,
@@ -35,8 +33,8 @@ from dq.report.plots.style import (
 MAX_GROUP_LINES = 12  # a single run's per-group lines, beyond which they are not drawn
 
 
-def _curve(runs: Sequence[RunResult], keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    stats = [mean_std(np.array([float(r.metrics[k]) for r in runs if k in r.metrics])) for k in keys]
+def _curve(runs: Sequence[RunResult], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    stats = [mean_std(np.array([float(r.metrics[k]) for r in runs if k in r.metrics])) for k in names]
     return percent(np.array([m for m, _ in stats])), percent(np.array([s for _, s in stats]))
 
 
@@ -51,9 +49,9 @@ def robustness_figure(groups: Sequence[RunGroup], title: str, swept: Sequence[st
     for index, group in enumerate(groups):
         if index not in attacked:
             continue
-        eps = [0.0, *(e for e, t in found if robust_key(t) in group.runs[0].metrics)]
-        keys = ["test/accuracy", *(robust_key(t) for _, t in found if robust_key(t) in group.runs[0].metrics)]
-        mean, std = _curve(group.runs, keys)
+        tags = [t for _, t in found if keys.robust_accuracy(t) in group.runs[0].metrics]
+        eps = [0.0, *(e for e, t in found if t in tags)]
+        mean, std = _curve(group.runs, [keys.test(keys.ACCURACY), *map(keys.robust_accuracy, tags)])
         color, label, alpha = series_style(index, len(groups), f"{shorten(group.label)} (n={len(group.runs)})")
         ax.plot(eps, mean, marker=marker(index), color=color, label=label)
         if alpha:
@@ -76,16 +74,16 @@ def run_robustness_figure(run: RunResult, title: str) -> Drawn | None:
         return None
     eps = [0.0, *(e for e, _ in found)]
     fig, (ax,) = new_figure(size=(6.2, 4.4))
-    mean, _ = _curve([run], ["test/accuracy", *(robust_key(t) for _, t in found)])
+    mean, _ = _curve([run], [keys.test(keys.ACCURACY), *(keys.robust_accuracy(t) for _, t in found)])
     ax.plot(eps, mean, marker="o", color="black", linewidth=2.2, label="all test examples", zorder=3)
     names = group_names([run])
     drawn = 1
     if names and len(names) <= MAX_GROUP_LINES:
         palette = colors(len(names))
         for index, name in enumerate(names):
-            keys = [group_key(name), *(group_robust_key(name, t) for _, t in found)]
-            if all(k in run.metrics for k in keys):
-                values, _ = _curve([run], keys)
+            line = [keys.group_accuracy(name), *(keys.group_robust_accuracy(name, t) for _, t in found)]
+            if all(k in run.metrics for k in line):
+                values, _ = _curve([run], line)
                 ax.plot(eps, values, marker=".", linewidth=1, color=palette[index], label=shorten(name, 20))
                 drawn += 1
     finish_axes(ax, eps_label(run.config()), "test accuracy under PGD (%)", series=drawn)

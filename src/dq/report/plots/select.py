@@ -8,30 +8,14 @@ lists them), so the same runs always give the same figures.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from dq import metric_keys as keys
 from dq.report.collect import RunResult, group_overrides, override_key
 from dq.report.plots.style import MAX_LABEL, short_key
-
-ROBUST = re.compile(r"^test/robust_accuracy@(?P<eps>[^@/]+)$")
-GROUP_ACCURACY = re.compile(r"^test/group_accuracy/(?P<group>[^/]+)$")
-GROUP_ROBUST = re.compile(r"^test/group_robust_accuracy/(?P<group>[^/]+)@(?P<eps>[^@/]+)$")
-
-
-def robust_key(tag: str) -> str:
-    return f"test/robust_accuracy@{tag}"
-
-
-def group_key(group: str) -> str:
-    return f"test/group_accuracy/{group}"
-
-
-def group_robust_key(group: str, tag: str) -> str:
-    return f"test/group_robust_accuracy/{group}@{tag}"
 
 
 def _number(text: str) -> float | None:
@@ -46,9 +30,8 @@ def radii(runs: Iterable[RunResult]) -> list[tuple[float, str]]:
     found: dict[str, float] = {}
     for run in runs:
         for key in run.metrics:
-            match = ROBUST.match(key)
-            if match and (eps := _number(match["eps"])) is not None:
-                found[match["eps"]] = eps
+            if (tag := keys.robust_eps(key)) is not None and (eps := _number(tag)) is not None:
+                found[tag] = eps
     return sorted(((eps, tag) for tag, eps in found.items()), key=lambda item: item[0])
 
 
@@ -58,8 +41,8 @@ def group_names(runs: Iterable[RunResult]) -> list[str]:
     names: dict[str, None] = {}
     for run in runs:
         for key in run.metrics:
-            if match := GROUP_ACCURACY.match(key):
-                names.setdefault(match["group"], None)
+            if (group := keys.group_of(key)) is not None:
+                names.setdefault(group, None)
     return list(names)
 
 
@@ -106,9 +89,9 @@ class RunGroup:
         return numbers(self.runs, key)
 
 
-def varying_keys(keys: Sequence[tuple[str, ...]]) -> list[str]:
+def varying_keys(groups: Sequence[tuple[str, ...]]) -> list[str]:
     """Override keys whose value is not the same in every group (absent counts as a value)."""
-    settings = [{override_key(o): o.partition("=")[2] for o in key} for key in keys]
+    settings = [{override_key(o): o.partition("=")[2] for o in key} for key in groups]
     names = sorted({name for setting in settings for name in setting})
     return [name for name in names if len({setting.get(name) for setting in settings}) > 1]
 
@@ -130,7 +113,7 @@ def run_groups(runs: Iterable[RunResult]) -> tuple[list[RunGroup], list[str]]:
     for run in runs:
         if run.ok:
             by_key.setdefault(group_overrides(run), []).append(run)
-    keys = sorted(by_key, key=lambda key: [_natural(o) for o in key])
-    varying = varying_keys(keys)
-    groups = [RunGroup(key, label_of(key, varying), tuple(by_key[key])) for key in keys]
+    ordered = sorted(by_key, key=lambda key: [_natural(o) for o in key])
+    varying = varying_keys(ordered)
+    groups = [RunGroup(key, label_of(key, varying), tuple(by_key[key])) for key in ordered]
     return groups, varying

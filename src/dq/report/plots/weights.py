@@ -14,14 +14,15 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from dq import metric_keys as keys
 from dq.report.collect import RunResult, override_key
-from dq.report.plots.select import RunGroup, fair_groups, label_of, radii, robust_key
+from dq.report.plots.select import RunGroup, fair_groups, label_of, radii
 from dq.report.plots.style import Drawn, finish_axes, new_figure, series_style, shorten, suptitle
 
 FIXED = (
-    ("test/accuracy", "test accuracy (%)"),
-    ("test/dp_diff", "demographic-parity gap (pp)"),
-    ("test/eo_diff", "equalized-odds gap (pp)"),
+    (keys.test(keys.ACCURACY), "test accuracy (%)"),
+    (keys.test(keys.DP_DIFF), "demographic-parity gap (pp)"),
+    (keys.test(keys.EO_DIFF), "equalized-odds gap (pp)"),
 )
 MAX_METRICS = 5
 
@@ -58,9 +59,11 @@ def swept_terms(groups: Sequence[RunGroup]) -> tuple[list[str], dict[int, dict[s
 def _metrics(runs: Sequence[RunResult]) -> list[tuple[str, str]]:
     fair = fair_groups(runs)
     present = [
-        (k, label) for k, label in FIXED if any(k in r.metrics for r in (runs if k == "test/accuracy" else fair))
+        (k, label)
+        for k, label in FIXED
+        if any(k in r.metrics for r in (runs if k == keys.test(keys.ACCURACY) else fair))
     ]
-    robust = [(robust_key(t), f"robust accuracy at ε = {t} (%)") for _, t in radii(runs)]
+    robust = [(keys.robust_accuracy(t), f"robust accuracy at ε = {t} (%)") for _, t in radii(runs)]
     return (present + robust)[:MAX_METRICS]
 
 
