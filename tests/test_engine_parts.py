@@ -22,7 +22,7 @@ from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
-from dq.objectives.base import Objective
+from dq.objectives.base import Objective, Term
 from dq.outputs import atomic_write, discard_unstarted, load_checkpoint, read_jsonl, write_json
 from dq.records import Batch, Split, Splits
 
@@ -209,7 +209,7 @@ def test_checkpointer_writes_best_and_last_only_when_it_has_a_run_dir_and_is_ena
     assert torch.equal(last["rng"]["batch_order"], torch.Generator().manual_seed(5).get_state())
 
 
-class LogitPenalty:
+class LogitPenalty(Term):
     """A real small term: the mean squared logit. Its ``end_epoch`` hook counts its calls and
     measures what it is given: the validation accuracy, the lr and the model's mode."""
 
@@ -231,8 +231,8 @@ class LogitPenalty:
         return {"logit_l2/calls": self.calls, "logit_l2/val_accuracy": val_accuracy, "logit_l2/lr": lr}
 
 
-class PlainPenalty:
-    """A term without an ``end_epoch`` hook: the objective skips it there."""
+class PlainPenalty(Term):
+    """A term that keeps the default ``end_epoch`` hook, which adds nothing."""
 
     name = "plain"
     weight = 0.1
@@ -276,7 +276,7 @@ def test_objective_end_epoch_merges_the_hooks_values_and_is_empty_without_hooks(
     assert values["logit_l2/calls"] == 1.0
 
 
-class _Recorder:
+class _Recorder(Term):
     """A real term that records the order the objective calls it in."""
 
     def __init__(self, name: str, calls: list[str], needs: tuple[str, ...] = ()) -> None:
@@ -314,3 +314,55 @@ def test_a_term_whose_need_is_absent_or_weight_zero_is_refused(present: bool) ->
         DQUserError, match=r"^regularizer needy needs regularizer base in the same run .*regularizer=\[base,needy\]$"
     ):
         Objective(terms)
+
+
+class _Counter(Term):
+    """A real stateful term: it counts its epochs and gives the count as its state."""
+
+    name, weight = "counter", 1.0
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().mean()
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        self.epochs += 1
+        return {}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epochs = int(state["epochs"])
+
+
+def test_a_term_keeps_the_default_hooks_it_does_not_override_and_only_stateful_terms_are_saved() -> None:
+    splits, model, _ = tiny_digits()
+    plain, counter = PlainPenalty(), _Counter()
+    objective = Objective([plain, counter])
+    assert (plain.task_share, plain.val_metrics, plain.needs, plain.teacher_dir) == (0.0, (), (), None)
+    assert plain.stop_request() is None and plain.state_dict() is None and plain.last_example_losses is None
+    assert objective.task_weight == 1.0 and objective.val_metrics() == [] and objective.stop_request() is None
+    objective.end_epoch(model, splits.val, CPU)
+    assert objective.state_dict() == {"counter": {"epochs": 1}}  # the stateless term has no entry
+    again = Objective([PlainPenalty(), _Counter()])
+    again.load_state_dict({"counter": {"epochs": 1}})
+    assert again.terms[1].epochs == 1  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"stateful terms are \['counter'\]"):
+        again.load_state_dict({"plain": {}, "counter": {"epochs": 1}})
+
+
+def test_the_objective_takes_only_terms() -> None:
+    with pytest.raises(TypeError, match=r"^_Plain is not a dq\.objectives\.base\.Term$"):
+        Objective([_Plain()])  # type: ignore[list-item]
+
+
+class _Plain:
+    """Shaped like a term, but not one: the objective refuses it before any batch."""
+
+    name, weight = "plain", 1.0
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().mean()

@@ -20,7 +20,7 @@ from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import eval_mode
 from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
-from dq.objectives.base import Objective, StopRequest
+from dq.objectives.base import Objective, StopRequest, Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
 from dq.objectives.registry import build_objective
 from dq.outputs import read_json, read_jsonl
@@ -171,7 +171,7 @@ def test_guard_measures_the_same_seeded_validation_batch_every_time() -> None:
 
 
 # --------------------------------------------------------------------------- the engine's stop request
-class StopAt:
+class StopAt(Term):
     """A real term of the protocol (zero loss) that asks the engine to stop after epoch
     ``stop`` and keep the weights it saw at the end of epoch ``keep``."""
 

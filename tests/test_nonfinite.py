@@ -27,7 +27,7 @@ from dq.engine.loop import SilentProgress, fit, train_epoch
 from dq.engine.nonfinite import ADVICE, BatchGuard
 from dq.errors import TrainingDiverged
 from dq.models.mlp import MLPConfig
-from dq.objectives.base import Objective, ObjectiveOutput
+from dq.objectives.base import Objective, ObjectiveOutput, Term
 from dq.outputs import read_jsonl
 from dq.records import Batch, Splits
 
@@ -48,7 +48,7 @@ def weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-class NaNGradient:
+class NaNGradient(Term):
     """A term whose value is 0 and whose gradient is NaN: d sqrt(u)/du = inf at u = 0,
     times du/dw = 0 for the first layer's weights."""
 
