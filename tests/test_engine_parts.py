@@ -4,6 +4,7 @@ checkpoints, atomic files, and the objective's per-epoch hook."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,11 @@ from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
+from dq.engine.callbacks import FitCallback, FitState
+from dq.engine.checkpoint import Checkpointer
 from dq.engine.early_stopping import EarlyStopping
-from dq.engine.loop import Checkpointer, SilentProgress, fit, train_epoch, validate
+from dq.engine.epoch_state import EpochState
+from dq.engine.loop import FitSettings, fit, train_epoch, validate
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics import accuracy
@@ -127,12 +131,9 @@ def test_fit_without_checkpoints_still_logs_epochs_into_a_new_run_dir(tmp_path: 
         model,
         Objective(),
         splits,
-        trainer=trainer,
         optimizer=optimizer,
         scheduler=None,
-        device=CPU,
-        seed=0,
-        run_dir=run_dir,
+        settings=FitSettings(trainer, CPU, seed=0, run_dir=run_dir),
     )
     assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
     assert not (run_dir / "checkpoints").exists() and result.best_state is not None
@@ -159,7 +160,6 @@ def test_train_epoch_with_a_frozen_model_reports_the_training_sets_loss_and_accu
         optimizer=optimizer,
         scaler=scaler,
         device=CPU,
-        progress=SilentProgress(),
     )
     with torch.no_grad():
         logits = model(splits.train.x)
@@ -251,12 +251,9 @@ def test_end_epoch_hook_runs_once_per_epoch_after_validation_and_before_the_sche
         model,
         objective,
         splits,
-        trainer=trainer,
         optimizer=optimizer,
         scheduler=scheduler,
-        device=CPU,
-        seed=0,
-        run_dir=tmp_path,
+        settings=FitSettings(trainer, CPU, seed=0, run_dir=tmp_path),
     )
 
     assert term.calls == 3 and dropped.calls == 0
@@ -366,3 +363,59 @@ class _Plain:
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().mean()
+
+
+class _Trace(FitCallback):
+    """A real callback that notes each hook it is called at, and asks to stop after ``stop_after``."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[str] = []
+        self.stop_after = stop_after
+        self.jsonl_lines_at_end: list[int] = []
+
+    def on_fit_start(self, fit: FitState) -> None:
+        self.calls.append("fit_start")
+
+    def on_epoch_start(self, fit: FitState, state: EpochState) -> None:
+        self.calls.append(f"epoch_start {fit.epoch}")
+
+    def on_batch_end(self, batches_done: int, running_loss: float) -> None:
+        self.calls.append(f"batch {batches_done}")
+
+    def on_epoch_end(self, fit: FitState, record: dict[str, float]) -> None:
+        self.calls.append(f"epoch_end {fit.epoch}")
+        assert fit.result.history[-1] is record and record["epoch"] == fit.epoch
+        self.jsonl_lines_at_end.append(len(read_jsonl(fit.checkpoints.run_dir / "metrics.jsonl")))
+
+    def should_stop(self, fit: FitState) -> bool:
+        return self.stop_after is not None and fit.epoch >= self.stop_after
+
+    def on_fit_end(self, fit: FitState) -> None:
+        self.calls.append("fit_end")
+
+
+def test_fit_calls_each_callback_hook_in_order_after_its_own_writes(tmp_path: Path) -> None:
+    splits, model, trainer = tiny_digits(epochs=2)
+    batches = [f"batch {i}" for i in range(1, math.ceil(len(splits.train) / trainer.batch_size) + 1)]
+    assert len(batches) > 1
+    trace = _Trace()
+    settings = FitSettings(trainer, CPU, seed=0, run_dir=tmp_path)
+    fit(model, Objective(), splits, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
+        settings=settings, callbacks=[trace])  # fmt: skip
+    assert trace.calls == [
+        "fit_start",
+        *("epoch_start 1", *batches, "epoch_end 1"),
+        *("epoch_start 2", *batches, "epoch_end 2"),
+        "fit_end",
+    ]
+    assert trace.jsonl_lines_at_end == [1, 2]  # the epoch's line is written before the caller's callbacks
+
+
+def test_a_callback_that_asks_to_stop_ends_the_fit_after_that_epoch(tmp_path: Path) -> None:
+    splits, model, trainer = tiny_digits(epochs=4)
+    settings = FitSettings(trainer, CPU, seed=0, run_dir=tmp_path)
+    result = fit(model, Objective(), splits, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
+                 settings=settings, callbacks=[_Trace(stop_after=2)])  # fmt: skip
+    assert [r["epoch"] for r in result.history] == [1, 2] and result.stopped_early
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2 and result.selected_epoch in (1, 2)

@@ -15,7 +15,7 @@ from torch import nn
 import dq
 from dq.attacks import PGD, Start
 from dq.config.attack import AttackConfig
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import eval_mode
@@ -208,12 +208,9 @@ def test_a_term_stops_the_loop_and_its_rollback_epoch_is_selected(make_cfg, tmp_
         model,
         Objective([term]),
         splits,
-        trainer=spec.trainer,
         optimizer=build_optimizer(spec.optimizer, model.parameters()),
         scheduler=None,
-        device=CPU,
-        seed=0,
-        run_dir=tmp_path,
+        settings=FitSettings(spec.trainer, CPU, seed=0, run_dir=tmp_path),
     )
     assert len(result.history) == 3 and result.stopped_early and result.stop_request.reason == "stop asked"
     assert result.selected_epoch == 2  # select=last would take epoch 3; the request rolls back
