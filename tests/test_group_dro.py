@@ -1,22 +1,34 @@
 """Group DRO (``regularizer=[group_dro]``): the weight step and the value on a hand-computed
 batch, q carried from batch to batch and through its state, a non-finite batch leaving q
-alone, the refusal on data without groups, and a tiny run whose last.pt holds the q it
-logged."""
+alone, the refusal on data without groups, a tiny run whose last.pt holds the q it
+logged, and a run stopped between two batches that resumes to the uninterrupted q."""
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 import dq
-from dq.errors import DQUserError
+from conftest import compose_config
+from dq import data, models
+from dq.device import seed_everything
+from dq.engine import preemption
+from dq.engine.callbacks import FitCallback, FitResult, FitState
+from dq.engine.loop import FitSettings, fit
+from dq.engine.optim import build_optimizer
+from dq.engine.resume import ResumePoint, load_resume_point, read_last
+from dq.errors import DQUserError, RunInterrupted
 from dq.objectives.group_dro import GroupDRO, GroupDROConfig, step_weights
 from dq.objectives.registry import build_objective
 from dq.outputs import load_checkpoint, read_jsonl
 from dq.records import Batch, DatasetMeta
+from dq.spec import to_spec
 
 META = DatasetMeta(
     name="toy",
@@ -87,3 +99,50 @@ def test_a_tiny_run_logs_q_each_epoch_and_keeps_it_in_last_pt(make_cfg, tmp_path
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["objective"]["group_dro"]["q"].tolist() == pytest.approx(list(q[1].values()))
     assert "test/accuracy" in metrics
+
+
+@pytest.fixture
+def no_leftover_stop_request() -> Iterator[None]:
+    preemption.clear_stop_request()
+    yield
+    preemption.clear_stop_request()
+
+
+class SigtermAt(FitCallback):
+    """Sends this process SIGTERM after batch ``batch`` of epoch ``epoch``: a pre-emption between two batches."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.at, self.epoch = (epoch, batch), 0
+
+    def on_epoch_start(self, fit: FitState, state: object) -> None:
+        self.epoch = fit.epoch
+
+    def on_batch_end(self, batches_done: int, running_loss: float) -> None:
+        if (self.epoch, batches_done) == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def fit_adult(run_dir: Path, callbacks: list[FitCallback], resume_from: ResumePoint | None = None) -> FitResult:
+    spec = to_spec(compose_config(("dataset=adult", "model=mlp", "dataset.limit=200", "regularizer=[group_dro]",
+                                   "regularizer.group_dro.step_size=0.5", "trainer.epochs=2")))  # fmt: skip
+    splits = data.build(spec.dataset, spec.seed)
+    seed_everything(spec.seed)
+    model = models.build(spec.model, splits.meta)
+    objective = build_objective(spec.regularizer, splits.meta)
+    settings = FitSettings(spec.trainer, torch.device("cpu"), spec.seed, run_dir=run_dir, resume_from=resume_from)
+    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    return fit(model, objective, splits, optimizer=optimizer, scheduler=None, settings=settings, callbacks=callbacks)
+
+
+def test_a_run_stopped_between_two_batches_resumes_with_its_q(tmp_path: Path, no_leftover_stop_request) -> None:
+    whole = fit_adult(tmp_path / "whole", [])
+    with pytest.raises(RunInterrupted, match=r"^stopped by SIGTERM in epoch 2, after batch 2 of "):
+        fit_adult(tmp_path / "parts", [SigtermAt(epoch=2, batch=2)])
+    last = read_last(tmp_path / "parts")
+    assert last["partial"]["batches_done"] == 2 and "group_dro" in last["objective"]
+    preemption.clear_stop_request()
+    resumed = fit_adult(tmp_path / "parts", [], resume_from=load_resume_point(tmp_path / "parts", last))
+    without_times = [[(k, v) for k, v in r.items() if not k.startswith("time/")] for r in resumed.history]
+    assert without_times == [[(k, v) for k, v in r.items() if not k.startswith("time/")] for r in whole.history]
+    q_resumed, q_whole = (read_last(tmp_path / run)["objective"]["group_dro"]["q"] for run in ("parts", "whole"))
+    assert torch.equal(q_resumed, q_whole)
