@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from dq import data, models
 from dq.config import config_dir
 from dq.device import seed_everything, set_threads
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.objectives.registry import build_objective
 from dq.spec import register_schemas, to_spec
@@ -55,7 +55,7 @@ def cpu_seconds(overrides: list[str], epochs: int, seed: int) -> float:
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     device = torch.device("cpu")
     started = time.process_time()
-    fit(model, objective, splits, trainer=spec.trainer, optimizer=optimizer, scheduler=None, device=device, seed=seed)
+    fit(model, objective, splits, optimizer=optimizer, scheduler=None, settings=FitSettings(spec.trainer, device, seed))
     return time.process_time() - started
 
 

@@ -31,7 +31,8 @@ from dq import data, models
 from dq.config import config_dir
 from dq.console import RichProgress
 from dq.device import resolve_device, seed_everything, set_threads
-from dq.engine.loop import fit
+from dq.engine.callbacks import ShowProgress
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.objectives.base import Objective
 from dq.spec import register_schemas, to_spec
@@ -77,13 +78,10 @@ def dq_epochs(model, spec, splits, device, epochs: int, seed: int, run_dir: Path
             model,
             Objective(),
             splits,
-            trainer=spec.trainer,
             optimizer=optimizer,
             scheduler=scheduler,
-            device=device,
-            seed=seed,
-            run_dir=run_dir,
-            progress=progress,
+            settings=FitSettings(spec.trainer, device, seed, run_dir=run_dir),
+            callbacks=[ShowProgress(progress)],
         )
     return [record["time/epoch_s"] for record in result.history]
 

@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from dq import data, models
 from dq.config import config_dir
 from dq.device import resolve_device, seed_everything, set_threads
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.objectives.registry import build_objective
 from dq.records import Splits
@@ -71,16 +71,8 @@ def epoch_times(spec: RunSpec, splits: Splits, initial: dict, device: torch.devi
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, epochs)
-    result = fit(
-        model,
-        objective,
-        splits,
-        trainer=spec.trainer,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        device=device,
-        seed=spec.seed,
-    )
+    settings = FitSettings(spec.trainer, device, spec.seed)
+    result = fit(model, objective, splits, optimizer=optimizer, scheduler=scheduler, settings=settings)
     return [record["time/train_epoch_s"] for record in result.history]
 
 

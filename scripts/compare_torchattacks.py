@@ -29,7 +29,7 @@ from dq.attacks import eval_mode
 from dq.config import config_dir
 from dq.config.eval import RobustEvalConfig
 from dq.device import resolve_device, seed_everything, set_threads
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_predictions
@@ -57,16 +57,8 @@ def trained_model(overrides: list[str], epochs: int):
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
-    result = fit(
-        model,
-        objective,
-        splits,
-        trainer=spec.trainer,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        device=device,
-        seed=spec.seed,
-    )
+    settings = FitSettings(spec.trainer, device, spec.seed)
+    result = fit(model, objective, splits, optimizer=optimizer, scheduler=scheduler, settings=settings)
     model.load_state_dict(result.best_state)
     return model.eval(), splits, device, spec
 

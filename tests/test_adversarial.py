@@ -18,7 +18,7 @@ from dq.attacks import PGD, Start, attack_bounds, feature_mask, pgd
 from dq.config.attack import AttackConfig
 from dq.config.eval import RobustEvalConfig
 from dq.device import seed_everything
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import predict_logits
@@ -286,7 +286,14 @@ def clean_and_robust(make_cfg, epochs: int, adversarial: bool, seed: int = 0) ->
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     objective = build_objective(spec.regularizer, splits.meta)
-    fit(model, objective, splits, trainer=spec.trainer, optimizer=optimizer, scheduler=scheduler, device=CPU, seed=seed)
+    fit(
+        model,
+        objective,
+        splits,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        settings=FitSettings(spec.trainer, CPU, seed),
+    )
     clean = float((predict_logits(model, splits.test, CPU).argmax(1) == splits.test.y).float().mean())
     robust = robust_metrics(model, splits.test, splits.meta, RobustEvalConfig(eps=[0.1], steps=20), CPU, 512)
     return clean, robust["test/robust_accuracy@0.1"]

@@ -4,6 +4,7 @@ checkpoints, atomic files, and the objective's per-epoch hook."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,16 @@ from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
+from dq.engine.callbacks import FitCallback, FitState
+from dq.engine.checkpoint import Checkpointer
 from dq.engine.early_stopping import EarlyStopping
-from dq.engine.loop import Checkpointer, SilentProgress, fit, train_epoch, validate
+from dq.engine.epoch_state import EpochState
+from dq.engine.loop import FitSettings, fit, train_epoch, validate
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
-from dq.objectives.base import Objective
+from dq.objectives.base import Objective, Term
 from dq.outputs import atomic_write, discard_unstarted, load_checkpoint, read_jsonl, write_json
 from dq.records import Batch, Split, Splits
 
@@ -127,12 +131,9 @@ def test_fit_without_checkpoints_still_logs_epochs_into_a_new_run_dir(tmp_path: 
         model,
         Objective(),
         splits,
-        trainer=trainer,
         optimizer=optimizer,
         scheduler=None,
-        device=CPU,
-        seed=0,
-        run_dir=run_dir,
+        settings=FitSettings(trainer, CPU, seed=0, run_dir=run_dir),
     )
     assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
     assert not (run_dir / "checkpoints").exists() and result.best_state is not None
@@ -159,7 +160,6 @@ def test_train_epoch_with_a_frozen_model_reports_the_training_sets_loss_and_accu
         optimizer=optimizer,
         scaler=scaler,
         device=CPU,
-        progress=SilentProgress(),
     )
     with torch.no_grad():
         logits = model(splits.train.x)
@@ -209,7 +209,7 @@ def test_checkpointer_writes_best_and_last_only_when_it_has_a_run_dir_and_is_ena
     assert torch.equal(last["rng"]["batch_order"], torch.Generator().manual_seed(5).get_state())
 
 
-class LogitPenalty:
+class LogitPenalty(Term):
     """A real small term: the mean squared logit. Its ``end_epoch`` hook counts its calls and
     measures what it is given: the validation accuracy, the lr and the model's mode."""
 
@@ -231,8 +231,8 @@ class LogitPenalty:
         return {"logit_l2/calls": self.calls, "logit_l2/val_accuracy": val_accuracy, "logit_l2/lr": lr}
 
 
-class PlainPenalty:
-    """A term without an ``end_epoch`` hook: the objective skips it there."""
+class PlainPenalty(Term):
+    """A term that keeps the default ``end_epoch`` hook, which adds nothing."""
 
     name = "plain"
     weight = 0.1
@@ -251,12 +251,9 @@ def test_end_epoch_hook_runs_once_per_epoch_after_validation_and_before_the_sche
         model,
         objective,
         splits,
-        trainer=trainer,
         optimizer=optimizer,
         scheduler=scheduler,
-        device=CPU,
-        seed=0,
-        run_dir=tmp_path,
+        settings=FitSettings(trainer, CPU, seed=0, run_dir=tmp_path),
     )
 
     assert term.calls == 3 and dropped.calls == 0
@@ -276,7 +273,7 @@ def test_objective_end_epoch_merges_the_hooks_values_and_is_empty_without_hooks(
     assert values["logit_l2/calls"] == 1.0
 
 
-class _Recorder:
+class _Recorder(Term):
     """A real term that records the order the objective calls it in."""
 
     def __init__(self, name: str, calls: list[str], needs: tuple[str, ...] = ()) -> None:
@@ -314,3 +311,111 @@ def test_a_term_whose_need_is_absent_or_weight_zero_is_refused(present: bool) ->
         DQUserError, match=r"^regularizer needy needs regularizer base in the same run .*regularizer=\[base,needy\]$"
     ):
         Objective(terms)
+
+
+class _Counter(Term):
+    """A real stateful term: it counts its epochs and gives the count as its state."""
+
+    name, weight = "counter", 1.0
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().mean()
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        self.epochs += 1
+        return {}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epochs = int(state["epochs"])
+
+
+def test_a_term_keeps_the_default_hooks_it_does_not_override_and_only_stateful_terms_are_saved() -> None:
+    splits, model, _ = tiny_digits()
+    plain, counter = PlainPenalty(), _Counter()
+    objective = Objective([plain, counter])
+    assert (plain.task_share, plain.val_metrics, plain.needs, plain.teacher_dir) == (0.0, (), (), None)
+    assert plain.stop_request() is None and plain.state_dict() is None and plain.last_example_losses is None
+    assert objective.task_weight == 1.0 and objective.val_metrics() == [] and objective.stop_request() is None
+    objective.end_epoch(model, splits.val, CPU)
+    assert objective.state_dict() == {"counter": {"epochs": 1}}  # the stateless term has no entry
+    again = Objective([PlainPenalty(), _Counter()])
+    again.load_state_dict({"counter": {"epochs": 1}})
+    assert again.terms[1].epochs == 1  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"stateful terms are \['counter'\]"):
+        again.load_state_dict({"plain": {}, "counter": {"epochs": 1}})
+
+
+def test_the_objective_takes_only_terms() -> None:
+    with pytest.raises(TypeError, match=r"^_Plain is not a dq\.objectives\.base\.Term$"):
+        Objective([_Plain()])  # type: ignore[list-item]
+
+
+class _Plain:
+    """Shaped like a term, but not one: the objective refuses it before any batch."""
+
+    name, weight = "plain", 1.0
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().mean()
+
+
+class _Trace(FitCallback):
+    """A real callback that notes each hook it is called at, and asks to stop after ``stop_after``."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[str] = []
+        self.stop_after = stop_after
+        self.jsonl_lines_at_end: list[int] = []
+
+    def on_fit_start(self, fit: FitState) -> None:
+        self.calls.append("fit_start")
+
+    def on_epoch_start(self, fit: FitState, state: EpochState) -> None:
+        self.calls.append(f"epoch_start {fit.epoch}")
+
+    def on_batch_end(self, batches_done: int, running_loss: float) -> None:
+        self.calls.append(f"batch {batches_done}")
+
+    def on_epoch_end(self, fit: FitState, record: dict[str, float]) -> None:
+        self.calls.append(f"epoch_end {fit.epoch}")
+        assert fit.result.history[-1] is record and record["epoch"] == fit.epoch
+        self.jsonl_lines_at_end.append(len(read_jsonl(fit.checkpoints.run_dir / "metrics.jsonl")))
+
+    def should_stop(self, fit: FitState) -> bool:
+        return self.stop_after is not None and fit.epoch >= self.stop_after
+
+    def on_fit_end(self, fit: FitState) -> None:
+        self.calls.append("fit_end")
+
+
+def test_fit_calls_each_callback_hook_in_order_after_its_own_writes(tmp_path: Path) -> None:
+    splits, model, trainer = tiny_digits(epochs=2)
+    batches = [f"batch {i}" for i in range(1, math.ceil(len(splits.train) / trainer.batch_size) + 1)]
+    assert len(batches) > 1
+    trace = _Trace()
+    settings = FitSettings(trainer, CPU, seed=0, run_dir=tmp_path)
+    fit(model, Objective(), splits, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
+        settings=settings, callbacks=[trace])  # fmt: skip
+    assert trace.calls == [
+        "fit_start",
+        *("epoch_start 1", *batches, "epoch_end 1"),
+        *("epoch_start 2", *batches, "epoch_end 2"),
+        "fit_end",
+    ]
+    assert trace.jsonl_lines_at_end == [1, 2]  # the epoch's line is written before the caller's callbacks
+
+
+def test_a_callback_that_asks_to_stop_ends_the_fit_after_that_epoch(tmp_path: Path) -> None:
+    splits, model, trainer = tiny_digits(epochs=4)
+    settings = FitSettings(trainer, CPU, seed=0, run_dir=tmp_path)
+    result = fit(model, Objective(), splits, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
+                 settings=settings, callbacks=[_Trace(stop_after=2)])  # fmt: skip
+    assert [r["epoch"] for r in result.history] == [1, 2] and result.stopped_early
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2 and result.selected_epoch in (1, 2)

@@ -15,12 +15,12 @@ from torch import nn
 import dq
 from dq.attacks import PGD, Start
 from dq.config.attack import AttackConfig
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import eval_mode
 from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
-from dq.objectives.base import Objective, StopRequest
+from dq.objectives.base import Objective, StopRequest, Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
 from dq.objectives.registry import build_objective
 from dq.outputs import read_json, read_jsonl
@@ -171,7 +171,7 @@ def test_guard_measures_the_same_seeded_validation_batch_every_time() -> None:
 
 
 # --------------------------------------------------------------------------- the engine's stop request
-class StopAt:
+class StopAt(Term):
     """A real term of the protocol (zero loss) that asks the engine to stop after epoch
     ``stop`` and keep the weights it saw at the end of epoch ``keep``."""
 
@@ -208,12 +208,9 @@ def test_a_term_stops_the_loop_and_its_rollback_epoch_is_selected(make_cfg, tmp_
         model,
         Objective([term]),
         splits,
-        trainer=spec.trainer,
         optimizer=build_optimizer(spec.optimizer, model.parameters()),
         scheduler=None,
-        device=CPU,
-        seed=0,
-        run_dir=tmp_path,
+        settings=FitSettings(spec.trainer, CPU, seed=0, run_dir=tmp_path),
     )
     assert len(result.history) == 3 and result.stopped_early and result.stop_request.reason == "stop asked"
     assert result.selected_epoch == 2  # select=last would take epoch 3; the request rolls back

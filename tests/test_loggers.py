@@ -187,7 +187,7 @@ def test_a_failing_run_ends_failed_in_mlflow_and_closes_tensorboard(make_cfg, tm
         ("logger=[jsonl,wandb]", "unknown logger 'wandb'; allowed: jsonl, mlflow, tensorboard"),
         (
             "regularizer=[dropout]",
-            "unknown regularizer 'dropout'; allowed: adversarial, attribution, distill, fairness, lora, ",
+            "unknown regularizer 'dropout'; allowed: adversarial, attribution, distill, fairness, group_dro, lora, ",
         ),
     ],
 )

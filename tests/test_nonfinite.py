@@ -22,12 +22,13 @@ from dq import data, models
 from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
 from dq.engine.batching import TensorBatches
+from dq.engine.callbacks import FitCallback, FitState
 from dq.engine.epoch_state import EpochState
-from dq.engine.loop import SilentProgress, fit, train_epoch
+from dq.engine.loop import FitSettings, fit, train_epoch
 from dq.engine.nonfinite import ADVICE, BatchGuard
 from dq.errors import TrainingDiverged
 from dq.models.mlp import MLPConfig
-from dq.objectives.base import Objective, ObjectiveOutput
+from dq.objectives.base import Objective, ObjectiveOutput, Term
 from dq.outputs import read_jsonl
 from dq.records import Batch, Splits
 
@@ -48,7 +49,7 @@ def weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-class NaNGradient:
+class NaNGradient(Term):
     """A term whose value is 0 and whose gradient is NaN: d sqrt(u)/du = inf at u = 0,
     times du/dw = 0 for the first layer's weights."""
 
@@ -67,13 +68,14 @@ def test_an_overflow_stops_in_its_batch_before_the_step_and_keeps_the_last_check
     run_dir = tmp_path / "run"
     saved: dict[str, bytes] = {}
 
-    def after_epoch(record: dict[str, float]) -> None:
-        saved.update({p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()})
+    class AfterEpoch(FitCallback):
+        def on_epoch_end(self, fit: FitState, record: dict[str, float]) -> None:
+            saved.update({p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()})
 
     with pytest.raises(TrainingDiverged) as caught:
         fit(
-            model, Objective(), splits, trainer=trainer, optimizer=optimizer, scheduler=None,
-            device=CPU, seed=0, run_dir=run_dir, on_epoch=after_epoch,
+            model, Objective(), splits, optimizer=optimizer, scheduler=None,
+            settings=FitSettings(trainer, CPU, seed=0, run_dir=run_dir), callbacks=[AfterEpoch()],
         )  # fmt: skip
     assert str(caught.value) == f"epoch 2, batch 1 of 1: training loss term 'task' is nan; {ADVICE}"
     assert sorted(saved) == ["best.pt", "last.pt"]
@@ -90,7 +92,7 @@ def test_a_gradient_only_nan_is_named_as_that_parameters_gradient() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     batches = TensorBatches(splits.train, trainer.batch_size, CPU, torch.Generator().manual_seed(1))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    run = dict(trainer=trainer, optimizer=optimizer, scaler=scaler, device=CPU, progress=SilentProgress(), epoch=3)
+    run = dict(trainer=trainer, optimizer=optimizer, scaler=scaler, device=CPU, epoch=3)
     with pytest.raises(TrainingDiverged) as caught:
         train_epoch(model, Objective([NaNGradient()]), batches, **run)
     line = f"epoch 3, batch 1 of 4: the gradient of parameter 'body.1.weight' is not finite (nan); {ADVICE}"
@@ -111,8 +113,8 @@ def test_skip_batch_drops_the_bad_batch_counts_it_and_the_run_completes(tmp_path
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run_dir = tmp_path / "run"
     result = fit(
-        model, Objective(), splits, trainer=trainer, optimizer=optimizer, scheduler=None,
-        device=CPU, seed=0, run_dir=run_dir,
+        model, Objective(), splits, optimizer=optimizer, scheduler=None,
+        settings=FitSettings(trainer, CPU, seed=0, run_dir=run_dir),
     )  # fmt: skip
     lines = read_jsonl(run_dir / "metrics.jsonl")
     assert [(r["epoch"], r["train/skipped_batches"]) for r in lines] == [(1, 1), (2, 1)]
@@ -126,8 +128,8 @@ def test_skip_batch_drops_the_bad_batch_counts_it_and_the_run_completes(tmp_path
     splits2.train.x[5, ..., 0] = math.nan
     with pytest.raises(TrainingDiverged, match=r"^epoch 1, batch \d of 4: training loss term 'task' is nan; "):
         fit(
-            model2, Objective(), splits2, trainer=stopping, optimizer=torch.optim.SGD(model2.parameters(), lr=0.1),
-            scheduler=None, device=CPU, seed=0,
+            model2, Objective(), splits2, optimizer=torch.optim.SGD(model2.parameters(), lr=0.1),
+            scheduler=None, settings=FitSettings(stopping, CPU, seed=0),
         )  # fmt: skip
 
 

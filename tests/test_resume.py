@@ -30,7 +30,8 @@ from dq import data, models
 from dq.config.resume import resumed_config
 from dq.device import seed_everything
 from dq.engine import preemption
-from dq.engine.loop import fit
+from dq.engine.callbacks import ShowProgress
+from dq.engine.loop import FitSettings, fit
 from dq.engine.nonfinite import ADVICE
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.resume import load_resume_point, read_last
@@ -127,16 +128,15 @@ def fit_digits(run_dir: Path, progress=None, resume_from=None):
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
-    parts = {"optimizer": optimizer, "scheduler": scheduler, "device": torch.device("cpu"), "seed": spec.seed}
+    settings = FitSettings(spec.trainer, torch.device("cpu"), spec.seed, run_dir=run_dir, resume_from=resume_from)
     result = fit(
         model,
         objective,
         splits,
-        trainer=spec.trainer,
-        run_dir=run_dir,
-        progress=progress,
-        resume_from=resume_from,
-        **parts,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        settings=settings,
+        callbacks=[ShowProgress(progress)] if progress is not None else [],
     )
     return result, model
 

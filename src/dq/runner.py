@@ -19,7 +19,6 @@ explains and reports alone. ``serve_rank()`` is what every other rank runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,10 @@ from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine import launch, preemption
+from dq.engine.callbacks import FitCallback, FitResult, LogEpochs, ShowProgress
 from dq.engine.continuation import resume_point, saved_config
 from dq.engine.fast_path import apply_fast_path, check_fast_path
-from dq.engine.loop import FitResult, ProgressReporter, SilentProgress, check_monitor, fit
+from dq.engine.loop import FitSettings, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.ranks import Ranks
 from dq.engine.resume import ResumePoint, read_last, settle
@@ -324,13 +324,14 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     console.print(config_summary(spec, splits.meta, str(device), (total, trainable), run_dir))
     for note in run.notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
-    progress = RichProgress(console) if spec.trainer.progress else SilentProgress()
+    progress = RichProgress(console) if spec.trainer.progress else None
+    callbacks: list[FitCallback] = [LogEpochs(run.loggers), *([ShowProgress(progress)] if progress is not None else [])]
     job = launch.Job(_job_config(run.cfg), str(run_dir), resume=point is not None)
     with (
         launch.processes(run.world, device, job) as ranks,
-        progress if isinstance(progress, RichProgress) else nullcontext(),
+        progress if progress is not None else nullcontext(),
     ):
-        result = _fit(run, point, ranks, progress, run.loggers.log_epoch)
+        result = _fit(run, point, ranks, callbacks)
 
     if result.stop_request is not None:
         console.print(result.stop_request.reason, markup=False, highlight=False, soft_wrap=True)
@@ -394,27 +395,21 @@ def _fit(
     run: _BuiltRun,
     point: ResumePoint | None,
     ranks: Ranks,
-    progress: ProgressReporter,
-    on_epoch: Callable[[dict[str, float]], None] | None,
+    callbacks: list[FitCallback],
 ) -> FitResult:
     """``fit`` the built run with a fresh optimizer and scheduler (every rank alike)."""
     spec = run.spec
     optimizer = build_optimizer(spec.optimizer, run.model.parameters())
     scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)
+    settings = FitSettings(spec.trainer, run.device, spec.seed, run_dir=run.run_dir, resume_from=point, ranks=ranks)
     return fit(
         run.model,
         run.objective,
         run.splits,
-        trainer=spec.trainer,
         optimizer=optimizer,
         scheduler=scheduler,
-        device=run.device,
-        seed=spec.seed,
-        run_dir=run.run_dir,
-        progress=progress,
-        on_epoch=on_epoch,
-        resume_from=point,
-        ranks=ranks,
+        settings=settings,
+        callbacks=callbacks,
     )
 
 
@@ -442,6 +437,6 @@ def serve_rank() -> None:
     ranks = launch.worker_join(store, run.device)
     try:
         with preemption.catching_stop_signals():
-            _fit(run, point, ranks, SilentProgress(), None)
+            _fit(run, point, ranks, [])
     finally:
         dist.destroy_process_group()

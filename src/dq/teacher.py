@@ -2,7 +2,7 @@
 
 A term sees a model and a batch, nothing else, and dq.objectives may not read run
 directories (the import layers in pyproject.toml). A term that learns from a finished run
-names its directory (``teacher_dir``) and has a ``bind_teacher(model)`` method; whoever
+names its directory (``Term.teacher_dir``) and takes the model in ``Term.bind_teacher``; whoever
 builds the objective calls ``bind_teachers`` (``dq.runner.prepare_run`` does, before any
 training). This module sits between the runner and the engine, so it may read the run
 (``dq.run_files``), validate its saved config (``dq.spec``), rebuild its model and
@@ -44,14 +44,14 @@ def bind_teachers(objective: Objective, spec: RunSpec, meta: DatasetMeta, device
     """
     notes = []
     for term in objective.terms:
-        teacher_dir = getattr(term, "teacher_dir", None)
+        teacher_dir = term.teacher_dir
         if teacher_dir is None:
             continue
         shown = str(teacher_dir) if str(teacher_dir).isprintable() else repr(str(teacher_dir))  # one printable line
         shown = shown if len(shown) <= 200 else f"{shown[:200]}..."
         where = f"regularizer.{term.name}.teacher={shown}"
         teacher = load_teacher(Path(teacher_dir), spec, meta, device, where)
-        term.bind_teacher(teacher)  # type: ignore[attr-defined]
+        term.bind_teacher(teacher)
         total = sum(p.numel() for p in teacher.parameters())
         notes.append(f"teacher {teacher_dir}: {type(teacher).__name__}, {total:,} parameters, frozen")
     return notes

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from dq.config.compress import PruneConfig, PruneKind
-from dq.engine.loop import fit
+from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.objectives.registry import build_objective
@@ -151,9 +151,8 @@ def finetune(model: nn.Module, epochs: int, splits: Splits, spec: Any, device: t
     )
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, [p for p in model.parameters() if p.requires_grad])
-    result = fit(
-        model, objective, splits, trainer=trainer, optimizer=optimizer, scheduler=None, device=device, seed=spec.seed
-    )
+    settings = FitSettings(trainer, device, spec.seed)
+    result = fit(model, objective, splits, optimizer=optimizer, scheduler=None, settings=settings)
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
 

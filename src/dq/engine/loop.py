@@ -1,21 +1,23 @@
-"""The training loop: epochs of an ``Objective`` over batches, validation, early stopping
-and checkpoints. It knows nothing of which regularizers the objective holds; a term that
-must act between epochs does so through ``Objective.end_epoch``.
+"""The training loop: epochs of an ``Objective`` over batches, and validation. It knows
+nothing of which regularizers the objective holds; a term that must act between epochs
+does so through its hooks (``Term``, dq.objectives.base).
 
 ``fit`` strings the parts together: ``train_epoch`` (one pass, AMP, loss scaling, gradient
-clipping), ``validate`` (the ``val/...`` metrics) and ``Checkpointer`` (best.pt, last.pt).
-On several processes (``ranks``, dq.engine.ranks) each rank trains on its shard through
-DDP; rank 0 alone validates and writes, and tells the others what it decided.
+clipping), ``validate`` (the ``val/...`` metrics) and the objective's ``end_epoch``; what
+happens around the epochs (pre-emption, early stopping and epoch selection, a term's stop
+request and its rollback, metrics.jsonl, best.pt and last.pt, loggers, progress) is a list
+of callbacks (dq.engine.callbacks). On several processes (``FitSettings.ranks``,
+dq.engine.ranks) each rank trains on its shard through DDP; rank 0 alone validates and
+writes, and tells the others what it decided.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -23,49 +25,41 @@ from torch import nn
 from dq import metric_keys as keys
 from dq.config.trainer import TrainerConfig
 from dq.device import autocast, uses_amp
-from dq.engine import checkpoint, preemption
+from dq.engine import preemption
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
+from dq.engine.callbacks import FitCallback, FitResult, FitState, interrupted, standard_callbacks
+from dq.engine.checkpoint import Checkpointer
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
 from dq.engine.nonfinite import BatchGuard, all_skipped_line, stop_line
 from dq.engine.ranks import Ranks
 from dq.engine.resume import ResumePoint, restore
-from dq.errors import DQUserError, RunInterrupted, TrainingDiverged
+from dq.errors import DQUserError, TrainingDiverged
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
-from dq.objectives.base import Objective, StopRequest
-from dq.outputs import METRICS_JSONL, append_jsonl
+from dq.objectives.base import Objective
 from dq.records import Splits
 
 
-class ProgressReporter(Protocol):
-    """What the loop tells a display: it never waits on one."""
+@dataclass(frozen=True)
+class FitSettings:
+    """How ``fit`` trains and where it writes, beside the objects it trains.
 
-    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None: ...
-    def advance(self, batches_done: int, running_loss: float) -> None: ...
-    def end_epoch(self, record: dict[str, float]) -> None: ...
+    ``run_dir``: metrics.jsonl and checkpoints/ go there (None: nothing is written).
+    ``resume_from`` (``dq.engine.resume.load_resume_point``) continues a run from its
+    last.pt: the objects passed to ``fit`` are freshly built as for the original run, and
+    their state is loaded from it, down to the batch a pre-empted epoch stopped at.
+    ``ranks`` (dq.engine.ranks): this process's place in a run on several processes. Every
+    rank calls ``fit`` with the same objects; only rank 0 validates, selects the epoch and
+    writes (the others' ``run_dir`` is ignored); the others follow its decisions.
+    """
 
-
-class SilentProgress:
-    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None:
-        pass
-
-    def advance(self, batches_done: int, running_loss: float) -> None:
-        pass
-
-    def end_epoch(self, record: dict[str, float]) -> None:
-        pass
-
-
-@dataclass
-class FitResult:
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int | None = None  # best by the monitored metric
-    selected_epoch: int | None = None  # whose weights are in best_state (trainer.select)
-    best_state: dict[str, torch.Tensor] | None = None
-    train_time_s: float = 0.0
-    stopped_early: bool = False
-    stop_request: StopRequest | None = None  # a term ended training (Objective.stop_request)
+    trainer: TrainerConfig
+    device: torch.device
+    seed: int
+    run_dir: Path | None = None
+    resume_from: ResumePoint | None = None
+    ranks: Ranks = field(default_factory=Ranks.single)
 
 
 VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")  # as dq.objectives.adversarial logs it
@@ -95,10 +89,6 @@ def check_monitor(trainer: TrainerConfig, splits: Splits, measured: Sequence[str
         )
 
 
-def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
 def train_epoch(
     model: nn.Module,
     objective: Objective,
@@ -108,7 +98,7 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     device: torch.device,
-    progress: ProgressReporter,
+    callbacks: Sequence[FitCallback] = (),
     state: EpochState | None = None,
     epoch: int = 1,
     ranks: Ranks | None = None,
@@ -118,7 +108,8 @@ def train_epoch(
     (and ``train/skipped_batches`` with ``trainer.nonfinite=skip_batch``).
 
     Term values and correct predictions are summed on the device and read once at the end
-    (and at each progress refresh), so the loop does not wait on the device every batch.
+    (and at each progress refresh, ``FitCallback.on_batch_end``, about 50 an epoch), so the
+    loop does not wait on the device every batch.
 
     With ``state`` (the loop's), the pass continues where that state stands (a resumed
     epoch: its batch order is drawn again from the generator state the epoch began with,
@@ -173,8 +164,10 @@ def train_epoch(
             scaler.step(optimizer)
             scaler.update()
             state.add(out.terms, (out.logits.detach().argmax(dim=1) == batch.y).sum(), len(batch))
-        if index % refresh_every == 0 or index == total:
-            progress.advance(index, state.running_loss())
+        if callbacks and (index % refresh_every == 0 or index == total):
+            running_loss = state.running_loss()
+            for callback in callbacks:
+                callback.on_batch_end(index, running_loss)
         (stop,) = ranks.any_flags(preemption.stop_requested(), device=device)
         if index < total and stop:
             break
@@ -195,57 +188,6 @@ def validate(model: nn.Module, splits: Splits, *, trainer: TrainerConfig, device
     return split_metrics(logits, val.y, "val", val.group, splits.meta.group_names)
 
 
-class Checkpointer:
-    """checkpoints/best.pt and last.pt of one run, each written atomically.
-
-    It writes nothing without a run directory or with ``trainer.checkpoints=false``; the
-    loop calls it either way.
-    """
-
-    def __init__(self, run_dir: Path | None, enabled: bool, monitor: str) -> None:
-        self.run_dir = run_dir
-        self.writes = run_dir is not None and enabled
-        self.monitor = monitor
-
-    def save_best(self, model_state: dict[str, torch.Tensor], epoch: int, value: float) -> None:
-        if self.writes:
-            checkpoint.save_best(self.run_dir, model_state, epoch, self.monitor, value)
-
-    def save_last(
-        self,
-        epoch: int,
-        *,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        scaler: torch.amp.GradScaler,
-        stopper: EarlyStopping,
-        generator: torch.Generator,
-        objective: Objective | None = None,
-        selected_epoch: int | None = None,
-        partial: EpochState | None = None,
-    ) -> None:
-        """Everything a continued run needs: weights, optimizer, scheduler, scaler, stopper,
-        RNG, the objective's state, the selected epoch (whose weights are in best.pt) and,
-        when stopped inside an epoch, that epoch's ``partial`` state. ``epoch`` counts the
-        completed epochs."""
-        if not self.writes:
-            return
-        state = {
-            "epoch": epoch,
-            "selected_epoch": selected_epoch,
-            "objective": objective.state_dict() if objective is not None else {},
-            "partial": partial.state_dict() if partial is not None else None,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict(),
-            "early_stopping": stopper.state_dict(),
-            "rng": checkpoint.rng_state(generator),
-        }
-        checkpoint.save_last(self.run_dir, state)
-
-
 def check_finite(epoch: int, train: dict[str, float]) -> None:
     """Stop a run whose epoch-mean training loss, or any term's, is not finite: a backstop
     behind the per-batch guard, for finite batch values whose sum overflowed.
@@ -261,74 +203,23 @@ def check_finite(epoch: int, train: dict[str, float]) -> None:
             )
 
 
-def roll_back(result: FitResult, request: StopRequest, checkpoints: Checkpointer, monitor: str) -> None:
-    """Note a term's stop ``request``; when it names an epoch before the selected one (or
-    none is selected yet), that epoch's weights become the selected ones (and best.pt)."""
-    result.stop_request = request
-    epoch, state = request.rollback_epoch, request.rollback_state
-    if epoch is None or state is None or (result.selected_epoch is not None and result.selected_epoch <= epoch):
-        return
-    value = next((r[monitor] for r in result.history if r.get("epoch") == epoch), math.nan)
-    result.selected_epoch, result.best_state = epoch, state
-    checkpoints.save_best(state, epoch, value)
-
-
-def _interrupted(
-    epoch: int, state: EpochState | None, batches: int, checkpoints: Checkpointer, *, at_once: bool = False
-) -> RunInterrupted:
-    """The one line (and the where, for run.json) of a run stopped in ``epoch``: after batch
-    ``state.batches_done``, before the epoch began (no ``state``), or ``at_once`` by a second
-    Ctrl-C in the middle of a batch, when last.pt stays at the end of the epoch before."""
-    done = state.batches_done if state else 0
-    signal_name = "a second SIGINT" if at_once else preemption.received_signal()
-    if at_once:
-        where = f"in epoch {epoch}, during batch {done + 1} of {batches}"
-    elif state:
-        where = f"in epoch {epoch}, after batch {done} of {batches}"
-    else:
-        where = f"after epoch {epoch - 1}" if epoch > 1 else "before its first batch"
-    how = (
-        f"continue with: dq-train resume={checkpoints.run_dir}"
-        if checkpoints.writes
-        else "nothing was saved to resume from (no run directory or trainer.checkpoints=false)"
-    )
-    at = {"signal": preemption.received_signal(), "epoch": epoch, "batch": done, "batches": batches}
-    return RunInterrupted(f"stopped by {signal_name} {where}; {how}", by_user=preemption.by_user(), at=at)
-
-
 def fit(
     model: nn.Module,
     objective: Objective,
     splits: Splits,
     *,
-    trainer: TrainerConfig,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    device: torch.device,
-    seed: int,
-    run_dir: Path | None = None,
-    progress: ProgressReporter | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-    resume_from: ResumePoint | None = None,
-    ranks: Ranks | None = None,
+    settings: FitSettings,
+    callbacks: Sequence[FitCallback] = (),
 ) -> FitResult:
     """Train ``model`` in place and return the history and the selected epoch's weights.
 
     Each epoch: train, validate, the objective's ``end_epoch`` hook, the scheduler step,
-    early stopping, and a term's ``stop_request`` (stop after this epoch, perhaps keeping an
-    earlier epoch's weights: ``roll_back``). With ``run_dir``, each epoch appends a line to metrics.jsonl and the
-    Checkpointer rewrites last.pt (and best.pt when the monitored metric improves).
-    ``on_epoch`` receives each epoch's record right after its metrics.jsonl line (the
-    run's loggers).
-
-    ``resume_from`` (``dq.engine.resume.load_resume_point``) continues a run from its
-    last.pt: the objects passed in are freshly built as for the original run, and their
-    state is loaded from it, down to the batch a pre-empted epoch stopped at.
-
-    ``ranks`` (dq.engine.ranks): this process's place in a run on several processes. Every
-    rank calls ``fit`` with the same objects; only rank 0 validates, selects the epoch and
-    writes (the others' ``run_dir`` and ``on_epoch`` are ignored); the others follow its
-    decisions. ``result.best_state`` is meaningful on rank 0 only.
+    then the callbacks' ``on_epoch_end``: dq.engine.callbacks' standard ones (epoch
+    selection and early stopping, a term's stop request, best.pt, metrics.jsonl, last.pt),
+    then ``callbacks`` (the run's loggers, a progress display). ``result.best_state`` is
+    meaningful on rank 0 only.
 
     Raises:
         RunInterrupted: a stop signal arrived; last.pt was written after the batch that
@@ -339,16 +230,93 @@ def fit(
             best.pt stay as the epoch before left them), or every batch of an epoch was
             skipped (``skip_batch``).
     """
+    trainer, ranks = settings.trainer, settings.ranks
     check_monitor(trainer, splits, objective.val_metrics())
-    ranks = ranks or Ranks.single()
-    if not ranks.main:
-        run_dir, on_epoch = None, None
-    progress = progress or SilentProgress()
+    run_dir = settings.run_dir if ranks.main else None
+    run, batches, state = _start(model, objective, splits, optimizer, scheduler, settings, run_dir)
+    callbacks = [*standard_callbacks(trainer, run_dir), *callbacks]
+    net = ranks.wrap(model, settings.device)  # DDP starts every rank from rank 0's weights
+    for callback in callbacks:
+        callback.on_fit_start(run)
+    result, first = run.result, run.epoch + 1
+    result.stopped_early = run.resumed and any(callback.should_stop(run) for callback in callbacks)
+    with preemption.catching_stop_signals():
+        for run.epoch in range(first, trainer.epochs + 1):
+            if result.stopped_early:
+                break
+            state = state or EpochState.begin(run.generator, settings.device)
+            for callback in callbacks:
+                callback.on_epoch_start(run, state)
+            train = _train_epoch(run, batches, state, callbacks, net)
+            record = _epoch_record(run, splits, train, state.elapsed())
+            if scheduler is not None:
+                scheduler.step()
+            record[keys.time("epoch_s")] = state.elapsed()
+            result.train_time_s += record[keys.time("epoch_s")]
+            result.history.append(record)
+            for callback in callbacks:
+                callback.on_epoch_end(run, record)
+            state = None
+            result.stopped_early = any(callback.should_stop(run) for callback in callbacks)
+    for callback in callbacks:
+        callback.on_fit_end(run)
+    return result
+
+
+def _train_epoch(
+    run: FitState,
+    batches: TensorBatches | LoaderBatches,
+    state: EpochState,
+    callbacks: Sequence[FitCallback],
+    net: nn.Module,
+) -> dict[str, float]:
+    """``train_epoch`` on the fit's objects from where ``state`` stands.
+
+    Raises:
+        RunInterrupted: a stop signal ended the epoch between two batches (after the
+            callbacks' ``on_stop``: last.pt with the partial epoch), or a second Ctrl-C in
+            the middle of one (last.pt as the epoch before left it).
+        TrainingDiverged: as ``train_epoch``, or an epoch-mean loss that is not finite.
+    """
+    parts = {"trainer": run.trainer, "optimizer": run.optimizer, "scaler": run.scaler, "device": run.device}
+    try:
+        train = train_epoch(
+            run.model,
+            run.objective,
+            batches,
+            **parts,
+            callbacks=callbacks,
+            state=state,
+            epoch=run.epoch,
+            ranks=run.ranks,
+            net=net,
+        )
+    except KeyboardInterrupt:  # a second Ctrl-C: no batch to finish
+        raise interrupted(run, state, at_once=True) from None
+    if state.batches_done < len(batches):
+        for callback in callbacks:
+            callback.on_stop(run, state)
+        raise interrupted(run, state)
+    check_finite(run.epoch, train)
+    return train
+
+
+def _start(
+    model: nn.Module,
+    objective: Objective,
+    splits: Splits,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    settings: FitSettings,
+    run_dir: Path | None,
+) -> tuple[FitState, TensorBatches | LoaderBatches, EpochState | None]:
+    """The fit's state, its training batches, and, when resuming inside an epoch, that
+    epoch's state; a resumed run's objects are loaded from last.pt (``fit.epoch``: the
+    epochs done)."""
+    trainer, device, ranks, point = settings.trainer, settings.device, settings.ranks, settings.resume_from
     es = trainer.early_stopping
-    stopper = EarlyStopping(es.monitor, str(es.mode), es.patience, es.min_delta, es.enabled)
     float16 = uses_amp(device, trainer.amp) and str(trainer.amp_dtype) == "float16"
-    scaler = torch.amp.GradScaler("cuda", enabled=float16)  # bfloat16 needs no loss scaling
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator().manual_seed(settings.seed + 1)
     batches = train_batches(
         splits.train,
         trainer.batch_size,
@@ -359,108 +327,47 @@ def fit(
         ranks.rank,
         ranks.world,
     )
-    checkpoints = Checkpointer(run_dir, trainer.checkpoints, es.monitor)
-    if run_dir is not None:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-    result = FitResult()
+    run = FitState(
+        model=model,
+        objective=objective,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=float16),  # bfloat16 needs no loss scaling
+        generator=generator,
+        stopper=EarlyStopping(es.monitor, str(es.mode), es.patience, es.min_delta, es.enabled),
+        checkpoints=Checkpointer(run_dir, trainer.checkpoints, es.monitor),
+        trainer=trainer,
+        device=device,
+        ranks=ranks,
+        batches=len(batches),
+        resumed=point is not None,
+    )
     model.to(device)
-    state: EpochState | None = None  # the epoch in progress, when resuming inside one
-    first_epoch = 1
-    if resume_from is not None:
-        parts = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "stopper": stopper}
-        state = restore(resume_from, model=model, objective=objective, generator=generator, device=device, **parts)
-        first_epoch = resume_from.epochs_done + 1
-        result.history = list(resume_from.history)
-        result.selected_epoch, result.best_state = resume_from.selected_epoch, resume_from.best_state
-        result.train_time_s = resume_from.train_time_s
-        result.stop_request = objective.stop_request()
-        result.stopped_early = stopper.should_stop or result.stop_request is not None
-        if state is not None and not ranks.main:  # last.pt holds all ranks' sums: rank 0 carries them on
-            state.seen, state.correct, state.sums = 0, torch.zeros((), device=device), {}
-    net = ranks.wrap(model, device)  # DDP starts every rank from rank 0's weights
+    if point is None:
+        return run, batches, None
+    parts = {"optimizer": optimizer, "scheduler": scheduler, "scaler": run.scaler, "stopper": run.stopper}
+    state = restore(point, model=model, objective=objective, generator=generator, device=device, **parts)
+    run.epoch = point.epochs_done
+    run.result.history = list(point.history)
+    run.result.selected_epoch, run.result.best_state = point.selected_epoch, point.best_state
+    run.result.train_time_s = point.train_time_s
+    if state is not None and not ranks.main:  # last.pt holds all ranks' sums: rank 0 carries them on
+        state.seen, state.correct, state.sums = 0, torch.zeros((), device=device), {}
+    return run, batches, state
 
-    def save_last(epochs_done: int, partial: EpochState | None = None) -> None:
-        checkpoints.save_last(
-            epochs_done,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            stopper=stopper,
-            generator=generator,
-            objective=objective,
-            selected_epoch=result.selected_epoch,
-            partial=partial,
-        )
 
-    with preemption.catching_stop_signals():
-        for epoch in range(first_epoch, trainer.epochs + 1):
-            if result.stopped_early:
-                break
-            (stop,) = ranks.any_flags(preemption.stop_requested(), device=device)
-            if stop:  # arrived after the last batch of the epoch before
-                raise _interrupted(epoch, None, len(batches), checkpoints)
-            state = state or EpochState.begin(generator, device)
-            progress.start_epoch(epoch, trainer.epochs, len(batches))
-            if state.batches_done:
-                progress.advance(state.batches_done, state.running_loss())
-            try:
-                train = train_epoch(
-                    model,
-                    objective,
-                    batches,
-                    trainer=trainer,
-                    optimizer=optimizer,
-                    scaler=scaler,
-                    device=device,
-                    progress=progress,
-                    state=state,
-                    epoch=epoch,
-                    ranks=ranks,
-                    net=net,
-                )
-            except KeyboardInterrupt:  # a second Ctrl-C: no batch to finish, last.pt as the epoch before left it
-                raise _interrupted(epoch, state, len(batches), checkpoints, at_once=True) from None
-            if state.batches_done < len(batches):
-                save_last(epoch - 1, partial=state)
-                raise _interrupted(epoch, state, len(batches), checkpoints)
-            check_finite(epoch, train)
-            train_seconds = state.elapsed()
-            record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train}
-            if ranks.main:
-                record.update(validate(model, splits, trainer=trainer, device=device))
-                record.update(objective.end_epoch(model, splits.val, device))
-            if ranks.several:  # one record, one objective state: the same decisions on every rank
-                record, objective_state = ranks.from_main((record, objective.state_dict() if ranks.main else None))
-                if not ranks.main:
-                    objective.load_state_dict(objective_state)
-            if scheduler is not None:
-                scheduler.step()
-
-            if stopper.update(epoch, record[es.monitor]) or trainer.select == "last":
-                result.selected_epoch = epoch
-                if ranks.main:
-                    result.best_state = _cpu_copy(model)
-                    checkpoints.save_best(result.best_state, epoch, record[es.monitor])
-            request = objective.stop_request()  # every rank alike: the objective's state came from rank 0
-            if request is not None:
-                roll_back(result, request, checkpoints, es.monitor)
-            record[keys.time("train_epoch_s")] = train_seconds
-            record[keys.time("epoch_s")] = state.elapsed()
-            result.train_time_s += record[keys.time("epoch_s")]
-            result.history.append(record)
-            if run_dir is not None:
-                append_jsonl(Path(run_dir) / METRICS_JSONL, record)
-            save_last(epoch)
-            if on_epoch is not None:  # after last.pt: a resumed run does not log this epoch again
-                on_epoch(record)
-            state = None
-            progress.end_epoch(record)
-            if stopper.should_stop or result.stop_request is not None:
-                result.stopped_early = True
-
-    if result.best_state is None and ranks.main:  # every epoch's monitored value was NaN
-        result.selected_epoch, result.best_state = len(result.history), _cpu_copy(model)
-        checkpoints.save_best(result.best_state, result.selected_epoch, float("nan"))
-    result.best_epoch = stopper.best_epoch
-    return result
+def _epoch_record(run: FitState, splits: Splits, train: dict[str, float], train_seconds: float) -> dict[str, float]:
+    """The epoch's metrics.jsonl line: lr, train, val and the terms' ``end_epoch`` values,
+    made on rank 0 and, with its objective state, given to every rank (the same decisions
+    on every rank)."""
+    ranks, objective = run.ranks, run.objective
+    record: dict[str, float] = {"epoch": run.epoch, "lr": run.optimizer.param_groups[0]["lr"], **train}
+    if ranks.main:
+        record.update(validate(run.model, splits, trainer=run.trainer, device=run.device))
+        record.update(objective.end_epoch(run.model, splits.val, run.device))
+    if ranks.several:
+        record, objective_state = ranks.from_main((record, objective.state_dict() if ranks.main else None))
+        if not ranks.main:
+            objective.load_state_dict(objective_state)
+    record[keys.time("train_epoch_s")] = train_seconds
+    return record

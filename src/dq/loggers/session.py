@@ -31,7 +31,7 @@ class RunLoggers:
             logger.start(params)
 
     def log_epoch(self, record: Mapping[str, float]) -> None:
-        """One metrics.jsonl record, at its epoch (``fit``'s ``on_epoch``)."""
+        """One metrics.jsonl record, at its epoch (``fit``'s callback dq.engine.callbacks.LogEpochs)."""
         self.last_step = int(record["epoch"])
         for logger in self.loggers:
             logger.log_metrics(record, self.last_step)

@@ -28,6 +28,7 @@ from dq import metric_keys as keys
 from dq.attacks import PGD, Start, eval_mode
 from dq.config.attack import AttackConfig
 from dq.config.validation import require
+from dq.objectives.base import Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta, Split
@@ -126,7 +127,7 @@ class RobustValidation:
         return {VAL_ROBUST_ACCURACY: float((predicted == split.y.cpu()).float().mean())}
 
 
-class MadryPGD:
+class MadryPGD(Term):
     r"""PGD adversarial training: cross-entropy on PGD examples.
 
     Madry et al. 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"
@@ -212,7 +213,7 @@ class FastFGSM(MadryPGD):
         self.attack = PGD(one_step, meta)  # replaces the PGD of ``steps`` steps built above
 
 
-class TRADES:
+class TRADES(Term):
     r"""TRADES: KL divergence between the clean and the adversarial prediction.
 
     Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy"

@@ -42,6 +42,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from dq.config.validation import require
 from dq.errors import DQUserError
+from dq.objectives.base import Term
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta
 
@@ -118,7 +119,7 @@ def frozen_batch_norm_stats(model: nn.Module) -> Iterator[None]:
             module.num_batches_tracked.copy_(tracked)
 
 
-class AttributionPenalty:
+class AttributionPenalty(Term):
     """Mean over the batch of Σ_d (A_d · a_d(x))²; see the module docstring.
 
     Args:

@@ -7,13 +7,19 @@
 The engine knows only ``Objective``: it calls it on a batch and gets the total loss, every
 term's value for logging, and the clean logits. A term with weight 0 is dropped when the
 objective is built, so it costs no forward or backward pass.
+
+Every term subclasses ``Term``, whose lifecycle hooks are named, typed and do nothing by
+default (the idea of Lightning's ``Callback``): a term overrides only what it uses, and
+the objective, the engine and ``dq.teacher`` call every hook on every term, never asking
+which one a term has.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,47 +29,76 @@ from dq.errors import DQUserError
 from dq.records import Batch, Split
 
 
-class Term(Protocol):
+class Term(ABC):
     """One regularizer: a name, a weight, and a scalar loss from (model, batch, clean logits).
 
-    ``task_share`` (optional attribute, default 0) is the fraction of the clean
-    cross-entropy this term replaces.
+    The rest is its lifecycle, each part with a default that does nothing; override what
+    the term needs. Declared capabilities (class or instance attributes):
 
-    ``end_epoch(model, val, device) -> dict[str, float]`` (optional method) runs once per
-    epoch, after validation and before the scheduler step, with the validation split.
-    A term uses it to adapt itself between epochs (say, class weights from the validation
-    error); the values it returns go into that epoch's metrics.jsonl line, so name them
-    after the term (``"<name>/..."``). The model arrives in train mode and with gradients
-    on: a term that only measures wraps itself in ``dq.inference.eval_mode`` or
-    ``torch.no_grad()``. Terms dropped for weight 0 are not called.
+    - ``task_share``: the fraction of the clean cross-entropy this term replaces (0).
+    - ``val_metrics``: the ``val/...`` metrics its ``end_epoch`` adds, which early stopping
+      and epoch selection may monitor (none).
+    - ``needs``: names of other terms that must be active in the same objective (none); the
+      ``Objective`` refuses the combination otherwise, runs them first on each batch and
+      hands them over once through ``bind``. A term that builds on another one's work on
+      the same batch (reweighting its per-example losses) reads it there instead of
+      repeating it.
+    - ``last_example_losses``: the per-example losses [N] of the last call, with their graph,
+      for a term that ``needs`` this one (None: this term keeps none).
+    - ``teacher_dir``: a finished run whose model the term learns from (distillation; None).
+      dq.objectives reads no run directory, so whoever builds the objective loads it
+      (``dq.teacher``, called by ``dq.runner.prepare_run``) and hands the model over through
+      ``bind_teacher``, frozen and in eval mode on the run's device, before the first batch.
 
-    ``stop_request() -> StopRequest | None`` (optional method), asked after ``end_epoch``:
-    a term that finds training should end (the catastrophic-overfitting guard of fast
-    adversarial training) returns a ``StopRequest``; the engine logs that epoch, then stops,
-    and keeps an earlier epoch's weights when the request carries them.
-
-    ``state_dict() -> dict`` and ``load_state_dict(state)`` (optional methods): a term that
-    carries state from epoch to epoch (FRL-Reweight's multipliers) gives it here, so it
-    goes into last.pt and a resumed run continues with it. Plain tensors and numbers only.
-
-    ``needs`` (optional attribute, a tuple of term names) says which other terms must be
-    active in the same objective; the ``Objective`` refuses the combination otherwise,
-    runs the needed terms first on each batch, and hands them over once through the
-    term's ``bind(terms: dict[str, Term])`` method. A term that builds on another one's
-    work on the same batch (say, reweighting its per-example losses) reads it there
-    instead of repeating it.
-
-    ``teacher_dir`` (optional attribute, a run directory) and ``bind_teacher(model)``: a
-    term that learns from a finished run's model (distillation) names the run; dq.objectives
-    reads no run directory, so whoever builds the objective loads it (``dq.teacher``, called
-    by ``dq.runner.prepare_run``) and hands the model over, frozen and in eval mode on the
-    run's device, before the first batch.
+    Hooks, in the order of a run: ``bind`` and ``bind_teacher`` (before training),
+    ``__call__`` (every batch), ``end_epoch`` then ``stop_request`` (every epoch),
+    ``state_dict`` / ``load_state_dict`` (last.pt, and a resumed run).
     """
 
     name: str
     weight: float
+    task_share: float = 0.0
+    val_metrics: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    last_example_losses: torch.Tensor | None = None
+    teacher_dir: str | None = None
 
-    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor: ...
+    @abstractmethod
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        """The term's scalar value on ``batch``; the objective multiplies it by ``weight``."""
+
+    def bind(self, terms: dict[str, Term]) -> None:  # noqa: B027  (a hook: does nothing unless overridden)
+        """Take the terms named in ``needs``, once, before the first batch."""
+
+    def bind_teacher(self, teacher: nn.Module) -> None:  # noqa: B027  (a hook: does nothing unless overridden)
+        """Take the frozen model of ``teacher_dir``, before the first batch."""
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """Runs once per epoch, after validation and before the scheduler step, with the
+        validation split; returns values for that epoch's metrics.jsonl line.
+
+        A term uses it to adapt itself between epochs (say, class weights from the
+        validation error); name the values after the term (``"<name>/..."``). The model
+        arrives in train mode and with gradients on: a term that only measures wraps itself
+        in ``dq.inference.eval_mode`` or ``torch.no_grad()``.
+        """
+        return {}
+
+    def stop_request(self) -> StopRequest | None:
+        """Asked after ``end_epoch``: a term that finds training should end (the
+        catastrophic-overfitting guard of fast adversarial training) returns a
+        ``StopRequest``; the engine logs that epoch, then stops, and keeps an earlier
+        epoch's weights when the request carries them."""
+        return None
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What the term carries from epoch to epoch (FRL-Reweight's multipliers), for
+        last.pt, so a resumed run continues with it; plain tensors and numbers only.
+        None (the default): the term keeps no state."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027  (a hook: does nothing unless overridden)
+        """Take back what ``state_dict`` gave (a resumed run, or rank 0's state on the others)."""
 
 
 class ModelTransform(Protocol):
@@ -112,9 +147,12 @@ class Objective:
     """Cross-entropy on the clean batch plus every active term, each logged on its own."""
 
     def __init__(self, terms: Sequence[Term] = ()) -> None:
+        for term in terms:
+            if not isinstance(term, Term):
+                raise TypeError(f"{type(term).__name__} is not a dq.objectives.base.Term")
         active = [term for term in terms if term.weight != 0]
         self.terms = _needed_first(active)
-        self.task_weight = 1.0 - sum(float(getattr(term, "task_share", 0.0)) for term in self.terms)
+        self.task_weight = 1.0 - sum(float(term.task_share) for term in self.terms)
 
     def __call__(self, model: nn.Module, batch: Batch) -> ObjectiveOutput:
         logits = model(batch.x)
@@ -128,31 +166,29 @@ class Objective:
         return ObjectiveOutput(loss=total, terms=values, logits=logits)
 
     def val_metrics(self) -> list[str]:
-        """The ``val/...`` metrics the terms' ``end_epoch`` hooks add (a term's optional
-        ``val_metrics``): early stopping and epoch selection may monitor them."""
-        return [name for term in self.terms for name in getattr(term, "val_metrics", ())]
+        """The ``val/...`` metrics the terms' ``end_epoch`` hooks add (``Term.val_metrics``):
+        early stopping and epoch selection may monitor them."""
+        return [name for term in self.terms for name in term.val_metrics]
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
-        """Call each term's optional ``end_epoch`` hook; return all their values to log."""
+        """Call each term's ``end_epoch`` hook; return all their values to log."""
         values: dict[str, float] = {}
         for term in self.terms:
-            hook = getattr(term, "end_epoch", None)
-            if hook is not None:
-                values.update({key: float(value) for key, value in hook(model, val, device).items()})
+            values.update({key: float(value) for key, value in term.end_epoch(model, val, device).items()})
         return values
 
     def stop_request(self) -> StopRequest | None:
         """The first term's request to stop training (after ``end_epoch``), or None."""
         for term in self.terms:
-            hook = getattr(term, "stop_request", None)
-            request = hook() if hook is not None else None
+            request = term.stop_request()
             if request is not None:
                 return request
         return None
 
     def state_dict(self) -> dict[str, dict]:
         """The state of each term that keeps one between epochs, by term name."""
-        return {term.name: term.state_dict() for term in self.terms if hasattr(term, "state_dict")}
+        states = {term.name: term.state_dict() for term in self.terms}
+        return {name: state for name, state in states.items() if state is not None}
 
     def load_state_dict(self, state: dict[str, dict]) -> None:
         """Give each stateful term its part of ``state`` (from ``state_dict``).
@@ -160,13 +196,13 @@ class Objective:
         Raises:
             ValueError: ``state`` names a term this objective has not, or misses one it has.
         """
-        stateful = {term.name: term for term in self.terms if hasattr(term, "load_state_dict")}
+        stateful = {term.name: term for term in self.terms if term.state_dict() is not None}
         if set(state) != set(stateful):
             raise ValueError(
                 f"objective state for terms {sorted(state)}, but the stateful terms are {sorted(stateful)}"
             )
         for name, term in stateful.items():
-            term.load_state_dict(state[name])  # type: ignore[attr-defined]
+            term.load_state_dict(state[name])
 
     @property
     def term_names(self) -> list[str]:
@@ -180,9 +216,9 @@ def _needed_first(terms: list[Term]) -> list[Term]:
         DQUserError: a term needs one that is not active (absent, or weight 0).
     """
     by_name = {term.name: term for term in terms}
-    ordered = [term for term in terms if not getattr(term, "needs", ())]
+    ordered = [term for term in terms if not term.needs]
     for term in terms:
-        needs = tuple(getattr(term, "needs", ()))
+        needs = tuple(term.needs)
         if not needs:
             continue
         missing = [name for name in needs if name not in by_name]
@@ -192,6 +228,6 @@ def _needed_first(terms: list[Term]) -> list[Term]:
                 f"regularizer {term.name} needs regularizer {' and '.join(missing)} in the same run with a nonzero "
                 f"weight, e.g. regularizer=[{wanted}]"
             )
-        term.bind({name: by_name[name] for name in needs})  # type: ignore[attr-defined]
+        term.bind({name: by_name[name] for name in needs})
         ordered.append(term)
     return ordered

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq.config.validation import require
+from dq.objectives.base import Term
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta
 
@@ -63,7 +64,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     return kl * temperature**2
 
 
-class Distillation:
+class Distillation(Term):
     """The soft-target term; see the module docstring for the loss.
 
     Example::
@@ -79,7 +80,7 @@ class Distillation:
         self.weight = weight
         self.task_share = weight
         self.temperature = temperature
-        self.teacher_dir = teacher_dir
+        self.teacher_dir: str | None = teacher_dir
         self.teacher: nn.Module | None = None
 
     def bind_teacher(self, teacher: nn.Module) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from dq.config.validation import require
 from dq.errors import DQUserError
+from dq.objectives.base import Term
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta
 
@@ -52,7 +53,7 @@ def group_gap(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> tor
     return (means.max(dim=0).values - means.min(dim=0).values).mean()
 
 
-class FairnessPenalty:
+class FairnessPenalty(Term):
     """``weight · gap``; see the module docstring for what ``criterion`` measures."""
 
     name = "fairness"

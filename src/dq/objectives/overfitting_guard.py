@@ -10,10 +10,10 @@ robust accuracy falls more than ``drop`` below its best so far (``collapsed``), 
 asks the engine to stop (``StopRequest``) and to keep the weights of the guard's best epoch,
 which it holds as a CPU copy.
 
-``GuardedTerm`` wraps any adversarial term: it passes every attribute through to the term
-(name, weight, attack, ``last_example_losses``), so the objective and the terms that build on
-the adversarial one see no difference, and adds ``end_epoch``, ``stop_request`` and the state
-a resumed run needs.
+``GuardedTerm`` wraps any adversarial term: it takes over the term's name, weight and
+declared capabilities and passes ``attack`` and ``last_example_losses`` through, so the
+objective and the terms that build on the adversarial one see no difference, and it adds
+``end_epoch``, ``stop_request`` and the state a resumed run needs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.attacks import PGD
-from dq.objectives.base import StopRequest
+from dq.objectives.base import StopRequest, Term
 from dq.records import Batch, Split
 
 ATTACK_BATCH = 256  # guard examples attacked at once
@@ -104,7 +104,7 @@ class OverfittingGuard:
         self.best_weights = state["best_weights"]
 
 
-class GuardedTerm:
+class GuardedTerm(Term):
     """An adversarial term with the overfitting guard after each epoch (see the module docstring).
 
     Logs ``<name>/guard_pgd_accuracy`` every epoch and, in the epoch it fires,
@@ -112,21 +112,28 @@ class GuardedTerm:
     and ``train/co_guard_rollback_epoch`` into metrics.json.
     """
 
-    def __init__(self, term: Any, guard: OverfittingGuard) -> None:
+    def __init__(self, term: Term, guard: OverfittingGuard) -> None:
         self.term = term
         self.guard = guard
+        self.name, self.weight, self.task_share = term.name, term.weight, term.task_share
+        self.val_metrics, self.needs, self.teacher_dir = term.val_metrics, term.needs, term.teacher_dir
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("term", "guard"):  # not set yet (copy, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.term, name)
+    @property
+    def attack(self) -> PGD:
+        """The wrapped term's training attack (robust_fairness attacks the validation split with it)."""
+        return self.term.attack
+
+    @property  # type: ignore[override]
+    def last_example_losses(self) -> torch.Tensor | None:
+        """The wrapped term's per-example losses of its last call."""
+        return self.term.last_example_losses
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         return self.term(model, batch, logits)
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """Measure the guard batch's PGD accuracy; note a collapse (the engine then stops)."""
-        values = dict(self.term.end_epoch(model, val, device)) if hasattr(self.term, "end_epoch") else {}
+        values = dict(self.term.end_epoch(model, val, device))
         if len(val) == 0 or self.guard.fired_epoch:
             return values
         accuracy = self.guard.measure(model, val, device)
@@ -154,8 +161,9 @@ class GuardedTerm:
     def state_dict(self) -> dict[str, Any]:
         """The guard's best accuracy, epoch and weights (and the wrapped term's state, if any)."""
         state = {"guard": self.guard.state_dict()}
-        if hasattr(self.term, "state_dict"):
-            state["term"] = self.term.state_dict()
+        term_state = self.term.state_dict()
+        if term_state is not None:
+            state["term"] = term_state
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

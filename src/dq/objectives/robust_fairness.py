@@ -79,6 +79,7 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.validation import require
+from dq.objectives.base import Term
 from dq.objectives.registry import register_term
 from dq.records import Batch, DatasetMeta, Split
 
@@ -134,7 +135,7 @@ def class_weights(phi: torch.Tensor) -> torch.Tensor:
     return 1.0 + phi.numel() * phi - phi.sum()
 
 
-class RobustFairness:
+class RobustFairness(Term):
     r"""FRL-Reweight: per-class weights on the adversarial term's per-example losses.
 
     See the module docstring for the paper, the update and where it departs from it.

@@ -1,0 +1,136 @@
+"""Group DRO: the loss of the worst group, weighted online (``regularizer=[group_dro]``).
+
+Sagawa, Koh, Hashimoto & Liang 2020, "Distributionally Robust Neural Networks for Group
+Shifts: On the Importance of Regularization for Worst-Case Generalization", ICLR 2020
+[https://arxiv.org/abs/1911.08731], Algorithm 1, as the authors' code does it for a batch
+(kohpangwei/group_DRO, ``LossComputer.compute_robust_loss``). The groups are the
+(class, sensitive group) pairs, g = y·G + a, as the paper's groups are (label, attribute)
+pairs. The term keeps a distribution q over the groups (uniform at the start) and, on each
+training batch, with ℓ_g the mean cross-entropy of group g's examples in the batch
+(0 for a group absent from it):
+
+    q_g ← q_g · exp(η · ℓ_g),   then q ← q / Σ_g q_g,
+    value = Σ_g q_g · ℓ_g          (with the updated q; q carries no gradient).
+
+The value enters the objective as the share ``weight`` of the clean cross-entropy it
+replaces (``task_share``): weight 1 is the paper's objective, weight w mixes
+``(1 − w)·CE + w·Σ_g q_g·ℓ_g``. q persists across batches and epochs: it is the term's
+state (``state_dict``), saved in last.pt, also between two batches, so a resumed run goes
+on with the same q. After each epoch q is logged as ``group_dro/q/<class>/<group>``.
+
+Where this departs from the paper, and why: the paper's optional group adjustment
+(C/√n_g added to ℓ_g in the update) needs the training split's group sizes n_g, which a
+term does not see (it sees a model and a batch); it is left out. A batch whose losses are
+not finite (``trainer.nonfinite=skip_batch``) leaves q as it was. On several processes
+each rank steps q on its own shard during an epoch, and rank 0's q is every rank's after
+it (dq.engine.ranks hands the objective's state over).
+
+Example::
+
+    >>> term = GroupDRO(GroupDROConfig(step_size=0.01), meta)   # q uniform over K·G groups
+    >>> value = term(model, batch, model(batch.x))             # q stepped on this batch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dq.config.validation import require
+from dq.errors import DQUserError
+from dq.objectives.base import Term
+from dq.objectives.registry import register_term
+from dq.records import Batch, DatasetMeta, Split
+
+
+@dataclass
+class GroupDROConfig:
+    """``regularizer.group_dro`` (conf/regularizer/group_dro.yaml): ``weight`` in [0, 1], the
+    share of the clean cross-entropy the group-weighted loss replaces (1: the paper's
+    objective); ``step_size`` η > 0 of the exponentiated-gradient step on q."""
+
+    weight: float = 1.0
+    step_size: float = 0.01
+
+    def validate(self) -> None:
+        require(
+            0.0 <= self.weight <= 1.0,
+            "weight",
+            f"must be in [0, 1] (the share of the cross-entropy the group-weighted loss replaces), got {self.weight}",
+        )
+        require(self.step_size > 0, "step_size", f"must be > 0, got {self.step_size}")
+
+
+def group_losses(losses: torch.Tensor, ids: torch.Tensor, groups: int) -> torch.Tensor:
+    """ℓ_g [groups]: the mean of ``losses`` [N] over the examples of each group id in ``ids``
+    [N]; 0 for a group with no example."""
+    sums = losses.new_zeros(groups).index_add(0, ids, losses)
+    counts = torch.bincount(ids, minlength=groups).to(losses.dtype)
+    return sums / counts.clamp_min(1.0)
+
+
+def step_weights(q: torch.Tensor, losses: torch.Tensor, step_size: float) -> torch.Tensor:
+    """One exponentiated-gradient step: q_g·exp(η·ℓ_g), normalised to sum 1; ``q`` itself
+    when the step is not finite (a batch with a NaN or infinite loss)."""
+    stepped = q * torch.exp(step_size * losses.detach())
+    stepped = stepped / stepped.sum()
+    return torch.where(torch.isfinite(stepped).all(), stepped, q)
+
+
+class GroupDRO(Term):
+    r"""Group DRO's online group weights on the clean cross-entropy; see the module docstring.
+
+    Arguments:
+        cfg (GroupDROConfig): ``weight`` (its ``task_share`` too) and ``step_size`` η.
+        meta (DatasetMeta): the class and group names (q's size K·G and its metric keys).
+
+    Shape:
+        - batch.y: [N] labels; batch.group: [N] sensitive group ids.
+        - logits: [N, K] clean logits.
+        - output: scalar, Σ_g q_g·ℓ_g.
+    """
+
+    name = "group_dro"
+
+    def __init__(self, cfg: GroupDROConfig, meta: DatasetMeta) -> None:
+        self.weight = float(cfg.weight)
+        self.task_share = self.weight
+        self.step_size = float(cfg.step_size)
+        self.num_groups = len(meta.group_names)
+        self.keys = [  # group id y·G + a, names made safe as dq.metrics' key_part does
+            f"{self.name}/q/{c.replace('/', '-')}/{g.replace('/', '-')}"
+            for c in meta.class_names
+            for g in meta.group_names
+        ]
+        self.q = torch.full((len(self.keys),), 1.0 / len(self.keys))
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits.float(), batch.y, reduction="none")
+        ids = batch.y * self.num_groups + batch.group
+        per_group = group_losses(losses, ids, self.q.numel())
+        self.q = step_weights(self.q.to(per_group.device), per_group, self.step_size)
+        return per_group @ self.q
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """q after the epoch's last batch, one value per (class, group)."""
+        return dict(zip(self.keys, self.q.tolist(), strict=True))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """q, which carries over from batch to batch (saved in last.pt)."""
+        return {"q": self.q.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.q = state["q"].to(dtype=torch.float32).clone()
+
+
+@register_term("group_dro", schema=GroupDROConfig)
+def build_group_dro(cfg: GroupDROConfig, meta: DatasetMeta) -> GroupDRO:
+    if not meta.has_groups:
+        raise DQUserError(
+            f"regularizer group_dro needs data with groups; dataset {meta.name} has none "
+            "(tabular and text data have sensitive groups; images take dataset.group=label)"
+        )
+    return GroupDRO(cfg, meta)
