@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import dq
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.objectives.base import Objective
 from dq.objectives.distill import Distillation, distillation_loss
-from dq.records import Batch, DatasetMeta
 from dq.runner import prepare_run
 from dq.teacher import _check_same_data
 

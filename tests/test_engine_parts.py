@@ -14,6 +14,7 @@ from torch import nn
 from dq import data, models
 from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
+from dq.data_records import Batch, Split, Splits
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
 from dq.engine.early_stopping import EarlyStopping
@@ -24,7 +25,6 @@ from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective
 from dq.outputs import atomic_write, discard_unstarted, load_checkpoint, read_jsonl, write_json
-from dq.records import Batch, Split, Splits
 
 CPU = torch.device("cpu")
 

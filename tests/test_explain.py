@@ -26,6 +26,7 @@ from dq import models
 from dq.checksums import write_recorded_json
 from dq.cli import explain_main
 from dq.config.explain import Baseline, ExplainConfig
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 from dq.explain.baselines import blur_sigma, gaussian_blur
 from dq.explain.methods import METHODS, attribute, lookup
@@ -38,7 +39,6 @@ from dq.models.layers import Activation
 from dq.models.mlp import MLPConfig
 from dq.models.rnn import RNNConfig
 from dq.outputs import read_json
-from dq.records import DatasetMeta, Split, Splits
 from dq.runs import LoadedRun, load_run
 
 QUIET = Console(quiet=True)

@@ -67,7 +67,7 @@ TERMS_AND_MODELS = [
     "dq.models.cnn",
     "dq.models.rnn",
     "dq.models.attention",
-    "dq.records",
+    "dq.data_records",
 ]
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from dq import data, models
 from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
+from dq.data_records import Batch, Splits
 from dq.engine.batching import TensorBatches
 from dq.engine.epoch_state import EpochState
 from dq.engine.loop import SilentProgress, fit, train_epoch
@@ -29,7 +30,6 @@ from dq.errors import TrainingDiverged
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective, ObjectiveOutput
 from dq.outputs import read_jsonl
-from dq.records import Batch, Splits
 
 CPU = torch.device("cpu")
 

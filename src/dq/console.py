@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dq.data_records import DatasetMeta
 from dq.outputs import CI_HIGH, CI_LOW, is_interval_key
-from dq.records import DatasetMeta
 from dq.spec import RunSpec
 
 

@@ -34,6 +34,7 @@ from torch import nn
 from dq import checksums, data, models
 from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
+from dq.data_records import Splits
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine import launch, preemption
 from dq.engine.continuation import resume_point, saved_config
@@ -63,7 +64,6 @@ from dq.outputs import (
     remove_stale_tmp,
     write_text,
 )
-from dq.records import Splits
 from dq.report.degenerate import caveat_lines, diverged
 from dq.run_files import read_config, read_metrics
 from dq.spec import RunSpec, to_spec

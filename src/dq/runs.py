@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dq import data, models
+from dq.data_records import Splits
 from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
 from dq.objectives.registry import build_transforms
 from dq.outputs import HYDRA_DIR, METRICS_JSONL, RUN_JSON
-from dq.records import Splits
 from dq.run_files import config_problem, read_config, read_metrics, read_run_json, require_listed
 from dq.spec import RunSpec, to_spec
 

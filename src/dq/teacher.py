@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from dq import data, models
+from dq.data_records import DatasetMeta
 from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
 from dq.objectives.base import Objective
 from dq.objectives.registry import build_transforms
 from dq.outputs import HYDRA_DIR, RUN_JSON
-from dq.records import DatasetMeta
 from dq.run_files import config_problem, read_config, read_run_json
 from dq.spec import RunSpec, to_spec
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from dq.data_records import DatasetMeta, Split
 from dq.metrics.fairness import key_part
-from dq.records import DatasetMeta, Split
 
 GROUP_ACCURACY = "test/group_accuracy/"
 

@@ -48,11 +48,11 @@ from torch import nn
 from dq.compress.changes import class_accuracy, prediction_change, worst_group_accuracy
 from dq.compress.footprint import nonzeros, parameter_count, size_bytes
 from dq.compress.latency import latencies
+from dq.data_records import Splits
 from dq.device import uses_amp
 from dq.evaluation import evaluate
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
-from dq.records import Splits
 from dq.spec import RunSpec
 
 PREFIX = "compress/"

@@ -44,10 +44,10 @@ import torch
 from torch import nn
 
 from dq.config.compress import QuantizeConfig, QuantScheme
+from dq.data_records import DatasetMeta, Splits
 from dq.errors import DQUserError, first_line
 from dq.models.lora import merge_lora
 from dq.outputs import atomic_write, load_checkpoint, save_torch
-from dq.records import DatasetMeta, Splits
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -36,6 +36,7 @@ from dq.compress.compare import compare
 from dq.compress.footprint import nonzeros, size_bytes
 from dq.compress.prune import check_prunable, prune_model, shapes
 from dq.config.compress import PruneConfig, QuantizeConfig
+from dq.data_records import DatasetMeta, Splits
 from dq.models import count_parameters
 from dq.outputs import (
     BEST_CHECKPOINT,
@@ -52,7 +53,6 @@ from dq.outputs import (
     write_json,
     write_text,
 )
-from dq.records import DatasetMeta, Splits
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dq.config.trainer import TrainerConfig
+from dq.data_records import Splits
 from dq.device import autocast, uses_amp
 from dq.engine import checkpoint, preemption
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
@@ -34,7 +35,6 @@ from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives.base import Objective, StopRequest
 from dq.outputs import METRICS_JSONL, append_jsonl
-from dq.records import Splits
 
 
 class ProgressReporter(Protocol):

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dq.config.explain import ExplainConfig
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 from dq.explain import pictures
 from dq.explain.baselines import check_baseline
@@ -34,7 +35,6 @@ from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
 from dq.explain.space import Space, build_space, embedding_of
 from dq.inference import eval_mode
 from dq.outputs import atomic_write, write_json
-from dq.records import DatasetMeta, Split, Splits
 
 EXPLANATIONS = "explanations"
 log = logging.getLogger(__name__)

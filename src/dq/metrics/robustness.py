@@ -32,7 +32,7 @@ from torch import nn
 from dq.attacks import PGD, attackable
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
-from dq.records import DatasetMeta, Split
+from dq.data_records import DatasetMeta, Split
 
 
 def robust_predictions(

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dq.data_records import Batch, Split
 from dq.errors import DQUserError
-from dq.records import Batch, Split
 
 
 class Term(Protocol):

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta
 
 
 @dataclass

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta
 
 
 class FairnessCriterion(StrEnum):

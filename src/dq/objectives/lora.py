@@ -16,10 +16,10 @@ from typing import Optional
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import DatasetMeta
 from dq.models.lora import apply_lora, merge_lora
 from dq.models.pretrained import load_pretrained
 from dq.objectives.registry import register_transform
-from dq.records import DatasetMeta
 
 
 @dataclass

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from dq.attacks import PGD
+from dq.data_records import Batch, Split
 from dq.objectives.base import StopRequest
-from dq.records import Batch, Split
 
 ATTACK_BATCH = 256  # guard examples attacked at once
 SEED = 0  # the guard batch and the attack's random start: the same every epoch and run

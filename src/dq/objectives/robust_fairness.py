@@ -78,8 +78,8 @@ import torch
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta, Split
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta, Split
 
 ATTACK_BATCH = 256  # validation examples attacked at once in ``end_epoch``
 
