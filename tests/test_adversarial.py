@@ -28,7 +28,7 @@ from dq.models.attention import AttentionConfig
 from dq.models.rnn import RNNConfig
 from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, FastFGSM, MadryPGD
 from dq.objectives.registry import build_objective
-from dq.outputs import read_jsonl
+from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 

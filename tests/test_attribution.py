@@ -27,7 +27,7 @@ from dq.objectives.attribution import (
     integrated_gradients,
 )
 from dq.objectives.registry import build_objective
-from dq.outputs import read_jsonl
+from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 

@@ -24,7 +24,9 @@ from dq.inference import predict_logits
 from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective
-from dq.outputs import atomic_write, discard_unstarted, load_checkpoint, read_jsonl, write_json
+from dq.rundir.claim import discard_unstarted
+from dq.rundir.read import load_checkpoint, read_jsonl
+from dq.rundir.write import atomic_write, write_json
 
 CPU = torch.device("cpu")
 

@@ -24,7 +24,7 @@ from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
 from dq.objectives.base import Objective, StopRequest
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
 from dq.objectives.registry import build_objective
-from dq.outputs import read_json, read_jsonl
+from dq.rundir.read import read_json, read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 

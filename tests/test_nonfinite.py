@@ -29,7 +29,7 @@ from dq.engine.nonfinite import ADVICE, BatchGuard
 from dq.errors import TrainingDiverged
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective, ObjectiveOutput
-from dq.outputs import read_jsonl
+from dq.rundir.read import read_jsonl
 
 CPU = torch.device("cpu")
 

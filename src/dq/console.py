@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dq.data_records import DatasetMeta
-from dq.outputs import CI_HIGH, CI_LOW, is_interval_key
+from dq.rundir.layout import CI_HIGH, CI_LOW, is_interval_key
 from dq.spec import RunSpec
 
 

@@ -47,7 +47,8 @@ from dq.config.compress import QuantizeConfig, QuantScheme
 from dq.data_records import DatasetMeta, Splits
 from dq.errors import DQUserError, first_line
 from dq.models.lora import merge_lora
-from dq.outputs import atomic_write, load_checkpoint, save_torch
+from dq.rundir.read import load_checkpoint
+from dq.rundir.write import atomic_write, save_torch
 
 P = ParamSpec("P")
 R = TypeVar("R")

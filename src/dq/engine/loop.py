@@ -25,16 +25,17 @@ from dq.data_records import Splits
 from dq.device import autocast, uses_amp
 from dq.engine import checkpoint, preemption
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
+from dq.engine.checkpoint import ResumePoint, restore
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
 from dq.engine.nonfinite import BatchGuard, all_skipped_line, stop_line
 from dq.engine.ranks import Ranks
-from dq.engine.resume import ResumePoint, restore
 from dq.errors import DQUserError, RunInterrupted, TrainingDiverged
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives.base import Objective, StopRequest
-from dq.outputs import METRICS_JSONL, append_jsonl
+from dq.rundir.layout import METRICS_JSONL
+from dq.rundir.write import append_jsonl
 
 
 class ProgressReporter(Protocol):
@@ -320,7 +321,7 @@ def fit(
     ``on_epoch`` receives each epoch's record right after its metrics.jsonl line (the
     run's loggers).
 
-    ``resume_from`` (``dq.engine.resume.load_resume_point``) continues a run from its
+    ``resume_from`` (``dq.rundir.resume.load_resume_point``) continues a run from its
     last.pt: the objects passed in are freshly built as for the original run, and their
     state is loaded from it, down to the batch a pre-empted epoch stopped at.
 

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from dq.data_records import DatasetMeta
-from dq.outputs import atomic_write, write_text
+from dq.rundir.write import atomic_write, write_text
 
 CMAP = "RdBu_r"  # blue < 0 < red
 SENSITIVE_COLOR = "#e66101"

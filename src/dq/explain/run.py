@@ -34,7 +34,7 @@ from dq.explain.methods import attribute, lookup, refusal
 from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
 from dq.explain.space import Space, build_space, embedding_of
 from dq.inference import eval_mode
-from dq.outputs import atomic_write, write_json
+from dq.rundir.write import atomic_write, write_json
 
 EXPLANATIONS = "explanations"
 log = logging.getLogger(__name__)

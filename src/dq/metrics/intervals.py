@@ -50,7 +50,7 @@ from fairlearn.metrics import MetricFrame
 from fairlearn.metrics._annotated_metric_function import AnnotatedMetricFunction
 
 from dq.metrics.fairness import key_part
-from dq.outputs import CI_HIGH, CI_LOW
+from dq.rundir.layout import CI_HIGH, CI_LOW
 
 CI_QUANTILES = (0.025, 0.975)
 

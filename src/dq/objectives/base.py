@@ -55,7 +55,7 @@ class Term(Protocol):
 
     ``teacher_dir`` (optional attribute, a run directory) and ``bind_teacher(model)``: a
     term that learns from a finished run's model (distillation) names the run; dq.objectives
-    reads no run directory, so whoever builds the objective loads it (``dq.teacher``, called
+    reads no run directory, so whoever builds the objective loads it (``dq.rundir.load``, called
     by ``dq.runner.prepare_run``) and hands the model over, frozen and in eval mode on the
     run's device, before the first batch.
     """

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dq.outputs import HYDRA_DIR
 from dq.report import degenerate
 from dq.report.breakdown import Breakdown, breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
 from dq.report.collect import RunResult
 from dq.report.page import Page, figure_html
+from dq.rundir.layout import HYDRA_DIR
 
 if TYPE_CHECKING:
     import pandas as pd

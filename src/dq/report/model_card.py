@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from dq.errors import printable
-from dq.outputs import write_text
 from dq.report import degenerate
 from dq.report.breakdown import breakdowns, explain_metrics, fairness_gaps, robust_by_eps
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
 from dq.report.collect import RunResult
 from dq.report.page import format_value
+from dq.rundir.write import write_text
 
 MODEL_CARD = "model_card.md"
 SECTIONS = (

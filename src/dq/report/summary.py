@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq.errors import DQUserError
-from dq.outputs import is_interval_key
 from dq.report import degenerate
 from dq.report.collect import RunResult, group_overrides, override_key
 from dq.report.numbers import Stats, formatter, stats
+from dq.rundir.layout import is_interval_key
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -6,7 +6,7 @@ failed ``JobOutcome``, so Hydra's launcher goes on with the other jobs. A job of
 re-run into its own ``hydra.sweep.dir`` first looks at what the earlier invocation left
 in its directory (``dq.sweep.jobdir.decide``): completed jobs are skipped, interrupted or
 dead ones resumed from checkpoints/last.pt, failed ones rerun from scratch. The job holds
-its directory's lock (``dq.locks``) from that decision to its end; a job whose
+its directory's lock (``dq.rundir.lock``) from that decision to its end; a job whose
 lock a live process holds is refused with one line naming that process.
 """
 
@@ -19,8 +19,10 @@ from omegaconf import DictConfig
 
 from dq.engine.preemption import catching_stop_signals, pass_on_stop, stop_requested
 from dq.errors import DQUserError, RunInterrupted
-from dq.locks import DirectoryBusy, DirectoryLock
-from dq.outputs import RUN_JSON, RunRecord, now_iso, write_json
+from dq.rundir.layout import RUN_JSON
+from dq.rundir.lock import DirectoryBusy, DirectoryLock
+from dq.rundir.record import RunRecord, now_iso
+from dq.rundir.write import write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
 from dq.sweep.outcome import JobOutcome, JobStatus
 from dq.sweep.summary import progress_line, read_sweep

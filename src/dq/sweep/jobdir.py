@@ -13,8 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dq.locks import LOCK_FILE
-from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON, read_json
+from dq.rundir.layout import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON
+from dq.rundir.lock import LOCK_FILE
+from dq.rundir.read import read_json
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
 JOB_ACTION_JSON = "sweep_job.json"
@@ -74,7 +75,7 @@ def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] 
     if status == "completed":
         return Action.skip, run
     # "running" here is a dead process's word: the caller holds the job's lock, which a
-    # live process would hold (dq.locks).
+    # live process would hold (dq.rundir.lock).
     if status in ("interrupted", "running"):
         # Stopped before its first epoch ended: nothing to resume from, so start afresh.
         has_last = (Path(job_dir) / CHECKPOINTS / LAST_CHECKPOINT).is_file()

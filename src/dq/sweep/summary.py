@@ -19,8 +19,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dq.outputs import HYDRA_DIR, SWEEP_JSON, now_iso, read_json, write_json, write_text
 from dq.report import degenerate
+from dq.rundir.layout import HYDRA_DIR, SWEEP_JSON
+from dq.rundir.read import read_json
+from dq.rundir.record import now_iso
+from dq.rundir.write import write_json, write_text
 from dq.sweep.jobdir import JOB_ACTION_JSON, read_metrics, read_run
 
 JOBS_CSV = "jobs.csv"
