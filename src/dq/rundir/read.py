@@ -306,6 +306,24 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def run_json_or_none(run_dir: Path) -> dict[str, Any] | None:
+    """run.json as ``read_run_json`` reads it, or None when it is missing or broken: a sweep
+    deciding what to do with a job's directory (dq.sweep.jobdir) takes a broken record for none."""
+    try:
+        return read_run_json(run_dir)
+    except CorruptRunFile:
+        return None
+
+
+def metrics_or_empty(run_dir: Path) -> dict[str, Any]:
+    """metrics.json as ``read_metrics`` reads it, or ``{}`` when it is missing or broken (a
+    sweep's list of its jobs shows a broken job without numbers)."""
+    try:
+        return read_metrics(run_dir)
+    except CorruptRunFile:
+        return {}
+
+
 def read_epochs(run_dir: Path, *, missing_ok: bool = True, limit: int | None = None) -> list[dict[str, Any]]:
     """metrics.jsonl's records, one object per line (the first ``limit`` lines when given).
 

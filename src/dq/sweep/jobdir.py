@@ -13,9 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dq.rundir.layout import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON
+from dq.rundir.layout import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT
 from dq.rundir.lock import LOCK_FILE
-from dq.rundir.read import read_json
+from dq.rundir.read import run_json_or_none
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
 JOB_ACTION_JSON = "sweep_job.json"
@@ -38,21 +38,6 @@ class Action(StrEnum):
     foreign = "refused"  # the directory holds a run with other overrides
 
 
-def read_run(job_dir: Path) -> dict[str, Any] | None:
-    """The job's run.json, or None when it has none (or an unreadable one)."""
-    try:
-        return read_json(Path(job_dir) / RUN_JSON)
-    except (OSError, ValueError):
-        return None
-
-
-def read_metrics(job_dir: Path) -> dict[str, float]:
-    try:
-        return read_json(Path(job_dir) / METRICS_JSON)
-    except (OSError, ValueError):
-        return {}
-
-
 def same_job(recorded: list[str], overrides: list[str]) -> bool:
     """Whether two override lists describe the same job (the launcher aside)."""
 
@@ -65,7 +50,7 @@ def same_job(recorded: list[str], overrides: list[str]) -> bool:
 def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] | None]:
     """What to do with this job, and the earlier run.json it was decided from; called with
     the job directory's lock held."""
-    run = read_run(job_dir)
+    run = run_json_or_none(job_dir)
     if run is None:
         return Action.run, None
     recorded = run.get("overrides")
