@@ -66,6 +66,7 @@ from dq.rundir.read import (
 from dq.rundir.resume_config import config_conflict, saved_values_conflict
 from dq.rundir.write import write_text
 
+# What last.pt must hold (dq.engine.loop writes it after each epoch and on pre-emption).
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng")
 # A run whose last.pt is gone or broken is never started afresh in its directory unasked.
 START_OVER = "the run cannot continue: remove {run_dir} to start over"
