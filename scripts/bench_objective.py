@@ -32,11 +32,11 @@ from hydra import compose, initialize_config_dir
 
 from dq import data, models
 from dq.config import config_dir
+from dq.data_records import Splits
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.objectives.registry import build_objective
-from dq.records import Splits
 from dq.spec import RunSpec, register_schemas, to_spec
 
 # name -> Hydra overrides (added to the command line's) that select the objective.

@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dq.outputs import CHECKPOINTS, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON, load_checkpoint, read_json, write_json
+from dq.rundir.layout import CHECKPOINTS, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON
+from dq.rundir.read import load_checkpoint, read_json
+from dq.rundir.write import write_json
 from dq.sweep.summary import SWEEP_JSON
 
 # Four jobs (two seeds × two adversarial weights), three epochs each, on 8x8 digits: short

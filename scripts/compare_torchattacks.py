@@ -28,13 +28,13 @@ from dq import data, load_run, models
 from dq.attacks import eval_mode
 from dq.config import config_dir
 from dq.config.eval import RobustEvalConfig
+from dq.data_records import Split
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_predictions
 from dq.objectives.registry import build_objective
-from dq.records import Split
 from dq.spec import register_schemas, to_spec
 
 try:

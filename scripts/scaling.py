@@ -127,7 +127,7 @@ def measure(
 
 
 def write_csv(rows: list[dict[str, object]], path: Path) -> None:
-    from dq.outputs import atomic_write
+    from dq.rundir.write import atomic_write
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
@@ -145,7 +145,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dq.outputs import atomic_write
+    from dq.rundir.write import atomic_write
 
     labels = {"size": "training examples (Fashion-MNIST, CNN)", "pgd_steps": "PGD steps (adversarial training)"}
     units = {"size": "ms per 1k examples", "pgd_steps": "s per step"}

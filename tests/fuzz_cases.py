@@ -38,7 +38,7 @@ from dq.cli import refusal
 from dq.config.optimizer import OPTIMIZER_SCHEMAS
 from dq.config.overrides import LIST_GROUPS, check_overrides, config_groups
 from dq.config.run import RunConfig
-from dq.outputs import HYDRA_DIR
+from dq.rundir.layout import HYDRA_DIR
 from dq.runner import prepare_run
 from dq.spec import PLUGIN_GROUPS, SINGLE_SCHEMAS, compose
 

@@ -26,9 +26,9 @@ from torch import nn
 
 import dq
 from dq import models
+from dq.data_records import Splits
 from dq.engine.checkpoint import load_best_into
-from dq.outputs import read_json, read_jsonl
-from dq.records import Splits
+from dq.rundir.read import read_json, read_jsonl
 from dq.spec import RunSpec, to_spec
 
 # Mirrors dq.explain.quality: std of the noise relative to the training inputs' std, draws per example.

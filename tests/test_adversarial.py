@@ -17,6 +17,7 @@ from dq import data, models
 from dq.attacks import PGD, Start, attack_bounds, feature_mask, pgd
 from dq.config.attack import AttackConfig
 from dq.config.eval import RobustEvalConfig
+from dq.data_records import Batch, DatasetMeta, Split
 from dq.device import seed_everything
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
@@ -27,8 +28,7 @@ from dq.models.attention import AttentionConfig
 from dq.models.rnn import RNNConfig
 from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, FastFGSM, MadryPGD
 from dq.objectives.registry import build_objective
-from dq.outputs import read_jsonl
-from dq.records import Batch, DatasetMeta, Split
+from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 

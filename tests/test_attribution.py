@@ -15,6 +15,7 @@ import dq
 from dq import data, models
 from dq.data import decoy
 from dq.data.registry import dataset_config
+from dq.data_records import Split
 from dq.device import seed_everything
 from dq.errors import DQUserError
 from dq.objectives.attribution import (
@@ -26,8 +27,7 @@ from dq.objectives.attribution import (
     integrated_gradients,
 )
 from dq.objectives.registry import build_objective
-from dq.outputs import read_jsonl
-from dq.records import Split
+from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 

@@ -16,10 +16,10 @@ import dq
 from dq import data, models
 from dq.attacks.autoattack import BoxMap, autoattack_refusal
 from dq.config.eval import RobustEvalConfig
+from dq.data_records import DatasetMeta, Splits
 from dq.device import seed_everything
 from dq.errors import DQUserError
 from dq.metrics.robustness import check_robust_eval, robust_metrics
-from dq.records import DatasetMeta, Splits
 from dq.spec import to_spec
 
 CPU = torch.device("cpu")

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 import dq
 from dq.baselines.command import main
 from dq.baselines.fit import ModelScores, blas_threads
-from dq.outputs import BASELINES_JSON
+from dq.rundir.layout import BASELINES_JSON
 
 # fairlearn 0.15's reductions set Series entries with .at, which pandas deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Setting a value on a Series via .at")

@@ -25,9 +25,9 @@ import dq
 from conftest import compose_config
 from dq.compress.explanation_shift import explanation_shift
 from dq.explain.quality import randomized_copy
-from dq.outputs import read_json
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
-from dq.runs import load_run
+from dq.rundir.load import load_run
+from dq.rundir.read import read_json
 
 # Three real tiny runs (about 16 s together): in the default suite, so CI checks every caveat rule both ways.
 

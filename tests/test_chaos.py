@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import dq
-from dq.outputs import read_json
+from dq.rundir.read import read_json
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "chaos_sweep.py"
 

@@ -1,5 +1,5 @@
 """A directory that holds a run or a sweep is written only by a command that continues it
-(issue 21, point 1; dq.claims): dq-train claims hydra.run.dir / hydra.sweep.dir before
+(issue 21, point 1; dq.rundir.claim): dq-train claims hydra.run.dir / hydra.sweep.dir before
 Hydra writes there, and a refusal is one line, exit 2, with every byte there unchanged.
 Also: a resume whose last.pt does not fit the model, and a resume override of a key that
 the saved run has but the default config lacks.
@@ -20,7 +20,8 @@ import pytest
 
 import dq
 from conftest import compose_config, sweep_in_process
-from dq.outputs import read_json, write_json
+from dq.rundir.read import read_json
+from dq.rundir.write import write_json
 from test_concurrency import TINY_SWEEP, busy_line, child_env, quiet
 
 DIGITS = ("dataset=digits", "model=mlp", "dataset.limit=64", "explain.enabled=false")

@@ -13,7 +13,7 @@ import pytest
 from hydra.errors import HydraException
 
 from dq.cli import explain_error
-from dq.outputs import read_json
+from dq.rundir.read import read_json
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ from dq import models
 from dq.cli import compress_main
 from dq.compress.prune import prune_model, prune_targets, reshape_like, zero_share
 from dq.config.compress import PruneConfig, PruneKind
-from dq.outputs import COMPRESSED, COMPRESSION_JSON
 from dq.report.collect import find_runs
+from dq.rundir.layout import COMPRESSED, COMPRESSION_JSON
 from dq.spec import to_spec
 
 DIGITS = ("dataset=digits", "explain.enabled=false", "dataset.limit=120")

@@ -18,8 +18,8 @@ from torch.nn.utils import prune
 from dq import data, models
 from dq.compress.compare import compare, footprint
 from dq.compress.latency import batch_of, latencies, median_latency_ms
+from dq.data_records import Splits
 from dq.evaluation import evaluate
-from dq.records import Splits
 from dq.spec import RunSpec, to_spec
 
 CPU = torch.device("cpu")

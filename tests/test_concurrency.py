@@ -1,6 +1,6 @@
 """Concurrency (issue 11, point 7): a run or sweep directory is one live process's at a time
-(dq.locks: fcntl.flock, freed by the kernel when its holder dies), and run and
-sweep directory names cannot collide (dq.outputs.unique_stamp).
+(dq.rundir.lock: fcntl.flock, freed by the kernel when its holder dies), and run and
+sweep directory names cannot collide (dq.rundir.layout.unique_stamp).
 
 The lock's holder is a real child process: while it lives, a resume, a re-run sweep's job
 and a second invocation of the sweep are refused with one line naming it; once it is
@@ -24,10 +24,12 @@ from rich.console import Console
 
 import dq
 from conftest import compose_config, sweep_in_process
-from dq import outputs
 from dq.cli import train_main
-from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock, hold
-from dq.outputs import read_json, unique_stamp, write_json
+from dq.rundir import layout
+from dq.rundir.layout import unique_stamp
+from dq.rundir.lock import LOCK_FILE, DirectoryBusy, DirectoryLock, hold
+from dq.rundir.read import read_json
+from dq.rundir.write import write_json
 
 DIGITS = ("dataset=digits", "model=mlp", "explain.enabled=false", "dataset.limit=64")
 TINY_SWEEP = [
@@ -44,7 +46,7 @@ TINY_SWEEP = [
 HOLD = """
 import sys, time
 from pathlib import Path
-from dq.locks import DirectoryLock
+from dq.rundir.lock import DirectoryLock
 DirectoryLock(Path(sys.argv[1]), "held").acquire()
 print("held", flush=True)
 time.sleep(600)
@@ -144,7 +146,7 @@ def test_a_rerun_sweep_refuses_the_job_a_live_process_holds_and_the_sweep_while_
     args = [*TINY_SWEEP, "seed=1", "hydra.sweep.dir=sw"]
     sweep_dir, job = tmp_path / "sw", tmp_path / "sw" / "0"
     job.mkdir(parents=True)
-    # The sweep directory records this very sweep (dq.claims refuses another sweep's whole).
+    # The sweep directory records this very sweep (dq.rundir.claim refuses another sweep's whole).
     OmegaConf.save({"hydra": {"overrides": {"task": args[:-1]}}}, sweep_dir / "multirun.yaml")
     child = holder(job)  # e.g. a dq-train resume=sw/0, or a worker that outlived its sweep
     assert sweep_in_process(args, tmp_path, monkeypatch) == 1
@@ -178,8 +180,8 @@ def test_directory_names_differ_even_at_the_same_microsecond(monkeypatch: pytest
         def now(cls, tz=None):
             return frozen
 
-    monkeypatch.setattr(outputs, "datetime", Clock)
-    monkeypatch.setattr(outputs, "_last_stamp", None)  # what earlier tests in this process handed out
+    monkeypatch.setattr(layout, "datetime", Clock)
+    monkeypatch.setattr(layout, "_last_stamp", None)  # what earlier tests in this process handed out
     stamps = [unique_stamp() for _ in range(3)]
     assert len(set(stamps)) == 3
     host = socket.gethostname().split(".")[0]

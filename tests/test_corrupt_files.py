@@ -27,10 +27,10 @@ import torch
 
 from dq.cli import explain_main, report_main, table_main, train_main
 from dq.errors import DQUserError
-from dq.outputs import read_json
 from dq.report.collect import BROKEN, read_run
-from dq.run_files import BEST_PT, CHECKSUMS_JSON, CONFIG_YAML, LAST_PT, CorruptRunFile, read_checkpoint
-from dq.runs import load_run
+from dq.rundir.layout import BEST_PT, CHECKSUMS_JSON, CONFIG_YAML, LAST_PT
+from dq.rundir.load import load_run
+from dq.rundir.read import CorruptRunFile, read_checkpoint, read_json
 
 RUN = [
     "dataset=digits",

@@ -24,13 +24,13 @@ import torch
 from rich.console import Console
 
 from conftest import compose_config
-from dq.config.resume import config_conflict, resumed_config
 from dq.config.trainer import TrainerConfig
+from dq.data_records import Split
 from dq.engine.batching import TensorBatches, shard_order
 from dq.engine.launch import check_world
 from dq.errors import DQUserError
-from dq.outputs import read_json, read_jsonl
-from dq.records import Split
+from dq.rundir.read import read_json, read_jsonl
+from dq.rundir.resume_config import config_conflict, resumed_config
 from dq.runner import train
 
 EXACT = ("dataset=digits", "model=cnn", "model.batch_norm=false", "model.dropout=0", "explain.enabled=false")

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import dq
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.objectives.base import Objective
 from dq.objectives.distill import Distillation, distillation_loss
-from dq.records import Batch, DatasetMeta
+from dq.rundir.load import _check_same_data
 from dq.runner import prepare_run
-from dq.teacher import _check_same_data
 
 SPLIT = ("dataset=digits", "dataset.split_seed=0", "explain.enabled=false")
 TEACHER = (*SPLIT, "model=cnn", "dataset.limit=null", "trainer.epochs=8")

@@ -15,6 +15,7 @@ from torch import nn
 from dq import data, models
 from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
+from dq.data_records import Batch, Split, Splits
 from dq.engine import checkpoint
 from dq.engine.batching import LoaderBatches, TensorBatches
 from dq.engine.callbacks import FitCallback, FitState
@@ -27,8 +28,9 @@ from dq.inference import predict_logits
 from dq.metrics import accuracy
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective, Term
-from dq.outputs import atomic_write, discard_unstarted, load_checkpoint, read_jsonl, write_json
-from dq.records import Batch, Split, Splits
+from dq.rundir.claim import discard_unstarted
+from dq.rundir.read import load_checkpoint, read_jsonl
+from dq.rundir.write import atomic_write, write_json
 
 CPU = torch.device("cpu")
 

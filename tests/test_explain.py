@@ -23,9 +23,9 @@ from torch import nn
 import dq
 import dq.runner
 from dq import models
-from dq.checksums import write_recorded_json
 from dq.cli import explain_main
 from dq.config.explain import Baseline, ExplainConfig
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 from dq.explain.baselines import blur_sigma, gaussian_blur
 from dq.explain.methods import METHODS, attribute, lookup
@@ -37,9 +37,9 @@ from dq.models.cnn import CNNConfig
 from dq.models.layers import Activation
 from dq.models.mlp import MLPConfig
 from dq.models.rnn import RNNConfig
-from dq.outputs import read_json
-from dq.records import DatasetMeta, Split, Splits
-from dq.runs import LoadedRun, load_run
+from dq.rundir.checksums import write_recorded_json
+from dq.rundir.load import LoadedRun, load_run
+from dq.rundir.read import read_json
 
 QUIET = Console(quiet=True)
 

@@ -9,11 +9,11 @@ from torch import nn
 
 from dq import data
 from dq.data.registry import dataset_config
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.metrics.counterfactual import counterfactual_flip_rate
 from dq.objectives.fairness import FairnessConfig, FairnessCriterion, FairnessPenalty, group_gap
 from dq.objectives.registry import build_objective
-from dq.records import Batch, DatasetMeta
 
 BINARY = DatasetMeta(
     name="toy", modality="tabular", input_shape=(2,), num_classes=2, class_names=("n", "p"), group_names=("a", "b", "c")

@@ -13,12 +13,12 @@ from torch import nn
 
 from dq import data, models
 from dq.config.explain import ExplainConfig
+from dq.data_records import DatasetMeta
 from dq.device import seed_everything
 from dq.errors import DQUserError
 from dq.explain.faithfulness import curve_area, features_in_step, pixel_flipping, pixel_flipping_curves
 from dq.explain.run import check_explain, explain_run
 from dq.explain.space import build_space
-from dq.records import DatasetMeta
 from dq.spec import to_spec
 
 

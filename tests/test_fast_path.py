@@ -11,7 +11,8 @@ import torch
 
 import dq
 from dq.errors import DQUserError
-from dq.run_files import BEST_PT, read_checkpoint
+from dq.rundir.layout import BEST_PT
+from dq.rundir.read import read_checkpoint
 from dq.runner import prepare_run
 
 DIGITS = ("dataset=digits", "model=cnn", "dataset.limit=256", "trainer.epochs=2", "explain.enabled=false")

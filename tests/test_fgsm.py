@@ -15,6 +15,7 @@ from torch import nn
 import dq
 from dq.attacks import PGD, Start
 from dq.config.attack import AttackConfig
+from dq.data_records import Batch, DatasetMeta, Split
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
@@ -23,8 +24,7 @@ from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
 from dq.objectives.base import Objective, StopRequest, Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
 from dq.objectives.registry import build_objective
-from dq.outputs import read_json, read_jsonl
-from dq.records import Batch, DatasetMeta, Split
+from dq.rundir.read import read_json, read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 

@@ -31,7 +31,8 @@ import dq
 from conftest import compose_config
 from dq.cli import report_main, train_main
 from dq.errors import DiskFull
-from dq.outputs import append_jsonl, read_json, read_jsonl, save_torch, write_json
+from dq.rundir.read import read_json, read_jsonl
+from dq.rundir.write import append_jsonl, save_torch, write_json
 
 # 50,826 parameters: last.pt is about 640 kB, best.pt about 210 kB, every other file < 4 kB.
 RUN = ("dataset=digits", "model=mlp", "explain.enabled=false")

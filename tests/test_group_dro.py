@@ -17,17 +17,18 @@ import torch
 import dq
 from conftest import compose_config
 from dq import data, models
+from dq.data_records import Batch, DatasetMeta
 from dq.device import seed_everything
 from dq.engine import preemption
 from dq.engine.callbacks import FitCallback, FitResult, FitState
+from dq.engine.checkpoint import ResumePoint
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
-from dq.engine.resume import ResumePoint, load_resume_point, read_last
 from dq.errors import DQUserError, RunInterrupted
 from dq.objectives.group_dro import GroupDRO, GroupDROConfig, step_weights
 from dq.objectives.registry import build_objective
-from dq.outputs import load_checkpoint, read_jsonl
-from dq.records import Batch, DatasetMeta
+from dq.rundir.read import load_checkpoint, read_jsonl
+from dq.rundir.resume import load_resume_point, read_last
 from dq.spec import to_spec
 
 META = DatasetMeta(

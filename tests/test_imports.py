@@ -54,7 +54,7 @@ def test_dq_compose_train_and_load_run_are_there_when_asked_for() -> None:
     # docs/guides/python.md: a fresh process composes without registering anything by hand.
     body = "import dq\nassert dq.compose(['dataset=adult', 'model=mlp']).dataset.sensitive == 'sex'\nassert callable(dq.train) and callable(dq.load_run)"
     modules = loaded_modules(body)
-    assert {"dq.spec", "dq.runner", "dq.runs"} <= modules
+    assert {"dq.spec", "dq.runner", "dq.rundir.load"} <= modules
 
 
 TERMS_AND_MODELS = [
@@ -67,7 +67,7 @@ TERMS_AND_MODELS = [
     "dq.models.cnn",
     "dq.models.rnn",
     "dq.models.attention",
-    "dq.records",
+    "dq.data_records",
 ]
 
 

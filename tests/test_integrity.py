@@ -22,12 +22,13 @@ from rich.console import Console
 
 import dq
 from conftest import compose_config
-from dq.checksums import write_recorded
 from dq.cli import compress_main, report_main
 from dq.errors import DQUserError
-from dq.outputs import read_json, save_torch
-from dq.run_files import BEST_PT, CHECKSUMS_JSON, LAST_PT, CorruptRunFile, read_checkpoint
-from dq.runs import load_run
+from dq.rundir.checksums import write_recorded
+from dq.rundir.layout import BEST_PT, CHECKSUMS_JSON, LAST_PT
+from dq.rundir.load import load_run
+from dq.rundir.read import CorruptRunFile, read_checkpoint, read_json
+from dq.rundir.write import save_torch
 from test_corrupt_files import call, flip_a_byte
 
 RUN = ["dataset=digits", "model=mlp", "explain.enabled=false", "trainer.epochs=2"]

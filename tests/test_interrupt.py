@@ -22,8 +22,8 @@ import pytest
 import dq
 from conftest import compose_config
 from dq.engine import preemption
-from dq.engine.resume import read_last
-from dq.outputs import read_json
+from dq.rundir.read import read_json
+from dq.rundir.resume import read_last
 from test_resume import (
     SUBPROCESS_RUN,
     assert_same_run,

@@ -21,11 +21,11 @@ from sklearn.metrics import accuracy_score
 from dq import data
 from dq.console import metrics_table
 from dq.data.registry import dataset_config
+from dq.data_records import DatasetMeta
 from dq.metrics import split_metrics
 from dq.metrics.fairness import fairness_gaps, group_accuracy
 from dq.metrics.intervals import CI_QUANTILES, group_intervals, rate_metrics
 from dq.metrics.robustness import robust_intervals
-from dq.records import DatasetMeta
 
 
 def _predictions(n: int, num_classes: int, num_groups: int, seed: int) -> tuple[np.ndarray, ...]:

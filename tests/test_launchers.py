@@ -20,7 +20,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from conftest import sweep_in_process
 from dq.cli import train_main
-from dq.outputs import read_json
+from dq.rundir.read import read_json
 from dq.sweep.processes import worker_command
 from run_checks import same_values
 from test_sweep import TINY, job_rows, launcher_config

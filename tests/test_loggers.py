@@ -22,7 +22,7 @@ from dq.errors import DQUserError
 from dq.loggers import LoggerContext, build_loggers, flatten_config
 from dq.loggers.mlflow import mlflow_key
 from dq.loggers.tensorboard import read_params_markdown
-from dq.outputs import read_json, read_jsonl
+from dq.rundir.read import read_json, read_jsonl
 
 TINY = ("dataset=digits", "model=mlp", "trainer.epochs=2", "explain.enabled=false")
 CHEAP_EXPLAIN = (

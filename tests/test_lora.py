@@ -15,6 +15,7 @@ from torch import nn
 
 from dq import models
 from dq.config.optimizer import AdamConfig
+from dq.data_records import DatasetMeta
 from dq.engine.checkpoint import save_best
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
@@ -25,7 +26,6 @@ from dq.models.rnn import RNNConfig
 from dq.objectives.lora.config import LoRAConfig
 from dq.objectives.lora.layer import LoRAConv1d, LoRAConv2d, LoRALayer, LoRALinear, apply_lora, merge_lora
 from dq.objectives.lora.pretrained import load_pretrained
-from dq.records import DatasetMeta
 from dq.spec import to_spec
 
 torch.set_num_threads(1)

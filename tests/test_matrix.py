@@ -13,7 +13,7 @@ import dq
 from dq import data, models
 from dq.data import images
 from dq.data.registry import dataset_config
-from dq.records import Splits
+from dq.data_records import Splits
 from dq.spec import to_spec
 from run_checks import check_run, integrated_gradients_infidelity
 

@@ -11,13 +11,13 @@ import torch
 from dq import data, models
 from dq.config.explain import ExplainConfig
 from dq.data.registry import dataset_config
+from dq.data_records import Split
 from dq.device import seed_everything
 from dq.explain.methods import Attribution, attribute, lookup
 from dq.explain.quality import METRICS
 from dq.explain.space import build_space
 from dq.models.mlp import MLPConfig
 from dq.objectives.attribution import AttributionMethod, AttributionPenalty
-from dq.records import Split
 
 
 @pytest.fixture(scope="module")

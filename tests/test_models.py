@@ -14,13 +14,13 @@ from torch import nn
 from dq import models
 from dq.config import config_dir
 from dq.config.validation import validate_tree
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
 from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig
 from dq.models.layers import Normalize
 from dq.models.mlp import MLPConfig
 from dq.models.rnn import RecurrentCell, RNNConfig
-from dq.records import DatasetMeta
 from dq.spec import register_schemas, to_spec
 
 torch.set_num_threads(1)

@@ -21,6 +21,7 @@ from torch import nn
 from dq import data, models
 from dq.config.trainer import TrainerConfig
 from dq.data.registry import dataset_config
+from dq.data_records import Batch, Splits
 from dq.engine.batching import TensorBatches
 from dq.engine.callbacks import FitCallback, FitState
 from dq.engine.epoch_state import EpochState
@@ -29,8 +30,7 @@ from dq.engine.nonfinite import ADVICE, BatchGuard
 from dq.errors import TrainingDiverged
 from dq.models.mlp import MLPConfig
 from dq.objectives.base import Objective, ObjectiveOutput, Term
-from dq.outputs import read_jsonl
-from dq.records import Batch, Splits
+from dq.rundir.read import read_jsonl
 
 CPU = torch.device("cpu")
 

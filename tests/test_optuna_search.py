@@ -23,8 +23,8 @@ from optuna.trial import TrialState
 from dq.cli import explain_error
 from dq.config import config_dir
 from dq.errors import DQUserError
-from dq.outputs import read_json
 from dq.report import degenerate
+from dq.rundir.read import read_json
 from dq.spec import register_schemas, to_spec
 from dq.sweep.optuna_search import SearchSettings, build_sampler
 from dq.sweep.optuna_space import parse_search_space

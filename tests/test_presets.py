@@ -16,7 +16,7 @@ import torch
 
 import dq
 from dq.config import config_dir
-from dq.outputs import read_json, read_jsonl
+from dq.rundir.read import read_json, read_jsonl
 from run_checks import check_run
 
 PRESETS = sorted(path.stem for path in (config_dir() / "experiment").glob("*.yaml"))

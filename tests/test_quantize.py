@@ -17,8 +17,8 @@ from conftest import compose_config
 from dq import data, models
 from dq.compress.quantize import Quantized, check_quantizable, load_quantized, quantize_model, save_quantized
 from dq.config.compress import QuantizeConfig, QuantScheme
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
-from dq.records import DatasetMeta, Split, Splits
 
 torch.set_num_threads(1)
 

@@ -19,11 +19,11 @@ import pytest
 
 from dq.cli import report_main, train_main
 from dq.errors import DQUserError
-from dq.outputs import read_json
 from dq.report.build import write_report
 from dq.report.collect import RunResult, find_runs
 from dq.report.summary import select_metrics, summarize
 from dq.report.tables import latex_escape, summary_latex, summary_markdown
+from dq.rundir.read import read_json
 from dq.sweep.callback import write_sweep_report
 
 TINY = [

@@ -27,17 +27,17 @@ from rich.console import Console
 import dq
 from conftest import compose_config
 from dq import data, models
-from dq.config.resume import resumed_config
 from dq.device import seed_everything
 from dq.engine import preemption
 from dq.engine.callbacks import ShowProgress
 from dq.engine.loop import FitSettings, fit
 from dq.engine.nonfinite import ADVICE
 from dq.engine.optim import build_optimizer, build_scheduler
-from dq.engine.resume import load_resume_point, read_last
 from dq.errors import DQUserError, RunInterrupted
 from dq.objectives.registry import build_objective
-from dq.outputs import read_json, read_jsonl
+from dq.rundir.read import read_json, read_jsonl
+from dq.rundir.resume import load_resume_point, read_last
+from dq.rundir.resume_config import resumed_config
 from dq.spec import to_spec
 
 DIGITS = ("dataset=digits", "model=mlp", "explain.enabled=false")

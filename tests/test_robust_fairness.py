@@ -15,12 +15,12 @@ from torch import nn
 
 import dq
 from dq import data
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.objectives.adversarial import AdversarialConfig
 from dq.objectives.registry import build_objective
 from dq.objectives.robust_fairness import RobustFairness, RobustFairnessConfig, class_weights, update_multipliers
-from dq.outputs import read_jsonl
-from dq.records import Batch, DatasetMeta
+from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 
 CPU = torch.device("cpu")

@@ -12,7 +12,7 @@ import torch
 import dq
 from dq.errors import DQUserError
 from dq.inference import predict_logits
-from dq.outputs import read_json, read_jsonl
+from dq.rundir.read import read_json, read_jsonl
 
 
 def without_times(metrics: dict) -> dict:

@@ -18,7 +18,7 @@ from rich.console import Console
 import dq
 from conftest import compose_config
 from dq.errors import DQUserError
-from dq.outputs import HYDRA_DIR, checkpoint_dir
+from dq.rundir.layout import HYDRA_DIR, checkpoint_dir
 
 SRC = Path(dq.__file__).resolve().parent
 
@@ -197,7 +197,7 @@ def keyword(call: ast.Call, name: str) -> str | None:
 
 def test_every_torch_load_uses_weights_only() -> None:
     loads = calls("torch.load")
-    assert loads, "the scan finds dq.outputs.load_checkpoint's call"
+    assert loads, "the scan finds dq.rundir.read.load_checkpoint's call"
     assert all(keyword(call, "weights_only") == "True" for _, call in loads), loads
 
 

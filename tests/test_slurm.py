@@ -20,7 +20,7 @@ from rich.console import Console
 
 import dq
 from conftest import compose_config
-from dq.outputs import read_json
+from dq.rundir.read import read_json
 from run_checks import same_values
 from slurm_cluster import Cluster, finish, slurm_cluster, slurm_job_id, wait_for_epochs
 

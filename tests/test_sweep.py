@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 from conftest import sweep_in_process
 from dq.cli import explain_error
 from dq.config import config_dir
-from dq.outputs import read_json, write_json
+from dq.rundir.read import read_json
+from dq.rundir.write import write_json
 from dq.spec import register_schemas
 from dq.sweep.jobdir import Action, decide
 
@@ -148,7 +149,7 @@ def test_a_rerun_refuses_a_directory_that_holds_another_job(
 ) -> None:
     job_dir = tmp_path / "sw" / "0"
     write_json(job_dir / "run.json", {"status": "completed", "overrides": ["seed=7"]})
-    # The sweep directory records this very sweep (dq.claims refuses another sweep's whole).
+    # The sweep directory records this very sweep (dq.rundir.claim refuses another sweep's whole).
     OmegaConf.save({"hydra": {"overrides": {"task": [*TINY, "seed=1"]}}}, tmp_path / "sw" / "multirun.yaml")
     assert sweep_in_process([*TINY, "seed=1", "hydra.sweep.dir=sw"], tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err

@@ -19,14 +19,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dq.rundir.load import LoadedRun, load_run
     from dq.runner import train
-    from dq.runs import LoadedRun, load_run
     from dq.spec import compose
 
 __all__ = ["LoadedRun", "compose", "load_run", "train"]
 __version__ = "0.1.0"
 
-_LAZY = {"compose": "dq.spec", "train": "dq.runner", "load_run": "dq.runs", "LoadedRun": "dq.runs"}
+_LAZY = {"compose": "dq.spec", "train": "dq.runner", "load_run": "dq.rundir.load", "LoadedRun": "dq.rundir.load"}
 
 
 def __getattr__(name: str) -> Any:

@@ -23,14 +23,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from dq.claims import ClaimRefused
 from dq.config import config_dir
 from dq.config.command_line import check_command_line, check_package
 from dq.config.overrides import FORMS, check_overrides
 from dq.config.validation import interpolation_hint, omegaconf_message, unknown_override_message
 from dq.engine import preemption
 from dq.errors import EXIT_BY_USER, EXIT_TRY_AGAIN, DQUserError, RunFailed, RunInterrupted, first_line, printable
-from dq.outputs import quiet_log_files_without_room
+from dq.rundir.claim import ClaimRefused
+from dq.rundir.write import quiet_log_files_without_room
 
 if TYPE_CHECKING:
     from dq.sweep.outcome import JobOutcome
@@ -148,7 +148,7 @@ def _refuse_launcher_without_sweep() -> None:
     other than ``local`` instead of ignoring it silently (and leave no run directory)."""
     launcher = HydraConfig.get().runtime.choices.get("launcher")
     if launcher not in (None, "local"):
-        from dq.outputs import discard_unstarted
+        from dq.rundir.claim import discard_unstarted
 
         discard_unstarted(Path(HydraConfig.get().runtime.output_dir))
         raise DQUserError(f"launcher={launcher} runs a sweep's jobs: add -m (dq-train -m ... launcher={launcher})")
@@ -218,7 +218,7 @@ def _check_resume(overrides: list[str]) -> None:
     """``resume=<run>`` (not a sweep): overrides against the saved run's values before Hydra
     composes, which would call a key of that run that the default config lacks unknown."""
     if any(item.startswith("resume=") for item in overrides) and not {"-m", "--multirun"} & set(sys.argv[1:]):
-        from dq.engine.continuation import check_resume_overrides
+        from dq.rundir.resume import check_resume_overrides
 
         check_resume_overrides(overrides)
 
@@ -247,7 +247,7 @@ def train_main() -> None:
         # a run stops after its batch, a sweep starts no further job (dq.engine.preemption).
         with _errors_reach_us(), preemption.catching_stop_signals(leaving=True):
             _train_app()
-    except ClaimRefused as refused:  # a run or sweep directory it may not write (dq.claims)
+    except ClaimRefused as refused:  # a run or sweep directory it may not write (dq.rundir.claim)
         if _show_traceback:
             raise refused.error from None
         print(f"dq-train: error: {printable(str(refused.error))}", file=sys.stderr)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dq import metric_keys as keys
-from dq.records import DatasetMeta
+from dq.data_records import DatasetMeta
 from dq.spec import RunSpec
 
 

@@ -12,13 +12,13 @@ from torch import nn
 from dq import metric_keys as keys
 from dq.config.eval import EvalConfig
 from dq.config.trainer import TrainerConfig
+from dq.data_records import Splits
 from dq.device import uses_amp
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.metrics.classification import majority_rate, top_class_share
 from dq.metrics.counterfactual import counterfactual_flip_rate
 from dq.metrics.robustness import robust_metrics
-from dq.records import Splits
 
 
 def evaluate(

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from dq.data_records import Split
 from dq.device import autocast
-from dq.records import Split
 
 
 @contextmanager

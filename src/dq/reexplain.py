@@ -16,14 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dq import metric_keys as keys
-from dq.checksums import write_recorded_json
 from dq.device import resolve_device, set_threads
 from dq.errors import DQUserError
 from dq.explain.run import explain_run
-from dq.outputs import METRICS_JSON
-from dq.run_files import read_metrics
+from dq.rundir.checksums import write_recorded_json
+from dq.rundir.layout import METRICS_JSON
+from dq.rundir.load import load_run
+from dq.rundir.read import read_metrics
 from dq.runner import write_report
-from dq.runs import load_run
 from dq.spec import to_spec
 
 EXAMPLE = "explain.methods=[deeplift] explain.metrics=[infidelity]"

@@ -5,7 +5,7 @@ with a config from Hydra's compose API. Everything a run produces lands in its r
 directory (docs/design.md's output contract); run.json says ``completed`` only at the very end.
 
 ``train(cfg, run_dir, resume=True)`` continues the run in ``run_dir`` from its last.pt
-(``dq.engine.continuation`` decides whether and from where, ``dq.engine.resume`` loads it);
+(``dq.rundir.resume`` decides whether and from where, ``dq.engine.checkpoint.restore`` loads it);
 ``resume_command_line(cfg)`` is ``dq-train resume=<run dir>``.
 SIGTERM/SIGUSR1 during training stop the run after its current batch (``RunInterrupted``,
 run.json ``interrupted``); during evaluation and explanations they are noted and the run
@@ -30,45 +30,45 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from dq import checksums, data, models
+from dq import data, models
 from dq import metric_keys as keys
-from dq.config.resume import resumed_config
 from dq.console import RichProgress, config_summary, metrics_table
+from dq.data_records import Splits
 from dq.device import resolve_device, seed_everything, set_threads
 from dq.engine import launch, preemption
 from dq.engine.callbacks import FitCallback, FitResult, LogEpochs, ShowProgress
-from dq.engine.continuation import resume_point, saved_config
+from dq.engine.checkpoint import ResumePoint
 from dq.engine.fast_path import apply_fast_path, check_fast_path
 from dq.engine.loop import FitSettings, check_monitor, fit
 from dq.engine.optim import build_optimizer, build_scheduler
 from dq.engine.ranks import Ranks
-from dq.engine.resume import ResumePoint, read_last, settle
 from dq.errors import DiskFull, DQUserError, RunInterrupted, first_line
 from dq.evaluation import evaluate
-from dq.locks import hold as hold_run
 from dq.loggers import LoggerContext, RunLoggers, build_loggers, flatten_config
 from dq.metrics.robustness import check_robust_eval
 from dq.models.size import check_fits
 from dq.objectives.base import ModelTransform, Objective
 from dq.objectives.registry import build_objective, build_transforms
-from dq.outputs import (
+from dq.report.degenerate import caveat_lines, diverged
+from dq.rundir import checksums
+from dq.rundir.claim import discard_unstarted
+from dq.rundir.layout import (
     CHECKPOINTS,
     HYDRA_DIR,
     LAST_CHECKPOINT,
     METRICS_JSON,
     METRICS_JSONL,
     RUN_JSON,
-    RunRecord,
     default_run_dir,
-    discard_unstarted,
-    remove_stale_tmp,
-    write_text,
 )
-from dq.records import Splits
-from dq.report.degenerate import caveat_lines, diverged
-from dq.run_files import read_config, read_metrics
+from dq.rundir.load import bind_teachers
+from dq.rundir.lock import hold as hold_run
+from dq.rundir.read import read_config, read_metrics
+from dq.rundir.record import RunRecord
+from dq.rundir.resume import read_last, resume_point, saved_config, settle
+from dq.rundir.resume_config import resumed_config
+from dq.rundir.write import remove_stale_tmp, write_text
 from dq.spec import RunSpec, to_spec
-from dq.teacher import bind_teachers
 
 
 def resolve_run_dir(experiment_name: str, run_dir: str | Path | None) -> Path:
@@ -206,9 +206,9 @@ def train(
         DiskFull: a file found no room (ENOSPC, EDQUOT, EFBIG); run.json says ``failed``
             when it still fits, and every file written before is intact.
         DirectoryBusy: (a DQUserError) another live process holds the run directory's lock
-            (``dq.locks``): it is running there now.
+            (``dq.rundir.lock``): it is running there now.
     """
-    with ExitStack() as locks:  # the run directory's lock, held to the end (dq.locks)
+    with ExitStack() as locks:  # the run directory's lock, held to the end (dq.rundir.lock)
         return _train(cfg, run_dir, console or Console(), resume, locks)
 
 

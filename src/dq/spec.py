@@ -35,8 +35,8 @@ from dq.errors import DQUserError
 from dq.loggers.registry import LOGGERS
 from dq.models.registry import MODELS
 from dq.objectives.registry import REGULARIZERS
-from dq.outputs import unique_stamp
 from dq.registry import Registry
+from dq.rundir.layout import unique_stamp
 
 
 @dataclass

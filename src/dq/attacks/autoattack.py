@@ -39,9 +39,9 @@ import torch
 from torch import nn
 
 from dq.config.attack import AttackNorm
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
 from dq.inference import eval_mode
-from dq.records import DatasetMeta
 
 ROUNDING_LIMIT = 0.5  # fixed 0/1 columns are rounded back: the attack may move them by less
 NORMS = {AttackNorm.linf: "Linf", AttackNorm.l2: "L2"}

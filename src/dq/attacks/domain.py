@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.records import DatasetMeta
 
 
 def attackable(meta: DatasetMeta) -> bool:

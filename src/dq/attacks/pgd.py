@@ -46,8 +46,8 @@ from torch import nn
 
 from dq.attacks.spaces import AttackSpace, Ball, attack_space
 from dq.config.attack import AttackConfig
+from dq.data_records import DatasetMeta, Split
 from dq.inference import eval_mode
-from dq.records import DatasetMeta, Split
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from dq.attacks.domain import attack_bounds, feature_mask
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.records import DatasetMeta
 
 
 class Ball(StrEnum):

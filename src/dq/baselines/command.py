@@ -40,8 +40,9 @@ from dq.baselines.scores import prediction_metrics
 from dq.device import set_threads
 from dq.errors import DQUserError
 from dq.inference import predict_logits
-from dq.outputs import BASELINES_JSON, write_json
-from dq.runs import LoadedRun, load_run
+from dq.rundir.layout import BASELINES_JSON
+from dq.rundir.load import LoadedRun, load_run
+from dq.rundir.write import write_json
 
 EXIT_USER_ERROR = 2
 USAGE = "dq-baselines RUN_DIR [--bootstrap N]"

@@ -29,9 +29,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
+from dq.data_records import Split, Splits
 from dq.errors import DQUserError
 from dq.inference import predict_logits
-from dq.records import Split, Splits
 
 # fairlearn's names for dq's fairness criteria (regularizer.fairness.criterion).
 CONSTRAINTS = {"dp": "demographic_parity", "eo": "equalized_odds"}

@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from dq import metric_keys as keys
+from dq.data_records import Splits
 from dq.metrics.fairness import fairness_gaps, group_accuracy
-from dq.records import Splits
 
 
 def prediction_metrics(splits: Splits, pred: np.ndarray, n_boot: int = 0, seed: int = 0) -> dict[str, float]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from dq import metric_keys as keys
-from dq.records import DatasetMeta, Split
+from dq.data_records import DatasetMeta, Split
 
 
 def class_accuracy(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[str]) -> dict[str, float]:

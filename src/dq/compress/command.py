@@ -1,6 +1,6 @@
 """``dq-compress RUN_DIR compress=<choice> [compress.KEY=VALUE ...]``: compress a finished run.
 
-Loads the run (``dq.runs.load_run``: its config, best.pt, its split from the same seed),
+Loads the run (``dq.rundir.load.load_run``: its config, best.pt, its split from the same seed),
 composes the ``compress`` node from conf/compress/ and the overrides (Hydra's own checks:
 unknown choice, unknown key, wrong type), checks it against the run's model, and writes
 ``RUN_DIR/compressed/<name>/`` (``dq.compress.step``). Only ``compress`` overrides are taken:
@@ -22,8 +22,8 @@ from omegaconf import DictConfig, open_dict
 from dq.compress.step import Source, check_compressible, compress_run
 from dq.device import set_threads
 from dq.errors import DQUserError
-from dq.outputs import COMPRESSION_JSON
-from dq.runs import load_run
+from dq.rundir.layout import COMPRESSION_JSON
+from dq.rundir.load import load_run
 from dq.spec import compose, compress_spec, to_spec
 
 USAGE = "dq-compress RUN_DIR compress=prune|quantize [compress.KEY=VALUE ...]"

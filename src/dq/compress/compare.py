@@ -49,11 +49,11 @@ from dq import metric_keys as keys
 from dq.compress.changes import class_accuracy, prediction_change, worst_group_accuracy
 from dq.compress.footprint import nonzeros, parameter_count, size_bytes
 from dq.compress.latency import latencies
+from dq.data_records import Splits
 from dq.device import uses_amp
 from dq.evaluation import evaluate
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
-from dq.records import Splits
 from dq.spec import RunSpec
 
 # The keys evaluate does not give, derived here from its keys or the logits (dq.compress.changes).

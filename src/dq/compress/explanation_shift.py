@@ -24,12 +24,12 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
+from dq.data_records import Split, Splits
 from dq.explain.methods import Method, attribute, lookup
 from dq.explain.quality import Explained, judge, mean_rank_correlation, randomized_copy
 from dq.explain.run import QUIET, check_explain, gradient_context
 from dq.explain.space import Space, build_space
 from dq.inference import eval_mode
-from dq.records import Split, Splits
 
 SHARES = ["mask_mass", "sensitive_share"]  # each computed where the data has it
 

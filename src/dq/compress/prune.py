@@ -23,11 +23,11 @@ from torch import nn
 from torch.nn.utils import prune
 
 from dq.config.compress import PruneConfig, PruneKind
+from dq.data_records import DatasetMeta, Splits
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.objectives.registry import build_objective
-from dq.records import DatasetMeta, Splits
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # Which models each kind handles. Global magnitude prunes Linear/Conv weights: an RNN's

@@ -44,10 +44,11 @@ import torch
 from torch import nn
 
 from dq.config.compress import QuantizeConfig, QuantScheme
+from dq.data_records import DatasetMeta, Splits
 from dq.errors import DQUserError, first_line
 from dq.objectives.lora.layer import merge_lora
-from dq.outputs import atomic_write, load_checkpoint, save_torch
-from dq.records import DatasetMeta, Splits
+from dq.rundir.read import load_checkpoint
+from dq.rundir.write import atomic_write, save_torch
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -31,14 +31,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dq import checksums
 from dq import metric_keys as keys
 from dq.compress.compare import compare
 from dq.compress.footprint import nonzeros, size_bytes
 from dq.compress.prune import check_prunable, prune_model, shapes
 from dq.config.compress import PruneConfig, QuantizeConfig
+from dq.data_records import DatasetMeta, Splits
 from dq.models import count_parameters
-from dq.outputs import (
+from dq.rundir import checksums
+from dq.rundir.layout import (
     BEST_CHECKPOINT,
     CHECKPOINTS,
     COMPRESSED,
@@ -46,14 +47,11 @@ from dq.outputs import (
     HYDRA_DIR,
     METRICS_JSON,
     RUN_JSON,
-    RunRecord,
-    read_json,
-    save_torch,
     unique_stamp,
-    write_json,
-    write_text,
 )
-from dq.records import DatasetMeta, Splits
+from dq.rundir.read import read_json
+from dq.rundir.record import RunRecord
+from dq.rundir.write import save_torch, write_json, write_text
 
 
 @dataclass

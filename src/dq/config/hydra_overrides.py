@@ -47,7 +47,7 @@ CODE_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_", "set
 # hydra.sweeper.sampler only, optuna.samplers.<Name> (dq.sweep.optuna_search builds it).
 TARGETS = (
     "dq.sweep.callback.SweepSummary",
-    "dq.claims.RunClaim",
+    "dq.rundir.claim.RunClaim",
     "hydra_plugins.dq_process_launcher.launcher.DQProcessLauncher",
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",

@@ -20,8 +20,8 @@ from typing import Any
 
 from dq.data import registry
 from dq.data.registry import DatasetConfig
+from dq.data_records import Split, Splits
 from dq.errors import DQUserError
-from dq.records import Split, Splits
 from dq.registry import Entry
 
 __all__ = ["available", "build"]

@@ -10,7 +10,7 @@ entry for the sources' current content exists, else by parsing and storing them.
 - Key: the sha256 of every source file and :data:`FORMAT_VERSION`. Hashing 30 MB of
   Fashion-MNIST takes ~30 ms, so each file's digest is remembered in a small JSON side file
   under ``digests/``, valid while the file's path, size and mtime_ns are unchanged.
-- Safety: entries are written atomically (``dq.outputs.atomic_write``) and read with
+- Safety: entries are written atomically (``dq.rundir.write.atomic_write``) and read with
   ``allow_pickle=False``. A cache is never a reason for a run to fail: a corrupt, truncated
   or unreadable entry is parsed again and rewritten; an unwritable folder skips caching.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dq.outputs import atomic_write, write_text
+from dq.rundir.write import atomic_write, write_text
 
 # Bump when what a builder stores under a name changes (layout, dtype, key names).
 FORMAT_VERSION = 1

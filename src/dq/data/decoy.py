@@ -26,7 +26,7 @@ import torch
 
 from dq.data.images import ImageDatasetConfig
 from dq.data.registry import get, register
-from dq.records import Split, Splits
+from dq.data_records import Split, Splits
 
 SWATCH = 4
 SHADE_STEP = 25  # grey levels between consecutive classes: 255, 230, ..., 30 for 10 classes

@@ -26,8 +26,8 @@ import torch
 from dq.data import sources, splitting
 from dq.data.cache import cached_arrays
 from dq.data.registry import DatasetConfig, check_group, register
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
-from dq.records import DatasetMeta, Split, Splits
 
 
 @dataclass

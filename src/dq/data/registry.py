@@ -3,7 +3,7 @@ where each builder lives (one module per dataset family: images, tabular, text, 
 decoy). The family modules are found by ``dq.registry.Registry`` (no import list).
 
 A builder turns its family's config (a ``DatasetConfig`` subclass) and a split seed into
-whole :class:`~dq.records.Splits`. ``dq.data.build`` looks the name up here, checks the
+whole :class:`~dq.data_records.Splits`. ``dq.data.build`` looks the name up here, checks the
 sensitive attribute against the ones the entry declares, and applies ``limit`` last.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from dq.config.validation import require
-from dq.records import Splits
+from dq.data_records import Splits
 from dq.registry import Entry, Registry
 
 

@@ -15,7 +15,7 @@ import torch
 
 from dq.data import sources, splitting
 from dq.data.registry import DatasetConfig, check_group, register
-from dq.records import DatasetMeta, Split, Splits
+from dq.data_records import DatasetMeta, Split, Splits
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 
 from dq.data import sources, splitting
 from dq.data.registry import DatasetConfig, register
-from dq.records import DatasetMeta, Split, Splits
+from dq.data_records import DatasetMeta, Split, Splits
 
 if TYPE_CHECKING:  # pandas is imported by the readers that use it, not with the module
     import pandas as pd

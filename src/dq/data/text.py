@@ -21,7 +21,7 @@ from dq.data import sources, splitting
 from dq.data.cache import cached_arrays
 from dq.data.registry import DatasetConfig, check_group, register
 from dq.data.tokenizer import PAD_INDEX, Vocabulary, tokenize
-from dq.records import DatasetMeta, Split, Splits
+from dq.data_records import DatasetMeta, Split, Splits
 
 
 @dataclass

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from dq.records import Batch, Split
+from dq.data_records import Batch, Split
 
 
 def _fields(split: Split) -> tuple[str, ...]:

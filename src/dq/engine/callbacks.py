@@ -16,7 +16,7 @@ called in order at named points of the fit:
 ``fit``'s own list, in this order: ``Preemption``, ``EarlyStop``, ``TermStop``,
 ``BestCheckpoint``, ``MetricsLog``, ``LastCheckpoint``; the caller's follow
 (``LogEpochs`` for the run's loggers, ``ShowProgress`` for a display). The order is the
-order of the writes that make a resume exact (dq.engine.resume): best.pt, the
+order of the writes that make a resume exact (dq.rundir.resume): best.pt, the
 metrics.jsonl line, last.pt, and the loggers only after last.pt, so a resumed run does
 not log an epoch twice. Every rank runs the same callbacks; only rank 0 is given a run
 directory to write to.
@@ -41,7 +41,8 @@ from dq.engine.epoch_state import EpochState
 from dq.engine.ranks import Ranks
 from dq.errors import RunInterrupted
 from dq.objectives.base import Objective, StopRequest
-from dq.outputs import METRICS_JSONL, append_jsonl
+from dq.rundir.layout import METRICS_JSONL
+from dq.rundir.write import append_jsonl
 
 
 @dataclass

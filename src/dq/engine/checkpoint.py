@@ -1,12 +1,16 @@
-"""checkpoints/last.pt (everything needed to continue) and best.pt (weights of the best epoch),
-and ``Checkpointer``, which writes both for one run (``fit``'s checkpoint callbacks use it).
+"""checkpoints/last.pt (everything needed to continue) and best.pt (weights of the best epoch):
+written as the loop trains (``Checkpointer``, which fit's checkpoint callbacks use), and put
+back into the loop's objects when a run continues (``ResumePoint``, ``restore``).
 
 Both hold only tensors and plain Python values so they load with ``weights_only=True``.
+``dq.rundir.resume`` reads them into a ``ResumePoint``; ``restore`` loads that into the
+freshly built model, optimizer, scheduler, scaler, early stopping and objective.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from dq.checksums import write_recorded
+from dq import metric_keys as keys
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
-from dq.errors import first_line
+from dq.errors import DQUserError, first_line
 from dq.objectives.base import Objective
-from dq.outputs import save_torch
-from dq.run_files import BEST_PT, LAST_PT, CorruptRunFile, read_checkpoint
+from dq.rundir.checksums import write_recorded
+from dq.rundir.layout import BEST_PT, LAST_PT
+from dq.rundir.read import CorruptRunFile, read_checkpoint
+from dq.rundir.write import save_torch
 
 
 def rng_state(batch_generator: torch.Generator) -> dict[str, Any]:
@@ -56,12 +62,12 @@ def restore_rng_state(state: dict[str, Any], batch_generator: torch.Generator) -
 
 
 def save_last(run_dir: Path, state: dict[str, Any]) -> None:
-    """last.pt, its sha256 recorded in checksums.json (dq.checksums)."""
+    """last.pt, its sha256 recorded in checksums.json (dq.rundir.checksums)."""
     write_recorded(run_dir, LAST_PT, lambda hook: save_torch(Path(run_dir) / LAST_PT, state, hook))
 
 
 def save_best(run_dir: Path, model_state: dict[str, torch.Tensor], epoch: int, monitor: str, value: float) -> None:
-    """best.pt, its sha256 recorded in checksums.json (dq.checksums)."""
+    """best.pt, its sha256 recorded in checksums.json (dq.rundir.checksums)."""
     best = {"model": model_state, "epoch": epoch, "monitor": monitor, "value": value}
     write_recorded(run_dir, BEST_PT, lambda hook: save_torch(Path(run_dir) / BEST_PT, best, hook))
 
@@ -129,3 +135,51 @@ class Checkpointer:
             "rng": rng_state(generator),
         }
         save_last(self.run_dir, state)
+
+
+@dataclass
+class ResumePoint:
+    """last.pt and what the run directory says about the epochs it covers."""
+
+    checkpoint: dict[str, Any]
+    history: list[dict[str, Any]]  # metrics.jsonl's lines for the completed epochs
+    best_state: dict[str, torch.Tensor] | None
+    selected_epoch: int | None
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.checkpoint["epoch"])
+
+    @property
+    def train_time_s(self) -> float:
+        return sum(float(record.get(keys.time("epoch_s"), 0.0)) for record in self.history)
+
+
+def restore(
+    point: ResumePoint,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scaler: torch.amp.GradScaler,
+    stopper: EarlyStopping,
+    objective: Objective,
+    generator: torch.Generator,
+    device: torch.device,
+) -> EpochState | None:
+    """Load ``point`` into the loop's objects (the model already on ``device``); return the
+    interrupted epoch's state, or None when last.pt was written at an epoch's end."""
+    state = point.checkpoint
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    stopper.load_state_dict(state["early_stopping"])
+    try:
+        objective.load_state_dict(state.get("objective") or {})
+    except ValueError as error:
+        raise DQUserError(f"cannot resume: last.pt does not fit this objective ({error})") from None
+    restore_rng_state(state["rng"], generator)
+    partial = state.get("partial")
+    return EpochState.from_state_dict(partial, device) if partial is not None else None

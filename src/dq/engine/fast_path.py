@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from dq.config.trainer import TrainerConfig
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.records import DatasetMeta
 
 
 def check_fast_path(trainer: TrainerConfig, model_name: str, meta: DatasetMeta) -> None:

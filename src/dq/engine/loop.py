@@ -24,21 +24,20 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.trainer import TrainerConfig
+from dq.data_records import Splits
 from dq.device import autocast, uses_amp
 from dq.engine import preemption
 from dq.engine.batching import LoaderBatches, TensorBatches, train_batches
 from dq.engine.callbacks import FitCallback, FitResult, FitState, interrupted, standard_callbacks
-from dq.engine.checkpoint import Checkpointer
+from dq.engine.checkpoint import Checkpointer, ResumePoint, restore
 from dq.engine.early_stopping import EarlyStopping
 from dq.engine.epoch_state import EpochState
 from dq.engine.nonfinite import BatchGuard, all_skipped_line, stop_line
 from dq.engine.ranks import Ranks
-from dq.engine.resume import ResumePoint, restore
 from dq.errors import DQUserError, TrainingDiverged
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
 from dq.objectives.base import Objective
-from dq.records import Splits
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class FitSettings:
     """How ``fit`` trains and where it writes, beside the objects it trains.
 
     ``run_dir``: metrics.jsonl and checkpoints/ go there (None: nothing is written).
-    ``resume_from`` (``dq.engine.resume.load_resume_point``) continues a run from its
+    ``resume_from`` (``dq.rundir.resume.load_resume_point``) continues a run from its
     last.pt: the objects passed to ``fit`` are freshly built as for the original run, and
     their state is loaded from it, down to the batch a pre-empted epoch stopped at.
     ``ranks`` (dq.engine.ranks): this process's place in a run on several processes. Every

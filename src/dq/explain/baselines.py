@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from dq.config.explain import Baseline
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.records import DatasetMeta
 
 # Which baselines apply to which modality (the rest are refused in one line).
 ALLOWED: dict[str, tuple[Baseline, ...]] = {

@@ -30,8 +30,8 @@ import warnings
 import numpy as np
 import torch
 
+from dq.data_records import DatasetMeta
 from dq.explain.space import Space
-from dq.records import DatasetMeta
 
 MAX_STEPS = 128  # removal steps per curve; more pixels are removed per step on large images
 

@@ -24,8 +24,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from dq.outputs import atomic_write, write_text
-from dq.records import DatasetMeta
+from dq.data_records import DatasetMeta
+from dq.rundir.write import atomic_write, write_text
 
 CMAP = "RdBu_r"  # blue < 0 < red
 SENSITIVE_COLOR = "#e66101"

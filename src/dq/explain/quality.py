@@ -42,11 +42,11 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from dq.config.explain import ExplainConfig
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
 from dq.explain.faithfulness import faithfulness_refusal, pixel_flipping
 from dq.explain.methods import Attribution, Method, attribute, attribute_inputs
 from dq.explain.space import Space
-from dq.records import DatasetMeta
 
 INFIDELITY_NOISE = 0.1  # std of the gaussian noise, relative to the input scale
 INFIDELITY_SAMPLES = 16  # noise draws per example

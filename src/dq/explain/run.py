@@ -27,6 +27,7 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 from dq.explain import pictures
 from dq.explain.baselines import check_baseline
@@ -34,8 +35,7 @@ from dq.explain.methods import attribute, lookup, refusal
 from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
 from dq.explain.space import Space, build_space, embedding_of
 from dq.inference import eval_mode
-from dq.outputs import atomic_write, write_json
-from dq.records import DatasetMeta, Split, Splits
+from dq.rundir.write import atomic_write, write_json
 
 EXPLANATIONS = "explanations"
 log = logging.getLogger(__name__)

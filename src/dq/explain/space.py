@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from dq.config.explain import ExplainConfig
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
 from dq.explain.baselines import float_baseline
-from dq.records import DatasetMeta
 
 
 class EmbeddingForward:

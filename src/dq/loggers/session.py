@@ -15,7 +15,8 @@ from typing import Any
 
 from dq.loggers.base import Logger, LoggerContext
 from dq.loggers.registry import LOGGERS
-from dq.outputs import RUN_JSON, read_json
+from dq.rundir.layout import RUN_JSON
+from dq.rundir.read import read_json
 
 
 class RunLoggers:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dq.data_records import Split
 from dq.inference import predict_logits
-from dq.records import Split
 
 
 def counterfactual_flip_rate(

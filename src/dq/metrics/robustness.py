@@ -33,7 +33,7 @@ from dq import metric_keys as keys
 from dq.attacks import PGD, attackable
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
-from dq.records import DatasetMeta, Split
+from dq.data_records import DatasetMeta, Split
 
 
 def robust_predictions(

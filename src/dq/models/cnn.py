@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import DatasetMeta
 from dq.models.layers import Normalize, require_shape, require_vocab
 from dq.models.registry import register
-from dq.records import DatasetMeta
 
 
 @dataclass

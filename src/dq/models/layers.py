@@ -8,8 +8,8 @@ from enum import StrEnum
 import torch
 from torch import nn
 
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.records import DatasetMeta
 
 
 class Activation(StrEnum):

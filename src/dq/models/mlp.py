@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import DatasetMeta
 from dq.models.layers import Activation, Normalize, activation, require_shape, require_vocab
 from dq.models.registry import register
-from dq.records import DatasetMeta
 
 
 @dataclass

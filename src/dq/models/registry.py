@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.records import DatasetMeta
 from dq.registry import Entry, Registry
 
 if TYPE_CHECKING:

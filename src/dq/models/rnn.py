@@ -15,9 +15,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from dq.config.validation import require
+from dq.data_records import DatasetMeta
 from dq.models.layers import Normalize, require_shape, require_vocab
 from dq.models.registry import register
-from dq.records import DatasetMeta
 
 
 class RecurrentCell(StrEnum):

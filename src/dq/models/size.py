@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
+from dq.data_records import DatasetMeta
 from dq.errors import DQUserError, first_line
 from dq.models.registry import build
-from dq.records import DatasetMeta
 
 # Training holds, per parameter, its float32 weight, its gradient and Adam's two moments.
 BYTES_PER_PARAMETER = 16

@@ -28,10 +28,10 @@ from dq import metric_keys as keys
 from dq.attacks import PGD, Start, eval_mode
 from dq.config.attack import AttackConfig
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta, Split
 from dq.objectives.base import Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta, Split
 
 
 class AdversarialMethod(StrEnum):

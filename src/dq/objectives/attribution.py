@@ -41,10 +41,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.objectives.base import Term
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta
 
 
 class AttributionTarget(StrEnum):

@@ -10,7 +10,7 @@ objective is built, so it costs no forward or backward pass.
 
 Every term subclasses ``Term``, whose lifecycle hooks are named, typed and do nothing by
 default (the idea of Lightning's ``Callback``): a term overrides only what it uses, and
-the objective, the engine and ``dq.teacher`` call every hook on every term, never asking
+the objective, the engine and ``dq.rundir.load`` call every hook on every term, never asking
 which one a term has.
 """
 
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dq.data_records import Batch, Split
 from dq.errors import DQUserError
-from dq.records import Batch, Split
 
 
 class Term(ABC):
@@ -47,7 +47,7 @@ class Term(ABC):
       for a term that ``needs`` this one (None: this term keeps none).
     - ``teacher_dir``: a finished run whose model the term learns from (distillation; None).
       dq.objectives reads no run directory, so whoever builds the objective loads it
-      (``dq.teacher``, called by ``dq.runner.prepare_run``) and hands the model over through
+      (``dq.rundir.load``, called by ``dq.runner.prepare_run``) and hands the model over through
       ``bind_teacher``, frozen and in eval mode on the run's device, before the first batch.
 
     Hooks, in the order of a run: ``bind`` and ``bind_teacher`` (before training),

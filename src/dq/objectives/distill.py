@@ -12,7 +12,7 @@ cross-entropy it replaces (``dq.objectives.base``). T² keeps the soft targets' 
 on the scale of the hard ones' as T grows (the paper's section 2).
 
 The teacher is a finished run (``teacher``: its directory). A term sees a model and a
-batch, never a run directory's files, so this module loads nothing: ``dq.teacher`` loads
+batch, never a run directory's files, so this module loads nothing: ``dq.rundir.load`` loads
 the run (completed, same data and classes as the student) and hands the frozen model over
 through ``bind_teacher`` before training. The teacher's logits are computed once per batch,
 in eval mode, without a graph.
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta
 from dq.objectives.base import Term
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Distillation(Term):
     Example::
 
         term = Distillation(weight=0.9, temperature=4.0, teacher_dir="outputs/default/<time>")
-        term.bind_teacher(teacher_model)        # done by dq.teacher.bind_teachers
+        term.bind_teacher(teacher_model)        # done by dq.rundir.load.bind_teachers
         objective = Objective([term])           # (1 - 0.9)·CE + 0.9·T²·KL
     """
 
@@ -89,7 +89,7 @@ class Distillation(Term):
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         if self.teacher is None:
-            raise RuntimeError("the distill term has no teacher: dq.teacher.bind_teachers binds it before training")
+            raise RuntimeError("the distill term has no teacher: dq.rundir.load.bind_teachers binds it before training")
         with torch.no_grad():
             teacher_logits = self.teacher(batch.x)
         return distillation_loss(logits, teacher_logits, self.temperature)

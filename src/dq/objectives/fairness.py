@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
 from dq.objectives.base import Term
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta
 
 
 class FairnessCriterion(StrEnum):

@@ -26,8 +26,8 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.attacks import PGD
+from dq.data_records import Batch, Split
 from dq.objectives.base import StopRequest, Term
-from dq.records import Batch, Split
 
 ATTACK_BATCH = 256  # guard examples attacked at once
 SEED = 0  # the guard batch and the attack's random start: the same every epoch and run

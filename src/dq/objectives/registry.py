@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dq.data_records import DatasetMeta
 from dq.objectives.base import ModelTransform, Objective
-from dq.records import DatasetMeta
 from dq.registry import Registry
 
 TERM = "term"

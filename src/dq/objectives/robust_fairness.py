@@ -79,9 +79,9 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.validation import require
+from dq.data_records import Batch, DatasetMeta, Split
 from dq.objectives.base import Term
 from dq.objectives.registry import register_term
-from dq.records import Batch, DatasetMeta, Split
 
 ATTACK_BATCH = 256  # validation examples attacked at once in ``end_epoch``
 

@@ -19,7 +19,7 @@ from dq import metric_keys as keys
 from dq.baselines import fit
 from dq.baselines.scores import prediction_metrics
 from dq.data import build
-from dq.records import Splits
+from dq.data_records import Splits
 from dq.spec import to_spec
 
 __all__ = ["available", "exponentiated_gradient", "logistic_regression"]

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from dq.errors import DQUserError, first_line
-from dq.outputs import git_state
 from dq.paper.compare import check_finding, row_result
 from dq.paper.figure import pareto_figure
 from dq.paper.launch import completed_jobs, compose_overrides, row_runs, run_prepare, run_rows
@@ -31,6 +30,7 @@ from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
 from dq.paper.stamp import LoadSampler
 from dq.paper.write import TableOutcome, display_rows, finding_line, headers, setting_lines, write_table
 from dq.report.plots import Figure
+from dq.rundir.record import git_state
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1

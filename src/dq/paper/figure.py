@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dq import metric_keys as keys
-from dq.outputs import atomic_write
 from dq.paper.compare import RowResult
 from dq.paper.plan import BASELINE, REFERENCE, RUN
 from dq.report.plots import Figure, non_dominated
+from dq.rundir.write import atomic_write
 
 # What the axes say beside the metric name.
 UNITS = {

@@ -8,7 +8,7 @@ launched at all. Baselines run in this process, one seed at a time; each seed's 
 written as a small run directory (run.json, metrics.json, .hydra/config.yaml), so the
 table, dq-report and a re-run read it like any run.
 
-A job whose files are broken (truncated, empty, foreign: dq.run_files says which; or its
+A job whose files are broken (truncated, empty, foreign: dq.rundir.read says which; or its
 run.json lost beside its results) is never trained over: the table lists it with its
 file's line, and removing its directory runs it again. A job holding only Hydra's .hydra/
 never started: it runs.
@@ -24,9 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dq.errors import first_line
-from dq.outputs import HYDRA_DIR, METRICS_JSON, RUN_JSON, now_iso, write_json, write_text
 from dq.paper.plan import BASELINE, RUN, Plan, PlannedRow
 from dq.report.collect import BROKEN, RunResult, holds_run, is_placement, override_key, read_run
+from dq.rundir.layout import HYDRA_DIR, METRICS_JSON, RUN_JSON
+from dq.rundir.record import now_iso
+from dq.rundir.write import write_json, write_text
 
 Say = Callable[[str], None]
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
@@ -108,7 +110,7 @@ def run_in_process(overrides: list[str], seeds: list[int], sweep_dir: Path, log_
 
 
 def broken_jobs(sweep_dir: Path, seeds: list[int]) -> list[RunResult]:
-    """The jobs of ``sweep_dir`` that hold a run with a broken file (dq.run_files) or
+    """The jobs of ``sweep_dir`` that hold a run with a broken file (dq.rundir.read) or
     without its run.json: left as they are and listed, never trained over."""
     jobs = [Path(sweep_dir) / str(number) for number in range(len(seeds))]
     return [run for run in (read_run(job) for job in jobs if holds_run(job)) if run.status == BROKEN]

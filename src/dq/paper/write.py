@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dq.outputs import write_text
 from dq.paper.compare import FindingResult, RowResult, Stat
 from dq.paper.spec import SourceValue, TableSpec
 from dq.paper.stamp import MachineStamp
 from dq.report.plots import Figure
 from dq.report.tables import latex_escape
+from dq.rundir.write import write_text
 
 FAILED = "failed"
 MARKS = {True: "✓", False: "✗", None: "–"}

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dq.outputs import write_text
 from dq.report.collect import RunResult
 from dq.report.html import write_sweep_html
 from dq.report.plots import Figure, runs_figures
 from dq.report.run_report import REPORT_HTML, write_run_report
 from dq.report.summary import Summary, summarize
 from dq.report.tables import summary_csv, summary_latex, summary_markdown
+from dq.rundir.write import write_text
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"

@@ -2,7 +2,7 @@
 
 A run directory is one that holds ``run.json`` (docs/design.md's output contract), or files
 only a run writes (metrics, checkpoints) without it. Whatever is wrong with one (a failed
-status, a missing, truncated or foreign file: dq.run_files names it) is recorded on its
+status, a missing, truncated or foreign file: dq.rundir.read names it) is recorded on its
 ``RunResult`` as ``problem``, so a report lists it instead of failing on it.
 """
 
@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from dq.errors import DQUserError
-from dq.outputs import CHECKPOINTS, COMPRESSED, HYDRA_DIR, METRICS_JSON, METRICS_JSONL, RUN_JSON
-from dq.run_files import CorruptRunFile, check_epochs, read_config, read_epochs, read_metrics, read_run_json, read_yaml
+from dq.rundir.layout import CHECKPOINTS, COMPRESSED, HYDRA_DIR, METRICS_JSON, METRICS_JSONL, RUN_JSON
+from dq.rundir.read import (
+    CorruptRunFile,
+    check_epochs,
+    read_config,
+    read_epochs,
+    read_metrics,
+    read_run_json,
+    read_yaml,
+)
 
 # Overrides that say how or where a run ran, not what it computed: never a grouping key.
 PLACEMENT_KEYS = ("seed", "launcher", "resume", "hydra", "experiment_name")
@@ -110,7 +118,7 @@ def read_run(run_dir: Path) -> RunResult:
 
     Every run: run.json. A completed one also: metrics.json, .hydra/config.yaml (the tables
     group by it) and metrics.jsonl where there is one (the curves). A file among these that
-    is missing or broken makes the run ``broken``, with the file's line (dq.run_files) as
+    is missing or broken makes the run ``broken``, with the file's line (dq.rundir.read) as
     its problem; the checkpoints are not read (a report does not need them).
     """
     run_dir = Path(run_dir)

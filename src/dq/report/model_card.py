@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from dq.errors import printable
-from dq.outputs import write_text
 from dq.report import sections
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds
 from dq.report.collect import RunResult
 from dq.report.document import Block, Bullets, Code, Columns, Document, Gallery, Heading, Image, Paragraph, Table
 from dq.report.page import format_value
+from dq.rundir.write import write_text
 
 MODEL_CARD = "model_card.md"
 

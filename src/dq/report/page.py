@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq.errors import printable
-from dq.outputs import write_text
+from dq.rundir.write import write_text
 
 if TYPE_CHECKING:
     import pandas as pd

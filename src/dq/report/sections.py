@@ -23,13 +23,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dq import metric_keys as keys
-from dq.outputs import HYDRA_DIR
 from dq.report import degenerate
 from dq.report.breakdown import Breakdown, breakdowns, explain_metrics, fairness_gaps, grouped, robust_by_eps
 from dq.report.caveats import DEFAULT_THRESHOLDS, Thresholds, caveats
 from dq.report.collect import RunResult
 from dq.report.document import Block, Bullets, Card, Code, Columns, Document, Gallery, Heading, Image, Paragraph, Table
 from dq.report.page import format_value, frame_rows
+from dq.rundir.layout import HYDRA_DIR
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,11 +22,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dq.claims import MULTIRUN_YAML, ClaimRefused, claim, leftover_of_unstarted, output_dir_of, recorded_sweep
 from dq.engine import preemption
 from dq.errors import EXIT_BY_USER, DQUserError, first_line
-from dq.locks import LOCK_FILE, DirectoryLock
-from dq.outputs import RUN_JSON, now_iso, write_json
+from dq.rundir.claim import ClaimRefused, claim, leftover_of_unstarted, output_dir_of, recorded_sweep
+from dq.rundir.layout import MULTIRUN_YAML, RUN_JSON
+from dq.rundir.lock import LOCK_FILE, DirectoryLock
+from dq.rundir.record import now_iso
+from dq.rundir.write import write_json
 from dq.sweep import slurm_watch
 from dq.sweep.jobdir import same_job
 from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
@@ -130,7 +132,7 @@ class SweepSummary(Callback):
 
 
 def hold_sweep(sweep_dir: Path, overrides: list[str] | None = None) -> None:
-    """Claim the sweep directory for this invocation (``dq.claims``: its lock, held to
+    """Claim the sweep directory for this invocation (``dq.rundir.claim``: its lock, held to
     the end) before Hydra writes multirun.yaml there, or stop with one line (exit 2): when
     another live ``dq-train -m`` holds it (two invocations of one sweep at once would
     overwrite each other's sweep.json and jobs.csv), when it holds another sweep (other

@@ -6,7 +6,7 @@ failed ``JobOutcome``, so Hydra's launcher goes on with the other jobs. A job of
 re-run into its own ``hydra.sweep.dir`` first looks at what the earlier invocation left
 in its directory (``dq.sweep.jobdir.decide``): completed jobs are skipped, interrupted or
 dead ones resumed from checkpoints/last.pt, failed ones rerun from scratch. The job holds
-its directory's lock (``dq.locks``) from that decision to its end; a job whose
+its directory's lock (``dq.rundir.lock``) from that decision to its end; a job whose
 lock a live process holds is refused with one line naming that process.
 """
 
@@ -19,9 +19,12 @@ from omegaconf import DictConfig
 
 from dq.engine.preemption import catching_stop_signals, pass_on_stop, stop_requested
 from dq.errors import DQUserError, RunInterrupted
-from dq.locks import DirectoryBusy, DirectoryLock
-from dq.outputs import RUN_JSON, RunRecord, now_iso, write_json
-from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
+from dq.rundir.layout import RUN_JSON
+from dq.rundir.lock import DirectoryBusy, DirectoryLock
+from dq.rundir.read import metrics_or_empty, run_json_or_none
+from dq.rundir.record import RunRecord, now_iso
+from dq.rundir.write import write_json
+from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide
 from dq.sweep.outcome import JobOutcome, JobStatus
 from dq.sweep.summary import progress_line, read_sweep
 
@@ -49,7 +52,7 @@ def _record_failed(cfg: DictConfig, job_dir: Path, overrides: list[str], error: 
 
 def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], action: Action, earlier: dict | None) -> JobOutcome:
     def outcome(status: JobStatus, error: str | None = None) -> JobOutcome:
-        metrics = read_metrics(job_dir) if status in (JobStatus.completed, JobStatus.skipped) else {}
+        metrics = metrics_or_empty(job_dir) if status in (JobStatus.completed, JobStatus.skipped) else {}
         return JobOutcome(status, str(job_dir), metrics, error, tuple(overrides))
 
     if action is Action.skip:
@@ -69,7 +72,7 @@ def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], action: Action, e
         line = _error_line(error)
         if isinstance(error, DQUserError):
             line = str(error)
-        current = read_run(job_dir)
+        current = run_json_or_none(job_dir)
         if current is None or current.get("status") != "failed":  # refused before the runner wrote one
             _record_failed(cfg, job_dir, overrides, error)
         return outcome(JobStatus.failed, line)
@@ -147,7 +150,7 @@ def record_lost_job(sweep_dir: Path, job_dir: Path, number: int, overrides: list
     that watched the process: its run.json, when it says ``running``, becomes ``failed``
     with ``reason``, and its sweep_job.json and lines say the same as any failed job's."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    run = read_run(job_dir)
+    run = run_json_or_none(job_dir)
     if run is not None and run.get("status") == "running":
         write_json(job_dir / RUN_JSON, {**run, "status": "failed", "end": now_iso(), "error": reason})
     result = JobOutcome(JobStatus.failed, str(job_dir), {}, reason, tuple(overrides))

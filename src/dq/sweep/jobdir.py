@@ -13,8 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dq.locks import LOCK_FILE
-from dq.outputs import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT, METRICS_JSON, RUN_JSON, read_json
+from dq.rundir.layout import CHECKPOINTS, HYDRA_DIR, LAST_CHECKPOINT
+from dq.rundir.lock import LOCK_FILE
+from dq.rundir.read import run_json_or_none
 
 # Written by dq.sweep.job into each job directory: what this invocation did with the job.
 JOB_ACTION_JSON = "sweep_job.json"
@@ -37,21 +38,6 @@ class Action(StrEnum):
     foreign = "refused"  # the directory holds a run with other overrides
 
 
-def read_run(job_dir: Path) -> dict[str, Any] | None:
-    """The job's run.json, or None when it has none (or an unreadable one)."""
-    try:
-        return read_json(Path(job_dir) / RUN_JSON)
-    except (OSError, ValueError):
-        return None
-
-
-def read_metrics(job_dir: Path) -> dict[str, float]:
-    try:
-        return read_json(Path(job_dir) / METRICS_JSON)
-    except (OSError, ValueError):
-        return {}
-
-
 def same_job(recorded: list[str], overrides: list[str]) -> bool:
     """Whether two override lists describe the same job (the launcher aside)."""
 
@@ -64,7 +50,7 @@ def same_job(recorded: list[str], overrides: list[str]) -> bool:
 def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] | None]:
     """What to do with this job, and the earlier run.json it was decided from; called with
     the job directory's lock held."""
-    run = read_run(job_dir)
+    run = run_json_or_none(job_dir)
     if run is None:
         return Action.run, None
     recorded = run.get("overrides")
@@ -74,7 +60,7 @@ def decide(job_dir: Path, overrides: list[str]) -> tuple[Action, dict[str, Any] 
     if status == "completed":
         return Action.skip, run
     # "running" here is a dead process's word: the caller holds the job's lock, which a
-    # live process would hold (dq.locks).
+    # live process would hold (dq.rundir.lock).
     if status in ("interrupted", "running"):
         # Stopped before its first epoch ended: nothing to resume from, so start afresh.
         has_last = (Path(job_dir) / CHECKPOINTS / LAST_CHECKPOINT).is_file()

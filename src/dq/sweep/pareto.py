@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dq.outputs import write_text
+from dq.rundir.write import write_text
 from dq.sweep.optuna_space import override_value
 from dq.sweep.optuna_study import DEGENERATE, RUN_DIR
 

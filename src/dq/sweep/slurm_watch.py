@@ -25,8 +25,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dq.locks import DirectoryBusy, DirectoryLock
-from dq.outputs import RUN_JSON, now_iso, read_json, write_json
+from dq.rundir.layout import RUN_JSON
+from dq.rundir.lock import DirectoryBusy, DirectoryLock
+from dq.rundir.read import read_json
+from dq.rundir.record import now_iso
+from dq.rundir.write import write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON
 
 POLL_S = 30  # the longest wait between two state queries (submitit's default: 600 s)

@@ -19,9 +19,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dq.outputs import HYDRA_DIR, SWEEP_JSON, now_iso, read_json, write_json, write_text
 from dq.report import degenerate
-from dq.sweep.jobdir import JOB_ACTION_JSON, read_metrics, read_run
+from dq.rundir.layout import HYDRA_DIR, SWEEP_JSON
+from dq.rundir.read import metrics_or_empty, read_json, run_json_or_none
+from dq.rundir.record import now_iso
+from dq.rundir.write import write_json, write_text
+from dq.sweep.jobdir import JOB_ACTION_JSON
 
 JOBS_CSV = "jobs.csv"
 NOT_STARTED = "not_started"
@@ -77,7 +80,7 @@ def job_entry(sweep_dir: Path, number: int, planned: list[str] | None, invocatio
     """One job as sweep.json lists it."""
     job_dir = Path(sweep_dir) / str(number)
     handled = _this_invocation(job_dir, invocation) if job_dir.is_dir() else None
-    run = read_run(job_dir) if job_dir.is_dir() else None
+    run = run_json_or_none(job_dir) if job_dir.is_dir() else None
     overrides = planned
     if overrides is None:
         overrides = (handled or {}).get("overrides") or (run or {}).get("overrides") or _recorded_overrides(job_dir)
@@ -87,7 +90,7 @@ def job_entry(sweep_dir: Path, number: int, planned: list[str] | None, invocatio
         status, action, error = run.get("status", "failed"), None, run.get("error")
     else:
         status, action, error = NOT_STARTED, None, None
-    metrics = read_metrics(job_dir) if status in ("completed", "skipped") else {}
+    metrics = metrics_or_empty(job_dir) if status in ("completed", "skipped") else {}
     return {
         "job": number,
         "overrides": list(overrides or []),

@@ -122,7 +122,7 @@ def main(argv: list[str]) -> None:
 def leave() -> None:
     """End the worker without the interpreter's teardown, which with torch loaded took 6 s
     (30 s on a loaded machine) of the sweep's time: every job's files are written and
-    synced by then (``dq.outputs``), so only the standard streams and log files need a flush."""
+    synced by then (``dq.rundir.write``), so only the standard streams and log files need a flush."""
     import logging
 
     logging.shutdown()

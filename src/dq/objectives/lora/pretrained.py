@@ -16,8 +16,8 @@ from torch import nn
 from dq.errors import DQUserError
 from dq.models.layers import Normalize
 from dq.objectives.lora.layer import LoRALayer, fold_lora_state
-from dq.outputs import BEST_CHECKPOINT, checkpoint_dir
-from dq.run_files import BEST_PT, CorruptRunFile, read_checkpoint
+from dq.rundir.layout import BEST_CHECKPOINT, BEST_PT, checkpoint_dir
+from dq.rundir.read import CorruptRunFile, read_checkpoint
 
 WHERE = "regularizer.lora.init_from"
 
@@ -59,7 +59,7 @@ def load_pretrained(model: nn.Module, run_dir: str | Path, where: str = WHERE) -
         raise DQUserError(f"{where}={run_dir}: no checkpoints/best.pt; point it at a finished run directory")
     try:
         state = read_checkpoint(Path(run_dir), BEST_PT, ("model",))["model"]
-    except CorruptRunFile as error:  # a truncated or foreign file: dq.run_files says which
+    except CorruptRunFile as error:  # a truncated or foreign file: dq.rundir.read says which
         raise DQUserError(f"{where}={run_dir}: {error}") from None
     state = fold_lora_state(state)
 

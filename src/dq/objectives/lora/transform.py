@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from dq.data_records import DatasetMeta
 from dq.objectives.lora.config import LoRAConfig
 from dq.objectives.lora.layer import apply_lora, merge_lora
 from dq.objectives.lora.pretrained import load_pretrained
 from dq.objectives.registry import register_transform
-from dq.records import DatasetMeta
 
 
 class LoRATransform:

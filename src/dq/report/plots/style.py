@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dq.outputs import atomic_write
+from dq.rundir.write import atomic_write
 
 DPI = 120
 PANEL = (5.0, 3.8)  # inches per panel (width, height)

@@ -1,12 +1,24 @@
-"""Continuing a run from its checkpoints/last.pt, exactly where it stopped.
+"""Continuing a run in its directory: whether, from where, and with which config.
+
+``dq-train resume=<run>`` (and the same sweep command again, for an interrupted job)
+continues a run exactly where it stopped. What the run directory says is read here, before
+anything is built:
+
+- ``saved_config``: the config the run was started with (``dq.rundir.resume_config`` checks
+  the command line against it: only ``trainer.epochs`` may grow);
+- ``resume_point``: whether anything is left to train and from where: a ``ResumePoint``
+  (checkpoints/last.pt, the metrics.jsonl lines it covers, best.pt's weights), or
+  ``FROM_START`` for a run stopped before its first checkpoint;
+- ``settle``: once the model is built, last.pt's and best.pt's weights must fit it; only
+  then is metrics.jsonl cut back to last.pt's epochs.
+
+``dq.engine.checkpoint.restore`` then puts the point into the freshly built loop objects.
 
 last.pt is rewritten after every epoch (and, on pre-emption, between two batches) with
 everything the loop's future depends on: weights, optimizer, scheduler, loss scaler,
 early-stopping state, every random state, the objective's own state (FRL-Reweight's
-multipliers), the selected epoch and, mid-epoch, the ``EpochState``. ``read_last`` loads
-it (a missing or unreadable file is the user's one-line error), ``load_resume_point``
-brings the run directory in line with it (metrics.jsonl cut back to the epochs it covers,
-best.pt's weights) and ``restore`` puts it into freshly built objects.
+multipliers), the selected epoch and, mid-epoch, the ``EpochState``. A missing or
+unreadable last.pt is the user's one-line error.
 
 A SIGKILL can land between any two writes of an epoch's end. They happen in this order:
 best.pt, the metrics.jsonl line, last.pt; so last.pt never covers an epoch whose line or
@@ -17,37 +29,59 @@ resumed run writes again, identically.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 from torch import nn
 
-from dq import metric_keys as keys
-from dq.engine.checkpoint import restore_rng_state
+from dq.engine.checkpoint import ResumePoint
 from dq.engine.early_stopping import EarlyStopping
-from dq.engine.epoch_state import EpochState
+from dq.engine.optim import EPOCH_SHAPED_SCHEDULERS
 from dq.errors import DQUserError
-from dq.objectives.base import Objective
-from dq.outputs import (
+from dq.rundir.layout import (
     BEST_CHECKPOINT,
     CHECKPOINTS,
+    HYDRA_DIR,
+    HYDRA_YAML,
     LAST_CHECKPOINT,
     METRICS_JSONL,
+    RUN_JSON,
     checkpoint_dir,
-    read_regular,
-    write_text,
 )
-from dq.run_files import RESTORE, CorruptRunFile, read_checkpoint, read_epochs, unreadable
+from dq.rundir.read import (
+    RESTORE,
+    CorruptRunFile,
+    not_a_directory,
+    read_checkpoint,
+    read_config,
+    read_epochs,
+    read_regular,
+    read_run_json,
+    read_yaml,
+    unreadable,
+)
+from dq.rundir.resume_config import config_conflict, saved_values_conflict
+from dq.rundir.write import write_text
 
+# What last.pt must hold (dq.engine.loop writes it after each epoch and on pre-emption).
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "early_stopping", "rng")
 # A run whose last.pt is gone or broken is never started afresh in its directory unasked.
 START_OVER = "the run cannot continue: remove {run_dir} to start over"
 
 
+class FromStart:
+    """``resume_point``'s answer for a run stopped before its first checkpoint: train it
+    from the beginning, in its directory (nothing it did is lost)."""
+
+
+FROM_START = FromStart()
+
+
 def _read_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
-    """A checkpoint (dq.run_files says what is wrong with a broken one); a broken last.pt is
+    """A checkpoint (dq.rundir.read says what is wrong with a broken one); a broken last.pt is
     never replaced by a fresh start: the line says how to start over."""
     run_dir = path.parent.parent
     remedy = RESTORE if path.name == BEST_CHECKPOINT else START_OVER.format(run_dir=run_dir)
@@ -77,24 +111,6 @@ def stopped_early(last: dict[str, Any]) -> bool:
     stopper = EarlyStopping(monitor="")
     stopper.load_state_dict(last["early_stopping"])
     return stopper.should_stop
-
-
-@dataclass
-class ResumePoint:
-    """last.pt and what the run directory says about the epochs it covers."""
-
-    checkpoint: dict[str, Any]
-    history: list[dict[str, Any]]  # metrics.jsonl's lines for the completed epochs
-    best_state: dict[str, torch.Tensor] | None
-    selected_epoch: int | None
-
-    @property
-    def epochs_done(self) -> int:
-        return int(self.checkpoint["epoch"])
-
-    @property
-    def train_time_s(self) -> float:
-        return sum(float(record.get(keys.time("epoch_s"), 0.0)) for record in self.history)
 
 
 def cut_metrics_jsonl(run_dir: Path, epochs: int, *, write: bool = True) -> list[dict[str, Any]]:
@@ -176,31 +192,91 @@ def settle(point: ResumePoint, model: nn.Module, run_dir: Path) -> None:
     cut_metrics_jsonl(run_dir, point.epochs_done)
 
 
-def restore(
-    point: ResumePoint,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    scaler: torch.amp.GradScaler,
-    stopper: EarlyStopping,
-    objective: Objective,
-    generator: torch.Generator,
-    device: torch.device,
-) -> EpochState | None:
-    """Load ``point`` into the loop's objects (the model already on ``device``); return the
-    interrupted epoch's state, or None when last.pt was written at an epoch's end."""
-    state = point.checkpoint
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    stopper.load_state_dict(state["early_stopping"])
+def stopped_before_first_checkpoint(run_dir: Path) -> bool:
+    """No last.pt and no epoch line: the run stopped (a signal, a kill) inside its first
+    epoch or before it, so starting it over loses nothing. A run with epoch lines but no
+    last.pt (``trainer.checkpoints=false``, or a deleted file) lost them: ``read_last`` says so."""
+    if (run_dir / CHECKPOINTS / LAST_CHECKPOINT).exists():
+        return False
     try:
-        objective.load_state_dict(state.get("objective") or {})
-    except ValueError as error:
-        raise DQUserError(f"cannot resume: last.pt does not fit this objective ({error})") from None
-    restore_rng_state(state["rng"], generator)
-    partial = state.get("partial")
-    return EpochState.from_state_dict(partial, device) if partial is not None else None
+        return not read_epochs(run_dir, limit=1)
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
+
+
+def saved_config(run_dir: Path) -> tuple[DictConfig, dict[str, str]]:
+    """The config a run was started with and its Hydra group choices (empty for a run
+    started from Python, which has no .hydra/hydra.yaml).
+
+    Raises:
+        DQUserError: ``run_dir`` is not a run directory, or its config (or hydra.yaml) is
+            broken: one line naming the file (dq.rundir.read).
+    """
+    config_path = run_dir / HYDRA_DIR / "config.yaml"
+    if not run_dir.is_dir():
+        raise DQUserError(f"resume={run_dir}: {not_a_directory(run_dir)}")
+    if not os.path.lexists(config_path) or not os.path.lexists(run_dir / RUN_JSON):  # a broken one is named below
+        missing = config_path if not os.path.lexists(config_path) else run_dir / RUN_JSON
+        raise DQUserError(f"resume={run_dir} is not a dq run directory (no {missing})")
+    try:
+        saved = read_config(run_dir)
+        hydra = read_yaml(run_dir, HYDRA_YAML) if os.path.lexists(run_dir / HYDRA_YAML) else None
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
+    choices = OmegaConf.select(hydra, "hydra.runtime.choices") if isinstance(hydra, DictConfig) else None
+    return saved, dict(choices or {})
+
+
+def check_resume_overrides(overrides: list[str]) -> None:
+    """``dq-train resume=<run> [overrides]``, before Hydra composes: an override that
+    changes a value the saved run holds is refused in one line naming the key, its saved
+    and its given value (``dq.rundir.resume_config.saved_values_conflict``).
+
+    Raises:
+        DQUserError: that line, or what ``saved_config`` says of a directory that is no run.
+    """
+    resume = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == "resume"]
+    if not resume or resume[-1] in ("", "null"):
+        return
+    saved, _ = saved_config(Path(resume[-1]))
+    saved_values_conflict(saved, overrides)
+
+
+def resume_point(cfg: DictConfig, run_dir: Path, console: Console) -> ResumePoint | FromStart | None:
+    """What the run in ``run_dir`` continues from; None when it has nothing left to train,
+    ``FROM_START`` (said in one line) when it stopped before its first checkpoint.
+
+    A completed run trains on only when ``cfg`` asks for more epochs than it was started
+    with and early stopping had not stopped it (that decision stands: the monitored
+    metric stopped improving, more epochs do not change it).
+    """
+    saved, _ = saved_config(run_dir)
+    config_conflict(saved, cfg)
+    grows = int(cfg.trainer.epochs) > int(saved.trainer.epochs)
+    if grows and cfg.scheduler.name in EPOCH_SHAPED_SCHEDULERS:
+        raise DQUserError(
+            f"trainer.epochs cannot grow with scheduler={cfg.scheduler.name}: its curve spans the "
+            f"{saved.trainer.epochs} epochs the run was started with; use scheduler=step or start a new run"
+        )
+    try:
+        completed = read_run_json(run_dir)["status"] == "completed"
+    except CorruptRunFile as error:
+        raise DQUserError(f"cannot resume: {error}") from None
+    if completed and not grows:
+        console.print(f"{run_dir}: already completed; nothing to train", markup=False, highlight=False, soft_wrap=True)
+        return None
+    if not completed and stopped_before_first_checkpoint(run_dir):
+        line = f"{run_dir}: stopped before its first checkpoint; training it from the beginning"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return FROM_START
+    last = read_last(run_dir)
+    if completed and stopped_early(last):
+        console.print(
+            f"{run_dir}: already completed; early stopping ended it at epoch {last['epoch']}, "
+            f"so trainer.epochs={cfg.trainer.epochs} adds nothing",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return None
+    return load_resume_point(run_dir, last, cut=False)  # settle cuts, once the model is built

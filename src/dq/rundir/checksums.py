@@ -2,7 +2,7 @@
 
 torch never checks the CRCs of its own archive, so a flipped byte inside a checkpoint's
 tensors loads as other weights; a changed digit in metrics.json is still valid JSON. Every
-reader (``dq.run_files``) compares a file with the digest recorded here and refuses one that
+reader (``dq.rundir.read``) compares a file with the digest recorded here and refuses one that
 differs, in one line naming it. The file, beside run.json (which it does not list: run.json
 changes with the run's status)::
 
@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dq.outputs import METRICS_JSONL, write_json
-from dq.run_files import CHECKSUMS_JSON, CONFIG_YAML, read_manifest, sha256_file
+from dq.rundir.layout import CHECKSUMS_JSON, CONFIG_YAML, METRICS_JSONL
+from dq.rundir.read import read_manifest, sha256_file
+from dq.rundir.write import write_json
 
 # Rewritten outside dq's own atomic writes while a run trains: recorded at its end only.
 RECORDED_AT_END = (METRICS_JSONL, CONFIG_YAML)
@@ -57,7 +58,7 @@ def begin(run_dir: Path, *, resume: bool) -> None:
 
 
 def write_recorded(run_dir: Path, name: str, write: Writer) -> None:
-    """``write(before_replace)`` writes ``run_dir/name`` through a dq.outputs atomic write
+    """``write(before_replace)`` writes ``run_dir/name`` through a dq.rundir.write atomic write
     (``save_torch``, ``write_json``, ... given ``before_replace``); the new file's sha256 is
     recorded as pending before the rename and as the file's after it."""
     digest: list[str] = []
@@ -71,7 +72,7 @@ def write_recorded(run_dir: Path, name: str, write: Writer) -> None:
 
 
 def write_recorded_json(run_dir: Path, name: str, data: Mapping[str, Any]) -> None:
-    """``dq.outputs.write_json`` of ``run_dir/name``, its sha256 recorded."""
+    """``dq.rundir.write.write_json`` of ``run_dir/name``, its sha256 recorded."""
     write_recorded(run_dir, name, lambda hook: write_json(Path(run_dir) / name, data, hook))
 
 

@@ -1,36 +1,117 @@
-"""Finished runs as frozen teachers for the objective's terms (``regularizer.distill.teacher``).
+"""A finished run loaded back as live objects: ``load_run`` for analysis (a notebook,
+dq-explain, dq-compress, dq-baselines) and ``load_teacher`` for a term that learns from
+it (``regularizer.distill.teacher``).
 
-A term sees a model and a batch, nothing else, and dq.objectives may not read run
-directories (the import layers in pyproject.toml). A term that learns from a finished run
-names its directory (``Term.teacher_dir``) and takes the model in ``Term.bind_teacher``; whoever
-builds the objective calls ``bind_teachers`` (``dq.runner.prepare_run`` does, before any
-training). This module sits between the runner and the engine, so it may read the run
-(``dq.run_files``), validate its saved config (``dq.spec``), rebuild its model and
-transforms and load its best.pt (``dq.engine.checkpoint``), as ``dq.runs.load_run`` does.
+Both rebuild the run the one same way: its saved config validated (``dq.spec``), its model
+built from it, the model transforms applied as when best.pt was saved (LoRA: base +
+adapters), best.pt's weights loaded (``dq.engine.checkpoint``), the transforms finished,
+eval mode. This is the one part of ``dq.rundir`` above the engine in the import layers
+(pyproject.toml): it builds data, models and transforms, which reading a run's files
+never needs.
 
-Refused in one line (``DQUserError``) before training: a directory that is not a completed
-run; a teacher trained on other data (dataset name, input shape, classes; for tabular
-data the columns, for text the vocabulary); and a teacher whose train/val/test split is not
-the student's, since it may then have trained on the student's test examples.
+Teachers. A term sees a model and a batch, nothing else, and dq.objectives may not read
+run directories. A term that learns from a finished run names its directory
+(``Term.teacher_dir``) and takes the model in ``Term.bind_teacher``; whoever builds the objective
+calls ``bind_teachers`` (``dq.runner.prepare_run`` does, before any training). Refused in
+one line (``DQUserError``) before training: a directory that is not a completed run; a
+teacher trained on other data (dataset name, input shape, classes; for tabular data the
+columns, for text the vocabulary); and a teacher whose train/val/test split is not the
+student's, since it may then have trained on the student's test examples.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from dq import data, models
+from dq.data_records import DatasetMeta, Splits
 from dq.engine.checkpoint import load_best_into
 from dq.errors import DQUserError
 from dq.objectives.base import Objective
 from dq.objectives.registry import build_transforms
-from dq.outputs import HYDRA_DIR, RUN_JSON
-from dq.records import DatasetMeta
-from dq.run_files import config_problem, read_config, read_run_json
+from dq.rundir.layout import HYDRA_DIR, METRICS_JSONL, RUN_JSON
+from dq.rundir.read import config_problem, read_config, read_metrics, read_run_json, require_listed
 from dq.spec import RunSpec, to_spec
+
+
+@dataclass
+class LoadedRun:
+    """A finished run, ready for analysis in a notebook or another tool."""
+
+    run_dir: Path
+    cfg: DictConfig
+    spec: RunSpec
+    model: nn.Module
+    splits: Splits
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load the run in ``path``: its config, its model with checkpoints/best.pt loaded and
+    in eval mode on ``device``, its dataset splits rebuilt from the same seed, its final
+    metrics and its run.json.
+
+    Raises:
+        DQUserError: when ``path`` is not a run directory or the run did not complete.
+        CorruptRunFile: one line naming the file, when a file it reads (run.json,
+            .hydra/config.yaml, checkpoints/best.pt, metrics.json) is missing, broken or
+            not what checksums.json recorded, or metrics.jsonl is missing.
+    """
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise DQUserError(f"{run_dir} is not a dq run directory (no such directory)")
+    if not (run_dir / RUN_JSON).exists() and not (run_dir / HYDRA_DIR).exists():
+        raise DQUserError(f"{run_dir} is not a dq run directory (no {RUN_JSON}, no {HYDRA_DIR}/config.yaml)")
+    info = read_run_json(run_dir)
+    if info["status"] != "completed":
+        raise DQUserError(f"run {run_dir} has status {info['status']!r}; only completed runs load")
+    cfg, spec = _saved_spec(run_dir)
+    metrics = read_metrics(run_dir)
+    require_listed(run_dir, METRICS_JSONL)  # a completed run's epoch log that was deleted
+    splits = data.build(spec.dataset, spec.seed)
+    model = _with_best_weights(models.build(spec.model, splits.meta), spec, splits.meta, run_dir, device)
+    return LoadedRun(run_dir=run_dir, cfg=cfg, spec=spec, model=model, splits=splits, metrics=metrics, info=info)
+
+
+def _saved_spec(run_dir: Path) -> tuple[DictConfig, RunSpec]:
+    """The run's saved config and its validated spec.
+
+    Raises:
+        CorruptRunFile: .hydra/config.yaml is broken, or does not validate.
+    """
+    cfg = read_config(run_dir)
+    try:
+        spec = to_spec(cfg)
+    except DQUserError as error:
+        raise config_problem(run_dir, error) from None
+    return cfg, spec
+
+
+def _with_best_weights(
+    model: nn.Module, spec: RunSpec, meta: DatasetMeta, run_dir: Path, device: str | torch.device
+) -> nn.Module:
+    """``model``, freshly built from the run's ``spec``, as the run left it: its transforms
+    applied, best.pt's weights loaded on ``device``, the transforms finished, eval mode.
+
+    Raises:
+        CorruptRunFile: best.pt is missing, broken, or holds weights of another model.
+    """
+    transforms = build_transforms(spec.regularizer, meta)
+    for transform in transforms:  # best.pt holds what the transforms made (LoRA: base + adapters)
+        transform.apply(model, restoring=True)
+    model.to(device)
+    load_best_into(model, run_dir)
+    for transform in transforms:
+        model = transform.finish(model)
+    model.eval()
+    return model
 
 
 def bind_teachers(objective: Objective, spec: RunSpec, meta: DatasetMeta, device: torch.device) -> list[str]:
@@ -66,28 +147,17 @@ def load_teacher(run_dir: Path, student: RunSpec, meta: DatasetMeta, device: tor
     """
     _check_completed(run_dir, where)
     try:
-        cfg = read_config(run_dir)
-        try:
-            spec = to_spec(cfg)
-        except DQUserError as error:
-            raise config_problem(run_dir, error) from None
+        _, spec = _saved_spec(run_dir)
         with torch.random.fork_rng(devices=[]):
             teacher_meta = data.build(spec.dataset, spec.seed).meta
             _check_same_data(teacher_meta, meta, where)
             _check_same_split(spec, student, where)
             model = models.build(spec.model, teacher_meta)
-        transforms = build_transforms(spec.regularizer, teacher_meta)
-        for transform in transforms:  # best.pt holds what the transforms made (LoRA: base + adapters)
-            transform.apply(model, restoring=True)
-        model.to(device)
-        load_best_into(model, run_dir)
+        model = _with_best_weights(model, spec, teacher_meta, run_dir, device)
     except DQUserError as error:
         if str(error).startswith(where):
             raise
         raise DQUserError(f"{where}: {error}") from None
-    for transform in transforms:
-        model = transform.finish(model)
-    model.eval()
     model.requires_grad_(False)
     return model
 

@@ -14,49 +14,160 @@ does not need a file never opens it, so a broken file it does not need is no err
 Two checks come before and after parsing. Before: ``stat`` says the path is a regular
 file (a named pipe, a device such as /dev/zero, a directory or a symlink loop is named,
 never opened or read to its end) and text files are read to ``MAX_TEXT_BYTES`` at most.
-After: the bytes' sha256 must be one checksums.json recorded for the file (dq.checksums);
-a run without checksums.json, written before dq recorded them, is read unchecked.
+After: the bytes' sha256 must be one checksums.json recorded for the file (recorded by
+dq.rundir.checksums as the file was written, verified here); a run without checksums.json,
+written before dq recorded them, is read unchecked.
+
+The plain readers below them (``read_regular``, ``read_json``, ``read_jsonl``,
+``load_checkpoint``) make the first check only: they read any file dq wrote (sweep.json, a
+job's run.json while its sweep decides what to do with it) and raise the usual ``OSError``
+or ``ValueError``. A run's own files are read with the checked readers.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dq import metric_keys as keys
 from dq.errors import DQUserError, first_line
-from dq.outputs import (
-    BEST_CHECKPOINT,
-    CHECKPOINTS,
-    HYDRA_DIR,
-    LAST_CHECKPOINT,
-    METRICS_JSON,
-    METRICS_JSONL,
-    RUN_JSON,
-    NotRegularFile,
-    load_checkpoint,
-    read_regular,
-    regular_file_size,
-)
+from dq.rundir.layout import CHECKSUMS_JSON, CONFIG_YAML, METRICS_JSON, METRICS_JSONL, RUN_JSON
 
 if TYPE_CHECKING:
+    import torch
     from omegaconf import DictConfig
 
-CONFIG_YAML = f"{HYDRA_DIR}/config.yaml"
-LAST_PT = f"{CHECKPOINTS}/{LAST_CHECKPOINT}"
-BEST_PT = f"{CHECKPOINTS}/{BEST_CHECKPOINT}"
-# What a run directory's files are named relative to it (the names the lines use).
-RUN_FILES = (RUN_JSON, METRICS_JSON, METRICS_JSONL, CONFIG_YAML, LAST_PT, BEST_PT)
 # The run-wide config nodes every dq run's config.yaml has (dq.config.run).
 CONFIG_NODES = ("dataset", "model", "trainer")
 RESTORE = "re-run the training or restore the file"
-# The sha256 of each file the run wrote, recorded as it was written (dq.checksums writes it).
-CHECKSUMS_JSON = "checksums.json"
 EPOCHS_RUN = keys.train("epochs_run")  # metrics.json's count of metrics.jsonl's lines
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(read_regular(path).decode("utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    lines = read_regular(path).decode("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+# The most bytes dq reads from a run's text file (JSON, JSONL, YAML): a metrics.jsonl of
+# 100,000 epochs is about 100 MB less than this. Checkpoints are bounded by their own size.
+MAX_TEXT_BYTES = 256 * 1024 * 1024
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotRegularFile(OSError):
+    """A path dq would read that is not a plain file, or one too big to be one of dq's.
+
+    Attributes:
+        problem: what it is, without the path (``is a named pipe (FIFO), not a regular file``).
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.problem = problem
+
+
+def _special(path: Path, mode: int) -> str | None:
+    """What ``path`` is when it is not a regular file (None when it is one)."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    target = f" ({os.path.realpath(path)})" if os.path.islink(path) and not stat.S_ISDIR(mode) else ""
+    return f"is {kind}{target}, not a regular file"
+
+
+def not_a_directory(path: Path) -> str:
+    """Why ``path`` cannot be a run directory: ``no such directory``, or what it is instead
+    (a symlink loop, a file, a pipe)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such directory"
+    except OSError as error:
+        return (
+            "is a symlink loop, not a directory" if error.errno == errno.ELOOP else f"cannot be read ({error.strerror})"
+        )
+    kind = "a regular file" if stat.S_ISREG(mode) else next((n for t, n in _FILE_KINDS if t(mode)), "not a file")
+    return f"is {kind}, not a directory"
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of ``path``, which must be a regular file (symlinks followed); nothing is
+    opened, so a named pipe cannot block and /dev/zero is not read.
+
+    Raises:
+        FileNotFoundError: there is nothing at ``path``.
+        NotRegularFile: a directory, a pipe, a device, a socket or a symlink loop.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotRegularFile(path, "is a symlink loop, not a regular file") from None
+        raise
+    problem = _special(Path(path), info.st_mode)
+    if problem is not None:
+        raise NotRegularFile(path, problem)
+    return info.st_size
+
+
+def read_regular(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes: a pipe, a device or
+    a symlink loop is refused before it is opened, and no read goes past ``limit``.
+
+    Raises:
+        FileNotFoundError: there is nothing at ``path``.
+        NotRegularFile: not a regular file (``regular_file_size``), or larger than ``limit``.
+    """
+    regular_file_size(path)
+    # O_NONBLOCK: a pipe swapped in after the check still cannot block the open.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        problem = _special(Path(path), os.fstat(fd).st_mode)
+        if problem is not None:
+            raise NotRegularFile(path, problem)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise NotRegularFile(path, f"is larger than {limit // 2**20} MiB, more than any file dq writes there")
+    return data
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint of plain tensors and Python values, loaded with ``weights_only=True``:
+    unpickling a file never runs code named in it.
+
+    Raises:
+        DQUserError: the file names any other object (a class, a function), in one line.
+    """
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # a plain pickle's protocol: refused below, in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:  # what weights_only raises for a global it does not allow
+        raise DQUserError(
+            f"{path} holds objects other than tensors and plain values; refused to load it "
+            f"(checkpoints load with weights_only=True: {first_line(str(error))[:200]})"
+        ) from error  # read_checkpoint words torch's own reason
 
 
 class CorruptRunFile(DQUserError):
@@ -92,7 +203,7 @@ def unreadable(run_dir: Path, name: str, error: OSError) -> CorruptRunFile:
 
 def _bytes(run_dir: Path, name: str) -> bytes:
     """The file's bytes; a missing, special (pipe, device, loop) or oversized file is refused
-    without reading it to the end (dq.outputs.read_regular), empty files too. The reader
+    without reading it to the end (``read_regular``), empty files too. The reader
     checks them against checksums.json (``_verified``) once it has said what else is wrong."""
     try:
         data = read_regular(Path(run_dir) / name)
@@ -122,7 +233,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 def recorded_digests(run_dir: Path, name: str) -> set[str]:
     """The sha256 digests ``name`` may have: the one recorded when it was written, and one
-    being written when a kill came between the rename and the record (dq.checksums)."""
+    being written when a kill came between the rename and the record (dq.rundir.checksums)."""
     manifest = read_manifest(run_dir)
     if manifest is None:
         return set()
@@ -180,7 +291,7 @@ def read_object(run_dir: Path, name: str) -> dict[str, Any]:
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:
-    """run.json: an object whose ``status`` is a string (DESIGN's output contract)."""
+    """run.json: an object whose ``status`` is a string (docs/design.md's run-directory contract)."""
     info = read_object(run_dir, RUN_JSON)
     if not isinstance(info.get("status"), str):
         raise CorruptRunFile(run_dir, RUN_JSON, "has no status (running, completed, failed or interrupted)")
@@ -194,6 +305,24 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     if nested is not None:
         raise CorruptRunFile(run_dir, METRICS_JSON, f"holds {_kind(metrics[nested])} at {nested!r}, not flat metrics")
     return metrics
+
+
+def run_json_or_none(run_dir: Path) -> dict[str, Any] | None:
+    """run.json as ``read_run_json`` reads it, or None when it is missing or broken: a sweep
+    deciding what to do with a job's directory (dq.sweep.jobdir) takes a broken record for none."""
+    try:
+        return read_run_json(run_dir)
+    except CorruptRunFile:
+        return None
+
+
+def metrics_or_empty(run_dir: Path) -> dict[str, Any]:
+    """metrics.json as ``read_metrics`` reads it, or ``{}`` when it is missing or broken (a
+    sweep's list of its jobs shows a broken job without numbers)."""
+    try:
+        return read_metrics(run_dir)
+    except CorruptRunFile:
+        return {}
 
 
 def read_epochs(run_dir: Path, *, missing_ok: bool = True, limit: int | None = None) -> list[dict[str, Any]]:

@@ -11,10 +11,13 @@ A directory may be claimed when it is absent, empty, or holds only what a run re
 killed before it wrote run.json leaves (Hydra's ``.hydra/`` and log, the lock file): a
 requeued SLURM job starts its run there again. Anything else (a run, a sweep, someone's
 files) is refused in one line, and nothing in it is touched. The claim takes the
-directory's lock (``dq.locks``) and looks again under it, so of two processes racing for
+directory's lock (``dq.rundir.lock``) and looks again under it, so of two processes racing for
 one new directory one wins and the other is refused; the lock is held to the end of the
 run. Resuming is ``resume=``'s business (dq.runner), re-running the same sweep
 ``dq.sweep``'s.
+
+The other way round, a run refused before it trained (a bad config, missing data) gives
+its directory back (``discard_unstarted``), so nothing that looks like a result is left.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +37,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from dq.errors import DQUserError
-from dq.locks import LOCK_FILE, DirectoryBusy, DirectoryLock, holder_text
-from dq.outputs import HYDRA_DIR, RUN_JSON, SWEEP_JSON, read_json
-
-MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a sweep, at its root
+from dq.rundir.layout import HYDRA_DIR, MULTIRUN_YAML, RUN_JSON, SWEEP_JSON
+from dq.rundir.lock import LOCK_FILE, DirectoryBusy, DirectoryLock, holder_text
+from dq.rundir.read import read_json
 
 
 class ClaimRefused(BaseException):
@@ -53,6 +57,23 @@ def leftover_of_unstarted(name: str) -> bool:
     """Whether a directory entry is one that a run leaves before its run.json: Hydra's
     ``.hydra/`` and ``*.log``, and the lock file."""
     return name in (HYDRA_DIR, LOCK_FILE) or name.endswith(".log")
+
+
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but Hydra's own files.
+
+    A run rejected before training (bad config, missing data) must not leave a
+    directory that looks like a result.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    # The lock file too: a run claims its directory (``claim_run``) before Hydra writes there.
+    leftovers = [p for p in run_dir.iterdir() if p.name != HYDRA_DIR and p.suffix not in (".log", ".lock")]
+    if not leftovers:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with suppress(OSError):  # the experiment folder too, when this was its only run
+            run_dir.parent.rmdir()
 
 
 def held_by_other(directory: Path) -> str | None:
