@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from dq.explain.space import Space
+from dq.modalities import modality_of
 from dq.records import DatasetMeta
 
 MAX_STEPS = 128  # removal steps per curve; more pixels are removed per step on large images
@@ -38,7 +39,7 @@ MAX_STEPS = 128  # removal steps per curve; more pixels are removed per step on 
 
 def faithfulness_refusal(meta: DatasetMeta) -> str | None:
     """Why pixel flipping cannot judge explanations of ``meta``'s data (one line), or None."""
-    if meta.modality == "image":
+    if modality_of(meta).pixels:
         return None
     return (
         f"explain metric pixel_flipping applies to images only (it sets pixels to black, 0); "
