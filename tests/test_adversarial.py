@@ -14,7 +14,7 @@ from torch import nn
 
 import dq
 from dq import data, models
-from dq.attacks import PGD, Start, attack_bounds, feature_mask, pgd
+from dq.attacks import PGD, Start, pgd
 from dq.config.attack import AttackConfig
 from dq.config.eval import RobustEvalConfig
 from dq.data_records import Batch, DatasetMeta, Split
@@ -24,6 +24,7 @@ from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import predict_logits
 from dq.metrics.robustness import robust_metrics
+from dq.modalities import modality_of
 from dq.models.attention import AttentionConfig
 from dq.models.rnn import RNNConfig
 from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, FastFGSM, MadryPGD
@@ -124,7 +125,7 @@ def test_tabular_attack_moves_only_the_continuous_columns_and_is_not_clipped() -
     x = torch.cat([3 * torch.randn(16, 3), torch.eye(3)[torch.randint(0, 3, (16,))]], dim=1)  # standardised + one-hot
     y = torch.randint(0, 3, (16,))
     model = ModeRecorder(6)
-    mask, bounds = feature_mask(meta), attack_bounds(meta)
+    mask, bounds = modality_of(meta).attack_mask(meta), modality_of(meta).attack_bounds(meta)
     assert bounds is None and mask.tolist() == [[1, 1, 1, 0, 0, 0]]
     for norm, eps in (("linf", 0.5), ("l2", 1.0)):
         x_adv = pgd(model, x, ce_sum(y), norm=norm, eps=eps, step_size=eps / 4, steps=5, bounds=bounds, mask=mask)
@@ -134,10 +135,11 @@ def test_tabular_attack_moves_only_the_continuous_columns_and_is_not_clipped() -
 
 
 def test_attack_domain_per_modality() -> None:
-    assert attack_bounds(meta_for("image")) == (0.0, 1.0) and feature_mask(meta_for("image")) is None
-    assert attack_bounds(meta_for("series")) is None and feature_mask(meta_for("series")) is None
+    image, series, tabular = (meta_for(name) for name in ("image", "series", "tabular"))
+    assert modality_of(image).attack_bounds(image) == (0.0, 1.0) and modality_of(image).attack_mask(image) is None
+    assert modality_of(series).attack_bounds(series) is None and modality_of(series).attack_mask(series) is None
     with pytest.raises(DQUserError, match="continuous columns only"):
-        feature_mask(meta_for("tabular"))
+        modality_of(tabular).attack_mask(tabular)
 
 
 # --------------------------------------------------------------------------- the term

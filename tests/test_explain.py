@@ -27,11 +27,12 @@ from dq.cli import explain_main
 from dq.config.explain import Baseline, ExplainConfig
 from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
-from dq.explain.baselines import blur_sigma, gaussian_blur
+from dq.explain.baselines import gaussian_blur
 from dq.explain.methods import METHODS, attribute, lookup
 from dq.explain.quality import gini, randomized_copy, rank_correlation
 from dq.explain.run import check_explain, explain_run, gradient_context
 from dq.explain.space import EmbeddingForward, build_space
+from dq.modalities import modality_of
 from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig
 from dq.models.layers import Activation
@@ -250,7 +251,9 @@ def test_integrated_gradients_is_complete_against_blur_and_mean_baselines(tmp_pa
     explain_run(model, synthetic(meta, x), meta, cfg, tmp_path, "cpu", seed=0)
     saved = np.load(tmp_path / "explanations" / "integrated_gradients.npz")
     reference = (
-        gaussian_blur(x, blur_sigma(meta)) if baseline == Baseline.blur else x.mean(0, keepdim=True).expand_as(x)
+        gaussian_blur(x, modality_of(meta).blur_sigma(meta))
+        if baseline == Baseline.blur
+        else x.mean(0, keepdim=True).expand_as(x)
     )
     assert not torch.allclose(reference, x)
     with torch.no_grad():

@@ -13,7 +13,8 @@ from typing import Literal
 
 import torch
 
-Modality = Literal["image", "tabular", "text", "series"]
+# The names dq.modalities registers its modalities under (one object each owns what differs).
+ModalityName = Literal["image", "tabular", "text", "series"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class DatasetMeta:
     """
 
     name: str
-    modality: Modality
+    modality: ModalityName
     input_shape: tuple[int, ...]
     num_classes: int
     class_names: tuple[str, ...]

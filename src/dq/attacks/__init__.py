@@ -1,7 +1,7 @@
 """Attacks on a model's input (or, for text, its embedding output), used by adversarial
-training and robust evaluation alike through one ``PGD`` object."""
+training and robust evaluation alike through one ``PGD`` object. What an attack may
+change on a dataset (range, fixed inputs, the embedding) is its modality's (dq.modalities)."""
 
-from dq.attacks.domain import attack_bounds, attackable, feature_mask
 from dq.attacks.pgd import PGD, LossFn, Start, eval_mode, pgd, project
 from dq.attacks.spaces import Ball, EmbeddingSpace, InputSpace, attack_space
 
@@ -12,11 +12,8 @@ __all__ = [
     "InputSpace",
     "LossFn",
     "Start",
-    "attack_bounds",
     "attack_space",
-    "attackable",
     "eval_mode",
-    "feature_mask",
     "pgd",
     "project",
 ]

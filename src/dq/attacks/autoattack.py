@@ -4,8 +4,9 @@ authors' own PyPI package ``pyautoattack``: the standard version (APGD-CE, APGD-
 Square) under L∞ or L2, for robust *evaluation* only.
 
 AutoAttack searches a [0, 1] box and moves every input. dq's threat model is the ε-ball
-of ``dq.attacks.domain``: clipped to ``meta.valid_range`` (images), unclipped (series,
-tabular), and on tabular data only the continuous columns move. ``BoxMap`` wraps the model
+that the data's modality (dq.modalities) allows: clipped to ``attack_bounds`` (images:
+``meta.valid_range``), unclipped (series, tabular), and its ``fixed_inputs`` (tabular:
+the one-hot columns) never move. ``BoxMap`` wraps the model
 so that AutoAttack's box maps onto that threat model exactly, instead of refusing it:
 
 - ``x = low + scale·z`` with one scale for every input, so an ε-ball in x is an
@@ -19,7 +20,7 @@ so that AutoAttack's box maps onto that threat model exactly, instead of refusin
   clean value, and every point AutoAttack can reach is a point of dq's ball (and each
   point of dq's ball is reachable). Hence ε ≥ 0.5 is refused on such data.
 
-Text (token ids) is refused: AutoAttack needs a float input it can move.
+Token data (text) is refused: AutoAttack needs a float input it can move.
 
 AutoAttack's targeted attacks need classes to target: APGD-T and FAB-T target the
 ``min(9, K − 1)`` most likely other classes; APGD-T's targeted DLR loss reads the 4th
@@ -42,6 +43,7 @@ from dq.config.attack import AttackNorm
 from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
 from dq.inference import eval_mode
+from dq.modalities import modality_of
 
 ROUNDING_LIMIT = 0.5  # fixed 0/1 columns are rounded back: the attack may move them by less
 NORMS = {AttackNorm.linf: "Linf", AttackNorm.l2: "L2"}
@@ -49,12 +51,13 @@ NORMS = {AttackNorm.linf: "Linf", AttackNorm.l2: "L2"}
 
 def autoattack_refusal(meta: DatasetMeta, eps: list[float]) -> str | None:
     """Why AutoAttack cannot evaluate ``meta``'s data at radii ``eps`` (one line), or None."""
-    if meta.modality == "text":
+    modality = modality_of(meta)
+    if modality.tokens:
         return (
             f"eval.robust.attack=autoattack does not apply to text ({meta.name}): AutoAttack moves a float "
             f"input and token ids are discrete; use eval.robust.attack=pgd (it attacks the embedding output)"
         )
-    if meta.modality == "tabular" and len(meta.continuous_columns) < meta.input_shape[0]:
+    if modality.fixed_inputs(meta) is not None:
         big = [e for e in eps if e >= ROUNDING_LIMIT]
         if big:
             return (
@@ -101,13 +104,12 @@ class BoxMap(nn.Module):
     @classmethod
     def for_data(cls, model: nn.Module, x: torch.Tensor, meta: DatasetMeta, eps: float) -> BoxMap:
         """The map for attacking examples ``x`` [N, ...] of ``meta``'s data at radius ``eps``."""
-        fixed = None
-        if meta.modality == "tabular":
-            fixed = torch.ones((1, *meta.input_shape), dtype=torch.bool, device=x.device)
-            fixed[:, list(meta.continuous_columns)] = False
-            fixed = fixed if bool(fixed.any()) else None
-        if meta.valid_range is not None and meta.modality != "tabular":
-            low_value, high_value = meta.valid_range
+        modality = modality_of(meta)
+        fixed = modality.fixed_inputs(meta)
+        fixed = None if fixed is None else fixed.to(x.device)
+        bounds = modality.attack_bounds(meta)
+        if bounds is not None:
+            low_value, high_value = bounds
             low = torch.full((1, *x.shape[1:]), float(low_value), device=x.device)
             return cls(model, low, float(high_value - low_value), fixed)
         margin = 2.0 * eps

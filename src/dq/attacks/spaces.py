@@ -1,10 +1,12 @@
 """Where an attack's perturbation lives: the input, or the output of a token model's embedding.
 
 - ``InputSpace`` (image, tabular, series): ``delta`` is added to the input ``x``; one ε-ball
-  per example; clipped to the valid range, and on tabular data only the continuous columns
-  move (dq.attacks.domain).
-- ``EmbeddingSpace`` (text): token ids are discrete, so ``delta`` [N, L, D] is added to the
-  output of ``model.embedding`` (an ``nn.Embedding``) by a forward hook, as in Miyato, Dai &
+  per example; clipped to the range and masked to the inputs that the data's modality
+  lets move (``Modality.attack_bounds`` / ``attack_mask``: on tabular data only the
+  continuous columns move).
+- ``EmbeddingSpace`` (a modality of ``tokens``, text): token ids are discrete, so ``delta``
+  [N, L, D] is added to the output of ``model.embedding`` (an ``nn.Embedding``) by the
+  modality's one embedding hook (dq.modalities.text), as in Miyato, Dai &
   Goodfellow 2017, "Adversarial Training Methods for Semi-Supervised Text Classification"
   (https://arxiv.org/abs/1605.07725). Padding positions (token == ``meta.pad_index``) never
   move. ε is measured per token in the raw embedding space: under ``norm=linf`` every
@@ -28,9 +30,11 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from dq.attacks.domain import attack_bounds, feature_mask
 from dq.data_records import DatasetMeta
-from dq.errors import DQUserError
+from dq.modalities import modality_of
+from dq.modalities.text import embedding_layer, run_with_embedding
+
+ATTACK = "an attack"  # what perturbs the embedding, for the one-line error of a model without one
 
 
 class Ball(StrEnum):
@@ -84,17 +88,6 @@ class InputSpace:
         return model(x + delta)
 
 
-def embedding_layer(model: nn.Module) -> nn.Embedding:
-    """``model.embedding``, the layer a text attack perturbs; a one-line error without it."""
-    layer = getattr(model, "embedding", None)
-    if not isinstance(layer, nn.Embedding):
-        raise DQUserError(
-            f"an attack on text perturbs the output of model.embedding (an nn.Embedding); "
-            f"{type(model).__name__} has none: use a token model (rnn, attention)"
-        )
-    return layer
-
-
 class EmbeddingSpace:
     """``delta`` [N, L, D] is added to ``model.embedding(x)`` by a forward hook; padding
     positions (``x == pad_index``) never move; one ε-ball per token; no bounds."""
@@ -107,29 +100,26 @@ class EmbeddingSpace:
 
     def point(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return embedding_layer(model)(x).detach()
+            return embedding_layer(model, ATTACK)(x).detach()
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         return (x != self.pad_index).unsqueeze(-1).float()
 
     def forward(self, model: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        def add_delta(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        def add_delta(output: torch.Tensor) -> torch.Tensor:
             if output.shape != delta.shape:
                 raise ValueError(
                     f"embedding output {tuple(output.shape)} does not match the perturbation {tuple(delta.shape)}"
                 )
             return output + delta.to(output.dtype)
 
-        handle = embedding_layer(model).register_forward_hook(add_delta)
-        try:
-            return model(x)
-        finally:
-            handle.remove()
+        return run_with_embedding(model, x, add_delta, ATTACK)
 
 
 def attack_space(meta: DatasetMeta) -> AttackSpace:
-    """The embedding output for text; the input (with its bounds and feature mask) otherwise.
-    Raises DQUserError for tabular data without continuous columns."""
-    if meta.modality == "text":
+    """The embedding output for token data; the input (with its modality's bounds and
+    mask) otherwise. Raises DQUserError for tabular data without continuous columns."""
+    modality = modality_of(meta)
+    if modality.tokens:
         return EmbeddingSpace(meta.pad_index)
-    return InputSpace(attack_bounds(meta), feature_mask(meta))
+    return InputSpace(modality.attack_bounds(meta), modality.attack_mask(meta))

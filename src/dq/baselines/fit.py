@@ -32,6 +32,7 @@ from torch import nn
 from dq.data_records import Split, Splits
 from dq.errors import DQUserError
 from dq.inference import predict_logits
+from dq.modalities import modality_of
 
 # fairlearn's names for dq's fairness criteria (regularizer.fairness.criterion).
 CONSTRAINTS = {"dp": "demographic_parity", "eo": "equalized_odds"}
@@ -59,11 +60,12 @@ def require_binary_groups(splits: Splits, what: str = "this baseline") -> None:
     """Raise DQUserError unless ``splits`` is tabular, binary, with sensitive groups."""
     meta = splits.meta
     problems = []
-    if meta.modality != "tabular":
+    columns = modality_of(meta).columns
+    if not columns:
         problems.append(f"{meta.modality} data")
     if not meta.group_names:
         problems.append("no sensitive groups")
-    if meta.modality == "tabular" and meta.num_classes != 2:
+    if columns and meta.num_classes != 2:
         problems.append(f"{meta.num_classes} classes (fairlearn's reductions and post-processing need 2)")
     if problems:
         raise DQUserError(

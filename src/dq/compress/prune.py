@@ -27,15 +27,10 @@ from dq.data_records import DatasetMeta, Splits
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
+from dq.models.registry import capabilities, capable
 from dq.objectives.registry import build_objective
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
-# Which models each kind handles. Global magnitude prunes Linear/Conv weights: an RNN's
-# recurrent weights are neither, so pruning it would leave most of the model untouched.
-SUPPORTED = {
-    PruneKind.global_magnitude: ("mlp", "cnn", "attention"),
-    PruneKind.structured: ("mlp", "cnn"),
-}
 
 
 @dataclass
@@ -51,19 +46,17 @@ class Pruned:
 
 
 def check_prunable(cfg: PruneConfig, model_name: str, meta: DatasetMeta) -> None:
-    """Refuse, before anything runs, a model the pruning kind does not handle.
+    """Refuse, before anything runs, a model the pruning kind does not handle (each model
+    declares the kinds that handle it where it registers: ``Capabilities.prune``).
 
     Raises:
         DQUserError: one line naming the kind, the model and what is supported.
     """
     kind = PruneKind(cfg.kind)
-    allowed = SUPPORTED[kind]
-    text_cnn = kind is PruneKind.structured and meta.modality == "text"
-    if model_name not in allowed or text_cnn:
+    if kind not in capabilities(model_name, meta).prune:
         raise DQUserError(
             f"compress.kind={kind.value} cannot prune model={model_name} on {meta.modality} data; "
-            f"supported: model={', '.join(allowed)}"
-            + (" on image, tabular and series data" if kind is PruneKind.structured else "")
+            f"supported: {capable(lambda can: kind in can.prune)}"
         )
 
 

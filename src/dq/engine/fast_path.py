@@ -5,7 +5,8 @@ checkpoints, resume, LoRA and ``load_run`` see the same model as without them:
 
 - ``channels_last``: the model's 4-D weights are stored channels-last (NHWC) and a forward
   pre-hook hands it its image inputs channels-last, for training, validation, evaluation,
-  attacks and explanations alike. For ``model=cnn`` on image data only.
+  attacks and explanations alike. For the models that declare it where they register
+  (``Capabilities.channels_last``: ``model=cnn`` on image data).
 - ``compile``: ``nn.Module.compile()`` (torch.compile in place: the module's ``forward`` is
   compiled on its first call, the module itself is not wrapped, so no ``_orig_mod.`` key
   prefix). Compiling costs seconds to minutes on the first batch (and again when a new
@@ -21,6 +22,7 @@ from torch import nn
 from dq.config.trainer import TrainerConfig
 from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
+from dq.models.registry import capabilities, capable
 
 
 def check_fast_path(trainer: TrainerConfig, model_name: str, meta: DatasetMeta) -> None:
@@ -32,9 +34,9 @@ def check_fast_path(trainer: TrainerConfig, model_name: str, meta: DatasetMeta) 
             f"trainer.compile=true is not supported with trainer.devices={trainer.devices} (several processes); "
             "set trainer.compile=false or trainer.devices=1"
         )
-    if trainer.channels_last and (model_name != "cnn" or meta.modality != "image"):
+    if trainer.channels_last and not capabilities(model_name, meta).channels_last:
         raise DQUserError(
-            f"trainer.channels_last applies to model=cnn on image data, not model={model_name} "
+            f"trainer.channels_last applies to {capable(lambda can: can.channels_last)}, not model={model_name} "
             f"on {meta.modality} data ({meta.name}); set trainer.channels_last=false"
         )
 

@@ -17,19 +17,13 @@ import torch.nn.functional as F
 from dq.config.explain import Baseline
 from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-
-# Which baselines apply to which modality (the rest are refused in one line).
-ALLOWED: dict[str, tuple[Baseline, ...]] = {
-    "image": (Baseline.zeros, Baseline.blur, Baseline.mean),
-    "series": (Baseline.zeros, Baseline.blur, Baseline.mean),
-    "tabular": (Baseline.zeros, Baseline.mean),
-    "text": (Baseline.zeros,),
-}
+from dq.modalities import modality_of
 
 
 def check_baseline(kind: Baseline | str, meta: DatasetMeta) -> Baseline:
+    """``kind`` if the data's modality allows it (``Modality.baselines``), else a one-line DQUserError."""
     kind = Baseline(kind)
-    allowed = ALLOWED[meta.modality]
+    allowed = modality_of(meta).baselines
     if kind not in allowed:
         names = ", ".join(str(b) for b in allowed)
         raise DQUserError(
@@ -45,15 +39,7 @@ def float_baseline(kind: Baseline | str, x: torch.Tensor, train_x: torch.Tensor,
         return torch.zeros_like(x)
     if kind == Baseline.mean:
         return train_x.float().mean(dim=0, keepdim=True).to(x.device, x.dtype).expand_as(x).contiguous()
-    return gaussian_blur(x, sigma=blur_sigma(meta))
-
-
-def blur_sigma(meta: DatasetMeta) -> float:
-    """A blur that removes the shapes a model reads: an eighth of the image side (at
-    least one pixel), a twentieth of a series."""
-    if meta.modality == "image":
-        return max(1.0, min(meta.input_shape[1:]) / 8)
-    return max(1.0, meta.input_shape[-1] / 20)
+    return gaussian_blur(x, sigma=modality_of(meta).blur_sigma(meta))
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -32,13 +32,14 @@ import torch
 
 from dq.data_records import DatasetMeta
 from dq.explain.space import Space
+from dq.modalities import modality_of
 
 MAX_STEPS = 128  # removal steps per curve; more pixels are removed per step on large images
 
 
 def faithfulness_refusal(meta: DatasetMeta) -> str | None:
     """Why pixel flipping cannot judge explanations of ``meta``'s data (one line), or None."""
-    if meta.modality == "image":
+    if modality_of(meta).pixels:
         return None
     return (
         f"explain metric pixel_flipping applies to images only (it sets pixels to black, 0); "

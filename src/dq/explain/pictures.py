@@ -1,10 +1,10 @@
-"""Pictures of attributions, one kind per modality, readable at a glance.
+"""Pictures of attributions, one kind per modality (``Modality.picture``), readable at a glance.
 
-- image: the inputs over their attribution heat maps (red: for the predicted class,
+- heatmaps (image): the inputs over their attribution heat maps (red: for the predicted class,
   blue: against; each panel on its own symmetric scale), label and prediction on top.
-- tabular: mean |attribution| per feature (top 20), the sensitive columns highlighted.
-- text: tokens coloured by attribution (a PNG and an HTML page).
-- series: each signal over a band shaded by its attribution.
+- bars (tabular): mean |attribution| per feature (top 20), the sensitive columns highlighted.
+- tokens (text): tokens coloured by attribution (a PNG and an HTML page).
+- signals (series): each signal over a band shaded by its attribution.
 
 Colour is always a diverging map centred at 0. Figures are built with matplotlib's object
 API (no pyplot): nothing global changes, no backend is chosen, any thread can draw.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from dq.data_records import DatasetMeta
+from dq.modalities import Picture, modality_of
 from dq.rundir.write import atomic_write, write_text
 
 CMAP = "RdBu_r"  # blue < 0 < red
@@ -37,13 +39,13 @@ TOP_FEATURES = 20
 
 
 def draw(out_dir: Path, method: str, arrays: dict[str, np.ndarray], meta: DatasetMeta) -> list[Path]:
-    """Write ``<method>.png`` (and ``<method>.html`` for text); return the paths written."""
-    drawer = {"image": _image, "tabular": _tabular, "text": _text, "series": _series}[meta.modality]
-    fig = drawer(method, arrays, meta)
+    """Write ``<method>.png`` (and ``<method>.html`` for tokens); return the paths written."""
+    picture = modality_of(meta).picture
+    fig = DRAWERS[picture](method, arrays, meta)
     png = out_dir / f"{method}.png"
     save_figure(fig, png)
     written = [png]
-    if meta.modality == "text":
+    if picture is Picture.tokens:
         page = out_dir / f"{method}.html"
         write_text(page, text_html(method, arrays, meta))
         written.append(page)
@@ -274,3 +276,12 @@ def _series(method: str, arrays: dict[str, np.ndarray], meta: DatasetMeta) -> Fi
     _pm_colorbar(fig, axes.ravel().tolist(), "attribution (each panel on its own scale)")
     fig.suptitle(f"{method} on {meta.name}: {_reading(attributions, 'steps')}", fontsize=10)
     return fig
+
+
+Drawer = Callable[[str, dict[str, np.ndarray], DatasetMeta], Figure]
+DRAWERS: dict[Picture, Drawer] = {
+    Picture.heatmaps: _image,
+    Picture.bars: _tabular,
+    Picture.tokens: _text,
+    Picture.signals: _series,
+}

@@ -47,6 +47,7 @@ from dq.errors import DQUserError
 from dq.explain.faithfulness import faithfulness_refusal, pixel_flipping
 from dq.explain.methods import Attribution, Method, attribute, attribute_inputs
 from dq.explain.space import Space
+from dq.modalities import modality_of
 
 INFIDELITY_NOISE = 0.1  # std of the gaussian noise, relative to the input scale
 INFIDELITY_SAMPLES = 16  # noise draws per example
@@ -94,7 +95,7 @@ class Explained:
         """The elements ``randomization_rho`` (and compression's explanation shift, on the
         same scale) compares per example: the features present in the input on tabular
         data, where one-hot zeros are ties in any two maps; every element elsewhere."""
-        return self.present() if self.space.meta.modality == "tabular" else None
+        return self.present() if modality_of(self.space.meta).columns else None
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def _randomization(e: Explained) -> dict[str, float]:
     )
     trained, random = e.magnitudes(), random_explained.magnitudes()
     values = {"randomization_rho": mean_rank_correlation(trained, random, e.compared())}
-    if e.space.meta.modality == "image":
+    if modality_of(e.space.meta).pixels:
         values["randomization_rho_nonzero"] = mean_rank_correlation(trained, random, e.present())
     return values
 
@@ -285,7 +286,7 @@ def _sensitive_share(e: Explained) -> dict[str, float]:
 
 def _sensitive_applies(e: Explained) -> str | None:
     meta = e.space.meta
-    if meta.modality != "tabular":
+    if not modality_of(meta).columns:
         return f"{meta.modality} data has no sensitive input columns"
     if not meta.sensitive_columns:
         return "the sensitive attribute is not a model input (dataset.include_sensitive=false)"

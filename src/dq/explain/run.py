@@ -33,8 +33,10 @@ from dq.explain import pictures
 from dq.explain.baselines import check_baseline
 from dq.explain.methods import attribute, lookup, refusal
 from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
-from dq.explain.space import Space, build_space, embedding_of
+from dq.explain.space import EXPLANATION, Space, build_space
 from dq.inference import eval_mode
+from dq.modalities import modality_of
+from dq.modalities.text import embedding_layer
 from dq.rundir.write import atomic_write, write_json
 
 EXPLANATIONS = "explanations"
@@ -59,8 +61,8 @@ def check_explain(cfg: ExplainConfig, meta: DatasetMeta, model: nn.Module) -> li
     methods = [lookup(name) for name in names]
     check_metrics([str(name) for name in cfg.metrics], meta)
     check_baseline(cfg.baseline, meta)
-    if meta.modality == "text":
-        embedding_of(model, meta)
+    if modality_of(meta).tokens:
+        embedding_layer(model, EXPLANATION)
     for method in methods:
         reason = refusal(method, model, meta.modality)
         if reason is not None:
@@ -174,7 +176,7 @@ def _write_method(
     }
     if explained.attribution.delta is not None:
         arrays["delta"] = explained.attribution.delta.detach().float().cpu().numpy()
-    if meta.modality == "text":
+    if modality_of(meta).tokens:
         arrays["tokens"] = np.asarray([[meta.vocab[i] for i in row] for row in arrays["inputs"].tolist()])
     save_npz(out_dir / f"{name}.npz", arrays)
     if cfg.images:

@@ -1,16 +1,18 @@
 """Where attributions live: the explained inputs, their baseline, and how to group them.
 
 Float inputs (pixels, tabular columns, series steps) are attributed directly. Token ids
-cannot be differentiated, so text is attributed on the output of ``model.embedding``:
-captum's layer methods hook that layer themselves, and everything else (perturbation
-methods, the quality metrics) runs the model through ``EmbeddingForward``, which feeds
-given embeddings in place of the layer's output while the ids still decide the pad mask
-and the packed lengths. A token's attribution is the sum over its embedding dimensions.
+cannot be differentiated, so token data (the modality's ``tokens``: text) is attributed on
+the output of ``model.embedding``: captum's layer methods hook that layer themselves, and
+everything else (perturbation methods, the quality metrics) runs the model through
+``EmbeddingForward``, which feeds given embeddings in place of the layer's output through
+the modality's one embedding hook (dq.modalities.text) while the ids still decide the pad
+mask and the packed lengths. A token's attribution is the sum over its embedding
+dimensions. How inputs group into features (occlusion, LIME, Kernel SHAP) is the
+modality's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -18,8 +20,11 @@ from torch import nn
 
 from dq.config.explain import ExplainConfig
 from dq.data_records import DatasetMeta
-from dq.errors import DQUserError
 from dq.explain.baselines import float_baseline
+from dq.modalities import modality_of
+from dq.modalities.text import embedding_layer, run_with_embedding
+
+EXPLANATION = "an explanation"  # what perturbs the embedding, for the one-line error of a model without one
 
 
 class EmbeddingForward:
@@ -30,31 +35,7 @@ class EmbeddingForward:
         self.model = model
 
     def __call__(self, embeddings: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        handle = self.model.embedding.register_forward_hook(lambda _module, _inputs, _output: embeddings)
-        try:
-            return self.model(ids)
-        finally:
-            handle.remove()
-
-
-def embedding_of(model: nn.Module, meta: DatasetMeta) -> nn.Embedding:
-    embedding = getattr(model, "embedding", None)
-    if not isinstance(embedding, nn.Embedding):
-        raise DQUserError(
-            f"explaining {meta.modality} data needs a model with an `embedding` layer; {type(model).__name__} has none"
-        )
-    return embedding
-
-
-def patch_size(meta: DatasetMeta) -> int:
-    """Side of the square superpixels (images) or length of the windows (series) that
-    occlusion slides and LIME / Kernel SHAP switch on and off: about 7 per image side
-    (2×2 on 8×8 digits, 4×4 on 28×28), about 15 windows per series."""
-    if meta.modality == "image":
-        return max(2, math.ceil(min(meta.input_shape[1:]) / 7))
-    if meta.modality == "series":
-        return max(1, math.ceil(meta.input_shape[-1] / 15))
-    return 1
+        return run_with_embedding(self.model, ids, lambda _output: embeddings, EXPLANATION)
 
 
 @dataclass
@@ -112,54 +93,21 @@ class Space:
         """One feature-id tensor ``[1, ...]`` per example, ids from 0, for LIME / Kernel SHAP:
         a column per tabular feature, a superpixel per image patch, a window per series
         segment, a token per word (all padding together as one last feature)."""
-        n = inputs.shape[0]
-        if self.is_text:
-            assert args is not None
-            ids = args[0]
-            masks = []
-            for row in ids:
-                real = row != self.meta.pad_index
-                feature = torch.cumsum(real.long(), 0) - 1
-                feature = torch.where(real, feature, real.sum())
-                masks.append(feature.view(1, -1, 1).expand(1, -1, inputs.shape[-1]).contiguous())
-            return masks
-        shape = inputs.shape[1:]
-        device = inputs.device
-        if self.meta.modality == "tabular":
-            mask = torch.arange(shape[0], device=device)
-        elif self.meta.modality == "image":
-            p = patch_size(self.meta)
-            channels, height, width = shape
-            rows = torch.arange(height, device=device) // p
-            cols = torch.arange(width, device=device) // p
-            grid = rows[:, None] * math.ceil(width / p) + cols[None, :]
-            mask = grid.expand(channels, height, width)
-        else:
-            p = patch_size(self.meta)
-            channels, steps = shape
-            mask = (torch.arange(steps, device=device) // p).expand(channels, steps)
-        return [mask.unsqueeze(0).contiguous()] * n
+        ids = None if args is None else args[0]
+        return modality_of(self.meta).feature_groups(self.meta, inputs, ids)
 
     def occlusion_window(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(sliding window, strides) of one occlusion patch for a single example."""
         shape = tuple(int(s) for s in self.inputs.shape[1:])
-        if self.is_text:  # one token at a time, all of its embedding
-            return (1, shape[-1]), (1, shape[-1])
-        if self.meta.modality == "tabular":
-            return (1,), (1,)
-        p = patch_size(self.meta)
-        stride = max(1, p // 2)
-        if self.meta.modality == "image":
-            return (shape[0], p, p), (shape[0], stride, stride)
-        return (shape[0], p), (shape[0], stride)
+        return modality_of(self.meta).occlusion_window(shape, self.meta)
 
 
 def build_space(
     model: nn.Module, meta: DatasetMeta, x: torch.Tensor, train_x: torch.Tensor, cfg: ExplainConfig
 ) -> Space:
     """The space for explaining ``model`` on examples ``x`` (on the model's device)."""
-    if meta.modality == "text":
-        embedding = embedding_of(model, meta)
+    if modality_of(meta).tokens:
+        embedding = embedding_layer(model, EXPLANATION)
         with torch.no_grad():
             inputs = embedding(x).detach()
         weight = embedding.weight.detach()

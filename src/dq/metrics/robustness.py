@@ -30,10 +30,11 @@ import torch
 from torch import nn
 
 from dq import metric_keys as keys
-from dq.attacks import PGD, attackable
+from dq.attacks import PGD
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
 from dq.data_records import DatasetMeta, Split
+from dq.modalities import modality_of
 
 
 def robust_predictions(
@@ -69,7 +70,7 @@ def robust_metrics(
     With ``n_boot`` > 0 the group metrics get bootstrap intervals (:func:`robust_intervals`).
     The model's train/eval mode is restored afterwards.
     """
-    if not cfg.eps or not attackable(meta) or len(split) == 0:
+    if not cfg.eps or not modality_of(meta).attackable(meta) or len(split) == 0:
         return {}
     if cfg.limit is not None:
         split = split.subset(slice(0, cfg.limit))
@@ -141,7 +142,7 @@ def autoattack_metrics(
 def check_robust_eval(cfg: RobustEvalConfig, meta: DatasetMeta) -> None:
     """One-line DQUserError, before training, for a robust evaluation that cannot run on
     ``meta``'s data (AutoAttack on text, or past the radius its fixed columns allow)."""
-    if cfg.attack == RobustAttack.autoattack and cfg.eps and attackable(meta):
+    if cfg.attack == RobustAttack.autoattack and cfg.eps and modality_of(meta).attackable(meta):
         check_autoattack(meta, [float(e) for e in cfg.eps])
 
 

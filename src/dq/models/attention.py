@@ -19,7 +19,11 @@ from torch import nn
 from dq.config.validation import require
 from dq.data_records import DatasetMeta
 from dq.models.layers import Normalize, ceil_div, require_shape, require_vocab
-from dq.models.registry import register
+from dq.models.registry import PRUNE_GLOBAL, Capabilities, register
+
+# Global magnitude prunes the attention's in-projection and its Linear layers; structured
+# pruning (torch-pruning) is supported for the plain MLPs and CNNs only.
+PRUNED_GLOBALLY = Capabilities(prune=PRUNE_GLOBAL)
 
 
 @dataclass
@@ -159,26 +163,26 @@ class FeatureTransformer(TransformerClassifier):
         return x.unsqueeze(-1) * self.value_weight + self.value_bias, None
 
 
-@register("attention", "image", schema=AttentionConfig)
+@register("attention", "image", schema=AttentionConfig, capabilities=PRUNED_GLOBALLY)
 def build_image_transformer(cfg: AttentionConfig, meta: DatasetMeta) -> ImagePatchTransformer:
     require_shape(meta, 3, "[C, H, W]")
     return ImagePatchTransformer(cfg, meta)
 
 
-@register("attention", "text")
+@register("attention", "text", capabilities=PRUNED_GLOBALLY)
 def build_token_transformer(cfg: AttentionConfig, meta: DatasetMeta) -> TokenTransformer:
     require_shape(meta, 1, "[L]")
     require_vocab(meta)
     return TokenTransformer(cfg, meta)
 
 
-@register("attention", "series")
+@register("attention", "series", capabilities=PRUNED_GLOBALLY)
 def build_series_transformer(cfg: AttentionConfig, meta: DatasetMeta) -> SeriesPatchTransformer:
     require_shape(meta, 2, "[C, T]")
     return SeriesPatchTransformer(cfg, meta)
 
 
-@register("attention", "tabular")
+@register("attention", "tabular", capabilities=PRUNED_GLOBALLY)
 def build_feature_transformer(cfg: AttentionConfig, meta: DatasetMeta) -> FeatureTransformer:
     require_shape(meta, 1, "[F]")
     return FeatureTransformer(cfg, meta)

@@ -19,7 +19,7 @@ from torch import nn
 from dq.config.validation import require
 from dq.data_records import DatasetMeta
 from dq.models.layers import Normalize, require_shape, require_vocab
-from dq.models.registry import register
+from dq.models.registry import PRUNE_ALL, PRUNE_GLOBAL, Capabilities, register
 
 
 @dataclass
@@ -157,21 +157,21 @@ class TokenCNN(nn.Module):
         return self.head(self.dropout(pooled))
 
 
-@register("cnn", "image", schema=CNNConfig)
+@register("cnn", "image", schema=CNNConfig, capabilities=Capabilities(prune=PRUNE_ALL, channels_last=True))
 def build_image_cnn(cfg: CNNConfig, meta: DatasetMeta) -> CNN:
     """2-d CNN on ``[N, C, H, W]`` pixels, normalised inside with the dataset statistics."""
     require_shape(meta, 3, "[C, H, W]")
     return CNN(cfg, meta, Normalize.from_meta(meta))
 
 
-@register("cnn", "series")
+@register("cnn", "series", capabilities=Capabilities(prune=PRUNE_ALL))
 def build_series_cnn(cfg: CNNConfig, meta: DatasetMeta) -> CNN:
     """1-d CNN on ``[N, C, T]`` series (already standardised by the dataset)."""
     require_shape(meta, 2, "[C, T]")
     return CNN(cfg, meta, normalize=None)
 
 
-@register("cnn", "text")
+@register("cnn", "text", capabilities=Capabilities(prune=PRUNE_GLOBAL))
 def build_token_cnn(cfg: CNNConfig, meta: DatasetMeta) -> TokenCNN:
     """Kim's CNN on token ids ``[N, L]`` right-padded with ``meta.pad_index``."""
     require_shape(meta, 1, "[L]")

@@ -12,7 +12,7 @@ from torch import nn
 from dq.config.validation import require
 from dq.data_records import DatasetMeta
 from dq.models.layers import Activation, Normalize, activation, require_shape, require_vocab
-from dq.models.registry import register
+from dq.models.registry import PRUNE_ALL, PRUNE_GLOBAL, Capabilities, register
 
 
 @dataclass
@@ -89,17 +89,20 @@ class TokenMLP(nn.Module):
         return self.head(self.body(mean))
 
 
-@register("mlp", "image", "tabular", "series", schema=MLPConfig)
+@register("mlp", "image", schema=MLPConfig, capabilities=Capabilities(prune=PRUNE_ALL))
+def build_image_mlp(cfg: MLPConfig, meta: DatasetMeta) -> MLP:
+    """An ``MLP`` on flattened pixels, normalised inside with the dataset statistics."""
+    require_shape(meta, 3, "[C, H, W]")
+    return MLP(cfg, meta, Normalize.from_meta(meta))
+
+
+@register("mlp", "tabular", "series", capabilities=Capabilities(prune=PRUNE_ALL))
 def build_mlp(cfg: MLPConfig, meta: DatasetMeta) -> MLP:
-    """An ``MLP`` for ``meta``; images get a ``Normalize`` with the dataset statistics."""
-    normalize = None
-    if meta.modality == "image":
-        require_shape(meta, 3, "[C, H, W]")
-        normalize = Normalize.from_meta(meta)
-    return MLP(cfg, meta, normalize)
+    """An ``MLP`` on tabular columns or a flattened series (already standardised by the dataset)."""
+    return MLP(cfg, meta, normalize=None)
 
 
-@register("mlp", "text")
+@register("mlp", "text", capabilities=Capabilities(prune=PRUNE_GLOBAL))
 def build_token_mlp(cfg: MLPConfig, meta: DatasetMeta) -> TokenMLP:
     """A ``TokenMLP`` on token ids ``[N, L]`` right-padded with ``meta.pad_index``."""
     require_shape(meta, 1, "[L]")

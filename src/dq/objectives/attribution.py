@@ -43,6 +43,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from dq.config.validation import require
 from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
+from dq.modalities import modality_of
 from dq.objectives.base import Term
 from dq.objectives.registry import register_term
 
@@ -174,7 +175,8 @@ class AttributionPenalty(Term):
 
 @register_term("attribution", schema=AttributionConfig)
 def build_attribution(cfg: AttributionConfig, meta: DatasetMeta) -> AttributionPenalty:
-    if meta.modality == "text":
+    modality = modality_of(meta)
+    if modality.tokens:
         raise DQUserError(
             f"regularizer attribution needs differentiable inputs; dataset {meta.name} is text "
             "(token ids have no input gradient): use image data with a mask or tabular data"
@@ -187,7 +189,7 @@ def build_attribution(cfg: AttributionConfig, meta: DatasetMeta) -> AttributionP
             "(the decoy datasets have them: dataset=decoy_mnist or decoy_fashion_mnist)"
         )
     if target == AttributionTarget.sensitive:
-        if meta.modality != "tabular":
+        if not modality.columns:
             raise DQUserError(
                 f"regularizer attribution target=sensitive is for tabular data; dataset {meta.name} is {meta.modality}"
             )
