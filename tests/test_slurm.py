@@ -112,11 +112,6 @@ def assert_resumed_to_the_uninterrupted_result(run_dir: Path, before: int, unint
     assert same_values(without_times(metrics), without_times(uninterrupted))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 24): scontrol requeue sends SIGTERM; dq records the job interrupted and "
-    "submitit hands that result back, so dq-train exits 75 while SLURM requeues the job",
-)
 def test_scontrol_requeue_mid_training_resumes_from_last_pt_to_the_uninterrupted_metrics(
     slurm_cluster: Cluster, tmp_path: Path, uninterrupted: dict
 ) -> None:

@@ -18,11 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dq.engine.preemption import catching_stop_signals, pass_on_stop, stop_requested
-from dq.errors import DQUserError, RunInterrupted
+from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted
 from dq.locks import DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, RunRecord, now_iso, write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
 from dq.sweep.outcome import JobOutcome, JobStatus
+from dq.sweep.slurm_requeue import requeued_by_slurm
 from dq.sweep.summary import progress_line, read_sweep
 
 
@@ -82,11 +83,16 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     A stop signal is a stop request from the job's start to its record (in a worker
     process of submitit or joblib too, where no dq-train caught it before); a handler it
     replaced (submitit's, which requeues the job) gets the signal once the job is recorded
-    interrupted."""
+    interrupted. A SLURM job that SLURM itself requeued (``scontrol requeue``: SIGTERM, which
+    submitit only logs) leaves without a result, so the launcher waits for the requeued run,
+    which resumes from last.pt (``dq.sweep.slurm_requeue``)."""
     with catching_stop_signals():
         result = _run_job(cfg)
     if result.status is JobStatus.interrupted:
         pass_on_stop()
+        if requeued_by_slurm():
+            print("sweep job: SLURM requeued this job; it resumes from last.pt when it runs again", flush=True)
+            raise SystemExit(EXIT_TRY_AGAIN)
     return result
 
 
