@@ -119,6 +119,24 @@ def test_scontrol_requeue_mid_training_resumes_from_last_pt_to_the_uninterrupted
     assert_resumed_to_the_uninterrupted_result(run_dir, before, uninterrupted)
 
 
+def test_a_job_cancelled_with_scancel_is_handed_back_interrupted_not_waited_for(
+    slurm_cluster: Cluster, tmp_path: Path
+) -> None:
+    """scancel sends the SIGTERM that scontrol requeue sends, but no requeue follows: the job
+    hands back its interrupted result and the sweep exits 75 with one line."""
+    sweep_dir = tmp_path / "sweep"
+    process = slurm_cluster.sweep([*LONG, *SLURM, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    wait_for_epochs(sweep_dir / "0", 2, process)
+    slurm_cluster.run("scancel", slurm_job_id(sweep_dir))
+    code, _, stderr = finish(process, timeout_s=120)
+
+    assert code == 75, stderr
+    assert read_json(sweep_dir / "sweep.json")["counts"] == {"interrupted": 1, "total": 1}
+    assert read_json(sweep_dir / "0" / "run.json")["status"] == "interrupted"
+    lines = [line for line in stderr.splitlines() if line.startswith("dq-train:")]
+    assert len(lines) == 1 and lines[0].startswith("dq-train: interrupted: "), stderr
+
+
 def test_preemption_with_the_schedulers_usr2_requeues_and_resumes_to_the_uninterrupted_metrics(
     slurm_cluster: Cluster, tmp_path: Path, uninterrupted: dict
 ) -> None:
