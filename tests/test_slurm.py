@@ -207,5 +207,6 @@ def test_an_impossible_request_is_one_line_and_the_sweep_records_stay_true(
     assert code != 0
     lines = [line for line in stderr.splitlines() if line.startswith("dq-train:")]
     assert len(lines) == 1 and words in lines[0].lower(), stderr
+    assert stderr.strip().splitlines() == lines, stderr  # that line alone: no echo of sbatch's error
     assert "Traceback" not in stderr
     assert read_json(sweep_dir / "sweep.json")["status"] != "running"

@@ -27,9 +27,9 @@ from dq.engine import preemption
 from dq.errors import EXIT_BY_USER, DQUserError, first_line
 from dq.locks import LOCK_FILE, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
-from dq.sweep import slurm_watch
+from dq.sweep import slurm_request, slurm_watch
 from dq.sweep.jobdir import same_job
-from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
+from dq.sweep.summary import JOBS_CSV, NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
 # The Optuna sweeper's default storage file in the sweep directory (src/hydra_plugins/dq_optuna_sweeper).
 OPTUNA_DB = "optuna.db"
@@ -117,6 +117,13 @@ class SweepSummary(Callback):
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
         slurm_watch.install(config)  # SLURM without accounting: see a job killed outright
+        try:
+            slurm_request.check_gpus(config)  # GPUs the partition lacks: one line, not sbatch's two
+        except slurm_request.RequestRefused as refused:
+            fail_sweep(sweep_dir, str(refused))
+            _started = None
+            release_sweep()
+            raise slurm_request.RequestRefused(f"{refused} ({sweep_dir / SWEEP_JSON})") from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code
@@ -142,8 +149,10 @@ def hold_sweep(sweep_dir: Path, overrides: list[str] | None = None) -> None:
     def same(directory: Path) -> bool:
         recorded = recorded_sweep(directory)
         if recorded is None:  # no job ever started here (Hydra writes multirun.yaml first): a
-            # sweep killed before that left its sweep.json; an Optuna study made ahead is welcome
-            return all(leftover_of_unstarted(name) or name in (SWEEP_JSON, OPTUNA_DB) for name in os.listdir(directory))
+            # sweep killed before that left its sweep.json, one refused then (a SLURM request no
+            # node meets) its jobs.csv too; an Optuna study made ahead is welcome
+            unstarted = (SWEEP_JSON, JOBS_CSV, OPTUNA_DB)
+            return all(leftover_of_unstarted(name) or name in unstarted for name in os.listdir(directory))
         return overrides is not None and same_job(recorded, overrides)
 
     try:
