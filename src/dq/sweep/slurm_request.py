@@ -28,6 +28,12 @@ class RequestRefused(BaseException):
     this passes through Hydra to ``dq.cli``, which prints it (exit 2)."""
 
 
+def gpus_in(gres: str) -> int:
+    """The GPUs in a node's generic resources as sinfo's ``%G`` shows them: ``(null)`` 0,
+    ``gpu:2`` 2, ``gpu:a100:4(S:0-1),gpu:t4:1`` 5."""
+    return sum(int(count) for count in GPUS.findall(gres))
+
+
 def node_gpus(partition: str | None) -> dict[str, int] | None:
     """GPUs of each node of ``partition`` (None: the default one), from sinfo's generic
     resources; None when sinfo cannot answer."""
@@ -43,7 +49,7 @@ def node_gpus(partition: str | None) -> dict[str, int] | None:
             continue
         listed, node, gres = fields  # listed: the partition, with "*" when it is the default
         if listed.rstrip("*") == partition if partition else listed.endswith("*"):
-            nodes[node] = sum(int(count) for count in GPUS.findall(gres))
+            nodes[node] = gpus_in(gres)
     return nodes or None
 
 
