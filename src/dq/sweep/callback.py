@@ -27,8 +27,9 @@ from dq.engine import preemption
 from dq.errors import EXIT_BY_USER, DQUserError, first_line
 from dq.locks import LOCK_FILE, DirectoryLock
 from dq.outputs import RUN_JSON, now_iso, write_json
-from dq.sweep import slurm_request, slurm_watch
+from dq.sweep import slurm_watch
 from dq.sweep.jobdir import same_job
+from dq.sweep.slurm_request import RequestRefused, check_gpus
 from dq.sweep.summary import JOBS_CSV, NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
 # The Optuna sweeper's default storage file in the sweep directory (src/hydra_plugins/dq_optuna_sweeper).
@@ -118,12 +119,12 @@ class SweepSummary(Callback):
         start_sweep(sweep_dir, planned_jobs(config), invocation)
         slurm_watch.install(config)  # SLURM without accounting: see a job killed outright
         try:
-            slurm_request.check_gpus(config)  # GPUs the partition lacks: one line, not sbatch's two
-        except slurm_request.RequestRefused as refused:
+            check_gpus(config)  # GPUs the partition lacks: one line, not sbatch's two
+        except RequestRefused as refused:
             fail_sweep(sweep_dir, str(refused))
             _started = None
             release_sweep()
-            raise slurm_request.RequestRefused(f"{refused} ({sweep_dir / SWEEP_JSON})") from None
+            raise RequestRefused(f"{refused} ({sweep_dir / SWEEP_JSON})") from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code

@@ -18,12 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dq.engine.preemption import catching_stop_signals, pass_on_stop, stop_requested
-from dq.errors import EXIT_TRY_AGAIN, DQUserError, RunInterrupted
+from dq.errors import DQUserError, RunInterrupted
 from dq.locks import DirectoryBusy, DirectoryLock
 from dq.outputs import RUN_JSON, RunRecord, now_iso, write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide, read_metrics, read_run
 from dq.sweep.outcome import JobOutcome, JobStatus
-from dq.sweep.slurm_requeue import requeued_by_slurm
+from dq.sweep.slurm_requeue import leave_for_the_requeued_job, requeued_by_slurm
 from dq.sweep.summary import progress_line, read_sweep
 
 
@@ -91,8 +91,7 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     if result.status is JobStatus.interrupted:
         pass_on_stop()
         if requeued_by_slurm():
-            print("sweep job: SLURM requeued this job; it resumes from last.pt when it runs again", flush=True)
-            raise SystemExit(EXIT_TRY_AGAIN)
+            leave_for_the_requeued_job()
     return result
 
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from typing import NoReturn
+
+from dq.errors import EXIT_TRY_AGAIN
 
 
 def requeued_by_slurm() -> bool:
@@ -36,3 +39,10 @@ def requeued_by_slurm() -> bool:
         return False
     found = re.search(r"\bRestarts=(\d+)", shown)
     return found is not None and int(found.group(1)) > int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def leave_for_the_requeued_job() -> NoReturn:
+    """Exit this SLURM job without a result (``SystemExit`` passes through submitit's
+    ``except Exception``, as its own requeue's exit does), for the requeued run to give one."""
+    print("sweep job: SLURM requeued this job; it resumes from last.pt when it runs again", flush=True)
+    raise SystemExit(EXIT_TRY_AGAIN)
