@@ -112,16 +112,29 @@ def assert_resumed_to_the_uninterrupted_result(run_dir: Path, before: int, unint
     assert same_values(without_times(metrics), without_times(uninterrupted))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 24): scontrol requeue sends SIGTERM; dq records the job interrupted and "
-    "submitit hands that result back, so dq-train exits 75 while SLURM requeues the job",
-)
 def test_scontrol_requeue_mid_training_resumes_from_last_pt_to_the_uninterrupted_metrics(
     slurm_cluster: Cluster, tmp_path: Path, uninterrupted: dict
 ) -> None:
     run_dir, before = interrupted_job(slurm_cluster, tmp_path, ["scontrol", "requeue"])
     assert_resumed_to_the_uninterrupted_result(run_dir, before, uninterrupted)
+
+
+def test_a_job_cancelled_with_scancel_is_handed_back_interrupted_not_waited_for(
+    slurm_cluster: Cluster, tmp_path: Path
+) -> None:
+    """scancel sends the SIGTERM that scontrol requeue sends, but no requeue follows: the job
+    hands back its interrupted result and the sweep exits 75 with one line."""
+    sweep_dir = tmp_path / "sweep"
+    process = slurm_cluster.sweep([*LONG, *SLURM, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    wait_for_epochs(sweep_dir / "0", 2, process)
+    slurm_cluster.run("scancel", slurm_job_id(sweep_dir))
+    code, _, stderr = finish(process, timeout_s=120)
+
+    assert code == 75, stderr
+    assert read_json(sweep_dir / "sweep.json")["counts"] == {"interrupted": 1, "total": 1}
+    assert read_json(sweep_dir / "0" / "run.json")["status"] == "interrupted"
+    lines = [line for line in stderr.splitlines() if line.startswith("dq-train:")]
+    assert len(lines) == 1 and lines[0].startswith("dq-train: interrupted: "), stderr
 
 
 def test_preemption_with_the_schedulers_usr2_requeues_and_resumes_to_the_uninterrupted_metrics(
@@ -194,5 +207,6 @@ def test_an_impossible_request_is_one_line_and_the_sweep_records_stay_true(
     assert code != 0
     lines = [line for line in stderr.splitlines() if line.startswith("dq-train:")]
     assert len(lines) == 1 and words in lines[0].lower(), stderr
+    assert stderr.strip().splitlines() == lines, stderr  # that line alone: no echo of sbatch's error
     assert "Traceback" not in stderr
     assert read_json(sweep_dir / "sweep.json")["status"] != "running"

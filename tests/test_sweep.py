@@ -23,6 +23,7 @@ from dq.rundir.read import read_json
 from dq.rundir.write import write_json
 from dq.spec import register_schemas
 from dq.sweep.jobdir import Action, decide
+from dq.sweep.slurm_request import gpus_in
 
 TINY = [
     "dataset=adult",
@@ -214,6 +215,14 @@ def test_launcher_presets_select_hydras_launchers() -> None:
     with pytest.raises(MissingConfigException) as caught:
         launcher_config("ray")
     assert explain_error(caught.value) == "unknown launcher 'ray'; allowed: joblib, local, slurm, submitit_local"
+
+
+def test_the_gpus_of_a_slurm_node_are_read_from_sinfos_generic_resources() -> None:
+    # What dq.sweep.slurm_request compares hydra.launcher.gpus_per_node with, before sbatch.
+    assert gpus_in("(null)") == 0
+    assert gpus_in("gpu:2") == 2
+    assert gpus_in("gpu:a100:4(S:0-1),gpu:t4:1") == 5
+    assert gpus_in("tmpdisk:100,gpu:1(S:0)") == 1
 
 
 def test_a_sweep_refused_before_its_first_job_leaves_nothing(

@@ -235,6 +235,7 @@ def train_main() -> None:
         return
     from dq.spec import register_schemas
     from dq.sweep.callback import abandon_sweep, end_lost_sweep, sweep_exit_code
+    from dq.sweep.slurm_request import RequestRefused
 
     register_schemas()
     global _show_traceback
@@ -251,6 +252,11 @@ def train_main() -> None:
         if _show_traceback:
             raise refused.error from None
         print(f"dq-train: error: {printable(str(refused.error))}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except RequestRefused as refused:  # a SLURM request no node can meet (sweep.json: failed)
+        if _show_traceback:
+            raise
+        print(f"dq-train: error: {printable(str(refused))}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:  # a second Ctrl-C outside a run (a sweep's start-up): nothing to record
         if _show_traceback:

@@ -31,7 +31,8 @@ from dq.rundir.record import now_iso
 from dq.rundir.write import write_json
 from dq.sweep import slurm_watch
 from dq.sweep.jobdir import same_job
-from dq.sweep.summary import NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
+from dq.sweep.slurm_request import RequestRefused, check_gpus
+from dq.sweep.summary import JOBS_CSV, NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
 # The Optuna sweeper's default storage file in the sweep directory (src/hydra_plugins/dq_optuna_sweeper).
 OPTUNA_DB = "optuna.db"
@@ -119,6 +120,13 @@ class SweepSummary(Callback):
         invocation = f"{now_iso()}/{os.getpid()}/{secrets.token_hex(4)}"
         start_sweep(sweep_dir, planned_jobs(config), invocation)
         slurm_watch.install(config)  # SLURM without accounting: see a job killed outright
+        try:
+            check_gpus(config)  # GPUs the partition lacks: one line, not sbatch's two
+        except RequestRefused as refused:
+            fail_sweep(sweep_dir, str(refused))
+            _started = None
+            release_sweep()
+            raise RequestRefused(f"{refused} ({sweep_dir / SWEEP_JSON})") from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_code
@@ -144,8 +152,10 @@ def hold_sweep(sweep_dir: Path, overrides: list[str] | None = None) -> None:
     def same(directory: Path) -> bool:
         recorded = recorded_sweep(directory)
         if recorded is None:  # no job ever started here (Hydra writes multirun.yaml first): a
-            # sweep killed before that left its sweep.json; an Optuna study made ahead is welcome
-            return all(leftover_of_unstarted(name) or name in (SWEEP_JSON, OPTUNA_DB) for name in os.listdir(directory))
+            # sweep killed before that left its sweep.json, one refused then (a SLURM request no
+            # node meets) its jobs.csv too; an Optuna study made ahead is welcome
+            unstarted = (SWEEP_JSON, JOBS_CSV, OPTUNA_DB)
+            return all(leftover_of_unstarted(name) or name in unstarted for name in os.listdir(directory))
         return overrides is not None and same_job(recorded, overrides)
 
     try:

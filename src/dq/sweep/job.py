@@ -26,6 +26,7 @@ from dq.rundir.record import RunRecord, now_iso
 from dq.rundir.write import write_json
 from dq.sweep.jobdir import JOB_ACTION_JSON, Action, clear_results, decide
 from dq.sweep.outcome import JobOutcome, JobStatus
+from dq.sweep.slurm_requeue import leave_for_the_requeued_job, requeued_by_slurm
 from dq.sweep.summary import progress_line, read_sweep
 
 
@@ -85,11 +86,15 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     A stop signal is a stop request from the job's start to its record (in a worker
     process of submitit or joblib too, where no dq-train caught it before); a handler it
     replaced (submitit's, which requeues the job) gets the signal once the job is recorded
-    interrupted."""
+    interrupted. A SLURM job that SLURM itself requeued (``scontrol requeue``: SIGTERM, which
+    submitit only logs) leaves without a result, so the launcher waits for the requeued run,
+    which resumes from last.pt (``dq.sweep.slurm_requeue``)."""
     with catching_stop_signals():
         result = _run_job(cfg)
     if result.status is JobStatus.interrupted:
         pass_on_stop()
+        if requeued_by_slurm():
+            leave_for_the_requeued_job()
     return result
 
 
