@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dq.data_records import Batch, Split
+from dq.data_records import Batch, DatasetMeta, Split
 from dq.errors import DQUserError
 
 
@@ -231,3 +231,13 @@ def _needed_first(terms: list[Term]) -> list[Term]:
         term.bind({name: by_name[name] for name in needs})
         ordered.append(term)
     return ordered
+
+
+def require_groups(term: str, meta: DatasetMeta) -> None:
+    """Refuse, in one line, a term that compares groups on data that has none: the terms
+    that read ``batch.group`` (fairness, group_dro) build through this."""
+    if not meta.has_groups:
+        raise DQUserError(
+            f"regularizer {term} needs data with groups; dataset {meta.name} has none "
+            "(tabular and text data have sensitive groups; images take dataset.group=label)"
+        )

@@ -21,8 +21,7 @@ from torch import nn
 
 from dq.config.validation import require
 from dq.data_records import Batch, DatasetMeta
-from dq.errors import DQUserError
-from dq.objectives.base import Term
+from dq.objectives.base import Term, require_groups
 from dq.objectives.registry import register_term
 
 
@@ -79,9 +78,5 @@ class FairnessPenalty(Term):
 
 @register_term("fairness", schema=FairnessConfig)
 def build_fairness(cfg: FairnessConfig, meta: DatasetMeta) -> FairnessPenalty:
-    if not meta.has_groups:
-        raise DQUserError(
-            f"regularizer fairness needs data with groups; dataset {meta.name} has none "
-            "(tabular and text data have sensitive groups; images take dataset.group=label)"
-        )
+    require_groups("fairness", meta)
     return FairnessPenalty(cfg.weight, cfg.criterion, meta.num_classes, len(meta.group_names))

@@ -41,8 +41,7 @@ from torch import nn
 
 from dq.config.validation import require
 from dq.data_records import Batch, DatasetMeta, Split
-from dq.errors import DQUserError
-from dq.objectives.base import Term
+from dq.objectives.base import Term, require_groups
 from dq.objectives.registry import register_term
 
 
@@ -128,9 +127,5 @@ class GroupDRO(Term):
 
 @register_term("group_dro", schema=GroupDROConfig)
 def build_group_dro(cfg: GroupDROConfig, meta: DatasetMeta) -> GroupDRO:
-    if not meta.has_groups:
-        raise DQUserError(
-            f"regularizer group_dro needs data with groups; dataset {meta.name} has none "
-            "(tabular and text data have sensitive groups; images take dataset.group=label)"
-        )
+    require_groups("group_dro", meta)
     return GroupDRO(cfg, meta)
