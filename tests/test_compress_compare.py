@@ -120,6 +120,21 @@ def test_noise_changes_predictions_and_the_group_shares_average_to_the_overall_s
     assert out["compress/explain/saliency/spearman"] < 0.99
 
 
+def test_the_worst_group_is_a_group_s_accuracy_not_an_interval_bound() -> None:
+    """With bootstrap intervals the group keys have ``/ci_low`` bounds beside them, lower
+    than any group's accuracy; the worst group is still the smallest group accuracy."""
+    adult = trained(
+        ["dataset=adult", "dataset.limit=600", "model=mlp", "eval.bootstrap=50", "explain.enabled=false"], steps=20
+    )
+    out = compare(adult.model, noisy(adult.model, 0.5), adult.splits, adult.spec, CPU)
+    names = adult.splits.meta.group_names
+    bounds = [out[f"compress/test/group_accuracy/{name}/ci_low"] for name in names]
+    for prefix in ("compress/", "compress/original/"):
+        groups = [out[f"{prefix}test/group_accuracy/{name}"] for name in names]
+        assert out[f"{prefix}test/worst_group_accuracy"] == min(groups), prefix
+    assert min(bounds) < out["compress/test/worst_group_accuracy"]  # the bounds are there, and lower
+
+
 def test_nonzeros_count_exactly_on_a_pruned_copy(digits: Trained) -> None:
     pruned = copy.deepcopy(digits.model)
     linears = [module for module in pruned.modules() if isinstance(module, nn.Linear)]

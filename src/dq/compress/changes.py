@@ -33,8 +33,9 @@ def class_accuracy(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[
 
 def worst_group_accuracy(metrics: Mapping[str, float]) -> dict[str, float]:
     """``test/worst_group_accuracy``: the smallest ``test/group_accuracy/<g>`` of ``metrics``
-    (evaluate's keys, so the groups present in the test split); {} without groups."""
-    by_group = [value for key, value in metrics.items() if key.startswith(keys.group_accuracy(""))]
+    (evaluate's keys, so the groups present in the test split; their interval bounds are no
+    group's accuracy); {} without groups."""
+    by_group = [value for key, value in metrics.items() if keys.group_of(key) is not None]
     return {keys.worst_accuracy(keys.GROUP): min(by_group)} if by_group else {}
 
 
