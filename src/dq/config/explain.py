@@ -62,16 +62,7 @@ class ExplainConfig:
 
     enabled: bool = True
     methods: list[str] = field(default_factory=lambda: ["integrated_gradients", "saliency"])
-    metrics: list[str] = field(
-        default_factory=lambda: [
-            "infidelity",
-            "sensitivity",
-            "randomization",
-            "sparseness",
-            "mask_mass",
-            "sensitive_share",
-        ]
-    )
+    metrics: list[str] = field(default_factory=lambda: [m for m in METRIC_NAMES if m != "pixel_flipping"])
     n_samples: int = 32
     sensitivity_samples: int = 8
     baseline: Baseline = Baseline.zeros

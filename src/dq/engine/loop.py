@@ -37,6 +37,7 @@ from dq.engine.ranks import Ranks
 from dq.errors import DQUserError, TrainingDiverged
 from dq.inference import predict_logits
 from dq.metrics import split_metrics
+from dq.objectives.adversarial import VAL_ROBUST_ACCURACY
 from dq.objectives.base import Objective
 
 
@@ -61,7 +62,6 @@ class FitSettings:
     ranks: Ranks = field(default_factory=Ranks.single)
 
 
-VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")  # as dq.objectives.adversarial logs it
 ROBUST_HINT = (
     "it needs an active adversarial term, regularizer.adversarial.weight > 0; for natural training monitor "
     "val/loss or val/accuracy"
