@@ -8,8 +8,8 @@ from enum import StrEnum
 from dq.config.attack import AttackConfig, AttackNorm
 from dq.config.validation import require
 
-# The most bootstrap resamples: fairlearn keeps every resample's MetricFrame in memory, so
-# eval.bootstrap=10**12 would exhaust it at the end of training. Percentile intervals settle
+# The most bootstrap resamples: each is a draw and a count over the whole test split
+# (dq.metrics.intervals), so eval.bootstrap=10**12 would never end after training. Percentile intervals settle
 # with 1,000-2,000 resamples (Efron & Tibshirani); 10,000 is ample.
 BOOTSTRAP_MAX = 10_000
 
