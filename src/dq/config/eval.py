@@ -15,10 +15,12 @@ BOOTSTRAP_MAX = 10_000
 
 
 class RobustAttack(StrEnum):
-    """pgd: the fast default; autoattack: Croce & Hein's standard ensemble (pyautoattack)."""
+    """pgd: the fast default; autoattack: also Croce & Hein's standard ensemble (pyautoattack);
+    apgd: also its two APGD attacks only (APGD-CE, APGD-T), a cheaper version under its own keys."""
 
     pgd = "pgd"
     autoattack = "autoattack"
+    apgd = "apgd"
 
 
 @dataclass
