@@ -1,6 +1,7 @@
-"""AutoAttack as a robust-evaluation choice (eval.robust.attack=autoattack): it finds at
-least what PGD-20 finds, its box maps onto dq's threat model, and what it cannot attack is
-refused in one line before training."""
+"""AutoAttack as a robust-evaluation choice (eval.robust.attack=autoattack, or its cheap
+version apgd): it finds at least what PGD-20 finds, its box maps onto dq's threat model, its
+cost is written per example and bounded by eval.robust.limit, each version writes under its
+own keys, and what it cannot attack is refused in one line before training."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 
 import dq
 from dq import data, models
-from dq.attacks.autoattack import BoxMap, autoattack_refusal
+from dq.attacks.autoattack import BoxMap, attacks_of, autoattack_refusal, build_autoattack
 from dq.config.eval import RobustEvalConfig
 from dq.data_records import DatasetMeta, Splits
 from dq.device import seed_everything
@@ -50,6 +51,7 @@ def test_autoattack_finds_at_least_what_pgd_finds_on_digits(make_cfg) -> None:
     assert metrics["test/autoattack_accuracy@0.2"] <= metrics["test/robust_accuracy@0.2"]
     assert metrics["test/robust_accuracy@0.2"] < clean  # the attack is not vacuous
     assert metrics["time/autoattack_s"] > 0
+    assert metrics["time/autoattack_per_example_s"] == pytest.approx(metrics["time/autoattack_s"] / 32)
 
 
 @pytest.mark.slow
@@ -114,9 +116,11 @@ def test_refusals_are_one_line() -> None:
         name="adult", modality="tabular", input_shape=(6,), num_classes=2, class_names=("a", "b"),
         continuous_columns=(0, 1),
     )  # fmt: skip
-    assert autoattack_refusal(table, [0.1]) is None
-    reason = autoattack_refusal(table, [0.1, 0.5])
+    assert autoattack_refusal("autoattack", table, [0.1]) is None
+    reason = autoattack_refusal("autoattack", table, [0.1, 0.5])
     assert reason is not None and "\n" not in reason and "needs every eps < 0.5; got 0.5" in reason
+    with pytest.raises(DQUserError, match=r"^eval.robust.attack=apgd does not apply to text \(reviews\)"):
+        check_robust_eval(RobustEvalConfig(eps=[0.1], attack="apgd"), text_meta())
 
 
 def test_a_refused_run_trains_nothing_and_leaves_no_directory(make_cfg, tmp_path: Path) -> None:
@@ -127,3 +131,43 @@ def test_a_refused_run_trains_nothing_and_leaves_no_directory(make_cfg, tmp_path
         dq.train(cfg, run_dir=run_dir, console=Console(quiet=True))
     assert not run_dir.exists()
     assert time.perf_counter() - began < 10
+
+
+class RowCounter(nn.Module):
+    """The model, recording the most rows any one forward pass saw."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.most = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.most = max(self.most, len(x))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("limit", [7, 20])
+def test_the_cheap_version_attacks_only_the_limit_under_its_own_keys(make_cfg, limit: int) -> None:
+    """eval.robust.attack=apgd (APGD-CE, APGD-T): no pass of either attack sees more than
+    eval.robust.limit examples, its keys say apgd (never autoattack), and its seconds per
+    example are its seconds over the examples it attacked. A few seconds on one thread."""
+    model, splits = trained(make_cfg, "dataset=digits", "model=mlp", "model.hidden=[32]")
+    counted = RowCounter(model)
+    cfg = RobustEvalConfig(eps=[0.2], attack="apgd", limit=limit)
+    metrics = robust_metrics(counted, splits.test, splits.meta, cfg, CPU, batch_size=64, seed=0)
+    assert counted.most == limit < len(splits.test)
+    assert not any("autoattack" in key for key in metrics)
+    assert metrics["time/apgd_per_example_s"] == pytest.approx(metrics["time/apgd_s"] / limit)
+    assert metrics["test/apgd_accuracy@0.2"] <= metrics["test/robust_accuracy@0.2"]
+
+
+def test_each_version_runs_its_documented_attacks() -> None:
+    """Standard AutoAttack is pyautoattack's own standard version where APGD-T applies
+    (4 classes or more); the cheap one is APGD-CE and APGD-T, or APGD-CE alone on fewer."""
+    assert attacks_of("autoattack", 10) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert attacks_of("autoattack", 2) == ["apgd-ce", "fab-t", "square"]
+    assert attacks_of("apgd", 10) == ["apgd-ce", "apgd-t"] and attacks_of("apgd", 2) == ["apgd-ce"]
+    standard = build_autoattack(nn.Flatten(), "autoattack", "Linf", 0.1, 10, 0, CPU)
+    assert standard.version == "standard" and standard.attacks_to_run == attacks_of("autoattack", 10)
+    cheap = build_autoattack(nn.Flatten(), "apgd", "Linf", 0.1, 10, 0, CPU)
+    assert cheap.version == "custom" and cheap.attacks_to_run == ["apgd-ce", "apgd-t"]
+    assert (cheap.apgd.n_restarts, cheap.apgd_targeted.n_target_classes) == (1, 9)  # the standard's settings

@@ -24,7 +24,7 @@ from dq.data.registry import dataset_config
 from dq.data_records import DatasetMeta
 from dq.metrics import split_metrics
 from dq.metrics.fairness import fairness_gaps, group_accuracy
-from dq.metrics.intervals import CI_QUANTILES, group_intervals, rate_metrics
+from dq.metrics.intervals import CI_QUANTILES, fairlearn_resamples, group_intervals, group_rates, rate_names
 from dq.metrics.robustness import robust_intervals
 
 
@@ -82,16 +82,38 @@ def test_point_estimates_are_dqs_group_metrics(num_classes: int) -> None:
 
 
 def test_rates_are_fairlearns_definitions() -> None:
-    y, pred, _ = _predictions(200, 3, 2, seed=3)
-    subsets = [(y, pred), (y[y != 1], pred[y != 1]), (np.zeros(5, int), np.array([0, 1, 0, 0, 1]))]
-    for y_s, pred_s in subsets:
-        metrics = rate_metrics(3)
+    """Each group's rates from the confusion counts equal fairlearn's, also where a group has
+    no positives of a class (TPR 0) or no negatives (FPR 0), and NaN for a group without rows."""
+    y, pred, group = _predictions(200, 3, 3, seed=3)
+    y[group == 1] = 1  # group 1: no negatives of class 1, no positives of classes 0 and 2
+    counts = np.zeros((4, 3, 3), dtype=np.int64)  # group 3 has no rows
+    np.add.at(counts, (group, y, pred), 1)
+    rates = group_rates(counts, 3)
+    names = rate_names(3)
+    assert np.isnan(rates[3]).all()
+    for g in range(3):
+        y_g, pred_g = y[group == g], pred[group == g]
+        expected = {"accuracy": accuracy_score(y_g, pred_g)}
         for cls in range(3):
-            binary = (y_s == cls).astype(int), (pred_s == cls).astype(int)
-            assert metrics[f"selection/{cls}"](y_s, pred_s) == pytest.approx(selection_rate(*binary))
-            assert metrics[f"tpr/{cls}"](y_s, pred_s) == pytest.approx(true_positive_rate(*binary))
-            assert metrics[f"fpr/{cls}"](y_s, pred_s) == pytest.approx(false_positive_rate(*binary))
-        assert metrics["accuracy"](y_s, pred_s) == pytest.approx(accuracy_score(y_s, pred_s))
+            binary = (y_g == cls).astype(int), (pred_g == cls).astype(int)
+            expected[f"selection/{cls}"] = selection_rate(*binary)
+            expected[f"tpr/{cls}"] = true_positive_rate(*binary)
+            expected[f"fpr/{cls}"] = false_positive_rate(*binary)
+        assert dict(zip(names, rates[g], strict=True)) == pytest.approx(expected, abs=1e-12)
+    assert rates[1, names.index("fpr/1")] == 0.0 and rates[1, names.index("tpr/0")] == 0.0
+
+
+def test_resamples_are_fairlearns_draw_in_chunks(monkeypatch) -> None:
+    """The row indices are those pandas draws for fairlearn, whatever the chunk size."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"row": np.arange(50)})
+    seeds = np.random.default_rng(3).integers(0, np.iinfo(np.uint32).max, size=7, dtype=np.uint32)
+    theirs = np.stack([frame.sample(frac=1, replace=True, random_state=s)["row"].to_numpy() for s in seeds])
+    assert np.array_equal(np.concatenate(list(fairlearn_resamples(50, 7, 3))), theirs)
+    monkeypatch.setattr("dq.metrics.intervals.CHUNK_ROWS", 120)  # two resamples of 50 rows per chunk
+    chunks = list(fairlearn_resamples(50, 7, 3))
+    assert [len(c) for c in chunks] == [2, 2, 2, 1] and np.array_equal(np.concatenate(chunks), theirs)
 
 
 def test_intervals_on_adult_contain_the_estimate_and_repeat_with_the_seed(adult_logistic) -> None:

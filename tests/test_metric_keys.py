@@ -23,6 +23,9 @@ def test_builders_spell_each_family() -> None:
     assert tag == "0.1" and keys.eps_tag(8.0) == "8" and keys.eps_tag(1e-5) == "1e-05"
     assert keys.robust_accuracy(tag) == "test/robust_accuracy@0.1"
     assert keys.robust_accuracy(tag, keys.AUTOATTACK) == "test/autoattack_accuracy@0.1"
+    assert keys.robust_accuracy(tag, keys.APGD) == "test/apgd_accuracy@0.1"
+    assert keys.attack_seconds(keys.APGD) == "time/apgd_s"
+    assert keys.attack_seconds_per_example(keys.AUTOATTACK) == "time/autoattack_per_example_s"
     assert keys.group_robust_accuracy("Male", tag) == "test/group_robust_accuracy/Male@0.1"
     assert keys.worst_group_robust_accuracy(tag) == "test/worst_group_robust_accuracy@0.1"
     assert keys.robust_gap(keys.EO_DIFF, tag) == "test/robust_eo_diff@0.1"
@@ -51,6 +54,8 @@ def test_parse_reads_a_split_key_into_its_parts() -> None:
     )
     worst = keys.parse("test/worst_group_autoattack_accuracy@8")
     assert (worst.scope, worst.attack, worst.measure, worst.eps) == ("worst_group", keys.AUTOATTACK, keys.ACCURACY, "8")
+    cheap = keys.parse("test/group_apgd_accuracy/Male@0.1")
+    assert (cheap.scope, cheap.attack, cheap.measure, cheap.member) == (keys.GROUP, keys.APGD, keys.ACCURACY, "Male")
     gap = keys.parse("test/robust_dp_diff@0.1")
     assert (gap.scope, gap.attack, gap.measure, gap.member) == (None, keys.ROBUST, keys.DP_DIFF, None)
     clean = keys.parse("test/dp_diff/ci_low")  # a bound is never taken for a group

@@ -6,13 +6,14 @@ regex. The families (docs/design.md, "Metric keys"):
 
     <split>/<metric>                         test/accuracy, val/loss, train/loss (SPLITS)
     <split>/<scope>_accuracy/<member>        test/group_accuracy/<g>, test/class_accuracy/<c>
-    test/<attack>_accuracy@<eps>             robust (PGD) or autoattack, at radius eps
+    test/<attack>_accuracy@<eps>             robust (PGD), autoattack (standard) or apgd (its APGD attacks only), at radius eps
     test/group_<attack>_accuracy/<g>@<eps>   and test/worst_group_<attack>_accuracy@<eps>
     test/<attack>_dp_diff@<eps>              the fairness gaps on attacked predictions
     <key>/ci_low, <key>/ci_high              a key's bootstrap 95% interval
     explain/<method>/<metric>                an explanation method's quality metrics
     compress/<key>                           compress/original/<key>, compress/delta/<key>
     params/<name>, time/<name>               parameter counts; seconds (never compared)
+    time/<attack>_per_example_s              an evaluation attack's seconds per example and radius
 
 Pure Python with no dq import, so every layer may use it (``from dq import metric_keys
 as keys``; ``keys.test(keys.ACCURACY)``, ``keys.robust_accuracy(eps)``, ``keys.parse(key)``).
@@ -35,8 +36,10 @@ GAPS = (DP_DIFF, EO_DIFF)
 
 # Scopes of a per-member accuracy (test/<scope>_accuracy/<member>), and attacks.
 GROUP, CLASS = "group", "class"
-ROBUST, AUTOATTACK = "robust", "autoattack"  # PGD's keys say "robust"
-ATTACKS = (ROBUST, AUTOATTACK)
+# PGD's keys say "robust"; "autoattack" is standard AutoAttack only, "apgd" its cheap version
+# (APGD-CE and APGD-T, dq.attacks.autoattack): never one key for both.
+ROBUST, AUTOATTACK, APGD = "robust", "autoattack", "apgd"
+ATTACKS = (ROBUST, AUTOATTACK, APGD)
 
 # A bootstrap 95% interval sits beside its metric: <key>/ci_low, <key>/ci_high.
 CI_LOW, CI_HIGH = "ci_low", "ci_high"
@@ -85,6 +88,17 @@ def compress_original(key: str) -> str:
 def compress_delta(key: str) -> str:
     """``compress/delta/<key>``: compressed minus original."""
     return compress(f"delta/{key}")
+
+
+def attack_seconds(attack: str) -> str:
+    """``time/<attack>_s``: an evaluation attack's seconds over every radius."""
+    return time(f"{attack}_s")
+
+
+def attack_seconds_per_example(attack: str) -> str:
+    """``time/<attack>_per_example_s``: an evaluation attack's seconds per example and radius,
+    the cost that ``eval.robust.limit`` multiplies."""
+    return time(f"{attack}_per_example_s")
 
 
 def explain(method: str, metric: str) -> str:
@@ -194,7 +208,7 @@ class MetricKey:
     bound: str | None = None  # CI_LOW or CI_HIGH: this key is a bound of another's interval
     method: str | None = None  # explain's method
     scope: str | None = None  # group, class, worst_group, ...
-    attack: str | None = None  # robust, autoattack
+    attack: str | None = None  # robust, autoattack, apgd
     measure: str | None = None  # accuracy, dp_diff, eo_diff, loss, ...
 
 

@@ -8,17 +8,19 @@ from enum import StrEnum
 from dq.config.attack import AttackConfig, AttackNorm
 from dq.config.validation import require
 
-# The most bootstrap resamples: fairlearn keeps every resample's MetricFrame in memory, so
-# eval.bootstrap=10**12 would exhaust it at the end of training. Percentile intervals settle
+# The most bootstrap resamples: each is a draw and a count over the whole test split
+# (dq.metrics.intervals), so eval.bootstrap=10**12 would never end after training. Percentile intervals settle
 # with 1,000-2,000 resamples (Efron & Tibshirani); 10,000 is ample.
 BOOTSTRAP_MAX = 10_000
 
 
 class RobustAttack(StrEnum):
-    """pgd: the fast default; autoattack: Croce & Hein's standard ensemble (pyautoattack)."""
+    """pgd: the fast default; autoattack: also Croce & Hein's standard ensemble (pyautoattack);
+    apgd: also its two APGD attacks only (APGD-CE, APGD-T), a cheaper version under its own keys."""
 
     pgd = "pgd"
     autoattack = "autoattack"
+    apgd = "apgd"
 
 
 @dataclass

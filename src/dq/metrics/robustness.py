@@ -17,8 +17,12 @@ substitutions. Tabular data without continuous columns gets no robust metrics, a
 
 With ``eval.robust.attack=autoattack`` the same examples are also attacked with standard
 AutoAttack (dq.attacks.autoattack): ``test/autoattack_accuracy@<eps>`` and its group keys,
-named as PGD's (``robust`` → ``autoattack``), and ``time/autoattack_s``. PGD's keys stay:
-a gap between the two is the reviewer's sign that PGD overestimated robustness.
+named as PGD's (``robust`` → ``autoattack``), ``time/autoattack_s`` and
+``time/autoattack_per_example_s`` (seconds per example and radius: the cost that
+``eval.robust.limit`` multiplies). ``eval.robust.attack=apgd`` runs AutoAttack's cheaper
+version (APGD-CE and APGD-T only) under its own keys (``robust`` → ``apgd``), never under
+AutoAttack's. PGD's keys stay: a gap between the two is the reviewer's sign that PGD
+overestimated robustness.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
 from dq.data_records import DatasetMeta, Split
 from dq.modalities import modality_of
+
+# Each version of AutoAttack writes under its own attack name, so the keys say which ran.
+AUTOATTACK_KEYS = {RobustAttack.autoattack: keys.AUTOATTACK, RobustAttack.apgd: keys.APGD}
 
 
 def robust_predictions(
@@ -79,7 +86,7 @@ def robust_metrics(
     for eps in cfg.eps:
         pred = robust_predictions(model, split, meta, cfg, float(eps), device, batch_size, seed)
         out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), keys.ROBUST, n_boot, seed))
-    if cfg.attack == RobustAttack.autoattack:
+    if cfg.attack != RobustAttack.pgd:
         out.update(autoattack_metrics(model, split, meta, cfg, device, batch_size, seed, n_boot))
     return out
 
@@ -125,25 +132,31 @@ def autoattack_metrics(
     seed: int = 0,
     n_boot: int = 0,
 ) -> dict[str, float]:
-    """``test/autoattack_accuracy@<eps>`` (and its group keys, named as PGD's) for each
-    ``cfg.eps`` on ``split`` (already cut to ``cfg.limit``): standard AutoAttack under
-    ``cfg.norm`` (dq.attacks.autoattack), seeded with ``seed``, with the time it took in
-    ``time/autoattack_s``."""
+    """``test/<attack>_accuracy@<eps>`` (and its group keys, named as PGD's) for each
+    ``cfg.eps`` on ``split`` (already cut to ``cfg.limit``): AutoAttack in the version
+    ``cfg.attack`` names (``autoattack``: standard, ``apgd``: APGD-CE and APGD-T) under
+    ``cfg.norm`` (dq.attacks.autoattack), seeded with ``seed``, with the seconds it took in
+    ``time/<attack>_s`` and per example and radius in ``time/<attack>_per_example_s``."""
+    attack = AUTOATTACK_KEYS[cfg.attack]
     began = time.perf_counter()
     y = split.y.cpu()
     out: dict[str, float] = {}
     for eps in cfg.eps:
-        pred = autoattack_predictions(model, split.x, split.y, meta, cfg.norm, float(eps), device, batch_size, seed)
-        out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), keys.AUTOATTACK, n_boot, seed))
-    out[keys.time("autoattack_s")] = time.perf_counter() - began
+        pred = autoattack_predictions(
+            model, split.x, split.y, meta, cfg.attack, cfg.norm, float(eps), device, batch_size, seed
+        )
+        out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), attack, n_boot, seed))
+    seconds = time.perf_counter() - began
+    out[keys.attack_seconds(attack)] = seconds
+    out[keys.attack_seconds_per_example(attack)] = seconds / (len(split) * len(cfg.eps))
     return out
 
 
 def check_robust_eval(cfg: RobustEvalConfig, meta: DatasetMeta) -> None:
     """One-line DQUserError, before training, for a robust evaluation that cannot run on
     ``meta``'s data (AutoAttack on text, or past the radius its fixed columns allow)."""
-    if cfg.attack == RobustAttack.autoattack and cfg.eps and modality_of(meta).attackable(meta):
-        check_autoattack(meta, [float(e) for e in cfg.eps])
+    if cfg.attack != RobustAttack.pgd and cfg.eps and modality_of(meta).attackable(meta):
+        check_autoattack(cfg.attack, meta, [float(e) for e in cfg.eps])
 
 
 def robust_intervals(
