@@ -33,7 +33,7 @@ from dq import metric_keys as keys
 from dq.attacks import PGD
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
-from dq.data_records import DatasetMeta, Split
+from dq.data_records import DatasetMeta, Split, float_inputs
 from dq.modalities import modality_of
 
 
@@ -133,7 +133,9 @@ def autoattack_metrics(
     y = split.y.cpu()
     out: dict[str, float] = {}
     for eps in cfg.eps:
-        pred = autoattack_predictions(model, split.x, split.y, meta, cfg.norm, float(eps), device, batch_size, seed)
+        pred = autoattack_predictions(
+            model, float_inputs(split.x), split.y, meta, cfg.norm, float(eps), device, batch_size, seed
+        )
         out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), keys.AUTOATTACK, n_boot, seed))
     out[keys.time("autoattack_s")] = time.perf_counter() - began
     return out
