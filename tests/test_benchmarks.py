@@ -83,12 +83,15 @@ def test_cifar10_reads_the_python_batches(tmp_path: Path) -> None:
     assert (len(splits.train), len(splits.val), len(splits.test)) == (25, 5, 5)
     assert splits.meta.class_names[:3] == ("airplane", "automobile", "bird") and splits.meta.input_shape == (3, 32, 32)
     assert splits.train.x.dtype == torch.uint8  # held compactly
-    # Each image: 1,024 red values, then green, then blue, row-major 32x32.
-    written = {bytes(row): int(label) for row, label in zip(rows, labels, strict=True)}
-    for split, part in ((splits.train, slice(0, 30)), (splits.val, slice(0, 30)), (splits.test, slice(30, 35))):
-        for x, y in zip(split.x, split.y, strict=True):
-            key = bytes(x.numpy().reshape(-1))
-            assert key in {bytes(r) for r in rows[part]} and written[key] == int(y)
+    # Each image: 1,024 red values, then green, then blue, row-major 32x32; its label kept.
+    label_of = {bytes(row): int(label) for row, label in zip(rows, labels, strict=True)}
+
+    def keys(split: Split) -> list[bytes]:
+        assert [label_of[bytes(x.numpy().reshape(-1))] for x in split.x] == split.y.tolist()
+        return sorted(bytes(x.numpy().reshape(-1)) for x in split.x)
+
+    assert sorted(keys(splits.train) + keys(splits.val)) == sorted(bytes(r) for r in rows[:30])
+    assert keys(splits.test) == sorted(bytes(r) for r in rows[30:])  # test_batch is the test split
     # The statistics are the train split's, in [0, 1] pixel units.
     mean = splits.train.x.double().mean(dim=(0, 2, 3)) / 255
     assert splits.meta.input_mean == pytest.approx(tuple(mean.tolist()), abs=1e-9)
