@@ -246,7 +246,7 @@ def test_waterbirds_needs_every_split_and_its_columns(tmp_path: Path) -> None:
         data.build(dataset_config("waterbirds", root=str(tmp_path)), 0)
 
 
-def test_a_run_on_waterbirds_reports_each_group_and_the_worst(make_cfg, tmp_path: Path) -> None:
+def test_a_run_on_waterbirds_reports_each_group_and_group_dro_pairs_it_with_the_label(make_cfg, tmp_path: Path) -> None:
     write_waterbirds(tmp_path / "data")
     overrides = (
         "dataset=waterbirds",
