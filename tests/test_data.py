@@ -24,7 +24,9 @@ from dq.spec import register_schemas
 torch.set_num_threads(1)
 
 CONF = config_dir() / "dataset"
-NEEDS_NETWORK = {"mnist", "cifar10"}  # torchvision downloads; tested with a local root below
+# Downloaded by the user (torchvision, or by hand): tested with a local root below and in
+# test_benchmarks.py.
+NEEDS_NETWORK = {"mnist", "cifar10", "celeba", "waterbirds", "civil_comments"}
 OFFLINE = [name for name in data.available() if name not in NEEDS_NETWORK]
 GROUPS = {
     "adult": ("Female", "Male"),
@@ -76,7 +78,9 @@ def test_every_config_choice_is_registered_and_composes() -> None:
 
 
 def test_unknown_dataset_lists_the_allowed_ones() -> None:
-    with pytest.raises(DQUserError, match=r"unknown dataset 'nope'; allowed: adult, cifar10, compas"):
+    with pytest.raises(
+        DQUserError, match=r"unknown dataset 'nope'; allowed: adult, celeba, cifar10, civil_comments, compas"
+    ):
         data.build(dataset_config("nope"), 0)
 
 

@@ -67,7 +67,7 @@ def test_the_modality_table_matches_the_data() -> None:
     for name, modality in MODALITY.items():
         if name != "mnist":
             assert data.build(dataset_config(name, limit=4), seed=0).meta.modality == modality
-    assert set(MODALITY) | {"cifar10"} == set(data.available())
+    assert set(MODALITY) | {"cifar10", "celeba", "waterbirds", "civil_comments"} == set(data.available())
 
 
 @pytest.mark.parametrize(("dataset", "model_name", "optimizer"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])

@@ -23,7 +23,8 @@ class DatasetMeta:
 
     Attributes:
         name: the config choice that built it (``mnist5k``, ``adult``...).
-        modality: ``image`` (x: float [N, C, H, W] in ``valid_range``), ``tabular``
+        modality: ``image`` (x: float [N, C, H, W] in ``valid_range``, or uint8 held
+            compactly: see :func:`float_inputs`), ``tabular``
             (x: float [N, F]), ``text`` (x: long token ids [N, L], ``pad_index`` pads),
             ``series`` (x: float [N, C, T]).
         input_shape: shape of one example (without the batch dimension).
@@ -66,6 +67,24 @@ class DatasetMeta:
         return len(self.group_names) > 0
 
 
+# Images held compactly store 8-bit pixels as uint8; the pixel value is ``stored / 255``.
+PIXEL_LEVELS = 255.0
+
+
+def float_inputs(x: torch.Tensor) -> torch.Tensor:
+    """The model's inputs from stored ones: uint8 pixels become float32 ``x / 255`` in
+    [0, 1]; any other tensor is returned as it is.
+
+    Large image datasets (cifar10, celeba, waterbirds) keep their splits as uint8, a quarter
+    of float32's memory (CelebA at 64×64: 12,288 bytes per image, 2.5 GB in all), and every
+    batch is converted here, on the device it was moved to (so a host-to-device copy moves
+    uint8 too). Models normalise inside (``dq.models.layers.Normalize``), as for float data.
+    """
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(PIXEL_LEVELS)
+    return x
+
+
 @dataclass
 class Split:
     """One split as whole tensors: ``x``, ``y`` and, where the data has them,
@@ -89,6 +108,12 @@ class Split:
             group=None if self.group is None else self.group[index],
             mask=None if self.mask is None else self.mask[index],
         )
+
+    def batch(self, index: torch.Tensor | slice) -> Split:
+        """The examples at ``index`` as a model takes them: :meth:`subset` with ``x``
+        through :func:`float_inputs` (``subset`` keeps the stored dtype, for ``limit``)."""
+        part = self.subset(index)
+        return replace(part, x=float_inputs(part.x))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Split:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:

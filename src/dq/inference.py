@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from dq.data_records import Split
+from dq.data_records import Split, float_inputs
 from dq.device import autocast
 
 
@@ -41,7 +41,7 @@ def predict_logits(
     outputs = []
     with eval_mode(model):
         for start in range(0, len(split), batch_size):
-            x = split.x[start : start + batch_size].to(device, non_blocking=device.type == "cuda")
+            x = float_inputs(split.x[start : start + batch_size].to(device, non_blocking=device.type == "cuda"))
             with autocast(device, amp, amp_dtype):
                 outputs.append(model(x).float().cpu())
     return torch.cat(outputs)

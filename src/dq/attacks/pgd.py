@@ -46,7 +46,7 @@ from torch import nn
 
 from dq.attacks.spaces import AttackSpace, Ball, attack_space
 from dq.config.attack import AttackConfig
-from dq.data_records import DatasetMeta, Split
+from dq.data_records import DatasetMeta, Split, float_inputs
 from dq.inference import eval_mode
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -295,7 +295,7 @@ class PGD:
         preds = []
         with eval_mode(model):
             for first in range(0, len(split), batch_size):
-                x = split.x[first : first + batch_size].to(device)
+                x = float_inputs(split.x[first : first + batch_size].to(device))
                 y = split.y[first : first + batch_size].to(device)
                 delta = self(
                     model, x, lambda logits, y=y: F.cross_entropy(logits.float(), y, reduction="sum"), generator

@@ -24,7 +24,7 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
-from dq.data_records import Split, Splits
+from dq.data_records import Split, Splits, float_inputs
 from dq.explain.methods import Method, attribute, lookup
 from dq.explain.quality import Explained, judge, mean_rank_correlation, randomized_copy
 from dq.explain.run import QUIET, check_explain, gradient_context
@@ -48,7 +48,7 @@ def explanation_shift(
     names = check_explain(cfg, meta, original)
     check_explain(cfg, meta, compressed)
     n = min(cfg.n_samples, len(splits.test))
-    chosen = splits.test.subset(slice(0, n)).to(device)
+    chosen = splits.test.batch(slice(0, n)).to(device)
     out: dict[str, dict[str, float]] = {"compressed": {}, "original": {}}
     rng_devices = [device] if device.type == "cuda" else []
     with (
@@ -88,7 +88,7 @@ def _explain(
     seeding with ``seed`` (so a sampling method draws the same noise for both models)."""
 
     def rebuild(m: nn.Module) -> Space:
-        return build_space(m, splits.meta, chosen.x, splits.train.x, cfg)
+        return build_space(m, splits.meta, chosen.x, float_inputs(splits.train.x), cfg)
 
     space = rebuild(model)
     torch.manual_seed(seed)

@@ -117,7 +117,7 @@ def prune_model(model: nn.Module, cfg: PruneConfig, splits: Splits, spec: Any, d
         sparsity, count = zero_share(targets)
         note = f"global magnitude (L1) over {len(targets)} weight tensors, {count} weights"
     else:
-        example = splits.train.x[:2].to(device)
+        example = splits.train.batch(slice(0, 2)).x.to(device)
         sparsity, count = structured(model, cfg.amount, example)
         finetune(model, cfg.finetune_epochs, splits, spec, device)
         note = (

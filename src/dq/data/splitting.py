@@ -96,6 +96,25 @@ def shuffled(n: int, seed: int) -> np.ndarray:
     return _rng(seed, 1).permutation(n)
 
 
+def official(split_ids: np.ndarray, seed: int, dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (train, val, test) of a source whose every row names its split (0, 1, 2,
+    as CelebA's partition file and WILDS' metadata do), each part in a seeded order.
+
+    Raises:
+        DQUserError: when a part is empty.
+    """
+    split_ids = np.asarray(split_ids)
+    parts = []
+    for part, name in enumerate(("train", "val", "test")):
+        index = np.flatnonzero(split_ids == part)
+        if len(index) == 0:
+            raise DQUserError(
+                f"dataset {dataset}: its split column gives no {name} rows (expected ids 0, 1, 2 = train, val, test)"
+            )
+        parts.append(index[_rng(seed, 1 + part).permutation(len(index))])
+    return parts[0], parts[1], parts[2]
+
+
 def bucketize(values: np.ndarray, bins: Sequence[float], attribute: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Group ids and names for a numeric attribute cut at ``bins``.
 

@@ -55,11 +55,13 @@ def text_splits(
     seed: int,
     group: np.ndarray | None = None,
     group_names: tuple[str, ...] = (),
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Splits:
-    """Seeded stratified splits of ``texts`` (test and val carved from the whole), tokenized
-    and encoded with a vocabulary of the train split."""
+    """Splits of ``texts`` at the (train, val, test) indices ``parts`` (the source's own),
+    else seeded stratified ones carved from the whole; tokenized and encoded with a
+    vocabulary of the train split."""
     y = np.asarray(y, dtype=np.int64)
-    train, val, test = splitting.train_val_test(y, cfg.val_fraction, cfg.test_fraction, seed)
+    train, val, test = parts or splitting.train_val_test(y, cfg.val_fraction, cfg.test_fraction, seed)
     documents = [tokenize(text) for text in texts]
     vocab = Vocabulary.build((documents[i] for i in train), cfg.min_freq, cfg.max_vocab)
 

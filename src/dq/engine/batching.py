@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from dq.data_records import Batch, Split
+from dq.data_records import Batch, Split, float_inputs
 
 
 def _fields(split: Split) -> tuple[str, ...]:
@@ -82,7 +82,7 @@ class TensorBatches:
     def __iter__(self) -> Iterator[Batch]:
         order = shard_order(len(self.split), self.generator, self.rank, self.world).to(self.split.y.device)
         for start in range(0, len(order), self.batch_size):
-            yield self.split.subset(order[start : start + self.batch_size])
+            yield self.split.batch(order[start : start + self.batch_size])
 
 
 class LoaderBatches:
@@ -123,6 +123,7 @@ class LoaderBatches:
                 name: t.to(self.device, non_blocking=self.non_blocking)
                 for name, t in zip(self.names, tensors, strict=True)
             }
+            moved["x"] = float_inputs(moved["x"])  # after the copy: uint8 pixels cross as uint8
             yield Batch(**moved)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
-from dq.data_records import DatasetMeta, Split, Splits
+from dq.data_records import DatasetMeta, Split, Splits, float_inputs
 from dq.errors import DQUserError
 from dq.explain import pictures
 from dq.explain.baselines import check_baseline
@@ -107,8 +107,8 @@ def explain_run(
     n = min(cfg.n_samples, len(splits.test))
     if n == 0:
         raise DQUserError(f"the test split of {meta.name} is empty: nothing to explain")
-    chosen = splits.test.subset(slice(0, n)).to(device)
-    train_x = splits.train.x  # stays where it is: only its mean and std are used
+    chosen = splits.test.batch(slice(0, n)).to(device)
+    train_x = float_inputs(splits.train.x)  # stays where it is: only its mean and std are used
     metrics: dict[str, float] = {}
     record: dict = {"config": asdict(cfg), "samples": n, "methods": {}}  # enums are str
     rng_devices = [device] if device.type == "cuda" else []

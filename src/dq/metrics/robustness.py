@@ -37,7 +37,7 @@ from dq import metric_keys as keys
 from dq.attacks import PGD
 from dq.attacks.autoattack import autoattack_predictions, check_autoattack
 from dq.config.eval import RobustAttack, RobustEvalConfig
-from dq.data_records import DatasetMeta, Split
+from dq.data_records import DatasetMeta, Split, float_inputs
 from dq.modalities import modality_of
 
 # Each version of AutoAttack writes under its own attack name, so the keys say which ran.
@@ -143,7 +143,7 @@ def autoattack_metrics(
     out: dict[str, float] = {}
     for eps in cfg.eps:
         pred = autoattack_predictions(
-            model, split.x, split.y, meta, cfg.attack, cfg.norm, float(eps), device, batch_size, seed
+            model, float_inputs(split.x), split.y, meta, cfg.attack, cfg.norm, float(eps), device, batch_size, seed
         )
         out.update(attacked_metrics(y, pred, split, meta, keys.eps_tag(eps), attack, n_boot, seed))
     seconds = time.perf_counter() - began
