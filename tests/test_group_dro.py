@@ -164,6 +164,25 @@ def test_a_tiny_run_logs_q_each_epoch_and_keeps_it_in_last_pt(make_cfg, tmp_path
     assert "test/accuracy" in metrics
 
 
+def test_a_colored_mnist_run_with_the_adjustment_reports_the_worst_group_and_stops_on_it(
+    make_cfg, tmp_path: Path
+) -> None:
+    cfg = make_cfg(
+        "+experiment=group_dro", "dataset.limit=200", "trainer.epochs=2", "regularizer.group_dro.adjustment=1",
+        "trainer.early_stopping.enabled=true", "trainer.select=best", "explain.enabled=false", "eval.bootstrap=0",
+    )  # fmt: skip
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    groups = [value for key, value in metrics.items() if key.startswith("test/group_accuracy/")]
+    assert len(groups) == 4 and metrics["test/worst_group_accuracy"] == min(groups)
+    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    val = [epoch["val/worst_group_accuracy"] for epoch in epochs]
+    assert metrics["train/best_epoch"] == 1 + val.index(max(val))  # early stopping's monitor
+    q = epochs[-1]
+    # groups (label, colour) already fix the class: the pairs of the other class are empty, their q 0
+    assert q["group_dro/q/0-4/5-9_red"] == q["group_dro/q/5-9/0-4_red"] == 0.0
+    assert q["group_dro/q/0-4/0-4_green"] > 0.0 and q["group_dro/q/5-9/5-9_red"] > 0.0
+
+
 @pytest.fixture
 def no_leftover_stop_request() -> Iterator[None]:
     preemption.clear_stop_request()
