@@ -12,10 +12,10 @@ it) and n_g the group's size in the training split:
     q_g ← q_g · exp(η · (ℓ_g + C / √n_g)),   then q ← q / Σ_g q_g,
     value = Σ_g q_g · ℓ_g          (with the updated q; q carries no gradient).
 
-C is ``adjustment`` (default 0: no adjustment), the paper's group adjustment (Section 5):
-a small group's training loss underestimates its test loss more than a large group's (it
-is easier to fit), so the adjustment, decreasing in n_g, moves weight towards the small
-groups; the paper tunes C over a grid (0 to 5). The adjustment enters the update only: it
+C is ``adjustment`` (default 0: no adjustment), the paper's group adjustment: a small
+group's training loss underestimates its test loss more than a large group's (it is
+easier to fit), so the adjustment, decreasing in n_g, moves weight towards the small
+groups; the paper tunes C on validation data. The adjustment enters the update only: it
 is a constant, so the value's gradient is the same with or without it (the authors' code
 adds it to ℓ_g in place, so their logged loss includes it; ours does not).
 
@@ -33,9 +33,10 @@ replaces (``task_share``): weight 1 is the paper's objective, weight w mixes
 state (``state_dict``), saved in last.pt, also between two batches, so a resumed run goes
 on with the same q. After each epoch q is logged as ``group_dro/q/<class>/<group>``.
 
-A batch whose losses are not finite (``trainer.nonfinite=skip_batch``) leaves q as it was. On several processes
-each rank steps q on its own shard during an epoch, and rank 0's q is every rank's after
-it (dq.engine.ranks hands the objective's state over).
+A batch whose losses are not finite (``trainer.nonfinite=skip_batch``) leaves q as it
+was. On several processes each rank steps q on its own shard during an epoch, and rank
+0's q is every rank's after it (dq.engine.ranks hands the objective's state over); n_g
+is the whole training split's on every rank.
 
 Example::
 
