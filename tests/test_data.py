@@ -77,7 +77,7 @@ def test_every_config_choice_is_registered_and_composes() -> None:
 
 
 def test_unknown_dataset_lists_the_allowed_ones() -> None:
-    with pytest.raises(DQUserError, match=r"unknown dataset 'nope'; allowed: adult, cifar10, compas"):
+    with pytest.raises(DQUserError, match=r"unknown dataset 'nope'; allowed: adult, cifar10, colored_mnist, compas"):
         data.build(dataset_config("nope"), 0)
 
 
