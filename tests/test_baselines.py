@@ -98,8 +98,15 @@ def test_dq_tables_logistic_regression_row_is_the_same_fit(adult_run: Path) -> N
 
     row = logistic_regression(compose_config(ADULT), seed=0)
     got = _written(adult_run)["rows"]["logistic_regression"]["metrics"]
-    for key in ("test/accuracy", "test/dp_diff", "test/eo_diff", "test/group_accuracy/Male"):
+    for key in (
+        "test/accuracy",
+        "test/dp_diff",
+        "test/eo_diff",
+        "test/group_accuracy/Male",
+        "test/worst_group_accuracy",
+    ):
         assert row[key] == got[key]
+    assert row["test/worst_group_accuracy"] == min(row["test/group_accuracy/Male"], row["test/group_accuracy/Female"])
     assert "test/dp_diff/ci_low" not in row  # dq-table's rows keep their keys
 
 

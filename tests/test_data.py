@@ -30,6 +30,7 @@ NEEDS_NETWORK = {"mnist", "cifar10", "celeba", "waterbirds", "civil_comments"}
 OFFLINE = [name for name in data.available() if name not in NEEDS_NETWORK]
 GROUPS = {
     "adult": ("Female", "Male"),
+    "colored_mnist": ("0-4_red", "0-4_green", "5-9_red", "5-9_green"),
     "compas": ("African-American", "Caucasian", "Other"),
     "german": ("female", "male"),
     "reviews": ("<35", "35-54", ">=55"),
@@ -79,7 +80,7 @@ def test_every_config_choice_is_registered_and_composes() -> None:
 
 def test_unknown_dataset_lists_the_allowed_ones() -> None:
     with pytest.raises(
-        DQUserError, match=r"unknown dataset 'nope'; allowed: adult, celeba, cifar10, civil_comments, compas"
+        DQUserError, match=r"unknown dataset 'nope'; allowed: adult, celeba, cifar10, civil_comments, colored_mnist, compas"
     ):
         data.build(dataset_config("nope"), 0)
 
@@ -279,6 +280,47 @@ def test_group_label_gives_class_groups() -> None:
     assert splits.meta.group_names == splits.meta.class_names
     for split in splits_of(splits):
         assert torch.equal(split.group, split.y)
+
+
+def test_train_group_counts_are_the_limited_train_splits_per_class_and_group() -> None:
+    splits = built("adult", limit=300)
+    counts = splits.meta.train_group_counts
+    for y, row in enumerate(counts):
+        for g, n in enumerate(row):
+            assert n == int(((splits.train.y == y) & (splits.train.group == g)).sum())
+    assert sum(map(sum, counts)) == 300
+    assert built("digits").meta.train_group_counts == ()  # no groups, no counts
+
+
+# --------------------------------------------------------------------------- colored_mnist
+def test_colored_mnist_colour_agrees_with_the_label_in_95_percent_of_train_and_is_a_coin_elsewhere() -> None:
+    splits = built("colored_mnist")
+    assert sizes(splits) == (3500, 500, 1000) and splits.meta.input_shape == (2, 28, 28)
+    digits = built("mnist5k", test_fraction=0.2)  # the same 70/10/20 split of the same digits
+    for split, source in zip(splits_of(splits), splits_of(digits), strict=True):
+        assert torch.equal(split.y, (source.y >= 5).long())
+        colour = split.group % 2  # g = 2·y + colour
+        assert torch.equal(split.group // 2, split.y)
+        # the digit's pixels sit in the colour's channel, the other channel is black
+        picked = split.x[torch.arange(len(split)), colour]
+        other = split.x[torch.arange(len(split)), 1 - colour]
+        assert torch.equal(picked, source.x[:, 0]) and not other.any()
+    train_agree = float((splits.train.group % 2 == splits.train.y).double().mean())
+    assert 0.94 < train_agree < 0.96
+    assert splits.meta.train_group_counts == ((1661, 89, 0, 0), (0, 0, 101, 1649))
+    for split in (splits.val, splits.test):  # independent of the label: each group near a quarter
+        shares = torch.bincount(split.group, minlength=4).double() / len(split)
+        assert ((shares - 0.25).abs() < 0.04).all(), shares
+    assert_same(splits, data.build(cfg("colored_mnist"), 0))
+    assert not torch.equal(built("colored_mnist", seed=1).train.group, splits.train.group)
+
+
+def test_colored_mnist_has_its_own_groups_and_refuses_group_and_root() -> None:
+    with pytest.raises(
+        DQUserError,
+        match=r"^unknown key 'dataset.group'; keys of dataset: name, limit, val_fraction, test_fraction, split_seed$",
+    ):
+        cfg("colored_mnist", group="label")
 
 
 def test_bucketize_names_and_edges() -> None:

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import torch
 import dq
 from conftest import compose_config
 from dq import data, models
+from dq.config.validation import ConfigValueError
 from dq.data_records import Batch, DatasetMeta
 from dq.device import seed_everything
 from dq.engine import preemption
@@ -77,6 +79,66 @@ def test_q_goes_through_its_state_and_a_non_finite_step_leaves_it() -> None:
     assert torch.equal(fresh.q, q)
 
 
+# n_g of each (class, group) pair: (no, f) and (yes, m/x) large, (no, m/x) and (yes, f) small
+COUNTED = replace(META, train_group_counts=((400, 25), (25, 400)))
+
+
+def test_q_moves_toward_the_worst_group_and_the_adjustment_favours_the_small_one() -> None:
+    # pairs y·2 + a: 0 (no, f, n=400) and 2 (yes, f, n=25) have the same, highest loss;
+    # 1 (no, m/x) and 3 (yes, m/x) are fitted well
+    logits = torch.tensor([[-1.0, 0.0], [3.0, 0.0], [0.0, -1.0], [0.0, 3.0]])
+    batch = Batch(x=torch.zeros(4, 2), y=torch.tensor([0, 0, 1, 1]), group=torch.tensor([0, 1, 0, 1]))
+    plain = GroupDRO(GroupDROConfig(step_size=0.5), COUNTED)
+    adjusted = GroupDRO(GroupDROConfig(step_size=0.5, adjustment=2.0), COUNTED)
+    for _ in range(3):
+        value_plain = plain(torch.nn.Identity(), batch, logits)
+        value_adjusted = adjusted(torch.nn.Identity(), batch, logits)
+    q = plain.q.tolist()
+    assert q[0] == pytest.approx(q[2]) and q[0] > 0.25 > q[1] == pytest.approx(q[3])  # toward the worst groups
+    qa = adjusted.q.tolist()
+    assert qa[2] > q[2] and qa[2] > qa[0]  # + 2/√25 = 0.4 against + 2/√400 = 0.1: the small group gains more
+    # one step by hand: ℓ_g + C/√n_g in the update
+    first = GroupDRO(GroupDROConfig(step_size=0.5, adjustment=2.0), COUNTED)
+    first(torch.nn.Identity(), batch, logits)
+    losses = [ce(-1.0), ce(3.0), ce(-1.0), ce(3.0)]
+    stepped = [
+        0.25 * math.exp(0.5 * (loss + 2.0 / math.sqrt(n))) for loss, n in zip(losses, (400, 25, 25, 400), strict=True)
+    ]
+    assert first.q.tolist() == pytest.approx([w / sum(stepped) for w in stepped])
+    # the value is Σ q_g·ℓ_g with the adjusted q: the adjustment is in the update only
+    assert float(value_adjusted) == pytest.approx(sum(w * loss for w, loss in zip(qa, losses, strict=True)))
+    assert float(value_plain) == pytest.approx(sum(w * loss for w, loss in zip(q, losses, strict=True)))
+
+
+def test_adjustment_zero_is_the_term_without_counts_exactly() -> None:
+    generator = torch.Generator().manual_seed(0)
+    with_counts, without = GroupDRO(GroupDROConfig(), COUNTED), GroupDRO(GroupDROConfig(), META)
+    for _ in range(3):
+        logits = torch.randn(16, 2, generator=generator)
+        y, group = torch.randint(0, 2, (16,), generator=generator), torch.randint(0, 2, (16,), generator=generator)
+        batch = Batch(x=torch.zeros(16, 2), y=y, group=group)
+        assert torch.equal(with_counts(torch.nn.Identity(), batch, logits), without(torch.nn.Identity(), batch, logits))
+        assert torch.equal(with_counts.q, without.q)
+
+
+def test_a_pair_the_training_split_lacks_starts_and_stays_at_zero() -> None:
+    term = GroupDRO(GroupDROConfig(step_size=0.5, adjustment=1.0), replace(META, train_group_counts=((30, 0), (0, 30))))
+    assert term.q.tolist() == [0.5, 0.0, 0.0, 0.5]
+    batch = Batch(x=torch.zeros(2, 2), y=torch.tensor([0, 1]), group=torch.tensor([0, 1]))
+    value = term(torch.nn.Identity(), batch, torch.tensor([[0.0, 1.0], [0.0, 2.0]]))
+    assert term.q[1] == 0.0 and term.q[2] == 0.0 and term.q[0] > 0.5 and math.isfinite(float(value))
+
+
+def test_the_adjustment_needs_the_training_counts_and_is_not_negative() -> None:
+    with pytest.raises(
+        DQUserError, match=r"^regularizer.group_dro.adjustment=1 needs the training split's group sizes"
+    ):
+        build_objective({"group_dro": GroupDROConfig(adjustment=1.0)}, META)
+    assert build_objective({"group_dro": GroupDROConfig(adjustment=1.0)}, COUNTED).term_names == ["task", "group_dro"]
+    with pytest.raises(ConfigValueError, match=r"^adjustment must be >= 0"):
+        GroupDROConfig(adjustment=-1.0).validate()
+
+
 def test_it_replaces_the_share_weight_of_the_clean_loss_and_needs_groups() -> None:
     objective = build_objective({"group_dro": GroupDROConfig(weight=0.75)}, META)
     assert objective.task_weight == pytest.approx(0.25) and objective.term_names == ["task", "group_dro"]
@@ -100,6 +162,25 @@ def test_a_tiny_run_logs_q_each_epoch_and_keeps_it_in_last_pt(make_cfg, tmp_path
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["objective"]["group_dro"]["q"].tolist() == pytest.approx(list(q[1].values()))
     assert "test/accuracy" in metrics
+
+
+def test_a_colored_mnist_run_with_the_adjustment_reports_the_worst_group_and_stops_on_it(
+    make_cfg, tmp_path: Path
+) -> None:
+    cfg = make_cfg(
+        "+experiment=group_dro", "dataset.limit=200", "trainer.epochs=2", "regularizer.group_dro.adjustment=1",
+        "trainer.early_stopping.enabled=true", "trainer.select=best", "explain.enabled=false", "eval.bootstrap=0",
+    )  # fmt: skip
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    groups = [value for key, value in metrics.items() if key.startswith("test/group_accuracy/")]
+    assert len(groups) == 4 and metrics["test/worst_group_accuracy"] == min(groups)
+    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    val = [epoch["val/worst_group_accuracy"] for epoch in epochs]
+    assert metrics["train/best_epoch"] == 1 + val.index(max(val))  # early stopping's monitor
+    q = epochs[-1]
+    # groups (label, colour) already fix the class: the pairs of the other class are empty, their q 0
+    assert q["group_dro/q/0-4/5-9_red"] == q["group_dro/q/5-9/0-4_red"] == 0.0
+    assert q["group_dro/q/0-4/0-4_green"] > 0.0 and q["group_dro/q/5-9/5-9_red"] > 0.0
 
 
 @pytest.fixture

@@ -140,13 +140,16 @@ def test_split_metrics_writes_ci_keys_only_with_a_bootstrap(adult_logistic) -> N
         "test/accuracy",
         "test/group_accuracy/Female",
         "test/group_accuracy/Male",
+        "test/worst_group_accuracy",
         "test/dp_diff",
         "test/eo_diff",
     ):
         assert with_ci[f"{key}/ci_low"] <= with_ci[key] == plain[key] <= with_ci[f"{key}/ci_high"], key
-    assert {k for k in with_ci if k.endswith("/ci_low")} == {
-        f"test/{k}/ci_low" for k in ("accuracy", "group_accuracy/Female", "group_accuracy/Male", "dp_diff", "eo_diff")
-    }
+    assert plain["test/worst_group_accuracy"] == min(
+        plain["test/group_accuracy/Female"], plain["test/group_accuracy/Male"]
+    )
+    names = ("accuracy", "group_accuracy/Female", "group_accuracy/Male", "worst_group_accuracy", "dp_diff", "eo_diff")
+    assert {k for k in with_ci if k.endswith("/ci_low")} == {f"test/{k}/ci_low" for k in names}
 
 
 def test_robust_interval_keys_name_the_robust_metrics(adult_logistic) -> None:

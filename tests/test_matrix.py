@@ -24,6 +24,7 @@ MODALITY = {
     "fashion_mnist": "image",
     "decoy_mnist": "image",
     "decoy_fashion_mnist": "image",
+    "colored_mnist": "image",
     "adult": "tabular",
     "compas": "tabular",
     "german": "tabular",
@@ -31,7 +32,7 @@ MODALITY = {
     "rotten_tomatoes": "text",
     "gunpoint": "series",
 }
-WITH_GROUPS = {"adult", "compas", "german", "reviews"}
+WITH_GROUPS = {"adult", "compas", "german", "reviews", "colored_mnist"}
 COMBINATIONS = [
     (dataset, model, optimizer)
     for dataset, modality in MODALITY.items()
@@ -85,7 +86,7 @@ def test_every_supported_combination_trains(
         splits = splits_cache[dataset] = data.build(to_spec(cfg).dataset, int(cfg.seed))
     model, splits, spec = check_run(run_dir, metrics, epochs=1, splits=splits)
     assert spec.dataset.name == dataset and spec.model.name == model_name
-    assert ("test/dp_diff" in metrics) == (dataset in WITH_GROUPS)
+    assert ("test/dp_diff" in metrics) == ("test/worst_group_accuracy" in metrics) == (dataset in WITH_GROUPS)
     # The explanation step runs for every model family on every modality (on by default).
     assert metrics["explain/integrated_gradients/infidelity"] == pytest.approx(
         integrated_gradients_infidelity(run_dir, model, splits, spec), rel=1e-4

@@ -19,6 +19,7 @@ def test_builders_spell_each_family() -> None:
     assert keys.group_accuracy("Male", keys.VAL) == "val/group_accuracy/Male"
     assert keys.class_accuracy("cat") == "test/class_accuracy/cat"
     assert keys.worst_accuracy(keys.CLASS) == "test/worst_class_accuracy"
+    assert keys.worst_accuracy(keys.GROUP, keys.VAL) == "val/worst_group_accuracy"
     tag = keys.eps_tag(0.1)
     assert tag == "0.1" and keys.eps_tag(8.0) == "8" and keys.eps_tag(1e-5) == "1e-05"
     assert keys.robust_accuracy(tag) == "test/robust_accuracy@0.1"

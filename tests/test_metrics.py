@@ -64,11 +64,15 @@ def test_split_metrics_keys_follow_the_output_contract() -> None:
         "test/ece",
         "test/group_accuracy/male",
         "test/group_accuracy/female",
+        "test/worst_group_accuracy",
         "test/dp_diff",
         "test/eo_diff",
     }
     assert out["test/accuracy"] == pytest.approx(0.75)
     assert out["test/group_accuracy/female"] == pytest.approx(0.5)
+    assert out["test/group_accuracy/male"] == pytest.approx(1.0)
+    assert out["test/worst_group_accuracy"] == pytest.approx(0.5)  # the smaller of the two
+    assert split_metrics(logits, y, "val", group, ("male", "female"))["val/worst_group_accuracy"] == pytest.approx(0.5)
     assert out["test/loss"] == pytest.approx(-np.mean(np.log([0.8, 0.7, 0.4, 0.9])), rel=1e-5)
     assert "test/dp_diff" not in split_metrics(logits, y, "test")
 

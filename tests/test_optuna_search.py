@@ -384,6 +384,23 @@ def test_fair_pareto_preset_searches_keys_that_exist_and_other_runs_are_untouche
     assert "hydra" in plain and plain.experiment_name == "fair_adult"
 
 
+def test_group_robust_preset_trades_average_against_worst_group_accuracy_over_keys_that_exist() -> None:
+    cfg = compose_with_hydra(["+experiment=group_dro", "hparams_search=group_robust"])
+    sweeper = cfg.hydra.sweeper
+    assert dict(sweeper.objectives) == {"test/accuracy": "maximize", "test/worst_group_accuracy": "maximize"}
+    space = parse_search_space([f"{key}={value}" for key, value in sweeper.params.items()])
+    keys = {"regularizer.group_dro.step_size", "regularizer.group_dro.adjustment", "optimizer.weight_decay"}
+    assert set(space.distributions) == keys
+    for pick in (0, -1):  # each end of each range makes a valid colored_mnist run
+        params = {}
+        for key, distribution in space.distributions.items():
+            choices = getattr(distribution, "choices", None)
+            params[key] = choices[pick] if choices else (distribution.low, distribution.high)[pick]
+        spec = to_spec(compose_with_hydra(["+experiment=group_dro", *space.overrides(params)]))
+        assert spec.dataset.name == "colored_mnist"
+        assert math.isclose(spec.regularizer["group_dro"].adjustment, params["regularizer.group_dro.adjustment"])
+
+
 @pytest.mark.slow  # a subprocess of its own; the fast tests cover the sweeper's paths
 def test_a_search_without_multirun_is_refused_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
@@ -399,7 +416,7 @@ def test_a_search_without_multirun_is_refused_in_one_line(tmp_path: Path) -> Non
 def test_an_unknown_search_is_one_line_naming_the_presets() -> None:
     with pytest.raises(HydraException) as caught:
         compose_with_hydra(["hparams_search=nope"])
-    assert explain_error(caught.value) == "unknown hparams_search 'nope'; allowed: fair_pareto"
+    assert explain_error(caught.value) == "unknown hparams_search 'nope'; allowed: fair_pareto, group_robust"
 
 
 def test_start_up_loads_no_optuna_and_hydra_lists_the_sweeper(tmp_path: Path) -> None:

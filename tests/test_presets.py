@@ -40,12 +40,13 @@ SIGNATURES = {
     "lora_transfer": Signature(frozenset(), lora=True),
     "robust_fair": Signature(frozenset({"adversarial"}), eps=(0.1,), groups=True),
     "rrr_decoy": Signature(frozenset({"attribution"})),
+    "group_dro": Signature(frozenset({"group_dro"}), groups=True),
     "trades_digits": Signature(frozenset({"adversarial"}), eps=(0.1,)),
     # Compression presets (issue 12): trained as these say, then pruned (compress/... keys, tests/test_compress.py).
     "prune_sweep": Signature(frozenset({"fairness"}), eps=(0.1,), groups=True),
     "prune_sweep_fmnist": Signature(frozenset(), eps=(0.05,), groups=True),
 }
-ALL_TERMS = {"adversarial", "attribution", "distill", "fairness"}
+ALL_TERMS = {"adversarial", "attribution", "distill", "fairness", "group_dro"}
 
 
 def test_the_issue_presets_exist_and_each_has_a_signature() -> None:

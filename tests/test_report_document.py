@@ -63,3 +63,6 @@ def test_page_and_card_show_the_same_group_rows(run_dir: Path) -> None:
     card_table = quantitative[quantitative.index(Heading("By group")) + 1]
     assert isinstance(card_table, Table) and len(page_table.rows) == 2
     assert page_table.rows == card_table.rows  # group, clean accuracy, robust accuracy at each ε
+    worst = run.metrics["test/worst_group_accuracy"]
+    assert worst == min(row[1] for row in page_table.rows)
+    assert Table(("metric", "value"), [["test/worst_group_accuracy", worst]]) in page["Fairness by group"]

@@ -44,6 +44,9 @@ class DatasetMeta:
         vocab: token strings by id for text (index ``pad_index`` is padding), else empty.
         pad_index: the padding token id for text.
         has_mask: whether the splits carry annotation masks (``Split.mask``).
+        train_group_counts: the training split's example count of each class in each group,
+            ``train_group_counts[y][g]`` (after ``limit``; filled by ``dq.data.build``), the
+            n_g of Group DRO's group adjustment; empty when the data has no groups.
     """
 
     name: str
@@ -61,6 +64,7 @@ class DatasetMeta:
     vocab: tuple[str, ...] = field(default=(), repr=False)
     pad_index: int = 0
     has_mask: bool = False
+    train_group_counts: tuple[tuple[int, ...], ...] = ()
 
     @property
     def has_groups(self) -> bool:

@@ -6,6 +6,7 @@ regex. The families (docs/design.md, "Metric keys"):
 
     <split>/<metric>                         test/accuracy, val/loss, train/loss (SPLITS)
     <split>/<scope>_accuracy/<member>        test/group_accuracy/<g>, test/class_accuracy/<c>
+    <split>/worst_<scope>_accuracy           test/worst_group_accuracy: the smallest of them
     test/<attack>_accuracy@<eps>             robust (PGD), autoattack (standard) or apgd (its APGD attacks only), at radius eps
     test/group_<attack>_accuracy/<g>@<eps>   and test/worst_group_<attack>_accuracy@<eps>
     test/<attack>_dp_diff@<eps>              the fairness gaps on attacked predictions
@@ -136,9 +137,10 @@ def class_accuracy(cls: str) -> str:
     return member_accuracy(CLASS, cls)
 
 
-def worst_accuracy(scope: str) -> str:
-    """``test/worst_<scope>_accuracy``: the smallest of the scope's per-member accuracies."""
-    return test(f"worst_{scope}_{ACCURACY}")
+def worst_accuracy(scope: str, family: str = TEST) -> str:
+    """``<family>/worst_<scope>_accuracy``: the smallest of the scope's per-member accuracies
+    (``test/worst_group_accuracy``, ``val/worst_group_accuracy``, ``test/worst_class_accuracy``)."""
+    return metric(family, f"worst_{scope}_{ACCURACY}")
 
 
 def robust_accuracy(tag: str, attack: str = ROBUST) -> str:

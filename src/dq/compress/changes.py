@@ -1,6 +1,6 @@
 """Measures of a model's predictions that ``dq.evaluation.evaluate`` does not give and a
 compressed model needs beside its original: accuracy per class (and of the worst class),
-the worst group's accuracy, and Hooker et al.'s share of changed predictions.
+and Hooker et al.'s share of changed predictions.
 
 Hooker et al. (2020, "What do compressed deep neural networks forget?",
 https://arxiv.org/abs/1911.05248) found that compression hurts a few classes and groups
@@ -11,7 +11,7 @@ per group and per true class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -29,14 +29,6 @@ def class_accuracy(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[
     if out:
         out[keys.worst_accuracy(keys.CLASS)] = min(out.values())
     return out
-
-
-def worst_group_accuracy(metrics: Mapping[str, float]) -> dict[str, float]:
-    """``test/worst_group_accuracy``: the smallest ``test/group_accuracy/<g>`` of ``metrics``
-    (evaluate's keys, so the groups present in the test split; their interval bounds are no
-    group's accuracy); {} without groups."""
-    by_group = [value for key, value in metrics.items() if keys.group_of(key) is not None]
-    return {keys.worst_accuracy(keys.GROUP): min(by_group)} if by_group else {}
 
 
 def prediction_change(before: torch.Tensor, after: torch.Tensor, split: Split, meta: DatasetMeta) -> dict[str, float]:

@@ -1,11 +1,10 @@
 """The original beside the compressed model: every measure of issue 12, as flat keys.
 
 ``compare`` evaluates the compressed model with the run's own evaluation
-(``dq.evaluation.evaluate``: accuracy, loss, ECE, per-group accuracy, DP/EO gaps, the
+(``dq.evaluation.evaluate``: accuracy, loss, ECE, per-group and worst-group accuracy, DP/EO gaps, the
 counterfactual flip rate, robust accuracy at each ``eval.robust.eps``) and sets each of
 its numbers beside the original's. Keys (``<key>`` is a ``test/...`` key of evaluate, or
-one of the derived ``test/worst_group_accuracy``, ``test/class_accuracy/<c>``,
-``test/worst_class_accuracy``):
+one of the derived ``test/class_accuracy/<c>`` and ``test/worst_class_accuracy``):
 
 - ``compress/<key>``: the compressed model (bootstrap intervals and times included);
   ``compress/original/<key>``: the original, from ``original_metrics`` (the original run's
@@ -46,7 +45,7 @@ import torch
 from torch import nn
 
 from dq import metric_keys as keys
-from dq.compress.changes import class_accuracy, prediction_change, worst_group_accuracy
+from dq.compress.changes import class_accuracy, prediction_change
 from dq.compress.footprint import nonzeros, parameter_count, size_bytes
 from dq.compress.latency import latencies
 from dq.data_records import Splits, float_inputs
@@ -57,7 +56,7 @@ from dq.metrics.robustness import robust_metrics
 from dq.spec import RunSpec
 
 # The keys evaluate does not give, derived here from its keys or the logits (dq.compress.changes).
-DERIVED = ("class_accuracy", "worst_class_accuracy", "worst_group_accuracy")
+DERIVED = ("class_accuracy", "worst_class_accuracy")
 
 
 def compare(
@@ -81,13 +80,11 @@ def compare(
     parts: dict[str, float] = {}
     after = _evaluate(compressed, attacked, splits, spec, device)
     after_logits = _logits(compressed, splits, spec, device)
-    after.update(worst_group_accuracy(after))
     after.update(class_accuracy(after_logits, splits.test.y, splits.meta.class_names))
 
     compared = [key for key in after if _comparable(key)]
     before_logits = _logits(original, splits, spec, device)
     before = _original_metrics(original, splits, spec, device, original_metrics or {}, compared)
-    before.update(worst_group_accuracy(before))
     before.update(class_accuracy(before_logits, splits.test.y, splits.meta.class_names))
     parts[keys.time("compare/evaluate_s")] = time.perf_counter() - began
 

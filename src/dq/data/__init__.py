@@ -9,14 +9,17 @@ Each family module (images, tabular, text, series, decoy) registers its builders
 config schema with ``@register(name, schema=...)``; the registry imports the family
 modules on first lookup, so importing this package loads none of them (nor pandas or
 scikit-learn). :func:`build` looks the name up, checks the sensitive attribute and
-``group``, runs the builder with the split seed and applies ``limit`` last. The same
-config and seed give bitwise identical tensors.
+``group``, runs the builder with the split seed, applies ``limit`` and, for data with
+groups, counts the training split's examples per class and group
+(``meta.train_group_counts``). The same config and seed give bitwise identical tensors.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+
+import torch
 
 from dq.data import registry
 from dq.data.registry import DatasetConfig
@@ -83,4 +86,16 @@ def build(cfg: DatasetConfig, seed: int) -> Splits:
     splits = entry.value(cfg, split_seed)
     if group == "label":
         splits = _label_groups(splits)
-    return splits.limited(cfg.limit)
+    return _with_train_group_counts(splits.limited(cfg.limit))
+
+
+def _with_train_group_counts(splits: Splits) -> Splits:
+    """``splits`` whose meta holds the train split's count per (class, group): the one place
+    the counts are taken, after ``limit``, so they are those of the examples trained on."""
+    meta, train = splits.meta, splits.train
+    if not meta.has_groups or train.group is None:
+        return splits
+    groups = len(meta.group_names)
+    flat = torch.bincount(train.y * groups + train.group, minlength=meta.num_classes * groups)
+    counts = tuple(tuple(row) for row in flat.view(meta.num_classes, groups).tolist())
+    return replace(splits, meta=replace(meta, train_group_counts=counts))

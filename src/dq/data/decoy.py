@@ -65,7 +65,7 @@ def decoy(split: Split, num_classes: int, informative: bool, rng: np.random.Rand
     return replace(split, x=x, mask=mask)
 
 
-def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def pixel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and population std of ``x`` [N, C, H, W], in float64."""
     values = x.transpose(0, 1).reshape(x.shape[1], -1).double()
     return tuple(values.mean(dim=1).tolist()), tuple(values.std(dim=1, correction=0).tolist())
@@ -80,7 +80,7 @@ def decoy_splits(name: str, cfg: ImageDatasetConfig, seed: int) -> Splits:
         return np.random.RandomState([seed % 2**32, _STREAMS[part]])
 
     train = decoy(source.train, k, True, stream("train"))
-    mean, std = _stats(train.x)
+    mean, std = pixel_stats(train.x)
     return Splits(
         train=train,
         val=decoy(source.val, k, True, stream("val")),

@@ -71,7 +71,7 @@ ROBUST_HINT = (
 def monitorable_metrics(splits: Splits) -> list[str]:
     names = [keys.val(keys.ACCURACY), keys.val(keys.LOSS), keys.val(keys.ECE)]
     if splits.meta.has_groups and splits.val.group is not None:
-        names += [keys.val(gap) for gap in keys.GAPS]
+        names += [keys.worst_accuracy(keys.GROUP, keys.VAL), *(keys.val(gap) for gap in keys.GAPS)]
     return names
 
 

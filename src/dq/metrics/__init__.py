@@ -24,7 +24,8 @@ def split_metrics(
     n_boot: int = 0,
     seed: int = 0,
 ) -> dict[str, float]:
-    """accuracy, loss, ece and, where the split has groups, per-group accuracy and the DP/EO gaps;
+    """accuracy, loss, ece and, where the split has groups, per-group accuracy, the worst
+    group's (``<prefix>/worst_group_accuracy``: the smallest over the groups present) and the DP/EO gaps;
     with ``n_boot`` > 0 also their bootstrap 95% intervals (``<key>/ci_low``, ``<key>/ci_high``,
     dq.metrics.intervals, resamples drawn from ``seed``), the overall accuracy's among them."""
     logits, y = logits.float().cpu(), y.cpu()
@@ -37,8 +38,10 @@ def split_metrics(
         from dq.metrics.fairness import fairness_gaps, group_accuracy  # fairlearn: only for data with groups
 
         y_np, pred_np, group_np = y.numpy(), logits.argmax(dim=1).numpy(), group.cpu().numpy()
-        for name, value in group_accuracy(y_np, pred_np, group_np, group_names).items():
+        by_group = group_accuracy(y_np, pred_np, group_np, group_names)
+        for name, value in by_group.items():
             out[keys.group_accuracy(name, prefix)] = value
+        out[keys.worst_accuracy(keys.GROUP, prefix)] = min(by_group.values())
         for name, value in fairness_gaps(y_np, pred_np, group_np, logits.shape[1]).items():
             out[keys.metric(prefix, name)] = value
         if n_boot > 0:
@@ -56,7 +59,7 @@ def _intervals(
     seed: int,
     prefix: str,
 ) -> dict[str, float]:
-    from dq.metrics.intervals import WORST_GROUP_ACCURACY, group_intervals, interval_metrics
+    from dq.metrics.intervals import group_intervals, interval_metrics
 
     intervals = group_intervals(y, pred, group, group_names, num_classes, n_boot, seed)
-    return interval_metrics(intervals, lambda name: None if name == WORST_GROUP_ACCURACY else keys.metric(prefix, name))
+    return interval_metrics(intervals, lambda name: keys.metric(prefix, name))

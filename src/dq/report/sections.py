@@ -155,6 +155,9 @@ def _fairness(metrics: dict[str, Any]) -> list[Block]:
             continue
         header = [part.kind, "accuracy", *(f"robust accuracy @ ε={eps}" for eps in part.robust)]
         parts.append(Table(header, _clean_and_robust_rows(part)))
+    worst = keys.worst_accuracy(keys.GROUP)
+    if worst in metrics:  # Sagawa et al.'s measure of group robustness
+        parts.append(_key_values({worst: metrics[worst]}))
     gaps = fairness_gaps(metrics)
     if gaps:
         parts += [Heading("Gaps between groups"), _key_values(gaps)]
