@@ -80,7 +80,8 @@ def test_every_config_choice_is_registered_and_composes() -> None:
 
 def test_unknown_dataset_lists_the_allowed_ones() -> None:
     with pytest.raises(
-        DQUserError, match=r"unknown dataset 'nope'; allowed: adult, celeba, cifar10, civil_comments, colored_mnist, compas"
+        DQUserError,
+        match=r"unknown dataset 'nope'; allowed: adult, celeba, cifar10, civil_comments, colored_mnist, compas",
     ):
         data.build(dataset_config("nope"), 0)
 
