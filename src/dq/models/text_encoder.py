@@ -103,7 +103,9 @@ def _check_hash(path: Path, expected: str | None) -> None:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise DQUserError(f"{path}: sha256 {digest.hexdigest()} differs from model.sha256={expected} (wrong or altered weights)")
+        raise DQUserError(
+            f"{path}: sha256 {digest.hexdigest()} differs from model.sha256={expected} (wrong or altered weights)"
+        )
 
 
 class SelfAttention(nn.Module):
@@ -224,7 +226,12 @@ def load_encoder(cfg: TextEncoderConfig, pad_index: int, num_classes: int) -> Te
     return model
 
 
-@register("text_encoder", "text", schema=TextEncoderConfig, capabilities=Capabilities(prune=PRUNE_GLOBAL, tokenizer=text_tokenizer))
+@register(
+    "text_encoder",
+    "text",
+    schema=TextEncoderConfig,
+    capabilities=Capabilities(prune=PRUNE_GLOBAL, tokenizer=text_tokenizer),
+)
 def build_text_encoder(cfg: TextEncoderConfig, meta: DatasetMeta) -> TextEncoder:
     """The encoder on ``meta``'s token ids, which must come from its tokenizer."""
     length = meta.input_shape[0]
