@@ -95,6 +95,8 @@ def test_the_model_chooses_its_tokenizer(make_cfg) -> None:
         to_spec(make_cfg(*TINY, "dataset=rotten_tomatoes", "dataset.tokenizer=/x.json"))
     with pytest.raises(DQUserError, match=r"dataset.tokenizer=/x.json: no such file"):
         data.build(to_spec(make_cfg("model=rnn", "dataset=rotten_tomatoes", "dataset.tokenizer=/x.json")).dataset, 0)
+    with pytest.raises(DQUserError, match=r"dataset.tokenizer=.*config.json: not a Hugging Face tokenizer.json"):
+        pretrained_ids(["a"], str(encoder_folder(TextEncoderConfig()) / "config.json"), 8)
 
 
 def test_freeze_trains_the_head_only() -> None:

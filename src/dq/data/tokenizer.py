@@ -100,7 +100,12 @@ def pretrained_ids(texts: Sequence[str], path: str, max_length: int) -> Encoded:
 
     if not Path(path).is_file():
         raise DQUserError(f"dataset.tokenizer={path}: no such file (a Hugging Face tokenizer.json)")
-    tokenizer = Tokenizer.from_file(path)
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as error:  # the Rust side raises plain Exception for an unreadable file
+        raise DQUserError(
+            f"dataset.tokenizer={path}: not a Hugging Face tokenizer.json ({str(error).splitlines()[0]})"
+        ) from None
     pad = tokenizer.padding  # the file's own padding settings name its pad token
     pad_index = int(pad["pad_id"]) if pad else tokenizer.token_to_id("[PAD]")
     if pad_index is None:

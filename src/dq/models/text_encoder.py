@@ -210,7 +210,10 @@ def load_encoder(cfg: TextEncoderConfig, pad_index: int, num_classes: int) -> Te
 
     folder = encoder_folder(cfg)
     _check_hash(folder / "model.safetensors", cfg.sha256)
-    config = json.loads((folder / "config.json").read_text())
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DQUserError(f"{folder}/config.json is not JSON ({error})") from None
     if config.get("model_type", "bert") != "bert" or config.get("position_embedding_type", "absolute") != "absolute":
         raise DQUserError(f"{folder}/config.json: model.path must hold a BERT encoder with absolute positions")
     model = TextEncoder(config, pad_index, num_classes, cfg.dropout)
