@@ -15,7 +15,7 @@ from dq.compress.command import compress_directory
 from dq.data.tokenizer import pretrained_ids
 from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
-from dq.models.text_encoder import TextEncoderConfig, encoder_folder, load_encoder
+from dq.models.text_encoder import TextEncoderConfig, device_check, encoder_folder, load_encoder
 from dq.objectives.lora.config import LoRAConfig
 from dq.objectives.lora.layer import apply_lora, merge_lora
 from dq.rundir.read import read_jsonl
@@ -124,6 +124,13 @@ def test_lora_on_query_and_value_starts_at_the_base_and_merges(encoder) -> None:
         merged = merge_lora(model)
         torch.testing.assert_close(merged(ids), adapted, rtol=0, atol=1e-5)
     assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_the_gpu_check_runs_on_the_cpu_too() -> None:
+    """scripts' GPU check calls device_check("cuda"); on the CPU the same code path agrees
+    with itself exactly and trains under bf16 autocast without a non-finite value."""
+    result = device_check("cpu", batch=2, length=12)
+    assert result["max_abs_diff"] == 0.0 and result["seconds_per_step"] > 0
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -209,7 +210,6 @@ def load_encoder(cfg: TextEncoderConfig, pad_index: int, num_classes: int) -> Te
     from safetensors.torch import load_file
 
     folder = encoder_folder(cfg)
-    _check_hash(folder / "model.safetensors", cfg.sha256)
     try:
         config = json.loads((folder / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -217,6 +217,9 @@ def load_encoder(cfg: TextEncoderConfig, pad_index: int, num_classes: int) -> Te
     if config.get("model_type", "bert") != "bert" or config.get("position_embedding_type", "absolute") != "absolute":
         raise DQUserError(f"{folder}/config.json: model.path must hold a BERT encoder with absolute positions")
     model = TextEncoder(config, pad_index, num_classes, cfg.dropout)
+    if model.embedding.weight.is_meta:  # dq.models.size counts parameters on the meta device: no weights needed
+        return model
+    _check_hash(folder / "model.safetensors", cfg.sha256)
     state = {_our_name(k): v for k, v in load_file(str(folder / "model.safetensors")).items()}
     wanted = set(model.state_dict()) - {"head.weight", "head.bias"}
     missing = sorted(wanted - set(state))
@@ -251,26 +254,33 @@ def build_text_encoder(cfg: TextEncoderConfig, meta: DatasetMeta) -> TextEncoder
     return model
 
 
-def cuda_check(batch: int = 8, length: int = 64) -> dict[str, float]:
-    """Run the packaged encoder on CUDA (for scripts/gpu_check.py): forward and backward
-    in bf16 autocast on random ids, and the largest difference of the fp32 logits from
-    the CPU's. Returns {"max_abs_diff": ..., "seconds_per_step": ...}."""
-    import time
+def device_check(device: str = "cuda", batch: int = 8, length: int = 64) -> dict[str, float]:
+    """Run the packaged encoder on ``device`` (scripts' GPU check calls it with "cuda"):
+    the largest difference of its fp32 logits from the CPU's on random ids half padded, then
+    three forward/backward steps under bf16 autocast (what ``trainer.amp`` does).
 
+    Returns:
+        {"max_abs_diff": fp32 logits on ``device`` against the CPU's, "seconds_per_step": ...}.
+    Raises:
+        RuntimeError: a non-finite loss or gradient under autocast.
+    """
     model = load_encoder(TextEncoderConfig(freeze=False, dropout=0.0), pad_index=0, num_classes=2).eval()
     ids = torch.randint(1000, 30000, (batch, length), generator=torch.Generator().manual_seed(0))
     ids[:, length // 2 :] = 0
     with torch.no_grad():
-        cpu = model(ids)
-    model, gpu_ids = model.cuda(), ids.cuda()
+        reference = model(ids)
+    model, moved = model.to(device), ids.to(device)
     with torch.no_grad():
-        diff = float((model(gpu_ids).cpu() - cpu).abs().max())
+        diff = float((model(moved).cpu() - reference).abs().max())
+    kind = torch.device(device).type
     start = time.perf_counter()
     for _ in range(3):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(gpu_ids).float().logsumexp(1).mean()
+        with torch.autocast(kind, dtype=torch.bfloat16):
+            loss = model(moved).float().logsumexp(1).mean()
         loss.backward()
-    torch.cuda.synchronize()
-    if not math.isfinite(float(loss)):
-        raise RuntimeError("text encoder: non-finite loss on CUDA")
+    if kind == "cuda":
+        torch.cuda.synchronize()
+    gradient = model.layers[0].attention.query.weight.grad
+    if not (math.isfinite(loss.item()) and gradient is not None and bool(torch.isfinite(gradient).all())):
+        raise RuntimeError(f"text encoder on {device}: non-finite loss or gradient under bf16 autocast")
     return {"max_abs_diff": diff, "seconds_per_step": (time.perf_counter() - start) / 3}
