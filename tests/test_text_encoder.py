@@ -17,7 +17,8 @@ from dq.data_records import DatasetMeta
 from dq.errors import DQUserError
 from dq.models.text_encoder import TextEncoderConfig, device_check, encoder_folder, load_encoder
 from dq.objectives.lora.config import LoRAConfig
-from dq.objectives.lora.layer import apply_lora, merge_lora
+from dq.objectives.lora.layer import merge_lora
+from dq.objectives.lora.transform import LoRATransform
 from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 
@@ -112,8 +113,9 @@ def test_lora_on_query_and_value_starts_at_the_base_and_merges(encoder) -> None:
     ids = sentence_ids()
     with torch.no_grad():
         base = model(ids)
-    summary = apply_lora(model, LoRAConfig(rank=8, alpha=16.0, target=QV))
-    assert (summary.trainable, summary.total) == (74_498, 22_566_146 + 73_728)
+    base_note, summary = LoRATransform(LoRAConfig(rank=8, alpha=16.0, target=QV)).apply(model)
+    assert base_note.startswith("LoRA base: the model as built, random unless pretrained (model=text_encoder)")
+    assert summary.startswith("LoRA: 74,498 of 22,639,874 parameters trainable (0.33%)")
     with torch.no_grad():
         assert torch.equal(model(ids), base)  # B starts at zero
         for name, parameter in model.named_parameters():
