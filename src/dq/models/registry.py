@@ -42,10 +42,14 @@ class Capabilities:
             and Conv weights, so an RNN, whose recurrent weights are neither, has none;
             structured pruning follows the dependency graph of plain MLPs and CNNs only).
         channels_last: its 4-D weights and inputs may be stored NHWC (``trainer.channels_last``).
+        tokenizer: for a text model with a vocabulary of its own (a pretrained encoder), the
+            path of the ``tokenizer.json`` its ids come from, given its config; the run reads
+            the text with it (``dataset.tokenizer``). None: dq's word tokenizer.
     """
 
     prune: frozenset[PruneKind] = frozenset()
     channels_last: bool = False
+    tokenizer: Callable[[Any], str] | None = None
 
 
 PRUNE_ALL = frozenset(PruneKind)
@@ -128,6 +132,14 @@ def capabilities(name: str, meta: DatasetMeta) -> Capabilities:
     """What model ``name`` can do on ``meta``'s modality (nothing where it does not build)."""
     registered = model_entry(name).value.get(meta.modality)
     return Capabilities() if registered is None else registered.capabilities
+
+
+def text_tokenizer(cfg: Any) -> str | None:
+    """The ``tokenizer.json`` model ``cfg.name`` reads text with (its ``Capabilities.tokenizer``),
+    or None where it uses dq's word tokenizer or does not build on text."""
+    registered = model_entry(str(cfg.name)).value.get("text")
+    choose = None if registered is None else registered.capabilities.tokenizer
+    return None if choose is None else choose(cfg)
 
 
 def capable(test: Callable[[Capabilities], bool]) -> str:

@@ -204,7 +204,8 @@ def _check_same_data(teacher: DatasetMeta, student: DatasetMeta, where: str) -> 
     if teacher.vocab != student.vocab:
         raise DQUserError(
             f"{where}: the teacher's vocabulary ({len(teacher.vocab)} tokens) differs from the student's "
-            f"({len(student.vocab)}); its token ids would mean other words (use the same dataset options)"
+            f"({len(student.vocab)}); its token ids would mean other words (use the same dataset options; "
+            "a pretrained teacher's tokenizer: dataset.tokenizer=<its tokenizer.json>)"
         )
 
 

@@ -44,7 +44,8 @@ class LoRATransform:
                 notes.append(load_pretrained(model, self.cfg.init_from).describe())
             else:
                 notes.append(
-                    "LoRA base: randomly initialised (set regularizer.lora.init_from=<run dir> to adapt a trained model)"
+                    "LoRA base: the model as built, random unless pretrained (model=text_encoder); "
+                    "set regularizer.lora.init_from=<run dir> to adapt a trained run"
                 )
         notes.append(apply_lora(model, self.cfg).describe())
         return notes
