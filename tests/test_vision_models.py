@@ -169,3 +169,86 @@ def test_deeplift_is_refused_where_a_relu_runs_twice(make_cfg, tmp_path) -> None
     assert message.startswith("explain method deeplift does not apply to TorchvisionClassifier on image data")
     assert "backbone.layer1.0.relu, backbone.layer1.1.relu, backbone.layer2.0.relu ... run more than once" in message
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# --------------------------------------------------------------------------- torchvision weights
+def test_torchvision_weights_load_from_a_local_file_and_the_head_is_fresh(tmp_path) -> None:
+    """A state_dict saved as torchvision publishes its weights (1000-class fc) loads into
+    the backbone; the classifier is replaced by a head for the dataset's classes; a gray
+    image gives the logits of the same image repeated on three channels."""
+    import torchvision
+
+    torch.manual_seed(3)
+    source = torchvision.models.get_model("resnet18", weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(4)
+    model = models.build(TorchvisionConfig(arch="resnet18", weights=str(path)), DIGITS).eval()
+    loaded = model.backbone.state_dict()
+    expected = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert isinstance(model.backbone.fc, torch.nn.Identity) and model.head.out_features == 10
+
+    x = torch.rand(2, 1, 8, 8)
+    source.fc = torch.nn.Identity()
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.head(source.eval()(x.expand(-1, 3, -1, -1))), atol=1e-6)
+    random = models.build(TorchvisionConfig(arch="resnet18"), DIGITS)
+    assert not torch.equal(random.backbone.conv1.weight, source.conv1.weight)
+
+
+@pytest.mark.parametrize(
+    ("arch", "weights", "meta", "message"),
+    [
+        ("resnet", None, DIGITS, r"^model.arch=resnet is not a torchvision classification model; list them: python -c"),
+        ("resnet18", "missing.pth", DIGITS, r"^model.weights=.*missing.pth: no such file; give a state_dict"),
+        ("resnet18", "resnet34.pth", DIGITS, r"^model.weights=.*resnet34.pth does not load into resnet18: Error"),
+        ("squeezenet1_0", None, CIFAR, r"^model.arch=squeezenet1_0 does not end in an nn.Linear classifier"),
+        ("vgg11", None, DIGITS, r"^model.arch=vgg11 cannot take 8×8 images \(.*\); choose another arch$"),
+        ("googlenet", None, CIFAR, r"^model.arch=googlenet returns GoogLeNetOutputs in training, not logits"),
+        ("resnet18", None, DatasetMeta("x", "image", (2, 8, 8), 2, ("a", "b")), r"takes 1- or 3-channel images"),
+    ],
+)
+def test_torchvision_refusals_are_one_line(tmp_path, arch, weights, meta, message) -> None:
+    import torchvision
+
+    if weights == "resnet34.pth":
+        torch.save(torchvision.models.get_model("resnet34", weights=None).state_dict(), tmp_path / weights)
+    path = None if weights is None else str(tmp_path / weights)
+    with pytest.raises(DQUserError, match=message) as refused:
+        models.build(TorchvisionConfig(arch=arch, weights=path), meta)
+    assert "\n" not in str(refused.value)
+
+
+# --------------------------------------------------------------------------- GPU presets
+GPU_PRESETS = {
+    # preset: (method, eps, alpha, steps, scheduler, epochs, lr)
+    "fast_adv_cifar10": ("fgsm_rs", 8 / 255, 10 / 255, 10, "cyclic", 15, 0.2),
+    "pgd_cifar10": ("pgd", 8 / 255, 2 / 255, 10, "step", 200, 0.1),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(GPU_PRESETS))
+def test_gpu_presets_compose_to_the_papers_settings(preset: str) -> None:
+    from conftest import compose_config
+
+    method, eps, alpha, steps, scheduler, epochs, lr = GPU_PRESETS[preset]
+    spec = to_spec(compose_config([f"+experiment={preset}"], fast=False))
+    adversarial = spec.regularizer["adversarial"]
+    assert (spec.dataset.name, spec.model.name, spec.model.width, list(spec.model.blocks)) == (
+        "cifar10",
+        "preact_resnet18",
+        64,
+        [2, 2, 2, 2],
+    )
+    assert adversarial.method == method and adversarial.norm == "linf" and adversarial.random_start
+    assert adversarial.eps == pytest.approx(eps, abs=1e-12) and adversarial.alpha == pytest.approx(alpha, abs=1e-12)
+    assert adversarial.steps == steps
+    assert spec.scheduler.name == scheduler and spec.trainer.epochs == epochs
+    assert (spec.optimizer.name, spec.optimizer.lr, spec.optimizer.momentum) == ("sgd", lr, 0.9)
+    assert spec.optimizer.weight_decay == 5e-4
+    assert spec.trainer.batch_size == 128 and spec.trainer.amp and spec.trainer.channels_last
+    assert spec.trainer.device == "auto" and spec.trainer.amp_dtype == "float16"
+    assert spec.eval.robust.eps == [pytest.approx(8 / 255, abs=1e-12)] and spec.eval.robust.steps == 50
+    assert spec.trainer.early_stopping.monitor == "val/robust_accuracy"
