@@ -74,8 +74,11 @@ def test_cifar_form_keeps_resolution_and_pools_adaptively(data: DatasetMeta) -> 
 
 def test_config_ranges_are_one_line_errors(make_cfg) -> None:
     for overrides, message in (
-        (["model=wide_resnet", "model.depth=27"], "model.depth must be 6n \\+ 4"),
-        (["model=preact_resnet18", "model.blocks=[2,0]"], "model.blocks must be a non-empty list"),
+        (["model=wide_resnet", "model.depth=27"], "model.depth must be 6n \\+ 4 from 10 to 1000"),
+        (
+            ["model=preact_resnet18", "model.blocks=[2,0]"],
+            "model.blocks must be 1 to 8 counts from 1 to 500, got \\[2, 0\\]",
+        ),
         (["model=torchvision", "model.arch=' '"], "model.arch must name a torchvision classification model"),
     ):
         with pytest.raises(DQUserError, match=message):

@@ -23,6 +23,10 @@ from dq.data_records import DatasetMeta
 from dq.models.layers import Normalize, require_shape
 from dq.models.registry import PRUNE_GLOBAL, Capabilities, register
 
+# Beyond any published network (ResNet-1001 has 111 blocks a stage; each stage halves the
+# image, so 8 already pool 32×32 CIFAR to 1×1), and past what builds in seconds.
+MAX_BLOCKS, MAX_STAGES = 500, 8
+
 
 @dataclass
 class PreActResNetConfig:
@@ -36,9 +40,9 @@ class PreActResNetConfig:
     def validate(self) -> None:
         require(self.width > 0, "width", f"must be > 0, got {self.width}")
         require(
-            len(self.blocks) > 0 and all(b > 0 for b in self.blocks),
+            0 < len(self.blocks) <= MAX_STAGES and all(0 < b <= MAX_BLOCKS for b in self.blocks),
             "blocks",
-            f"must be a non-empty list of positive counts, got {list(self.blocks)}",
+            f"must be 1 to {MAX_STAGES} counts from 1 to {MAX_BLOCKS}, got {list(self.blocks)}",
         )
 
 

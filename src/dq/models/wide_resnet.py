@@ -23,6 +23,10 @@ from dq.data_records import DatasetMeta
 from dq.models.layers import Normalize, require_shape
 from dq.models.registry import PRUNE_GLOBAL, Capabilities, register
 
+# Beyond any published WRN (the paper's deepest is WRN-40-x; ResNet-1001 is the deepest
+# residual network of the series), and past what builds in seconds.
+MAX_DEPTH = 1000
+
 
 @dataclass
 class WideResNetConfig:
@@ -37,9 +41,9 @@ class WideResNetConfig:
 
     def validate(self) -> None:
         require(
-            self.depth >= 10 and (self.depth - 4) % 6 == 0,
+            10 <= self.depth <= MAX_DEPTH and (self.depth - 4) % 6 == 0,
             "depth",
-            f"must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, ...), got {self.depth}",
+            f"must be 6n + 4 from 10 to {MAX_DEPTH} (10, 16, 22, 28, 34, ...), got {self.depth}",
         )
         require(self.widen_factor > 0, "widen_factor", f"must be > 0, got {self.widen_factor}")
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
