@@ -92,7 +92,10 @@ def _load_weights(network: nn.Module, path: str, arch: str) -> None:
         raise DQUserError(f"model.weights={path}: no such file; give a state_dict saved with torch.save, or null")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-        network.load_state_dict(state)
+        # dq.models.size first builds every model on torch's meta device to weigh it: there
+        # the file's tensors are assigned (shapes still checked), as copying into storage-less
+        # parameters is a no-op that warns for each.
+        network.load_state_dict(state, assign=next(network.parameters()).is_meta)
     except Exception as error:  # a pickle that is not a state_dict, or one of another model
         raise DQUserError(f"model.weights={path} does not load into {arch}: {first_line(str(error))}") from error
 
