@@ -86,9 +86,12 @@ def test_config_ranges_are_one_line_errors(make_cfg) -> None:
 
 
 # --------------------------------------------------------------------------- every term, one batch
-# What applies to image data without groups: fairness and Group DRO need data with groups
-# (no image dataset has them: they refuse in one line, tests/test_fairness.py).
+# Every term and evaluation of image data; fairness and Group DRO on the class groups
+# (dataset.group=label: no image dataset has sensitive attributes).
 TERMS: dict[str, list[str]] = {
+    "fairness": ["regularizer=[fairness]", "dataset.group=label"],
+    "group_dro": ["regularizer=[group_dro]", "dataset.group=label"],
+    "channels_last": ["trainer.channels_last=true"],
     "pgd": ["regularizer=[adversarial]", "regularizer.adversarial.steps=2", "regularizer.adversarial.val_limit=8"],
     "fgsm_rs": [
         "regularizer=[adversarial]",
@@ -142,8 +145,10 @@ def test_every_term_trains_a_batch(make_cfg, tmp_path, request, model: str, term
     (epoch,) = read_jsonl(run_dir / "metrics.jsonl")
     assert math.isfinite(metrics["test/accuracy"])
     name = LOGGED.get(term, term)
-    if name in {"adversarial", "attribution", "distill"}:
+    if name in {"adversarial", "attribution", "distill", "fairness", "group_dro"}:
         assert math.isfinite(epoch[f"train/{name}"])
+    if term in {"fairness", "group_dro"}:
+        assert 0.0 <= metrics["test/dp_diff"] <= 1.0
     if term in {"pgd", "fgsm_rs", "trades"}:
         assert 0.0 <= epoch["val/robust_accuracy"] <= 1.0
     if term == "lora":  # adapters on the convolutions and the head's input side, base frozen
