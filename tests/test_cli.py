@@ -20,7 +20,10 @@ from dq.rundir.read import read_json
     ("override", "expected"),
     [
         ("dataset=imagenet", r"^unknown dataset 'imagenet'; allowed: .*adult.*mnist5k"),
-        ("model=resnet", r"^unknown model 'resnet'; allowed: attention, cnn, mlp, rnn$"),
+        (
+            "model=resnet",
+            r"^unknown model 'resnet'; allowed: attention, cnn, mlp, preact_resnet18, rnn, torchvision, wide_resnet$",
+        ),
         (
             "trainer.epochz=3",
             r"^unknown key 'trainer.epochz' \(nearest: 'trainer.epochs'\); keys of trainer: epochs, batch_size",

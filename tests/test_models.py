@@ -20,7 +20,10 @@ from dq.models.attention import AttentionConfig
 from dq.models.cnn import CNNConfig
 from dq.models.layers import Normalize
 from dq.models.mlp import MLPConfig
+from dq.models.preact_resnet18 import PreActResNetConfig
 from dq.models.rnn import RecurrentCell, RNNConfig
+from dq.models.torchvision import TorchvisionConfig
+from dq.models.wide_resnet import WideResNetConfig
 from dq.spec import register_schemas, to_spec
 
 torch.set_num_threads(1)
@@ -40,13 +43,25 @@ METAS: dict[str, DatasetMeta] = {
     "text": DatasetMeta("reviews", "text", (16,), 3, ("a", "b", "c"), vocab=VOCAB, pad_index=0),
     "series": DatasetMeta("gunpoint", "series", (1, 150), 2, ("gun", "point")),
 }
-CONFIGS: dict[str, Any] = {"mlp": MLPConfig(), "cnn": CNNConfig(), "rnn": RNNConfig(), "attention": AttentionConfig()}
+CONFIGS: dict[str, Any] = {
+    "mlp": MLPConfig(),
+    "cnn": CNNConfig(),
+    "rnn": RNNConfig(),
+    "attention": AttentionConfig(),
+    # The standard vision models, narrow (their full sizes: test_vision_models.py's counts).
+    "preact_resnet18": PreActResNetConfig(width=4),
+    "wide_resnet": WideResNetConfig(depth=10, widen_factor=1),
+    "torchvision": TorchvisionConfig(arch="mobilenet_v3_small"),
+}
 MATRIX: dict[str, set[str]] = {
     "mlp": {"image", "tabular", "series", "text"},
     "cnn": {"image", "series", "text"},
     "rnn": {"text", "series", "image"},
     "attention": {"image", "text", "series", "tabular"},
     "text_encoder": {"text"},  # pretrained: its own tests (tests/test_text_encoder.py) build it on its tokenizer's ids
+    "preact_resnet18": {"image"},
+    "wide_resnet": {"image"},
+    "torchvision": {"image"},
 }
 SUPPORTED = [(m, d) for m in CONFIGS for d, meta in METAS.items() if meta.modality in MATRIX[m]]
 UNSUPPORTED = sorted({(m, meta.modality) for m in CONFIGS for meta in METAS.values() if meta.modality not in MATRIX[m]})
@@ -93,7 +108,10 @@ def test_unsupported_pair_is_one_line_user_error(name: str, modality: str) -> No
 
 
 def test_unknown_model_name_lists_the_choices() -> None:
-    with pytest.raises(DQUserError, match=r"unknown model 'resnet'; allowed: attention, cnn, mlp, rnn"):
+    with pytest.raises(
+        DQUserError,
+        match=r"unknown model 'resnet'; allowed: attention, cnn, mlp, preact_resnet18, rnn, torchvision, wide_resnet",
+    ):
         models.build(dataclasses.replace(MLPConfig(), name="resnet"), METAS["tabular"])
     with pytest.raises(DQUserError, match="unknown model"):
         models.supported_modalities("resnet")
@@ -101,7 +119,7 @@ def test_unknown_model_name_lists_the_choices() -> None:
 
 def test_meta_with_wrong_shape_is_a_user_error() -> None:
     flat_image = dataclasses.replace(METAS["digits"], input_shape=(64,))
-    for name in ("mlp", "cnn", "rnn", "attention"):
+    for name in ("mlp", "cnn", "rnn", "attention", "preact_resnet18", "wide_resnet", "torchvision"):
         with pytest.raises(DQUserError, match=r"input_shape \[C, H, W\]"):
             models.build(CONFIGS[name], flat_image)
     with pytest.raises(DQUserError, match="vocab"):
@@ -394,6 +412,6 @@ def test_yaml_choices_compose_and_build() -> None:
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         for name, default in CONFIGS.items():
             spec_model = to_spec(compose("config", overrides=[f"model={name}"])).model
-            assert spec_model == default
+            assert spec_model == type(default)()  # the yaml gives the schema's defaults
             meta = next(METAS[d] for m, d in SUPPORTED if m == name)
             assert models.build(spec_model, meta)(batch(meta, n=2)).shape == (2, meta.num_classes)

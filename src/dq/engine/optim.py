@@ -35,11 +35,27 @@ SCHEDULERS: dict[SchedulerName, Callable[[SchedulerConfig, torch.optim.Optimizer
     SchedulerName.step: lambda cfg, optimizer, epochs: torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=cfg.step_size, gamma=cfg.gamma
     ),
+    SchedulerName.cyclic: lambda cfg, optimizer, epochs: torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: one_cycle(epoch, epochs, cfg.peak)
+    ),
 }
 
 # Schedules laid out over the run's epoch count: a run extended by resuming (more
 # trainer.epochs) cannot follow them as if it had been planned that long from the start.
-EPOCH_SHAPED_SCHEDULERS = frozenset({SchedulerName.cosine})
+EPOCH_SHAPED_SCHEDULERS = frozenset({SchedulerName.cosine, SchedulerName.cyclic})
+
+
+def one_cycle(epoch: int, epochs: int, peak: float) -> float:
+    """The factor of the optimizer's lr in ``epoch`` (0-based) of ``epochs``: a triangle from
+    0 up to 1 at fraction ``peak`` of the run and down to 0 at its end, read at the middle
+    of the epoch.
+
+    Wong et al. 2020 step this triangle every batch; dq's schedulers step once per epoch,
+    so each epoch trains at the rate the triangle has halfway through it (the first epoch
+    at ``0.5 / (epochs · peak)`` of the peak instead of starting from 0).
+    """
+    progress = (epoch + 0.5) / epochs
+    return progress / peak if progress <= peak else (1.0 - progress) / (1.0 - peak)
 
 
 def build_optimizer(cfg: SGDConfig | AdamConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

@@ -125,8 +125,34 @@ def lookup(name: str) -> Method:
 NO_RESCALE_RULE = (nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.SELU, nn.CELU)
 
 
-def refusal(method: Method, model: nn.Module, modality: str) -> str | None:
-    """Why ``method`` cannot explain ``model`` (one line), or None when it can."""
+# The nonlinearities DeepLift's rescale rule hooks: each must run once per forward pass.
+RESCALED = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+
+
+def reused_nonlinearities(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The ``RESCALED`` modules that one forward pass of ``example`` calls more than once
+    (torchvision's ResNet blocks call their one ReLU twice): captum's DeepLift keeps one
+    input per module and fails on them. The model's train/eval mode is restored."""
+    calls: dict[str, int] = {}
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, _o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+        for name, module in model.named_modules()
+        if isinstance(module, RESCALED)
+    ]
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    return sorted(name for name, count in calls.items() if count > 1)
+
+
+def refusal(method: Method, model: nn.Module, modality: str, example: torch.Tensor) -> str | None:
+    """Why ``method`` cannot explain ``model`` (one line), or None when it can; ``example``
+    is one valid input (a batch of one) for the checks that run the model."""
     if not method.rescale_rules:
         return None
     where = f"explain method {method.name} does not apply to {type(model).__name__} on {modality} data"
@@ -141,6 +167,13 @@ def refusal(method: Method, model: nn.Module, modality: str) -> str | None:
         return (
             f"{where}: captum's DeepLift has no rescale rule for {', '.join(unruled)}; "
             f"use integrated_gradients or gradient_shap"
+        )
+    reused = reused_nonlinearities(model, example)
+    if reused:
+        return (
+            f"{where}: captum's DeepLift needs each nonlinearity module to run once per forward pass, but "
+            f"{', '.join(reused[:3])}{' ...' if len(reused) > 3 else ''} run more than once; "
+            "use integrated_gradients or gradient_shap"
         )
     return None
 

@@ -63,8 +63,11 @@ def check_explain(cfg: ExplainConfig, meta: DatasetMeta, model: nn.Module) -> li
     check_baseline(cfg.baseline, meta)
     if modality_of(meta).tokens:
         embedding_layer(model, EXPLANATION)
+    parameter = next(model.parameters())
+    dtype = torch.long if modality_of(meta).tokens else parameter.dtype
+    example = torch.zeros((1, *meta.input_shape), dtype=dtype, device=parameter.device)
     for method in methods:
-        reason = refusal(method, model, meta.modality)
+        reason = refusal(method, model, meta.modality, example)
         if reason is not None:
             raise DQUserError(reason)
     return names
