@@ -34,6 +34,7 @@ import dq
 from dq import data
 from dq import metric_keys as keys
 from dq.errors import first_line
+from dq.models.text_encoder import device_check
 from dq.rundir.read import read_run_json
 from dq.spec import compose, to_spec
 
@@ -105,6 +106,12 @@ def train_check(overrides: Sequence[str], ctx: Context) -> Figures:
     return figures
 
 
+def text_encoder_check(ctx: Context) -> Figures:
+    """The packaged MiniLM encoder on ``ctx.device``: its fp32 logits against the CPU's, and
+    forward/backward steps under bf16 autocast (``dq.models.text_encoder.device_check``)."""
+    return device_check(ctx.device)
+
+
 def ddp_check(ctx: Context) -> Figures:
     """DistributedDataParallel in one process: NCCL on CUDA (gloo on CPU) over an in-memory
     store, a dq CNN trained for 20 steps, and an all-reduce whose sum is checked.
@@ -147,6 +154,8 @@ def ddp_check(ctx: Context) -> Figures:
 
 
 VISION = ("trainer.amp=true", "trainer.channels_last=true")
+# The MiniLM LoRA preset on its own data (the base's dataset=fashion_mnist is replaced).
+MINILM_LORA = ("+experiment=minilm_lora", "dataset=rotten_tomatoes")
 
 # Every CUDA path, in the order they run. One line adds a check (e.g. the text encoder's).
 CHECKS: list[Check] = [
@@ -163,6 +172,8 @@ CHECKS: list[Check] = [
     Check("PreAct ResNet-18", partial(train_check, ["model=preact_resnet18", *VISION])),
     Check("WideResNet-28-10", partial(train_check, ["model=wide_resnet", *VISION])),
     Check("torchvision resnet18", partial(train_check, ["model=torchvision", "model.arch=resnet18", *VISION])),
+    Check("text encoder (MiniLM), fp32 and bf16", text_encoder_check),
+    Check("MiniLM LoRA (+experiment=minilm_lora)", partial(train_check, [*MINILM_LORA])),
 ]
 
 

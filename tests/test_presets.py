@@ -49,10 +49,13 @@ SIGNATURES = {
     # a narrow network (SHRUNK); tests/test_vision_models.py checks their composed settings.
     "fast_adv_cifar10": Signature(frozenset({"adversarial"}), eps=(8 / 255,)),
     "pgd_cifar10": Signature(frozenset({"adversarial"}), eps=(8 / 255,)),
+    # The pretrained MiniLM with LoRA adapters (tests/test_text_encoder.py checks the encoder).
+    "minilm_lora": Signature(frozenset(), lora=True),
 }
 SHRUNK = {
     "fast_adv_cifar10": ["dataset=digits", "model.width=4"],
     "pgd_cifar10": ["dataset=digits", "model.width=4"],
+    "minilm_lora": ["dataset.limit=64", "dataset.max_length=32", "trainer.epochs=1"],
 }
 ALL_TERMS = {"adversarial", "attribution", "distill", "fairness", "group_dro"}
 

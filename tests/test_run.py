@@ -114,7 +114,9 @@ def test_schedulers_change_the_learning_rate_per_epoch(make_cfg, tmp_path: Path)
     lrs = [e["lr"] for e in read_jsonl(tmp_path / "cosine" / "metrics.jsonl")]
     assert lrs[0] == pytest.approx(0.05) and lrs[0] > lrs[1] > lrs[2] > 0
     # One cycle over 5 epochs, peak at 2/5: the triangle read at each epoch's midpoint.
-    cfg = make_cfg("dataset=digits", "model=mlp", "trainer.epochs=5", "scheduler=cyclic", "optimizer=sgd")
+    cfg = make_cfg(
+        "dataset=digits", "model=mlp", "trainer.epochs=5", "scheduler=cyclic", "scheduler.peak=0.4", "optimizer=sgd"
+    )
     dq.train(cfg, run_dir=tmp_path / "cyclic")
     lrs = [e["lr"] for e in read_jsonl(tmp_path / "cyclic" / "metrics.jsonl")]
     assert lrs == pytest.approx([0.05 * f for f in (0.25, 0.75, 5 / 6, 0.5, 1 / 6)])
