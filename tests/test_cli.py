@@ -22,7 +22,7 @@ from dq.rundir.read import read_json
         ("dataset=imagenet", r"^unknown dataset 'imagenet'; allowed: .*adult.*mnist5k"),
         (
             "model=resnet",
-            r"^unknown model 'resnet'; allowed: attention, cnn, mlp, preact_resnet18, rnn, torchvision, wide_resnet$",
+            r"^unknown model 'resnet'; allowed: attention, cnn, mlp, preact_resnet18, rnn, text_encoder, torchvision, wide_resnet$",
         ),
         (
             "trainer.epochz=3",

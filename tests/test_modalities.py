@@ -111,7 +111,10 @@ def test_model_capabilities_are_read_from_the_registration() -> None:
     assert capabilities("cnn", TEXT).prune == {PruneKind.global_magnitude}
     assert capabilities("mlp", TABLE).prune == set(PruneKind)
     assert capabilities("cnn", TABLE).prune == frozenset()  # no cnn builds on tabular data
-    assert capable(lambda can: can.channels_last) == "model=cnn on image data"
+    assert capable(lambda can: can.channels_last) == (
+        "model=cnn on image data; model=preact_resnet18 on image data; model=torchvision on image data; "
+        "model=wide_resnet on image data"
+    )
     check_prunable(PruneConfig(kind=PruneKind.structured), "cnn", IMAGE)
     with pytest.raises(DQUserError, match=r"structured cannot prune model=cnn on text data; supported: model=cnn on"):
         check_prunable(PruneConfig(kind=PruneKind.structured), "cnn", TEXT)

@@ -110,7 +110,7 @@ def test_unsupported_pair_is_one_line_user_error(name: str, modality: str) -> No
 def test_unknown_model_name_lists_the_choices() -> None:
     with pytest.raises(
         DQUserError,
-        match=r"unknown model 'resnet'; allowed: attention, cnn, mlp, preact_resnet18, rnn, torchvision, wide_resnet",
+        match=r"unknown model 'resnet'; allowed: attention, cnn, mlp, preact_resnet18, rnn, text_encoder, torchvision, wide_resnet",
     ):
         models.build(dataclasses.replace(MLPConfig(), name="resnet"), METAS["tabular"])
     with pytest.raises(DQUserError, match="unknown model"):
