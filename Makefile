@@ -1,5 +1,5 @@
 # dq: `make run` sets everything up on a fresh machine and trains the default model;
-# `make test` runs the test suite that CI runs. Both set up first (and skip it when up to date).
+# `make test` runs the test suite (CI runs it, then `make test-slow`). Both set up first (and skip it when up to date).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -40,8 +40,8 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/dq-train
 
-# What CI runs: everything but the long evidence tests (marked slow), which `make test-slow`
-# runs; run those before resolving an issue. Two pytest-xdist workers, one per core (each test
+# `make test`: everything but the long evidence tests (marked slow), which `make test-slow`
+# runs; CI (.ci/run) runs both, and so should you before resolving an issue. Two pytest-xdist workers, one per core (each test
 # keeps one torch thread); --dist loadfile keeps a module's tests, and its fixtures, on one worker.
 PYTEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile

@@ -5,12 +5,18 @@ The setting where distillation should help, and does: a teacher CNN trained on t
 digits train split (1,258 digits); a student MLP with one hidden layer of 32 units that
 sees only 100 of them (``dataset.limit=100`` caps every split, so it is tested on 100 test
 digits of the same split). Measured (teacher 8 epochs, 98.6%; students 50 epochs, lr 0.01,
-T = 4, α = 0.9): seed 0: 91% alone, 97% distilled; seed 1: 94% → 96%; seed 2: 91% → 98%.
+T = 4, α = 0.9), on those 100 test digits: seed 0: 91% alone, 96% distilled; seed 1: 94% →
+94%; seed 2: 91% → 95%. A hundred digits cannot tell such students apart (one digit is a
+point; the binomial standard error at 92% is 2.7 points), so the slow test compares them
+on the whole test split (359 digits, none seen in training), digit by digit: over seeds 0-6
+the distilled student is right where the one alone is wrong 15/10, 12/11, 15/4, 16/10,
+19/5, 22/8 and 14/5 times (accuracy +0.3 to +3.9 points, every seed).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import dq
+from dq import data
 from dq.data_records import Batch, DatasetMeta
 from dq.errors import DQUserError
+from dq.inference import predict_logits
 from dq.objectives.base import Objective
 from dq.objectives.distill import Distillation, distillation_loss
-from dq.rundir.load import _check_same_data
+from dq.rundir.load import _check_same_data, load_run
 from dq.runner import prepare_run
 
 SPLIT = ("dataset=digits", "dataset.split_seed=0", "explain.enabled=false")
@@ -181,13 +189,39 @@ def test_a_distilled_student_beats_the_same_student_trained_alone(make_cfg, teac
     assert distilled["test/accuracy"] >= alone["test/accuracy"] + 0.03, (alone["test/accuracy"], distilled)
 
 
+def right_on_the_whole_test_split(run_dir: Path) -> torch.Tensor:
+    """Which of the whole digits test split (no ``dataset.limit``: 359 digits, the student's
+    100 among them, none in any training set) the run's best model gets right."""
+    run = load_run(run_dir)
+    test = data.build(replace(run.spec.dataset, limit=None), run.spec.seed).test
+    return predict_logits(run.model, test, torch.device("cpu")).argmax(dim=1) == test.y
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided exact sign test: the chance of ``wins`` or more of ``wins + losses``
+    discordant pairs going one way if either way were a coin toss."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
-def test_a_distilled_student_beats_the_same_student_trained_alone_on_other_seeds(
-    make_cfg, teacher_dir: Path, tmp_path: Path, seed: int
+def test_distilled_students_beat_the_same_students_trained_alone_on_other_seeds(
+    make_cfg, teacher_dir: Path, tmp_path: Path
 ) -> None:
-    alone, distilled = students(make_cfg, teacher_dir, tmp_path, seed=seed)
-    assert distilled["test/accuracy"] > alone["test/accuracy"], (alone["test/accuracy"], distilled["test/accuracy"])
+    """Seeds 1-4, paired digit by digit on the whole test split: the digits only the
+    distilled student gets right outnumber those only the student alone gets right, beyond
+    chance (sign test, p < 0.01; measured 62 to 30, p = 0.0006). Were distillation no help,
+    each such digit would go either way as a coin toss and the test would pass once in a
+    hundred at most."""
+    wins = losses = 0
+    for seed in (1, 2, 3, 4):
+        students(make_cfg, teacher_dir, tmp_path, seed=seed)
+        alone = right_on_the_whole_test_split(tmp_path / f"alone{seed}")
+        distilled = right_on_the_whole_test_split(tmp_path / f"distilled{seed}")
+        assert len(alone) == 359
+        wins += int((distilled & ~alone).sum())
+        losses += int((alone & ~distilled).sum())
+    assert wins > losses and sign_test_p(wins, losses) < 0.01, (wins, losses)
 
 
 def test_a_distilled_run_resumed_binds_its_teacher_again_and_equals_one_trained_that_long(

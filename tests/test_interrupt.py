@@ -9,6 +9,7 @@ Each resumed run ends with the metrics of one never stopped (times aside).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -92,20 +93,52 @@ def test_ctrl_c_stops_after_its_batch_exits_130_interrupted_and_resumes_exactly(
 SLOW = ("regularizer=[adversarial]", "regularizer.adversarial.steps=40", "dataset.limit=300")
 
 
+def wait_until_delivered(pid: int, signum: int) -> None:
+    """Until the kernel has handed ``signum`` to process ``pid`` (no longer pending in
+    /proc/<pid>/status), so a signal sent next cannot merge with it in the kernel."""
+    bit = 1 << (signum - 1)
+    status = Path(f"/proc/{pid}/status")
+    for _ in range(300000):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except FileNotFoundError:  # the process ended
+            return
+        if not (int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)) & bit:
+            return
+        time.sleep(0.0005)
+    raise AssertionError(f"signal {signum} never reached process {pid}")
+
+
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_the_run_is_still_interrupted_and_resumes(tmp_path: Path) -> None:
-    # Six epochs (early stopping needs five without gain): the two signals land in training
-    # however loaded the machine is; which epoch they land in is read back, not assumed.
+    """The first Ctrl-C is sent in epoch 2's batches: after epoch 1's end is on disk
+    (last.pt), a quarter of epoch 1's own measured time later (its 4 batches are most of
+    it), so however loaded the machine the signal lands in a batch, not in an epoch's end.
+    Once the kernel delivered it, Ctrl-C is pressed again every 2 ms until the process
+    ends: Python runs a handler once for signals that arrive together, so one second signal
+    sent at a fixed moment could merge with the first; the batch lasts a hundred times
+    longer than the gap, so a later one lands in it."""
+    # Six epochs (early stopping needs five without gain): which epoch the signals land in
+    # is read back, not assumed.
     args = [*(item for item in RUN if not item.startswith("trainer.epochs=")), *SLOW, "trainer.epochs=6"]
     reference = tmp_path / "reference"
     dq.train(compose_config(args, fast=False), run_dir=reference, console=quiet())
     process = dq_train_process(args, tmp_path)
     run_dir = started_run(tmp_path)
     wait_for_epochs(run_dir, 1)
-    time.sleep(0.15)  # into epoch 2's first batches (about 0.13 s each, 4 of them)
+    epoch_s = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["time/epoch_s"]
+    for _ in range(60000):
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            break
+        time.sleep(0.001)
+    time.sleep(epoch_s / 4)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.005)
-    process.send_signal(signal.SIGINT)
+    wait_until_delivered(process.pid, signal.SIGINT)
+    for _ in range(100000):  # 200 s at most; stopped() then says what the process printed
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.002)
     code, lines = stopped(process)
 
     assert code == 130, lines
