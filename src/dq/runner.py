@@ -32,6 +32,7 @@ from torch import nn
 
 from dq import data, models
 from dq import metric_keys as keys
+from dq.config.report import PerRun, ReportConfig
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.data_records import Splits
 from dq.device import resolve_device, seed_everything, set_threads
@@ -268,7 +269,8 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
             raise
         raise failure from error.__cause__
     loggers.close()
-    write_report(spec, run_dir, console)
+    if not report_deferred(spec.report):
+        write_report(spec, run_dir, console)
     if preemption.stop_requested():
         note = f"{preemption.received_signal()} arrived after training; the run finished its evaluation first"
         console.print(note, markup=False, highlight=False, soft_wrap=True)
@@ -298,6 +300,13 @@ def with_resume_hint(error: DiskFull, run_dir: Path) -> DiskFull:
     if (run_dir / CHECKPOINTS / LAST_CHECKPOINT).is_file():
         return DiskFull(f"{error}; free space, then continue with: dq-train resume={run_dir}")
     return DiskFull(f"{error}; free space and run it again")
+
+
+def report_deferred(report: ReportConfig) -> bool:
+    """True for a sweep job under ``report.per_run=auto``: its report.html and model_card.md
+    are left to ``dq-report <job dir>`` (the sweep's summary at its root says so), since
+    drawing them costs a short job more than its training."""
+    return PerRun(report.per_run) is PerRun.auto and in_sweep()
 
 
 def write_report(spec: RunSpec, run_dir: Path, console: Console | None = None) -> None:
