@@ -64,10 +64,12 @@ format: setup
 
 # One table: dq-train end to end against the peer scripts (scripts/peers/), start-up rows and
 # the per-epoch ratio (scripts/bench_loop.py). The Lightning peer needs the optional bench extra.
+# Then the sweep rows (scripts/bench_sweep.py): per-job overhead with joblib, a 64-trial Optuna search.
 bench: setup
 	@$(BIN)/python -c "import lightning" 2>/dev/null || $(BIN)/pip install -q -e ".[bench]" \
 	  || echo "note: lightning did not install; the table leaves the Lightning row out"
 	$(BIN)/python scripts/bench_e2e.py
+	$(BIN)/python scripts/bench_sweep.py
 
 # Every paper table in full, from nothing, into docs/evidence/tables/ (about an hour on two cores).
 evidence: setup

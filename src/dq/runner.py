@@ -19,6 +19,7 @@ explains and reports alone. ``serve_rank()`` is what every other rank runs.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,9 +348,11 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     model.load_state_dict(result.best_state)
     for transform in run.transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
         model = transform.finish(model)
+    evaluating = time.perf_counter()
     metrics = evaluate(model, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
     metrics.update(
         {
+            keys.time("eval_s"): time.perf_counter() - evaluating,  # what a sweep's per-job overhead leaves out
             keys.params("total"): total,
             keys.params("trainable"): trainable,
             keys.params("trainable_fraction"): trainable / total if total else 0.0,
