@@ -32,6 +32,7 @@ from dq.rundir.record import now_iso
 from dq.rundir.write import write_json
 from dq.sweep import slurm_watch
 from dq.sweep.jobdir import same_job
+from dq.sweep.processes import close_workers
 from dq.sweep.slurm_request import RequestRefused, check_gpus
 from dq.sweep.summary import JOBS_CSV, NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
@@ -139,6 +140,7 @@ class SweepSummary(Callback):
         write_sweep_report(sweep, sweep_dir)
         if (line := deferred_reports_line(config, sweep)) is not None:
             print(line, flush=True)
+        close_workers()
         release_sweep()
 
 
