@@ -80,11 +80,17 @@ class Row:
         return statistics.median(self.wall)
 
 
+def fresh_run_dir(folder: Path) -> str:
+    """A new run directory under ``folder`` for each run of a row: dq-train refuses to run
+    again into a directory that holds a completed run."""
+    return f"hydra.run.dir={folder}/${{now:%H-%M-%S-%f}}"
+
+
 def rows(scratch: Path, with_lightning: bool, levers: bool) -> list[Row]:
     python = sys.executable
     peers = ROOT / "scripts" / "peers"
     table = [
-        Row("dq-train (the task)", [str(BIN / "dq-train"), *TASK, f"hydra.run.dir={scratch / 'dq-run'}"]),
+        Row("dq-train (the task)", [str(BIN / "dq-train"), *TASK, fresh_run_dir(scratch / "dq-run")]),
         Row("plain PyTorch script", [python, str(peers / "plain_torch.py"), "--save", str(scratch / "plain.pt")]),
         Row(
             "lean script (no per-epoch validation)",
@@ -97,7 +103,7 @@ def rows(scratch: Path, with_lightning: bool, levers: bool) -> list[Row]:
         )
     if levers:  # the fast path (trainer.compile, trainer.channels_last), compile time included
         for lever in ("trainer.channels_last=true", "trainer.compile=true"):
-            run_dir = f"hydra.run.dir={scratch / lever.split('.')[1].split('=')[0]}"
+            run_dir = fresh_run_dir(scratch / lever.split(".")[1].split("=")[0])
             table.append(Row(f"dq-train {lever}", [str(BIN / "dq-train"), *TASK, lever, run_dir]))
     table += [
         Row('python -c "import torch"', [python, "-c", "import torch"]),
