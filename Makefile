@@ -67,15 +67,18 @@ format: setup
 
 # One table: dq-train end to end against the peer scripts (scripts/peers/), start-up rows and
 # the per-epoch ratio (scripts/bench_loop.py). The Lightning peer needs the optional bench extra.
-# Then the bootstrap intervals' cost against one training epoch (scripts/bench_intervals.py).
+# Then the bootstrap intervals' cost against one training epoch (scripts/bench_intervals.py), and
+# the sweep rows (scripts/bench_sweep.py): per-job overhead with joblib, a 64-trial Optuna search.
 bench: setup
 	@$(BIN)/python -c "import lightning" 2>/dev/null || $(BIN)/pip install -q -e ".[bench]" \
 	  || echo "note: lightning did not install; the table leaves the Lightning row out"
 	$(BIN)/python scripts/bench_e2e.py
 	$(BIN)/python scripts/bench_intervals.py
+	$(BIN)/python scripts/bench_sweep.py
 
 # Every CUDA path (AMP, channels_last, compile, DDP over NCCL, torchao, AutoAttack, the vision
-# models) trained for a few minutes on Fashion-MNIST; without CUDA one line and exit 0.
+# models, the MiniLM text encoder) trained for a few minutes on Fashion-MNIST and Rotten Tomatoes;
+# without CUDA one line and exit 0.
 gpu-check: setup
 	$(BIN)/python scripts/gpu_check.py
 

@@ -9,7 +9,8 @@ folder), so every timed run is a second run, as in a sweep or a day of work.
 
 - wall: from fork to exit, as a shell's ``time`` sees it;
 - peak RSS: the child's own ``ru_maxrss`` (``os.wait4``'s resource usage of that process);
-- test accuracy: what the command printed, to check the three trained the same thing;
+- test accuracy: what the command printed, to check the peers trained the same thing;
+- the lean script: the plain one without its per-epoch validation (issue 25's peer: dq ≤ 1.1×);
 - the per-epoch row: scripts/bench_loop.py (dq's engine against a plain loop, in one process).
 
     python scripts/bench_e2e.py                 # what `make bench` runs (3 timed rounds)
@@ -79,12 +80,22 @@ class Row:
         return statistics.median(self.wall)
 
 
+def fresh_run_dir(folder: Path) -> str:
+    """A new run directory under ``folder`` for each run of a row: dq-train refuses to run
+    again into a directory that holds a completed run."""
+    return f"hydra.run.dir={folder}/${{now:%H-%M-%S-%f}}"
+
+
 def rows(scratch: Path, with_lightning: bool, levers: bool) -> list[Row]:
     python = sys.executable
     peers = ROOT / "scripts" / "peers"
     table = [
-        Row("dq-train (the task)", [str(BIN / "dq-train"), *TASK, f"hydra.run.dir={scratch / 'dq-run'}"]),
+        Row("dq-train (the task)", [str(BIN / "dq-train"), *TASK, fresh_run_dir(scratch / "dq-run")]),
         Row("plain PyTorch script", [python, str(peers / "plain_torch.py"), "--save", str(scratch / "plain.pt")]),
+        Row(
+            "lean script (no per-epoch validation)",
+            [python, str(peers / "plain_torch.py"), "--no-val", "--save", str(scratch / "lean.pt")],
+        ),
     ]
     if with_lightning:
         table.append(
@@ -92,7 +103,7 @@ def rows(scratch: Path, with_lightning: bool, levers: bool) -> list[Row]:
         )
     if levers:  # the fast path (trainer.compile, trainer.channels_last), compile time included
         for lever in ("trainer.channels_last=true", "trainer.compile=true"):
-            run_dir = f"hydra.run.dir={scratch / lever.split('.')[1].split('=')[0]}"
+            run_dir = fresh_run_dir(scratch / lever.split(".")[1].split("=")[0])
             table.append(Row(f"dq-train {lever}", [str(BIN / "dq-train"), *TASK, lever, run_dir]))
     table += [
         Row('python -c "import torch"', [python, "-c", "import torch"]),
@@ -133,8 +144,8 @@ def main() -> None:
                 row.run(env, timed=round_index > 0)
         epoch = "" if args.no_epoch else epoch_ratio(env, scratch)
 
-    dq, plain = table[0], table[1]
-    lightning = table[2] if with_lightning else None
+    dq, plain, lean = table[0], table[1], table[2]
+    lightning = table[3] if with_lightning else None
     print(
         f"medians of {args.rounds} alternating runs after one warm-up; {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}"
     )
@@ -146,6 +157,8 @@ def main() -> None:
             ratio = "1.00× (reference)"
         elif row is plain:
             ratio = f"dq / plain = **{dq.median() / row.median():.2f}×** (target ≤ 1.0)"
+        elif row is lean:
+            ratio = f"dq / lean = **{dq.median() / row.median():.2f}×** (target ≤ 1.1)"
         elif row is lightning:
             ratio = f"Lightning / dq = **{row.median() / dq.median():.2f}×** (target ≥ 1.2)"
         else:

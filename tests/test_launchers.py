@@ -21,6 +21,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 from conftest import sweep_in_process
 from dq.cli import train_main
 from dq.rundir.read import read_json
+from dq.sweep import processes
 from dq.sweep.processes import worker_command
 from run_checks import same_values
 from test_sweep import TINY, job_rows, launcher_config
@@ -189,6 +190,19 @@ def test_a_sigterm_to_dq_train_alone_stops_its_jobs_and_the_re_run_resumes(tmp_p
     assert again.returncode == 0, err
     assert "1 resumed" in out
     assert [job["status"] for job in read_json(sw / "sweep.json")["jobs"]] == ["completed", "completed"]
+
+
+def test_a_batch_gets_the_last_batchs_workers_only_when_it_is_of_the_same_sweep() -> None:
+    kept = processes._pool_for(2, b"sweep A")
+    processes._keep(kept)
+    assert processes._pool_for(2, b"sweep A") is kept  # the next batch of the same sweep
+    processes._keep(kept)
+    assert processes._pool_for(2, b"sweep B") is not kept  # another sweep: new workers
+    processes._keep(kept)
+    assert processes._pool_for(1, b"sweep A") is not kept  # another share of the cores
+    processes._keep(kept)
+    processes.close_workers()
+    assert processes._pool_for(2, b"sweep A") is not kept  # the sweep ended: nothing kept
 
 
 def test_a_job_process_never_imports_from_its_working_directory(tmp_path: Path) -> None:

@@ -98,6 +98,10 @@ def test_nsga2_study_writes_its_pareto_set_with_the_trials_metrics(tmp_path: Pat
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
+    if launcher == "joblib":  # two batches of two trials, run by the same two workers (kept between batches)
+        workers = {read_json(sweep_dir / str(number) / "run.json")["pid"] for number in range(1, 5)}
+        assert len(workers) == 2
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # they ended with the sweep
 
     study = optuna.load_study(storage=f"sqlite:///{sweep_dir}/optuna.db", study_name="default")
     trials = study.get_trials(states=(TrialState.COMPLETE,))

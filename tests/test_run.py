@@ -40,7 +40,15 @@ def test_run_writes_the_output_contract(make_cfg, tmp_path: Path) -> None:
 
     on_disk = read_json(run_dir / "metrics.json")
     assert on_disk == pytest.approx(metrics)
-    for key in ("test/accuracy", "test/loss", "test/ece", "params/total", "params/trainable", "time/train_s"):
+    for key in (
+        "test/accuracy",
+        "test/loss",
+        "test/ece",
+        "params/total",
+        "params/trainable",
+        "time/train_s",
+        "time/eval_s",
+    ):
         assert key in on_disk
     assert on_disk["params/trainable_fraction"] == 1.0
     assert 0.5 < on_disk["test/accuracy"] <= 1.0  # 200 digits, two epochs: well above chance (0.1)

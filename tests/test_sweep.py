@@ -130,6 +130,33 @@ def test_local_sweep_survives_a_failed_job_and_a_rerun_skips_what_completed(
     assert [row["status"] for row in job_rows(sweep_dir)] == ["failed", "skipped"]
 
 
+def test_sweep_jobs_leave_their_own_report_to_dq_report_unless_per_run_is_always(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*TINY, "eval.bootstrap=0", "report.per_run=auto,always", "hydra.sweep.dir=sw"]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 0
+    deferred, written = tmp_path / "sw" / "0", tmp_path / "sw" / "1"
+    assert not (deferred / "report.html").exists() and not (deferred / "model_card.md").exists()
+    assert (written / "report.html").is_file() and (written / "model_card.md").is_file()
+    out = capsys.readouterr().out
+    line = "sweep: a job's own report.html and model_card.md are left to dq-report (report.per_run=auto), e.g. dq-report sw/0"
+    assert line in out.splitlines()
+
+    from dq.report.command import main as dq_report
+
+    dq_report([str(deferred)])  # what the line says: the job's own page, made when wanted
+    assert "Run 0" in (deferred / "report.html").read_text()
+    assert (deferred / "model_card.md").is_file()
+
+
+def test_a_sweep_that_writes_every_jobs_report_says_nothing_about_dq_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*TINY, "eval.bootstrap=0", "report.html=false", "report.model_card=false", "seed=0", "hydra.sweep.dir=sw"]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 0
+    assert "left to dq-report" not in capsys.readouterr().out
+
+
 def test_a_diverged_job_is_recorded_failed_and_the_sweep_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

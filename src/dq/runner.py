@@ -19,6 +19,7 @@ explains and reports alone. ``serve_rank()`` is what every other rank runs.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from torch import nn
 
 from dq import data, models
 from dq import metric_keys as keys
+from dq.config.report import PerRun, ReportConfig
 from dq.console import RichProgress, config_summary, metrics_table
 from dq.data_records import Splits
 from dq.device import resolve_device, seed_everything, set_threads
@@ -268,7 +270,8 @@ def _train(cfg: DictConfig, run_dir: str | Path | None, console: Console, resume
             raise
         raise failure from error.__cause__
     loggers.close()
-    write_report(spec, run_dir, console)
+    if not report_deferred(spec.report):
+        write_report(spec, run_dir, console)
     if preemption.stop_requested():
         note = f"{preemption.received_signal()} arrived after training; the run finished its evaluation first"
         console.print(note, markup=False, highlight=False, soft_wrap=True)
@@ -298,6 +301,13 @@ def with_resume_hint(error: DiskFull, run_dir: Path) -> DiskFull:
     if (run_dir / CHECKPOINTS / LAST_CHECKPOINT).is_file():
         return DiskFull(f"{error}; free space, then continue with: dq-train resume={run_dir}")
     return DiskFull(f"{error}; free space and run it again")
+
+
+def report_deferred(report: ReportConfig) -> bool:
+    """True for a sweep job under ``report.per_run=auto``: its report.html and model_card.md
+    are left to ``dq-report <job dir>`` (the sweep's summary at its root says so), since
+    drawing them costs a short job more than its training."""
+    return PerRun(report.per_run) is PerRun.auto and in_sweep()
 
 
 def write_report(spec: RunSpec, run_dir: Path, console: Console | None = None) -> None:
@@ -338,9 +348,11 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
     model.load_state_dict(result.best_state)
     for transform in run.transforms:  # checkpoints keep LoRA's adapters; evaluate what finish gives
         model = transform.finish(model)
+    evaluating = time.perf_counter()
     metrics = evaluate(model, splits, eval_cfg=spec.eval, trainer=spec.trainer, device=device, seed=spec.seed)
     metrics.update(
         {
+            keys.time("eval_s"): time.perf_counter() - evaluating,  # what a sweep's per-job overhead leaves out
             keys.params("total"): total,
             keys.params("trainable"): trainable,
             keys.params("trainable_fraction"): trainable / total if total else 0.0,

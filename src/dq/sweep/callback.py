@@ -4,7 +4,8 @@ Hydra instantiates it on every dq-train start, single runs included, so it impor
 nothing heavy. At a sweep's start it writes sweep.json with the planned jobs; at the end
 it writes sweep.json and jobs.csv from the job directories, prints the totals and the
 failed jobs, writes the report of the jobs (summary.csv/.md/.tex and plots/, by
-dq.report.build; a failure there is one stderr line), and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
+dq.report.build; a failure there is one stderr line), says how to get a job's own report
+when the jobs deferred it (``report.per_run=auto``), and leaves the exit code for ``dq.cli`` (1 when a job failed, 75 when one
 was interrupted or never started: a scheduler can requeue on 75; 130 when that was Ctrl-C). It holds the sweep
 directory's lock from start to end, so a second invocation of the same sweep while the
 first runs stops with one line.
@@ -31,6 +32,7 @@ from dq.rundir.record import now_iso
 from dq.rundir.write import write_json
 from dq.sweep import slurm_watch
 from dq.sweep.jobdir import same_job
+from dq.sweep.processes import close_workers
 from dq.sweep.slurm_request import RequestRefused, check_gpus
 from dq.sweep.summary import JOBS_CSV, NOT_STARTED, SWEEP_JSON, fail_sweep, finish_sweep, read_sweep, start_sweep
 
@@ -136,6 +138,9 @@ class SweepSummary(Callback):
         report(sweep, sweep_dir)
         _exit_code = exit_code_for(sweep["counts"])
         write_sweep_report(sweep, sweep_dir)
+        if (line := deferred_reports_line(config, sweep)) is not None:
+            print(line, flush=True)
+        close_workers()
         release_sweep()
 
 
@@ -193,6 +198,22 @@ def write_sweep_report(sweep: dict[str, Any], sweep_dir: Path) -> None:
         )
         return
     print(f"sweep: report in {done.files[1]}", flush=True)
+
+
+def deferred_reports_line(config: DictConfig, sweep: dict[str, Any]) -> str | None:
+    """The line that says where a job's own report.html and model_card.md are when the
+    jobs left them out (``report.per_run=auto``, dq.runner.report_deferred); None when
+    they wrote them, or when no report was asked for."""
+    report = config.get("report") or {}
+    if str(report.get("per_run", "auto")) != "auto" or not (report.get("html") or report.get("model_card")):
+        return None
+    if not sweep["jobs"]:
+        return None
+    example = sweep["jobs"][0]["run_dir"]
+    return (
+        "sweep: a job's own report.html and model_card.md are left to dq-report "
+        f"(report.per_run=auto), e.g. dq-report {example}"
+    )
 
 
 def fail_started_sweep(error: BaseException) -> str | None:

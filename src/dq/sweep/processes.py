@@ -17,8 +17,10 @@ early (Ctrl-C, an error) it SIGTERMs the workers' running jobs, which record the
 
 A worker keeps Python, torch and dq imported between its jobs, so a job after a worker's
 first pays no start-up (about 2 s of imports on 2 cores); what could change a job's result
-is reset for each job (``dq.sweep.worker``): a job's metrics are those it gives alone. A
-worker's memory goes back to the system when the batch ends, not after each job.
+is reset for each job (``dq.sweep.worker``): a job's metrics are those it gives alone. The
+workers also outlive their batch when the next batch is of the same sweep (an Optuna search
+launches one batch per ``hydra.sweeper.n_jobs`` trials): they are kept idle and end with the
+sweep (``close_workers``), so a worker's memory goes back to the system then, not after each job.
 """
 
 from __future__ import annotations
@@ -103,10 +105,11 @@ def launch(
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     at_once = max(min(jobs_at_once(n_jobs), len(job_overrides)), 1)
-    log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes")
+    pool = _pool_for(at_once, cloudpickle.dumps((context, config, task, Singleton.get_state())))
+    kept = " (kept from the last batch)" if pool.workers else ""
+    log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes{kept}")
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-    pool = _Pool(at_once, cloudpickle.dumps((context, config, task, Singleton.get_state())))
     returns: dict[int, JobReturn] = {}
     pending = deque(_Job(idx, list(overrides)) for idx, overrides in enumerate(job_overrides, start=initial_job_idx))
     passed_on = False
@@ -125,9 +128,46 @@ def launch(
                 returns[job.idx] = (
                     returned if isinstance(returned, JobReturn) else _lost(job, returned, context, config)
                 )
-    finally:
+    except BaseException:
         pool.stop()
+        raise
+    if passed_on:
+        pool.stop()
+    else:
+        _keep(pool)
     return [returns[idx] for idx in sorted(returns)]
+
+
+# The last batch's workers, idle, for the sweep's next batch (an Optuna search launches one
+# batch of hydra.sweeper.n_jobs trials at a time): a new worker costs its imports again
+# (torch, dq, and torch._dynamo, which torch's optimizers import: about 4 s of CPU).
+_kept: _Pool | None = None
+
+
+def _pool_for(at_once: int, shared: bytes) -> _Pool:
+    """The kept workers when they run this very sweep part (the same pickled context, config,
+    task and Hydra state, the same thread share), else a new pool (the kept one stopped)."""
+    global _kept
+    pool, _kept = _kept, None
+    if pool is not None and pool.at_once == at_once and pool.shared == shared:
+        return pool
+    if pool is not None:
+        pool.stop()
+    return _Pool(at_once, shared)
+
+
+def _keep(pool: _Pool) -> None:
+    global _kept
+    _kept = pool
+
+
+def close_workers() -> None:
+    """End the workers kept for a next batch: the sweep is over (``dq.sweep.callback``).
+    Idle workers end as soon as their channel closes; they also die with this process."""
+    global _kept
+    if _kept is not None:
+        _kept.stop()
+        _kept = None
 
 
 def worker_command(number: int) -> list[str]:
