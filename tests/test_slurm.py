@@ -109,6 +109,10 @@ def assert_resumed_to_the_uninterrupted_result(run_dir: Path, before: int, unint
     assert info["status"] == "completed" and info.get("resumed"), info
     assert epochs == list(range(1, int(uninterrupted["train/epochs_run"]) + 1))  # each epoch once, in order
     metrics = read_json(run_dir / "metrics.json")
+    print(
+        f"test/accuracy {metrics['test/accuracy']!r} (uninterrupted {uninterrupted['test/accuracy']!r}), "
+        f"test/loss {metrics['test/loss']!r} (uninterrupted {uninterrupted['test/loss']!r})"
+    )
     assert same_values(without_times(metrics), without_times(uninterrupted))
 
 
