@@ -17,8 +17,10 @@ same adversarial logits, so the returned value and its gradients do not change.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +44,7 @@ class AdversarialMethod(StrEnum):
 
 MIXING = (AdversarialMethod.pgd, AdversarialMethod.fgsm_rs)  # weight mixes clean and adversarial CE
 FGSM_RS_STEP = 1.25  # α = 1.25·ε, Wong, Rice & Kolter 2020
+FGSM_RS_VAL_EVERY = 3  # fgsm_rs measures val/robust_accuracy every 3rd epoch: its budget is 2.5 clean epochs
 
 
 @dataclass
@@ -52,24 +55,25 @@ class AdversarialConfig(AttackConfig):
     weight being TRADES' β. ``method=fgsm_rs``: as ``pgd`` with one step of ``alpha``
     (default 1.25·eps) from a uniform random start; ``steps`` is not used.
 
-    After each epoch the first ``val_limit`` validation examples (null: all) are attacked
-    with PGD of ``steps`` steps at the training ``eps`` from a seeded random start (for every
-    method, fgsm_rs included): ``val/robust_accuracy``, which the robust presets monitor to
+    Every ``val_every`` epochs (null: every epoch, every 3rd for ``fgsm_rs``) the first
+    ``val_limit`` validation examples (null: all) are attacked with PGD of ``steps`` steps at
+    the training ``eps`` from a seeded random start (for every method, fgsm_rs included):
+    ``val/robust_accuracy`` (NaN in the epochs between), which the robust presets monitor to
     select their epoch (``trainer.early_stopping.monitor=val/robust_accuracy``, mode max).
+    That attack costs about as much as a clean training epoch on digits, a third of fgsm_rs'
+    budget of 2.5 clean epochs: hence fgsm_rs' spacing.
 
-    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) attacks
-    a fixed, seeded batch of ``co_guard_batch`` validation examples with PGD-``co_guard_steps``
-    at the training ``eps`` after each epoch; when that robust accuracy falls more than
-    ``co_guard_drop`` below its best, training stops and the best guard epoch's weights are
-    kept (dq.objectives.overfitting_guard)."""
+    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) watches
+    that same ``val/robust_accuracy`` (no attack of its own); when it falls more than
+    ``co_guard_drop`` below its best, training stops and the best measured epoch's weights
+    are kept (dq.objectives.overfitting_guard)."""
 
     weight: float = 1.0
     method: AdversarialMethod = AdversarialMethod.pgd
     co_guard: bool | None = None
-    co_guard_batch: int = 128
-    co_guard_steps: int = 10
     co_guard_drop: float = 0.2
     val_limit: int | None = 500
+    val_every: int | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -88,14 +92,22 @@ class AdversarialConfig(AttackConfig):
             "must be true for method=fgsm_rs (FGSM from the clean input overfits catastrophically; "
             "Wong et al. 2020); got false",
         )
-        require(self.co_guard_batch >= 1, "co_guard_batch", f"must be >= 1, got {self.co_guard_batch}")
-        require(self.co_guard_steps >= 1, "co_guard_steps", f"must be >= 1, got {self.co_guard_steps}")
+        require(
+            self.val_every is None or self.val_every >= 1, "val_every", f"must be >= 1 or null, got {self.val_every}"
+        )
         require(0 < self.co_guard_drop <= 1, "co_guard_drop", f"must be in (0, 1], got {self.co_guard_drop}")
 
     @property
     def guarded(self) -> bool:
         """Whether the catastrophic-overfitting guard runs: ``co_guard``, or for null the method's default."""
         return self.method == AdversarialMethod.fgsm_rs if self.co_guard is None else bool(self.co_guard)
+
+    @property
+    def robust_val_every(self) -> int:
+        """Epochs between two ``val/robust_accuracy`` measurements: ``val_every``, or for null the method's default."""
+        if self.val_every is not None:
+            return self.val_every
+        return FGSM_RS_VAL_EVERY if self.method == AdversarialMethod.fgsm_rs else 1
 
 
 VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")
@@ -104,27 +116,40 @@ VAL_SEED = 0  # the attack's random start: the same every epoch, so epochs compa
 
 
 class RobustValidation:
-    """``val/robust_accuracy`` after each epoch: PGD accuracy on the first ``limit``
-    validation examples (all when null), from a seeded start.
+    """``val/robust_accuracy`` every ``every`` epochs: PGD accuracy on the first ``limit``
+    validation examples (all when null), from a seeded start; NaN in the epochs between,
+    which epoch selection skips (dq.engine.early_stopping).
 
     Selecting the epoch on clean validation loss or accuracy under-reports robust training
     (clean accuracy peaks early, before robustness has grown); this measures what the
-    training aims at. Its cost is bounded by ``limit``: (steps + 1) forward and steps
-    backward passes over at most ``limit`` examples per epoch.
+    training aims at. Its cost is bounded by ``limit`` and ``every``: (steps + 1) forward and
+    steps backward passes over at most ``limit`` examples per measured epoch.
     """
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         attack = AttackConfig(norm=cfg.norm, eps=cfg.eps, steps=cfg.steps, random_start=True)
         self.attack = PGD(attack, meta)
         self.limit = cfg.val_limit
+        self.every = cfg.robust_val_every
+        self.epochs = 0  # end_epoch calls so far: the epoch just finished
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         if len(val) == 0:
             return {}
+        self.epochs += 1
+        if self.epochs % self.every:
+            return {VAL_ROBUST_ACCURACY: math.nan}
         split = val if self.limit is None else val.subset(slice(0, self.limit))
         generator = torch.Generator(device=device).manual_seed(VAL_SEED)
         predicted = self.attack.predict(model, split, device, VAL_ATTACK_BATCH, generator)
         return {VAL_ROBUST_ACCURACY: float((predicted == split.y.cpu()).float().mean())}
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The epochs counted, which a resumed run needs to keep the spacing; None when every epoch is measured."""
+        return {"epochs": self.epochs} if self.every > 1 else None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs = int(state["epochs"])
 
 
 class MadryPGD(Term):
@@ -168,6 +193,13 @@ class MadryPGD(Term):
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """``val/robust_accuracy`` (``RobustValidation``)."""
         return self.validation.end_epoch(model, val, device)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """``RobustValidation``'s epoch count when it spaces its measurements."""
+        return self.validation.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.validation.load_state_dict(state)
 
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The PGD perturbation for ``batch`` (detached, in the attack's space)."""
@@ -255,6 +287,13 @@ class TRADES(Term):
         """``val/robust_accuracy`` (``RobustValidation``)."""
         return self.validation.end_epoch(model, val, device)
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """``RobustValidation``'s epoch count when it spaces its measurements."""
+        return self.validation.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.validation.load_state_dict(state)
+
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The perturbation that maximises the KL to the clean prediction (detached)."""
         with eval_mode(model), torch.no_grad():
@@ -287,5 +326,4 @@ def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> MadryPGD | T
     term = METHODS[AdversarialMethod(cfg.method)](cfg, meta)
     if not cfg.guarded:
         return term
-    guard_attack = AttackConfig(norm=cfg.norm, eps=cfg.eps, steps=cfg.co_guard_steps, random_start=True)
-    return GuardedTerm(term, OverfittingGuard(PGD(guard_attack, meta), cfg.co_guard_batch, cfg.co_guard_drop))
+    return GuardedTerm(term, OverfittingGuard(VAL_ROBUST_ACCURACY, cfg.co_guard_drop))
