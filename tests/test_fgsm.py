@@ -95,6 +95,28 @@ def test_fgsm_rs_alpha_overrides_the_step_and_the_loss_mixes_as_pgd(images) -> N
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_pure_adversarial_training_runs_the_clean_forward_without_a_graph_and_trains_alike(images) -> None:
+    """weight=1: the clean logits feed train/accuracy only (Term.reads_logits), so they get no
+    graph; the loss and every gradient are those of a run that builds it."""
+    x, y = images
+    objective = build_objective({"adversarial": AdversarialConfig(method="fgsm_rs", eps=0.1)}, IMAGE)
+    assert not objective.clean_graph and not objective.terms[0].reads_logits
+    runs = []
+    for graph in (False, True):
+        objective.clean_graph = graph
+        model = small_model().train()
+        torch.manual_seed(5)  # the same random start
+        out = objective(model, Batch(x=x, y=y))
+        out.loss.backward()
+        runs.append((out.logits.requires_grad, out.loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (no_graph, loss, grads), (with_graph, loss_again, grads_again) = runs
+    assert not no_graph and with_graph
+    assert torch.equal(loss, loss_again) and all(torch.allclose(a, b) for a, b in zip(grads, grads_again, strict=True))
+    # Where the clean logits enter the loss, they keep their graph.
+    for cfg in (AdversarialConfig(method="fgsm_rs", weight=0.5), AdversarialConfig(method="trades", weight=6.0)):
+        assert build_objective({"adversarial": cfg}, IMAGE).clean_graph
+
+
 def test_the_guard_is_on_by_default_for_fgsm_rs_only_and_passes_the_term_through() -> None:
     fgsm = build_objective({"adversarial": AdversarialConfig(method="fgsm_rs")}, IMAGE).terms[0]
     pgd = build_objective({"adversarial": AdversarialConfig(method="pgd")}, IMAGE).terms[0]

@@ -181,6 +181,7 @@ class MadryPGD(Term):
     """
 
     name = "adversarial"
+    reads_logits = False  # the loss is the adversarial batch's alone
     val_metrics = (VAL_ROBUST_ACCURACY,)
     last_example_losses: torch.Tensor
 

@@ -101,6 +101,7 @@ class GuardedTerm(Term):
         self.term = term
         self.guard = guard
         self.name, self.weight, self.task_share = term.name, term.weight, term.task_share
+        self.reads_logits = term.reads_logits
         self.val_metrics, self.needs, self.teacher_dir = term.val_metrics, term.needs, term.teacher_dir
 
     @property
