@@ -330,3 +330,24 @@ def test_fgsm_rs_moves_the_text_embedding(make_cfg, tmp_path: Path) -> None:
     assert correct == pytest.approx(round(correct), abs=1e-4)
     assert epoch["val/robust_accuracy"] <= epoch["val/accuracy"]
     assert metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]
+
+
+def test_a_short_default_fgsm_rs_run_measures_no_robust_accuracy_and_keeps_its_last_epoch(make_cfg, tmp_path) -> None:
+    """fgsm_rs measures val/robust_accuracy every 3rd epoch: a 2-epoch run monitoring it has
+    only NaN, keeps its last epoch and records no best epoch (there is none), rather than
+    failing at the end."""
+    cfg = make_cfg(
+        "dataset=digits",
+        "model=cnn",
+        "dataset.limit=200",
+        "regularizer=[adversarial]",
+        "regularizer.adversarial.method=fgsm_rs",
+        "regularizer.adversarial.steps=2",
+        "trainer.epochs=2",
+        "trainer.early_stopping.monitor=val/robust_accuracy",
+        "explain.enabled=false",
+    )
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [math.isnan(epoch["val/robust_accuracy"]) for epoch in epochs] == [True, True]
+    assert metrics["train/selected_epoch"] == 2 and "train/best_epoch" not in metrics
