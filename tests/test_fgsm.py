@@ -190,7 +190,7 @@ def test_spaced_robust_validation_measures_every_kth_epoch_and_the_guard_reads_i
     model = small_model()
     every_epoch = MadryPGD(AdversarialConfig(steps=3, val_limit=16), IMAGE)
     measured = every_epoch.end_epoch(model, val, CPU)["val/robust_accuracy"]
-    assert every_epoch.state_dict() is None  # nothing to carry when every epoch is measured
+    assert every_epoch.state_dict()["examples"] == 16  # val_limit is below the minimum of 100: 16 attacked
     with torch.no_grad(), eval_mode(model):
         clean = float((model(val.x[:16]).argmax(1) == val.y[:16]).float().mean())
     assert 0.0 <= measured <= clean  # an attack never helps
@@ -205,6 +205,43 @@ def test_spaced_robust_validation_measures_every_kth_epoch_and_the_guard_reads_i
     resumed = [again.end_epoch(model, val, CPU)["val/robust_accuracy"] for _ in range(3)]
     assert [math.isnan(value) for value in resumed] == [True, True, False]
     assert again.guard.epochs == 6 and again.guard.best_epoch == 3
+
+
+def test_robust_validation_attacks_a_share_of_the_training_passes_fixed_at_its_first_measurement(caplog) -> None:
+    """fgsm_rs trains with 2 passes per example; PGD-3 validation costs 4 per example, so
+    after 3 epochs of 1,000 examples (6,000 passes) 15% buys 225 of 400 validation examples,
+    chosen once, logged once; below the minimum (one epoch: 75) 100 are attacked."""
+    generator = torch.Generator().manual_seed(2)
+    val = Split(x=torch.rand((400, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (400,), generator=generator))
+    train = Batch(
+        x=torch.rand((1000, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (1000,), generator=generator)
+    )
+    model = small_model()
+
+    def measured(val_every: int, epochs: int) -> tuple[FastFGSM, list[float]]:
+        term = FastFGSM(AdversarialConfig(method="fgsm_rs", steps=3, val_every=val_every), IMAGE)
+        logged = []
+        for _ in range(epochs):
+            term(model, train, model(train.x))
+            logged.append(term.end_epoch(model, val, CPU)["val/robust_accuracy"])
+        return term, logged
+
+    with caplog.at_level("INFO", logger="dq.objectives.adversarial"):
+        capped, logged = measured(val_every=3, epochs=6)
+    assert capped.validation.examples == 225  # the cap fires: fewer than the 400 available and val_limit's 500
+    assert [math.isnan(value) for value in logged] == [True, True, False] * 2
+    assert logged[2] * 225 == pytest.approx(round(logged[2] * 225), abs=1e-4)
+    assert logged[5] == logged[2]  # the same examples and seeded start (weights unchanged here)
+    chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("val/robust_accuracy")]
+    assert chosen == [
+        "val/robust_accuracy: PGD-3 on the first 225 of 400 validation examples every 3 epoch(s) "
+        "(val_limit 500; cap 225: 15% of the 6000 training attack passes so far / 4 passes per example)"
+    ]
+    floor, _ = measured(val_every=1, epochs=1)
+    assert floor.validation.examples == 100  # the cap (75) does not fire below the minimum
+    again = FastFGSM(AdversarialConfig(method="fgsm_rs", steps=3, val_every=3), IMAGE)
+    again.load_state_dict(capped.state_dict())  # a resumed run attacks the same examples
+    assert again.validation.examples == 225 and again.validation.epochs == 6
 
 
 # --------------------------------------------------------------------------- the engine's stop request
