@@ -25,6 +25,7 @@ accuracy within 3 points of PGD-10's.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--robust-epochs", type=int, default=9, help="epochs of each robustness run")
     args = parser.parse_args()
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("dq.objectives.adversarial").setLevel(logging.INFO)  # the validation examples attacked
     register_schemas()
     set_threads(1)
     common = ["model=cnn", "regularizer=[adversarial]", f"regularizer.adversarial.eps={EPS}"]
