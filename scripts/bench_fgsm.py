@@ -1,21 +1,31 @@
-"""Cost of fast adversarial training (fgsm_rs, with its overfitting guard) and of PGD-10
-training relative to clean training, measured as process CPU time of ``dq.engine.fit``.
+"""Cost and robustness of fast adversarial training (fgsm_rs, with its overfitting guard)
+against PGD-10 training, per dataset.
 
-Wall time on a shared machine swings with other people's jobs; the CPU time this process
-spends (one torch thread) does far less, so the ratios here are the cost to compare.
-Rounds alternate (clean, fgsm_rs, fgsm_rs without guard, pgd, clean, ...) with the same
-initial weights, so drift hits all alike. Each method trains ``--epochs`` epochs including
-validation and the term's ``end_epoch`` (the guard), as ``time/train_s`` counts them.
+Cost: process CPU time of ``dq.engine.fit`` relative to clean training. Wall time on a
+shared machine swings with other people's jobs; the CPU time this process spends (one
+torch thread) does far less, so the ratios are the cost to compare. Rounds alternate
+(clean, fgsm_rs, fgsm_rs without guard, pgd, clean, ...) with the same initial weights, so
+drift hits all alike. Each method trains ``--epochs`` epochs including validation and the
+term's ``end_epoch`` (``val/robust_accuracy``, which the guard watches), as ``time/train_s``
+counts them; keep ``--epochs`` a multiple of fgsm_rs' ``val_every`` (3) so its robust
+validation is paid as often as in a long run.
 
-    python scripts/bench_fgsm.py                                    # digits, cnn, ε = 0.1
-    python scripts/bench_fgsm.py dataset=fashion_mnist dataset.limit=2000 --epochs 1
+Robustness: fgsm_rs and PGD-10 train ``--robust-epochs`` epochs selecting the epoch of best
+``val/robust_accuracy`` (as the robust presets do); the model each run keeps (the selected
+epoch's weights, which best.pt, metrics.json and the report get) and the last epoch's are
+scored under PGD-20 at the training ε on the test split.
 
-Target (issue 10): fgsm_rs ≤ 2.5 × clean; PGD-10 costs about 10 ×.
+    python scripts/bench_fgsm.py                                    # digits and fashion_mnist (2,000 images)
+    python scripts/bench_fgsm.py --datasets digits --rounds 3
+
+Targets (issue 25): fgsm_rs with its guard ≤ 2.5 × clean; its selected epoch's robust
+accuracy within 3 points of PGD-10's.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 
@@ -23,13 +33,19 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from dq import data, models
+from dq import metric_keys as keys
 from dq.config import config_dir
+from dq.data_records import Splits
 from dq.device import seed_everything, set_threads
+from dq.engine.callbacks import FitResult
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
+from dq.metrics.robustness import robust_metrics
 from dq.objectives.registry import build_objective
-from dq.spec import register_schemas, to_spec
+from dq.spec import RunSpec, register_schemas, to_spec
 
+DATASETS = {"digits": ["dataset=digits"], "fashion_mnist": ["dataset=fashion_mnist", "dataset.limit=2000"]}
+EPS = 0.1
 METHODS = {
     # no adversarial term, no val/robust_accuracy: natural training selects on clean val loss
     "clean": [
@@ -41,10 +57,12 @@ METHODS = {
     "fgsm_rs, no guard": ["regularizer.adversarial.method=fgsm_rs", "regularizer.adversarial.co_guard=false"],
     "pgd-10": ["regularizer.adversarial.method=pgd"],
 }
+ROBUST = ["fgsm_rs", "pgd-10"]
+SELECT_ROBUST = ["trainer.early_stopping.monitor=val/robust_accuracy", "trainer.early_stopping.mode=max"]
 
 
-def cpu_seconds(overrides: list[str], epochs: int, seed: int) -> float:
-    """Process CPU seconds of ``fit`` for ``epochs`` epochs of the composed run."""
+def train(overrides: list[str], seed: int = 0) -> tuple[float, FitResult, torch.nn.Module, RunSpec, Splits]:
+    """Process CPU seconds of ``fit`` on the composed run, its result, the trained model, spec and splits."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     spec = to_spec(cfg)
@@ -55,32 +73,69 @@ def cpu_seconds(overrides: list[str], epochs: int, seed: int) -> float:
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     device = torch.device("cpu")
     started = time.process_time()
-    fit(model, objective, splits, optimizer=optimizer, scheduler=None, settings=FitSettings(spec.trainer, device, seed))
-    return time.process_time() - started
+    result = fit(
+        model, objective, splits, optimizer=optimizer, scheduler=None, settings=FitSettings(spec.trainer, device, seed)
+    )
+    return time.process_time() - started, result, model, spec, splits
+
+
+def robust_accuracy(model: torch.nn.Module, spec: RunSpec, splits: Splits) -> float:
+    """PGD-20 accuracy at ε on the test split, as ``test/robust_accuracy@<eps>``."""
+    metrics = robust_metrics(
+        model, splits.test, splits.meta, spec.eval.robust, torch.device("cpu"), spec.trainer.eval_batch_size
+    )
+    return metrics[keys.robust_accuracy(f"{EPS:g}")]
+
+
+def cost(base: list[str], epochs: int, rounds: int) -> dict[str, float]:
+    """Median CPU seconds per method over ``rounds`` alternating rounds of ``epochs`` epochs."""
+    seconds: dict[str, list[float]] = {name: [] for name in METHODS}
+    for _ in range(rounds):
+        for name, extra in METHODS.items():
+            seconds[name].append(train([*base, *extra, f"trainer.epochs={epochs}"])[0])
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def robustness(base: list[str], epochs: int) -> dict[str, tuple[int, float, float]]:
+    """Per robust method: the selected epoch, its PGD-20 test accuracy and the last epoch's."""
+    out = {}
+    for name in ROBUST:
+        _, result, model, spec, splits = train([*base, *METHODS[name], *SELECT_ROBUST, f"trainer.epochs={epochs}"])
+        last = robust_accuracy(model, spec, splits)
+        model.load_state_dict(result.best_state)  # what the run keeps, as dq.runner does
+        out[name] = (result.selected_epoch, robust_accuracy(model, spec, splits), last)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=fashion_mnist dataset.limit=2000")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run")
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of each cost run")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--robust-epochs", type=int, default=9, help="epochs of each robustness run")
     args = parser.parse_args()
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("dq.objectives.adversarial").setLevel(logging.INFO)  # the validation examples attacked
     register_schemas()
     set_threads(1)
-    base = ["dataset=digits", "model=cnn", "regularizer=[adversarial]", "regularizer.adversarial.eps=0.1"]
-    base += ["trainer.progress=false", "trainer.early_stopping.enabled=false", f"trainer.epochs={args.epochs}"]
-    base += args.overrides
-    seconds: dict[str, list[float]] = {name: [] for name in METHODS}
-    for _ in range(args.rounds):
-        for name, extra in METHODS.items():
-            seconds[name].append(cpu_seconds([*base, *extra], args.epochs, seed=0))
-    clean = statistics.median(seconds["clean"])
-    print(f"{' '.join(args.overrides) or 'dataset=digits'}: {args.epochs} epochs, median of {args.rounds} rounds")
-    print("| method | CPU s | × clean |")
-    print("|---|---|---|")
-    for name, values in seconds.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.2f} | {median / clean:.2f} |")
+    common = ["model=cnn", "regularizer=[adversarial]", f"regularizer.adversarial.eps={EPS}"]
+    common += ["trainer.progress=false", "trainer.early_stopping.enabled=false", f"eval.robust.eps=[{EPS}]"]
+    for dataset in args.datasets:
+        base = [*common, *DATASETS[dataset], *args.overrides]
+        medians = cost(base, args.epochs, args.rounds)
+        print(f"{' '.join(DATASETS[dataset])}: cost of {args.epochs} epochs, median of {args.rounds} rounds")
+        print("| method | CPU s | × clean |\n|---|---|---|")
+        for name, median in medians.items():
+            print(f"| {name} | {median:.2f} | {median / medians['clean']:.2f} |")
+        robust = robustness(base, args.robust_epochs)
+        pgd = robust["pgd-10"][1]
+        print(f"{' '.join(DATASETS[dataset])}: {args.robust_epochs} epochs, epoch of best val/robust_accuracy kept")
+        print(
+            f"| method | selected epoch | PGD-20@{EPS:g} test, selected | − PGD-10's | last epoch |\n|---|---|---|---|---|"
+        )
+        for name, (epoch, selected, last) in robust.items():
+            print(f"| {name} | {epoch} | {selected:.4f} | {selected - pgd:+.4f} | {last:.4f} |")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import dq
-from dq.attacks import PGD, Start
-from dq.config.attack import AttackConfig
+from dq.attacks import Start
 from dq.data_records import Batch, DatasetMeta, Split
 from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
@@ -24,7 +23,7 @@ from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
 from dq.objectives.base import Objective, StopRequest, Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
 from dq.objectives.registry import build_objective
-from dq.rundir.read import read_json, read_jsonl
+from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
 from run_checks import check_run
 
@@ -96,6 +95,28 @@ def test_fgsm_rs_alpha_overrides_the_step_and_the_loss_mixes_as_pgd(images) -> N
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_pure_adversarial_training_runs_the_clean_forward_without_a_graph_and_trains_alike(images) -> None:
+    """weight=1: the clean logits feed train/accuracy only (Term.reads_logits), so they get no
+    graph; the loss and every gradient are those of a run that builds it."""
+    x, y = images
+    objective = build_objective({"adversarial": AdversarialConfig(method="fgsm_rs", eps=0.1)}, IMAGE)
+    assert not objective.clean_graph and not objective.terms[0].reads_logits
+    runs = []
+    for graph in (False, True):
+        objective.clean_graph = graph
+        model = small_model().train()
+        torch.manual_seed(5)  # the same random start
+        out = objective(model, Batch(x=x, y=y))
+        out.loss.backward()
+        runs.append((out.logits.requires_grad, out.loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (no_graph, loss, grads), (with_graph, loss_again, grads_again) = runs
+    assert not no_graph and with_graph
+    assert torch.equal(loss, loss_again) and all(torch.allclose(a, b) for a, b in zip(grads, grads_again, strict=True))
+    # Where the clean logits enter the loss, they keep their graph.
+    for cfg in (AdversarialConfig(method="fgsm_rs", weight=0.5), AdversarialConfig(method="trades", weight=6.0)):
+        assert build_objective({"adversarial": cfg}, IMAGE).clean_graph
+
+
 def test_the_guard_is_on_by_default_for_fgsm_rs_only_and_passes_the_term_through() -> None:
     fgsm = build_objective({"adversarial": AdversarialConfig(method="fgsm_rs")}, IMAGE).terms[0]
     pgd = build_objective({"adversarial": AdversarialConfig(method="pgd")}, IMAGE).terms[0]
@@ -103,16 +124,19 @@ def test_the_guard_is_on_by_default_for_fgsm_rs_only_and_passes_the_term_through
     assert isinstance(fgsm, GuardedTerm) and isinstance(fgsm.term, FastFGSM)
     assert isinstance(pgd, MadryPGD) and isinstance(guarded_pgd, GuardedTerm)
     assert fgsm.name == "adversarial" and fgsm.weight == 1.0 and fgsm.task_share == 1.0
-    assert fgsm.attack.steps == 1  # the term's attack; the guard's is PGD-10 at the training eps
-    assert fgsm.guard.attack.steps == 10 and fgsm.guard.attack.eps == 0.1 and fgsm.guard.batch == 128
+    assert fgsm.attack.steps == 1  # the term's attack; the guard has none: it watches val/robust_accuracy
+    assert fgsm.guard.metric == "val/robust_accuracy" and fgsm.guard.drop == 0.2
+    # fgsm_rs measures val/robust_accuracy every 3rd epoch (its cost budget), PGD every epoch.
+    assert fgsm.term.validation.every == 3 and pgd.validation.every == 1 and guarded_pgd.term.validation.every == 1
+    spaced_pgd = build_objective({"adversarial": AdversarialConfig(method="pgd", val_every=2)}, IMAGE).terms[0]
+    assert spaced_pgd.validation.every == 2
 
 
 REFUSED = {
     "random_start": (False, r"^regularizer\.adversarial\.random_start must be true for method=fgsm_rs"),
     "weight": (1.5, r"^regularizer\.adversarial\.weight mixes clean and adversarial loss for method=fgsm_rs"),
     "co_guard_drop": (0.0, r"^regularizer\.adversarial\.co_guard_drop must be in \(0, 1\], got 0\.0$"),
-    "co_guard_batch": (0, r"^regularizer\.adversarial\.co_guard_batch must be >= 1, got 0$"),
-    "co_guard_steps": (0, r"^regularizer\.adversarial\.co_guard_steps must be >= 1, got 0$"),
+    "val_every": (0, r"^regularizer\.adversarial\.val_every must be >= 1 or null, got 0$"),
 }
 
 
@@ -135,39 +159,89 @@ def test_collapsed_only_on_a_fall_larger_than_drop_below_the_best() -> None:
 
 
 def test_guard_fires_on_a_collapse_and_requests_the_best_epochs_weights() -> None:
-    attack = PGD(AttackConfig(eps=0.1, steps=2), IMAGE)
-    term = GuardedTerm(MadryPGD(AdversarialConfig(), IMAGE), OverfittingGuard(attack, batch=16, drop=0.2))
+    term = GuardedTerm(MadryPGD(AdversarialConfig(), IMAGE), OverfittingGuard("val/robust_accuracy", drop=0.2))
     model = small_model()
     weights_by_epoch = []
-    for epoch, accuracy in enumerate([0.30, 0.55, 0.62, 0.50, 0.05], start=1):
+    # NaN: an epoch without a measurement (val_every > 1), which changes nothing.
+    for epoch, accuracy in enumerate([0.30, math.nan, 0.55, 0.62, math.nan, 0.50, 0.05], start=1):
         with torch.no_grad():
             model[1].bias.fill_(float(epoch))  # tell the epochs' weights apart
         weights_by_epoch.append(model[1].bias.clone())
         fired = term.guard.update(accuracy, model)
-        assert fired == (epoch == 5)
-        assert (term.stop_request() is None) == (epoch < 5)
+        assert fired == (epoch == 7)
+        assert (term.stop_request() is None) == (epoch < 7)
     request = term.stop_request()
-    assert isinstance(request, StopRequest) and request.rollback_epoch == 3
-    assert torch.equal(request.rollback_state["1.bias"], weights_by_epoch[2])
-    assert request.metrics == {"train/co_guard_fired_epoch": 5, "train/co_guard_rollback_epoch": 3}
-    assert "epoch 5" in request.reason and "\n" not in request.reason
+    assert isinstance(request, StopRequest) and request.rollback_epoch == 4
+    assert torch.equal(request.rollback_state["1.bias"], weights_by_epoch[3])
+    assert request.metrics == {"train/co_guard_fired_epoch": 7, "train/co_guard_rollback_epoch": 4}
+    assert request.reason.startswith(
+        "catastrophic overfitting guard: val/robust_accuracy fell from 0.620 (epoch 4) to 0.050 in epoch 7"
+    )
+    assert "\n" not in request.reason
     # The state a resumed run needs brings the same decision back.
-    again = GuardedTerm(MadryPGD(AdversarialConfig(), IMAGE), OverfittingGuard(attack, batch=16, drop=0.2))
+    again = GuardedTerm(MadryPGD(AdversarialConfig(), IMAGE), OverfittingGuard("val/robust_accuracy", drop=0.2))
     again.load_state_dict(term.state_dict())
     assert again.stop_request() == request
 
 
-def test_guard_measures_the_same_seeded_validation_batch_every_time() -> None:
+def test_spaced_robust_validation_measures_every_kth_epoch_and_the_guard_reads_it() -> None:
     generator = torch.Generator().manual_seed(1)
     val = Split(x=torch.rand((40, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (40,), generator=generator))
-    guard = OverfittingGuard(PGD(AttackConfig(eps=0.1, steps=3), IMAGE), batch=16, drop=0.2)
-    assert torch.equal(guard.examples(val).y, guard.examples(val).y) and len(guard.examples(val)) == 16
     model = small_model()
-    first = guard.measure(model, val, CPU)
-    assert first == guard.measure(model, val, CPU) and 0.0 <= first <= 1.0
+    every_epoch = MadryPGD(AdversarialConfig(steps=3, val_limit=16), IMAGE)
+    measured = every_epoch.end_epoch(model, val, CPU)["val/robust_accuracy"]
+    assert every_epoch.state_dict()["examples"] == 16  # val_limit is below the minimum of 100: 16 attacked
     with torch.no_grad(), eval_mode(model):
-        clean = float((model(guard.examples(val).x).argmax(1) == guard.examples(val).y).float().mean())
-    assert first <= clean  # an attack never helps
+        clean = float((model(val.x[:16]).argmax(1) == val.y[:16]).float().mean())
+    assert 0.0 <= measured <= clean  # an attack never helps
+    cfg = AdversarialConfig(method="fgsm_rs", steps=3, val_limit=16)
+    term = GuardedTerm(FastFGSM(cfg, IMAGE), OverfittingGuard("val/robust_accuracy", drop=0.2))
+    logged = [term.end_epoch(model, val, CPU)["val/robust_accuracy"] for _ in range(3)]
+    assert math.isnan(logged[0]) and math.isnan(logged[1]) and logged[2] == measured  # the same seeded attack
+    assert term.guard.best == measured and term.guard.best_epoch == 3 and term.guard.epochs == 3
+    # A resumed run keeps the spacing: the count travels in the term's state.
+    again = GuardedTerm(FastFGSM(cfg, IMAGE), OverfittingGuard("val/robust_accuracy", drop=0.2))
+    again.load_state_dict(term.state_dict())
+    resumed = [again.end_epoch(model, val, CPU)["val/robust_accuracy"] for _ in range(3)]
+    assert [math.isnan(value) for value in resumed] == [True, True, False]
+    assert again.guard.epochs == 6 and again.guard.best_epoch == 3
+
+
+def test_robust_validation_attacks_a_share_of_the_training_passes_fixed_at_its_first_measurement(caplog) -> None:
+    """fgsm_rs trains with 2 passes per example; PGD-3 validation costs 4 per example, so
+    after 3 epochs of 1,000 examples (6,000 passes) 15% buys 225 of 400 validation examples,
+    chosen once, logged once; below the minimum (one epoch: 75) 100 are attacked."""
+    generator = torch.Generator().manual_seed(2)
+    val = Split(x=torch.rand((400, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (400,), generator=generator))
+    train = Batch(
+        x=torch.rand((1000, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (1000,), generator=generator)
+    )
+    model = small_model()
+
+    def measured(val_every: int, epochs: int) -> tuple[FastFGSM, list[float]]:
+        term = FastFGSM(AdversarialConfig(method="fgsm_rs", steps=3, val_every=val_every), IMAGE)
+        logged = []
+        for _ in range(epochs):
+            term(model, train, model(train.x))
+            logged.append(term.end_epoch(model, val, CPU)["val/robust_accuracy"])
+        return term, logged
+
+    with caplog.at_level("INFO", logger="dq.objectives.adversarial"):
+        capped, logged = measured(val_every=3, epochs=6)
+    assert capped.validation.examples == 225  # the cap fires: fewer than the 400 available and val_limit's 500
+    assert [math.isnan(value) for value in logged] == [True, True, False] * 2
+    assert logged[2] * 225 == pytest.approx(round(logged[2] * 225), abs=1e-4)
+    assert logged[5] == logged[2]  # the same examples and seeded start (weights unchanged here)
+    chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("val/robust_accuracy")]
+    assert chosen == [
+        "val/robust_accuracy: PGD-3 on the first 225 of 400 validation examples every 3 epoch(s) "
+        "(val_limit 500; cap 225: 15% of the 6000 training attack passes so far / 4 passes per example)"
+    ]
+    floor, _ = measured(val_every=1, epochs=1)
+    assert floor.validation.examples == 100  # the cap (75) does not fire below the minimum
+    again = FastFGSM(AdversarialConfig(method="fgsm_rs", steps=3, val_every=3), IMAGE)
+    again.load_state_dict(capped.state_dict())  # a resumed run attacks the same examples
+    assert again.validation.examples == 225 and again.validation.epochs == 6
 
 
 # --------------------------------------------------------------------------- the engine's stop request
@@ -221,36 +295,53 @@ def test_a_term_stops_the_loop_and_its_rollback_epoch_is_selected(make_cfg, tmp_
 
 
 # --------------------------------------------------------------------------- real runs
-def test_an_fgsm_rs_run_on_digits_logs_the_guard_and_does_not_fire(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg(
-        "dataset=digits",
-        "model=cnn",
-        "dataset.limit=300",
-        "regularizer=[adversarial]",
-        "regularizer.adversarial.method=fgsm_rs",
-        "regularizer.adversarial.co_guard_batch=64",
-        "regularizer.adversarial.co_guard_steps=3",
-        "eval.robust.eps=[0.1]",
-        "eval.robust.steps=3",
-        "explain.enabled=false",
-        "trainer.epochs=2",
-        "trainer.select=last",
-    )
-    metrics = dq.train(cfg, run_dir=tmp_path / "run")
-    check_run(tmp_path / "run", metrics, epochs=2)
-    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert [e["epoch"] for e in epochs] == [1, 2]
-    for epoch in epochs:
-        assert math.isfinite(epoch["train/adversarial"]) and epoch["train/adversarial"] > 0
-        assert "adversarial/co_guard_fired_epoch" not in epoch
-    # The logged value is the last epoch's model attacked on the guard's fixed, seeded batch:
-    # measured again from best.pt (select=last) it is the same number.
-    run = dq.load_run(tmp_path / "run")
-    attack = PGD(AttackConfig(eps=0.1, steps=3, random_start=True), run.splits.meta)
-    again = OverfittingGuard(attack, 64, 0.2).measure(run.model, run.splits.val, torch.device("cpu"))
-    assert epochs[-1]["adversarial/guard_pgd_accuracy"] == pytest.approx(again, abs=1e-6)
-    assert "train/co_guard_fired_epoch" not in read_json(tmp_path / "run" / "metrics.json")
-    assert metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]
+FGSM_RUN = (
+    "dataset=digits",
+    "model=cnn",
+    "dataset.limit=300",
+    "optimizer=sgd",
+    "optimizer.lr=0.1",
+    "regularizer=[adversarial]",
+    "regularizer.adversarial.method=fgsm_rs",
+    "regularizer.adversarial.val_every=1",
+    "regularizer.adversarial.steps=3",
+    "eval.robust.eps=[0.1]",
+    "eval.robust.steps=3",
+    "explain.enabled=false",
+    "trainer.epochs=5",
+    "trainer.select=last",
+)
+
+
+def test_the_guard_judges_a_real_fgsm_rs_run_and_a_fired_run_evaluates_its_best_epoch(make_cfg, tmp_path: Path) -> None:
+    """One real trajectory of val/robust_accuracy judged both ways. With the default drop
+    (0.2) its dip (0.406 → 0.367 in epoch 5, measured) passes: all epochs train, select=last
+    keeps epoch 5. With a drop of 0.03 the same run must fire at the first epoch that lies
+    more than 0.03 below the best before it, stop there, and keep the best epoch: best.pt,
+    metrics.json's selected epoch and the test metrics are that epoch's, not the last one's."""
+    calm = dq.train(make_cfg(*FGSM_RUN), run_dir=tmp_path / "calm")
+    check_run(tmp_path / "calm", calm, epochs=5)
+    robust = [epoch["val/robust_accuracy"] for epoch in read_jsonl(tmp_path / "calm" / "metrics.jsonl")]
+    assert calm["train/selected_epoch"] == 5 and "train/co_guard_fired_epoch" not in calm
+    assert not any(collapsed(max(robust[:i]), robust[i], 0.2) for i in range(1, 5))
+    fall = next(i for i in range(1, 5) if collapsed(max(robust[:i]), robust[i], 0.03))  # 0-based: epoch fall + 1
+    best = 1 + robust.index(max(robust[:fall]))
+
+    fired = dq.train(make_cfg(*FGSM_RUN, "regularizer.adversarial.co_guard_drop=0.03"), run_dir=tmp_path / "fired")
+    epochs = read_jsonl(tmp_path / "fired" / "metrics.jsonl")
+    assert [e["val/robust_accuracy"] for e in epochs] == robust[: fall + 1]  # the same run, stopped
+    assert epochs[-1]["adversarial/co_guard_fired_epoch"] == fall + 1
+    assert fired["train/co_guard_fired_epoch"] == fall + 1 and fired["train/co_guard_rollback_epoch"] == best
+    assert fired["train/selected_epoch"] == best < fall + 1  # select=last, overruled by the guard
+    checkpoints = tmp_path / "fired" / "checkpoints"
+    kept = torch.load(checkpoints / "best.pt", weights_only=True)
+    last = torch.load(checkpoints / "last.pt", weights_only=True)
+    assert kept["epoch"] == best
+    assert not all(torch.equal(kept["model"][k], last["model"][k]) for k in kept["model"])
+    run = dq.load_run(tmp_path / "fired")  # the model of best.pt scores the run's test metrics
+    with torch.no_grad(), eval_mode(run.model):
+        accuracy = float((run.model(run.splits.test.x).argmax(1) == run.splits.test.y).float().mean())
+    assert fired["test/accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_fgsm_rs_moves_the_text_embedding(make_cfg, tmp_path: Path) -> None:
@@ -260,7 +351,8 @@ def test_fgsm_rs_moves_the_text_embedding(make_cfg, tmp_path: Path) -> None:
         "dataset.limit=64",
         "regularizer=[adversarial]",
         "regularizer.adversarial.method=fgsm_rs",
-        "regularizer.adversarial.co_guard_steps=2",
+        "regularizer.adversarial.steps=2",
+        "regularizer.adversarial.val_every=1",
         "eval.robust.eps=[0.1]",
         "eval.robust.steps=2",
         "explain.enabled=false",
@@ -268,10 +360,31 @@ def test_fgsm_rs_moves_the_text_embedding(make_cfg, tmp_path: Path) -> None:
     metrics = dq.train(cfg, run_dir=tmp_path / "run")
     epoch = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
     assert math.isfinite(epoch["train/adversarial"]) and epoch["train/adversarial"] > 0
-    # The validation split (at most 64 texts) is smaller than the guard batch: the guard attacks
-    # all of it, so its accuracy is a count over that split and cannot exceed the clean one.
+    # The validation split (at most 64 texts) is smaller than val_limit: all of it is attacked,
+    # so the robust accuracy the guard watches is a count over that split, at most the clean one.
     examples = len(dq.load_run(tmp_path / "run").splits.val)
-    correct = epoch["adversarial/guard_pgd_accuracy"] * examples
+    correct = epoch["val/robust_accuracy"] * examples
     assert correct == pytest.approx(round(correct), abs=1e-4)
-    assert epoch["adversarial/guard_pgd_accuracy"] <= epoch["val/accuracy"]
+    assert epoch["val/robust_accuracy"] <= epoch["val/accuracy"]
     assert metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]
+
+
+def test_a_short_default_fgsm_rs_run_measures_no_robust_accuracy_and_keeps_its_last_epoch(make_cfg, tmp_path) -> None:
+    """fgsm_rs measures val/robust_accuracy every 3rd epoch: a 2-epoch run monitoring it has
+    only NaN, keeps its last epoch and records no best epoch (there is none), rather than
+    failing at the end."""
+    cfg = make_cfg(
+        "dataset=digits",
+        "model=cnn",
+        "dataset.limit=200",
+        "regularizer=[adversarial]",
+        "regularizer.adversarial.method=fgsm_rs",
+        "regularizer.adversarial.steps=2",
+        "trainer.epochs=2",
+        "trainer.early_stopping.monitor=val/robust_accuracy",
+        "explain.enabled=false",
+    )
+    metrics = dq.train(cfg, run_dir=tmp_path / "run")
+    epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [math.isnan(epoch["val/robust_accuracy"]) for epoch in epochs] == [True, True]
+    assert metrics["train/selected_epoch"] == 2 and "train/best_epoch" not in metrics

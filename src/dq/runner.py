@@ -358,13 +358,14 @@ def _train_and_evaluate(run: _BuiltRun, console: Console, point: ResumePoint | N
             keys.params("trainable_fraction"): trainable / total if total else 0.0,
             keys.test("examples"): len(splits.test),
             keys.time("train_s"): result.train_time_s,
-            keys.train("best_epoch"): result.best_epoch,
             keys.train("selected_epoch"): result.selected_epoch,
             keys.train("epochs_run"): len(result.history),
             keys.train("diverged"): float(diverged(result.history, splits.meta.num_classes)),  # dq.report.degenerate
             **(result.stop_request.metrics if result.stop_request is not None else {}),
         }
     )
+    if result.best_epoch is not None:  # None: no epoch's monitored value was measured (all NaN)
+        metrics[keys.train("best_epoch")] = result.best_epoch
     checksums.write_recorded_json(run_dir, METRICS_JSON, metrics)  # test metrics are safe before explaining
     for line in caveat_lines(metrics):  # a constant predictor or a diverged run still completes: say so
         console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)

@@ -17,8 +17,11 @@ same adversarial logits, so the returned value and its gradients do not change.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +45,7 @@ class AdversarialMethod(StrEnum):
 
 MIXING = (AdversarialMethod.pgd, AdversarialMethod.fgsm_rs)  # weight mixes clean and adversarial CE
 FGSM_RS_STEP = 1.25  # α = 1.25·ε, Wong, Rice & Kolter 2020
+FGSM_RS_VAL_EVERY = 3  # fgsm_rs measures val/robust_accuracy every 3rd epoch: its budget is 2.5 clean epochs
 
 
 @dataclass
@@ -52,24 +56,27 @@ class AdversarialConfig(AttackConfig):
     weight being TRADES' β. ``method=fgsm_rs``: as ``pgd`` with one step of ``alpha``
     (default 1.25·eps) from a uniform random start; ``steps`` is not used.
 
-    After each epoch the first ``val_limit`` validation examples (null: all) are attacked
-    with PGD of ``steps`` steps at the training ``eps`` from a seeded random start (for every
-    method, fgsm_rs included): ``val/robust_accuracy``, which the robust presets monitor to
+    Every ``val_every`` epochs (null: every epoch, every 3rd for ``fgsm_rs``) the first
+    n validation examples are attacked with PGD of ``steps`` steps at
+    the training ``eps`` from a seeded random start (for every method, fgsm_rs included):
+    ``val/robust_accuracy`` (NaN in the epochs between), which the robust presets monitor to
     select their epoch (``trainer.early_stopping.monitor=val/robust_accuracy``, mode max).
+    n is fixed at the first measurement so that the attack costs at most 15% of the training
+    attack's passes (at least 100 examples; at most ``val_limit``, null: no limit, and the
+    split), and logged once (``RobustValidation``): a bounded share of fgsm_rs' budget of 2.5
+    clean epochs whatever the validation split's size, with fgsm_rs' spacing.
 
-    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) attacks
-    a fixed, seeded batch of ``co_guard_batch`` validation examples with PGD-``co_guard_steps``
-    at the training ``eps`` after each epoch; when that robust accuracy falls more than
-    ``co_guard_drop`` below its best, training stops and the best guard epoch's weights are
-    kept (dq.objectives.overfitting_guard)."""
+    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) watches
+    that same ``val/robust_accuracy`` (no attack of its own); when it falls more than
+    ``co_guard_drop`` below its best, training stops and the best measured epoch's weights
+    are kept (dq.objectives.overfitting_guard)."""
 
     weight: float = 1.0
     method: AdversarialMethod = AdversarialMethod.pgd
     co_guard: bool | None = None
-    co_guard_batch: int = 128
-    co_guard_steps: int = 10
     co_guard_drop: float = 0.2
     val_limit: int | None = 500
+    val_every: int | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -88,8 +95,9 @@ class AdversarialConfig(AttackConfig):
             "must be true for method=fgsm_rs (FGSM from the clean input overfits catastrophically; "
             "Wong et al. 2020); got false",
         )
-        require(self.co_guard_batch >= 1, "co_guard_batch", f"must be >= 1, got {self.co_guard_batch}")
-        require(self.co_guard_steps >= 1, "co_guard_steps", f"must be >= 1, got {self.co_guard_steps}")
+        require(
+            self.val_every is None or self.val_every >= 1, "val_every", f"must be >= 1 or null, got {self.val_every}"
+        )
         require(0 < self.co_guard_drop <= 1, "co_guard_drop", f"must be in (0, 1], got {self.co_guard_drop}")
 
     @property
@@ -97,34 +105,93 @@ class AdversarialConfig(AttackConfig):
         """Whether the catastrophic-overfitting guard runs: ``co_guard``, or for null the method's default."""
         return self.method == AdversarialMethod.fgsm_rs if self.co_guard is None else bool(self.co_guard)
 
+    @property
+    def robust_val_every(self) -> int:
+        """Epochs between two ``val/robust_accuracy`` measurements: ``val_every``, or for null the method's default."""
+        if self.val_every is not None:
+            return self.val_every
+        return FGSM_RS_VAL_EVERY if self.method == AdversarialMethod.fgsm_rs else 1
+
 
 VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")
 VAL_ATTACK_BATCH = 256  # validation examples attacked at once
 VAL_SEED = 0  # the attack's random start: the same every epoch, so epochs compare on one attack
+VAL_SHARE = 0.15  # the validation attack's passes: at most this share of the training attack's
+VAL_MIN_EXAMPLES = 100  # ... but never fewer examples than this (or than the split has)
+
+logger = logging.getLogger(__name__)
 
 
 class RobustValidation:
-    """``val/robust_accuracy`` after each epoch: PGD accuracy on the first ``limit``
-    validation examples (all when null), from a seeded start.
+    """``val/robust_accuracy`` every ``every`` epochs: PGD accuracy on the first ``n``
+    validation examples, from a seeded start; NaN in the epochs between, which epoch
+    selection skips (dq.engine.early_stopping).
 
     Selecting the epoch on clean validation loss or accuracy under-reports robust training
     (clean accuracy peaks early, before robustness has grown); this measures what the
-    training aims at. Its cost is bounded by ``limit``: (steps + 1) forward and steps
-    backward passes over at most ``limit`` examples per epoch.
+    training aims at. Its cost is a bounded share of training, by a count: the attack costs
+    about (steps + 1) passes per example, training's attack (attack steps + 1) per training
+    example, so at the first measurement ``n`` is fixed at ``VAL_SHARE`` × the training passes
+    since the start / (steps + 1), at least ``VAL_MIN_EXAMPLES``, at most ``limit`` and the
+    split; the same ``n`` (the same examples) then serves every measured epoch, and is logged
+    once. fgsm_rs on Fashion-MNIST 2k (2,000 validation images): 163 of them, not 500.
     """
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         attack = AttackConfig(norm=cfg.norm, eps=cfg.eps, steps=cfg.steps, random_start=True)
         self.attack = PGD(attack, meta)
         self.limit = cfg.val_limit
+        self.every = cfg.robust_val_every
+        self.epochs = 0  # end_epoch calls so far: the epoch just finished
+        self.trained_passes = 0  # the training attack's passes (examples × (steps + 1)) so far
+        self.examples: int | None = None  # validation examples attacked, fixed at the first measurement
+
+    def trained(self, examples: int, passes: int) -> None:
+        """Counts a training batch of ``examples``, attacked with ``passes`` passes each."""
+        self.trained_passes += examples * passes
+
+    def choose(self, available: int) -> int:
+        """The number of validation examples every measurement attacks (see the class)."""
+        share = int(VAL_SHARE * self.trained_passes / (self.attack.steps + 1))
+        examples = min(available, max(share, VAL_MIN_EXAMPLES))
+        if self.limit is not None:
+            examples = min(examples, self.limit)
+        logger.info(
+            "val/robust_accuracy: PGD-%d on the first %d of %d validation examples every %d epoch(s) "
+            "(val_limit %s; cap %d: %.0f%% of the %d training attack passes so far / %d passes per example)",
+            self.attack.steps,
+            examples,
+            available,
+            self.every,
+            self.limit,
+            share,
+            100 * VAL_SHARE,
+            self.trained_passes,
+            self.attack.steps + 1,
+        )
+        return examples
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         if len(val) == 0:
             return {}
-        split = val if self.limit is None else val.subset(slice(0, self.limit))
+        self.epochs += 1
+        if self.epochs % self.every:
+            return {VAL_ROBUST_ACCURACY: math.nan}
+        if self.examples is None:
+            self.examples = self.choose(len(val))
+        split = val.subset(slice(0, self.examples))
         generator = torch.Generator(device=device).manual_seed(VAL_SEED)
         predicted = self.attack.predict(model, split, device, VAL_ATTACK_BATCH, generator)
         return {VAL_ROBUST_ACCURACY: float((predicted == split.y.cpu()).float().mean())}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to keep the spacing and the examples: the epochs and passes counted, ``n``."""
+        return {"epochs": self.epochs, "trained_passes": self.trained_passes, "examples": self.examples}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs = int(state["epochs"])
+        self.trained_passes = int(state["trained_passes"])
+        self.examples = state["examples"]
 
 
 class MadryPGD(Term):
@@ -156,6 +223,7 @@ class MadryPGD(Term):
     """
 
     name = "adversarial"
+    reads_logits = False  # the loss is the adversarial batch's alone
     val_metrics = (VAL_ROBUST_ACCURACY,)
     last_example_losses: torch.Tensor
 
@@ -169,12 +237,20 @@ class MadryPGD(Term):
         """``val/robust_accuracy`` (``RobustValidation``)."""
         return self.validation.end_epoch(model, val, device)
 
+    def state_dict(self) -> dict[str, Any]:
+        """``RobustValidation``'s counts and chosen examples."""
+        return self.validation.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.validation.load_state_dict(state)
+
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The PGD perturbation for ``batch`` (detached, in the attack's space)."""
         y = batch.y
         return self.attack(model, batch.x, lambda logits: F.cross_entropy(logits.float(), y, reduction="sum"))
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        self.validation.trained(len(batch.y), self.attack.steps + 1)
         adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
         self.last_example_losses = F.cross_entropy(adv_logits.float(), batch.y, reduction="none")
         return F.cross_entropy(adv_logits.float(), batch.y)
@@ -255,6 +331,13 @@ class TRADES(Term):
         """``val/robust_accuracy`` (``RobustValidation``)."""
         return self.validation.end_epoch(model, val, device)
 
+    def state_dict(self) -> dict[str, Any]:
+        """``RobustValidation``'s counts and chosen examples."""
+        return self.validation.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.validation.load_state_dict(state)
+
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The perturbation that maximises the KL to the clean prediction (detached)."""
         with eval_mode(model), torch.no_grad():
@@ -262,6 +345,7 @@ class TRADES(Term):
         return self.attack(model, batch.x, lambda logits: _kl(p_clean, logits, reduction="sum"))
 
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        self.validation.trained(len(batch.y), self.attack.steps + 1)
         adv_logits = self.attack.logits(model, batch.x, self.perturb(model, batch))
         p_clean = torch.softmax(logits.float(), dim=1)
         self.last_example_losses = _kl(p_clean, adv_logits, reduction="none").sum(dim=1)
@@ -287,5 +371,4 @@ def build_adversarial(cfg: AdversarialConfig, meta: DatasetMeta) -> MadryPGD | T
     term = METHODS[AdversarialMethod(cfg.method)](cfg, meta)
     if not cfg.guarded:
         return term
-    guard_attack = AttackConfig(norm=cfg.norm, eps=cfg.eps, steps=cfg.co_guard_steps, random_start=True)
-    return GuardedTerm(term, OverfittingGuard(PGD(guard_attack, meta), cfg.co_guard_batch, cfg.co_guard_drop))
+    return GuardedTerm(term, OverfittingGuard(VAL_ROBUST_ACCURACY, cfg.co_guard_drop))

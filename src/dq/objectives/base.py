@@ -16,6 +16,7 @@ which one a term has.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ class Term(ABC):
       repeating it.
     - ``last_example_losses``: the per-example losses [N] of the last call, with their graph,
       for a term that ``needs`` this one (None: this term keeps none).
+    - ``reads_logits``: whether ``__call__`` uses the clean logits it is given (True). When no
+      term does and the clean cross-entropy's weight is 0 (pure adversarial training), the
+      ``Objective`` runs the clean forward without an autograd graph: it then only feeds
+      ``train/accuracy``, and fast adversarial training saves that graph's cost.
     - ``teacher_dir``: a finished run whose model the term learns from (distillation; None).
       dq.objectives reads no run directory, so whoever builds the objective loads it
       (``dq.rundir.load``, called by ``dq.runner.prepare_run``) and hands the model over through
@@ -58,6 +63,7 @@ class Term(ABC):
     name: str
     weight: float
     task_share: float = 0.0
+    reads_logits: bool = True
     val_metrics: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     last_example_losses: torch.Tensor | None = None
@@ -153,9 +159,12 @@ class Objective:
         active = [term for term in terms if term.weight != 0]
         self.terms = _needed_first(active)
         self.task_weight = 1.0 - sum(float(term.task_share) for term in self.terms)
+        # the clean logits need a graph unless nothing differentiates them (Term.reads_logits)
+        self.clean_graph = self.task_weight != 0 or any(term.reads_logits for term in self.terms)
 
     def __call__(self, model: nn.Module, batch: Batch) -> ObjectiveOutput:
-        logits = model(batch.x)
+        with contextlib.nullcontext() if self.clean_graph else torch.no_grad():
+            logits = model(batch.x)
         task = F.cross_entropy(logits.float(), batch.y)
         values = {"task": task.detach()}
         total = self.task_weight * task if self.task_weight != 0 else torch.zeros((), device=task.device)

@@ -3,17 +3,19 @@
 FGSM training can overfit catastrophically: within an epoch the model learns to defeat the
 one-step attack while its robustness to a multi-step attack collapses to near zero (Wong,
 Rice & Kolter 2020, "Fast is better than free", https://arxiv.org/abs/2001.03994, §5; they
-stop early on the PGD accuracy of a training minibatch). Here, after each epoch, a fixed
-batch of validation examples (the same ones every epoch, drawn once from a seeded
-generator) is attacked with PGD at the training ε from a seeded random start. When that
-robust accuracy falls more than ``drop`` below its best so far (``collapsed``), the guard
-asks the engine to stop (``StopRequest``) and to keep the weights of the guard's best epoch,
-which it holds as a CPU copy.
+stop early on the PGD accuracy of a training minibatch). The guard watches the PGD accuracy
+the adversarial term already measures for epoch selection (``val/robust_accuracy``: a
+seeded PGD on fixed validation examples, every ``val_every`` epochs) rather than attacking
+a batch of its own: one attack serves both, so the check costs nothing beyond it, and the
+guard's best epoch is the one epoch selection on that metric picks. When that accuracy
+falls more than ``drop`` below its best so far (``collapsed``), the guard asks the engine
+to stop (``StopRequest``) and to keep the weights of its best epoch, which it holds as a
+CPU copy. Epochs without a measurement (NaN) change nothing.
 
 ``GuardedTerm`` wraps any adversarial term: it takes over the term's name, weight and
 declared capabilities and passes ``attack`` and ``last_example_losses`` through, so the
 objective and the terms that build on the adversarial one see no difference, and it adds
-``end_epoch``, ``stop_request`` and the state a resumed run needs.
+``stop_request`` and the state a resumed run needs.
 """
 
 from __future__ import annotations
@@ -29,9 +31,6 @@ from dq.attacks import PGD
 from dq.data_records import Batch, Split
 from dq.objectives.base import StopRequest, Term
 
-ATTACK_BATCH = 256  # guard examples attacked at once
-SEED = 0  # the guard batch and the attack's random start: the same every epoch and run
-
 
 def collapsed(best: float, current: float, drop: float) -> bool:
     """True when ``current`` robust accuracy lies more than ``drop`` below ``best`` (both in [0, 1]).
@@ -42,50 +41,36 @@ def collapsed(best: float, current: float, drop: float) -> bool:
 
 
 class OverfittingGuard:
-    """PGD accuracy on a fixed validation batch per epoch, its best epoch and weights, and
-    whether it has collapsed.
+    """The best value of ``metric`` (a robust accuracy the wrapped term logs), its epoch and
+    weights, and whether it has collapsed.
 
     Args:
-        attack: the PGD that measures (the training ε, ``co_guard_steps`` steps).
-        batch: how many validation examples (all of them when the split is smaller).
+        metric: the key of the accuracy watched (``val/robust_accuracy``).
         drop: the fall below the best accuracy that counts as a collapse.
     """
 
-    def __init__(self, attack: PGD, batch: int, drop: float) -> None:
-        self.attack = attack
-        self.batch = batch
+    def __init__(self, metric: str, drop: float) -> None:
+        self.metric = metric
         self.drop = drop
-        self.epochs = 0  # end_epoch calls so far = the epoch just finished
+        self.epochs = 0  # update calls so far = the epoch just finished
         self.best = -math.inf
         self.best_epoch = 0
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.fired_epoch = 0  # 0: has not fired
-        self.size = batch  # examples measured (fewer when the validation split is smaller)
-
-    def examples(self, val: Split) -> Split:
-        """The fixed guard batch: ``batch`` examples of ``val`` drawn with a seeded generator."""
-        if len(val) <= self.batch:
-            return val
-        index = torch.randperm(len(val), generator=torch.Generator().manual_seed(SEED))[: self.batch]
-        return val.subset(index.sort().values)
-
-    def measure(self, model: nn.Module, val: Split, device: torch.device) -> float:
-        """PGD accuracy of ``model`` on the guard batch (model mode restored by the attack)."""
-        split = self.examples(val)
-        self.size = len(split)
-        generator = torch.Generator(device=device).manual_seed(SEED)
-        predicted = self.attack.predict(model, split, device, ATTACK_BATCH, generator)
-        return float((predicted == split.y.cpu()).float().mean())
+        self.fired_value = math.nan
 
     def update(self, accuracy: float, model: nn.Module) -> bool:
-        """Record one epoch's ``accuracy``; keep the weights when it is the best; True when it collapsed."""
+        """Record one epoch's ``accuracy`` (NaN: not measured that epoch); keep the weights
+        when it is the best; True when it collapsed."""
         self.epochs += 1
+        if math.isnan(accuracy):
+            return False
         if accuracy > self.best:
             self.best, self.best_epoch = accuracy, self.epochs
             self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             return False
         if collapsed(self.best, accuracy, self.drop):
-            self.fired_epoch = self.epochs
+            self.fired_epoch, self.fired_value = self.epochs, accuracy
             return True
         return False
 
@@ -96,19 +81,19 @@ class OverfittingGuard:
             "best_epoch": self.best_epoch,
             "best_weights": self.best_weights,
             "fired_epoch": self.fired_epoch,
+            "fired_value": self.fired_value,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epochs, self.best = int(state["epochs"]), float(state["best"])
         self.best_epoch, self.fired_epoch = int(state["best_epoch"]), int(state["fired_epoch"])
-        self.best_weights = state["best_weights"]
+        self.best_weights, self.fired_value = state["best_weights"], float(state["fired_value"])
 
 
 class GuardedTerm(Term):
     """An adversarial term with the overfitting guard after each epoch (see the module docstring).
 
-    Logs ``<name>/guard_pgd_accuracy`` every epoch and, in the epoch it fires,
-    ``<name>/co_guard_fired_epoch``; its ``StopRequest`` puts ``train/co_guard_fired_epoch``
+    Logs, in the epoch it fires, ``<name>/co_guard_fired_epoch``; its ``StopRequest`` puts ``train/co_guard_fired_epoch``
     and ``train/co_guard_rollback_epoch`` into metrics.json.
     """
 
@@ -116,6 +101,7 @@ class GuardedTerm(Term):
         self.term = term
         self.guard = guard
         self.name, self.weight, self.task_share = term.name, term.weight, term.task_share
+        self.reads_logits = term.reads_logits
         self.val_metrics, self.needs, self.teacher_dir = term.val_metrics, term.needs, term.teacher_dir
 
     @property
@@ -132,13 +118,12 @@ class GuardedTerm(Term):
         return self.term(model, batch, logits)
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
-        """Measure the guard batch's PGD accuracy; note a collapse (the engine then stops)."""
+        """The wrapped term's values; its robust accuracy goes to the guard, and a collapse is
+        noted (the engine then stops)."""
         values = dict(self.term.end_epoch(model, val, device))
-        if len(val) == 0 or self.guard.fired_epoch:
+        if self.guard.fired_epoch:
             return values
-        accuracy = self.guard.measure(model, val, device)
-        values[f"{self.name}/guard_pgd_accuracy"] = accuracy
-        if self.guard.update(accuracy, model):
+        if self.guard.update(values.get(self.guard.metric, math.nan), model):
             values[f"{self.name}/co_guard_fired_epoch"] = float(self.guard.fired_epoch)
         return values
 
@@ -148,9 +133,9 @@ class GuardedTerm(Term):
         if not guard.fired_epoch:
             return None
         reason = (
-            f"catastrophic overfitting guard: PGD-{guard.attack.steps} accuracy on {guard.size} validation examples "
-            f"fell from {guard.best:.3f} (epoch {guard.best_epoch}) to more than {guard.drop:g} below it in epoch "
-            f"{guard.fired_epoch}; training stopped, keeping the weights of epoch {guard.best_epoch} at the latest"
+            f"catastrophic overfitting guard: {guard.metric} fell from {guard.best:.3f} (epoch {guard.best_epoch}) "
+            f"to {guard.fired_value:.3f} in epoch {guard.fired_epoch}, more than {guard.drop:g} below it; training "
+            f"stopped, keeping the weights of epoch {guard.best_epoch} at the latest"
         )
         metrics = {
             keys.train("co_guard_fired_epoch"): guard.fired_epoch,
