@@ -4,27 +4,15 @@ where a GPU was available); a failing check is a ✗ line with its error and exi
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+from script_module import SCRIPTS, load_script
 
-
-def load_script():
-    """The script as a module (registered first: its dataclasses look their module up)."""
-    if "dq_gpu_check_script" in sys.modules:
-        return sys.modules["dq_gpu_check_script"]
-    spec = importlib.util.spec_from_file_location("dq_gpu_check_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dq_gpu_check_script"] = module
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "gpu_check.py"
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_0() -> None:
@@ -35,7 +23,7 @@ def test_without_cuda_it_says_so_in_one_line_and_exits_0() -> None:
 
 
 def test_the_checks_cover_every_cuda_path_of_the_issue() -> None:
-    names = [check.name for check in load_script().CHECKS]
+    names = [check.name for check in load_script("gpu_check.py").CHECKS]
     for path in ("amp bfloat16", "amp float16", "channels_last", "torch.compile", "DDP over NCCL", "torchao"):
         assert any(path in name for name in names), path
     for path in ("AutoAttack", "PreAct ResNet-18", "WideResNet-28-10", "torchvision resnet18"):
@@ -47,7 +35,7 @@ def test_checks_run_on_cpu_and_print_their_figures(tmp_path) -> None:
     """The float16 AMP path, the DDP path (gloo on CPU) and a vision model's path run here
     through the same functions; each prints ✓ with an accuracy that is a fraction of the
     64-image test split's examples."""
-    script = load_script()
+    script = load_script("gpu_check.py")
     ctx = script.Context("cpu", tmp_path, limit=200, epochs=1)
     chosen = [c for c in script.CHECKS if c.name in {"amp float16 + gradient scaler", "DDP over NCCL, one process"}]
     lines: list[str] = []
@@ -71,7 +59,7 @@ def len_train(ctx) -> int:
 
 
 def test_a_failing_path_is_a_cross_with_its_error_line_and_exit_1(tmp_path, monkeypatch, capsys) -> None:
-    script = load_script()
+    script = load_script("gpu_check.py")
 
     def broken(ctx) -> dict[str, float]:
         raise RuntimeError("CUDA error: no kernel image is available\nsecond line")

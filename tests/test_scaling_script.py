@@ -4,29 +4,14 @@ plot (issue 10, item 6). The full grid's figures are in docs/evidence/speed.md; 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "scaling.py"
-
-
-def load_script():
-    """The script as a module (registered first: its dataclass looks its module up)."""
-    if "dq_scaling_script" in sys.modules:
-        return sys.modules["dq_scaling_script"]
-    spec = importlib.util.spec_from_file_location("dq_scaling_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dq_scaling_script"] = module
-    spec.loader.exec_module(module)
-    return module
+from script_module import load_script
 
 
 def test_scaling_script_writes_the_csv_and_the_plot(tmp_path) -> None:
-    scaling = load_script()
+    scaling = load_script("scaling.py")
     out = tmp_path / "bench" / "scaling"
     args = ["--dataset", "digits", "--sizes", "64", "128", "--steps", "1", "2", "--pgd-size", "64", "--out", str(out)]
     scaling.main(args)
@@ -52,7 +37,7 @@ def test_scaling_script_writes_the_csv_and_the_plot(tmp_path) -> None:
 
 
 def test_fit_recovers_a_line_and_scores_a_bend_below_one() -> None:
-    fit = load_script().Fit
+    fit = load_script("scaling.py").Fit
     line = fit.of([1, 2, 5, 10], [0.5 + 2 * x for x in (1, 2, 5, 10)])
     assert (line.slope, line.intercept, line.r2) == pytest.approx((2.0, 0.5, 1.0))
     assert fit.of([1, 2, 5, 10], [x**2 for x in (1, 2, 5, 10)]).r2 < 0.99

@@ -79,6 +79,13 @@ def _per_channel(values: Sequence[float], channels: int, default: float, what: s
     return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
+def preact_pool(channels: int) -> nn.Sequential:
+    """The end of a pre-activation residual network (He et al. 2016, PreAct ResNet and
+    WideResNet alike): its blocks end on a convolution, so the features are normalised and
+    activated once more, then averaged over space, ``[N, C, H, W]`` → ``[N, C]`` for the head."""
+    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 def require_shape(meta: DatasetMeta, ndim: int, layout: str) -> tuple[int, ...]:
     """``meta.input_shape`` if it has ``ndim`` dimensions (``layout`` names them), else a DQUserError."""
     shape = tuple(int(s) for s in meta.input_shape)

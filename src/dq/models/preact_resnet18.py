@@ -20,7 +20,7 @@ from torch import nn
 
 from dq.config.validation import require
 from dq.data_records import DatasetMeta
-from dq.models.layers import Normalize, require_shape
+from dq.models.layers import Normalize, preact_pool, require_shape
 from dq.models.registry import PRUNE_GLOBAL, Capabilities, register
 
 # Beyond any published network (ResNet-1001 has 111 blocks a stage; each stage halves the
@@ -81,14 +81,11 @@ class PreActResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
             channels = out_channels
         self.stages = nn.Sequential(*stages)
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = preact_pool(channels)
         self.head = nn.Linear(channels, meta.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.relu(self.bn(self.stages(self.stem(self.normalize(x)))))
-        return self.head(self.pool(features))
+        return self.head(self.pool(self.stages(self.stem(self.normalize(x)))))
 
 
 # Global magnitude prunes its convolutions and head; structured pruning is for plain MLPs and CNNs.

@@ -20,7 +20,7 @@ from torch import nn
 
 from dq.config.validation import require
 from dq.data_records import DatasetMeta
-from dq.models.layers import Normalize, require_shape
+from dq.models.layers import Normalize, preact_pool, require_shape
 from dq.models.registry import PRUNE_GLOBAL, Capabilities, register
 
 # Beyond any published WRN (the paper's deepest is WRN-40-x; ResNet-1001 is the deepest
@@ -87,14 +87,11 @@ class WideResNet(nn.Module):
             groups.append(nn.Sequential(*blocks))
             channels = out_channels
         self.groups = nn.Sequential(*groups)
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = preact_pool(channels)
         self.head = nn.Linear(channels, meta.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.relu(self.bn(self.groups(self.stem(self.normalize(x)))))
-        return self.head(self.pool(features))
+        return self.head(self.pool(self.groups(self.stem(self.normalize(x)))))
 
 
 # Global magnitude prunes its convolutions and head; structured pruning is for plain MLPs and CNNs.
