@@ -3,8 +3,9 @@ compose API from the real conf/ tree, shrunk to tiny runs (one epoch, a few exam
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,22 @@ FAST = (
 
 def compose_config(overrides: Sequence[str] = (), fast: bool = True) -> DictConfig:
     return compose([*(FAST if fast else ()), *overrides])
+
+
+@pytest.fixture(autouse=True)
+def root_logging_as_found() -> Iterator[None]:
+    """Each test leaves the root logger as it found it. An in-process ``dq-train`` sets up
+    Hydra's job logging, whose console handler writes to the ``sys.stderr`` of that moment:
+    pytest's capture, closed after the test. A later test's log record (e.g. the adversarial
+    term's note on its validation share) would then print ``--- Logging error ---`` into
+    that test's stderr instead of nothing."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture
