@@ -152,12 +152,15 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_resumes(slurm_cluster
     """timeout_min=1: SLURM sends submitit's USR2 signal_delay_s before the limit (give or
     take its own minute of resolution); submitit requeues, and each life resumes from last.pt."""
     sweep_dir = tmp_path / "sweep"
-    # 150 epochs, no early stop: well over a minute of training, so each life meets the limit.
-    long_enough = (*RUN, "dataset.limit=4000", "trainer.epochs=150", "trainer.early_stopping.enabled=false", "seed=0")
-    limit = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15", "hydra.launcher.max_num_timeout=6")
+    # 600 epochs, no early stop: about 175 s of training on a quiet core (0.29 s an epoch: 150
+    # epochs finished inside one life there), about three times that on a loaded one; SLURM
+    # checks limits about once a minute, so a life lasts 45-105 s and at least one requeue comes.
+    long_enough = (*RUN, "dataset.limit=4000", "trainer.epochs=600", "trainer.early_stopping.enabled=false", "seed=0")
+    # Up to 30 lives: on a loaded core the 600 epochs take ten or more (6 ran out there).
+    limit = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15", "hydra.launcher.max_num_timeout=30")
     started = time.monotonic()
     process = slurm_cluster.sweep([*long_enough, *SLURM, *limit, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
-    code, _, stderr = finish(process, timeout_s=540)
+    code, _, stderr = finish(process, timeout_s=1200)
     elapsed = time.monotonic() - started
 
     assert code == 0, stderr
