@@ -194,7 +194,26 @@ class RobustValidation:
         self.examples = state["examples"]
 
 
-class MadryPGD(Term):
+class RobustlyValidated(Term):
+    """A term trained against an attack: each epoch ends with ``val/robust_accuracy``
+    (its ``validation``, a ``RobustValidation``), whose counts are the term's state."""
+
+    val_metrics = (VAL_ROBUST_ACCURACY,)
+    validation: RobustValidation
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        """``val/robust_accuracy`` (``RobustValidation``)."""
+        return self.validation.end_epoch(model, val, device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``RobustValidation``'s counts and chosen examples."""
+        return self.validation.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.validation.load_state_dict(state)
+
+
+class MadryPGD(RobustlyValidated):
     r"""PGD adversarial training: cross-entropy on PGD examples.
 
     Madry et al. 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"
@@ -224,7 +243,6 @@ class MadryPGD(Term):
 
     name = "adversarial"
     reads_logits = False  # the loss is the adversarial batch's alone
-    val_metrics = (VAL_ROBUST_ACCURACY,)
     last_example_losses: torch.Tensor
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
@@ -232,17 +250,6 @@ class MadryPGD(Term):
         self.task_share = self.weight
         self.attack = PGD(cfg, meta)
         self.validation = RobustValidation(cfg, meta)
-
-    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
-        """``val/robust_accuracy`` (``RobustValidation``)."""
-        return self.validation.end_epoch(model, val, device)
-
-    def state_dict(self) -> dict[str, Any]:
-        """``RobustValidation``'s counts and chosen examples."""
-        return self.validation.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.validation.load_state_dict(state)
 
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The PGD perturbation for ``batch`` (detached, in the attack's space)."""
@@ -289,7 +296,7 @@ class FastFGSM(MadryPGD):
         self.attack = PGD(one_step, meta)  # replaces the PGD of ``steps`` steps built above
 
 
-class TRADES(Term):
+class TRADES(RobustlyValidated):
     r"""TRADES: KL divergence between the clean and the adversarial prediction.
 
     Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy"
@@ -319,24 +326,12 @@ class TRADES(Term):
 
     name = "adversarial"
     task_share = 0.0
-    val_metrics = (VAL_ROBUST_ACCURACY,)
     last_example_losses: torch.Tensor
 
     def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
         self.weight = float(cfg.weight)
         self.attack = PGD(cfg, meta, start=Start.normal if cfg.random_start else Start.clean)
         self.validation = RobustValidation(cfg, meta)
-
-    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
-        """``val/robust_accuracy`` (``RobustValidation``)."""
-        return self.validation.end_epoch(model, val, device)
-
-    def state_dict(self) -> dict[str, Any]:
-        """``RobustValidation``'s counts and chosen examples."""
-        return self.validation.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.validation.load_state_dict(state)
 
     def perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The perturbation that maximises the KL to the clean prediction (detached)."""
