@@ -20,7 +20,7 @@ from dq.spec import compose, to_spec
 
 PAPER = Path(__file__).resolve().parents[1] / "conf" / "paper"
 TABLES = sorted(PAPER.glob("*.yaml"))
-OUR_TABLES = {"adv_digits", "adv_fmnist", "robust_fair", "explain_sanity", "lora_transfer"}
+OUR_TABLES = {"adv_digits", "adv_fmnist", "robust_fair", "explain_sanity", "lora_transfer", "lora_minilm"}
 
 
 def load(path: Path) -> TableSpec:
@@ -120,3 +120,30 @@ def test_lora_transfer_full_fine_tuning_trains_every_parameter_and_head_only_the
         transform.apply(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable / sum(p.numel() for p in model.parameters()) == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize(
+    ("label", "trainable"),
+    [
+        ("full fine-tuning", 22_566_146),  # every parameter: the encoder and the head, no adapters
+        ("LoRA (regularizer.lora.rank=8)", 74_498),
+        ("LoRA (regularizer.lora.rank=1)", 9_986),
+        ("head only", 770),
+        ("reviews, LoRA rank 8", 74_498),
+    ],
+)
+def test_lora_minilm_rows_train_what_their_labels_say(label: str, trainable: int) -> None:
+    """Each row of the MiniLM table, as composed (quick size), adapts the packaged encoder as
+    labelled: every parameter, rank-r adapters on the 6 layers' query and value (2·r·(384+384)
+    each) plus the head, or the head alone (384·2 + 2)."""
+    from dq import data, models
+    from dq.objectives.registry import build_transforms
+
+    spec = load(PAPER / "lora_minilm.yaml")
+    (row,) = [row for row in expand_rows(spec) if row.label == label]
+    run = to_spec(compose([*spec.overrides, *row.overrides, *spec.quick.overrides]))
+    splits = data.build(run.dataset, 0)
+    model = models.build(run.model, splits.meta)
+    for transform in build_transforms(run.regularizer, splits.meta):
+        transform.apply(model)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
