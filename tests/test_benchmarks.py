@@ -1,7 +1,8 @@
 """Standard benchmarks from a local root (cifar10, celeba, waterbirds, civil_comments): each
-loader reads tiny files this module writes in the published on-disk format, and gives back
-what was written (pixels, labels, groups, the official splits); a missing root is one line;
-images are held as uint8 and every batch a model sees is float."""
+loader reads tiny files written in the published on-disk format (here, or in
+benchmark_files where other tests need them too), and gives back what was written
+(pixels, labels, groups, the official splits); a missing root is one line; images are
+held as uint8 and every batch a model sees is float."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 import dq
+from benchmark_files import WATERBIRDS_ROWS, colour, write_jpeg, write_waterbirds
 from dq import data
 from dq.data import civil_comments, group_images, images
 from dq.data.registry import dataset_config
@@ -27,16 +28,6 @@ from dq.errors import DQUserError
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Decoded images and parsed CSVs go to a cache of this test's own."""
     monkeypatch.setenv("DQ_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def colour(i: int) -> tuple[int, int, int]:
-    """A distinct solid colour per image (JPEG keeps a flat colour within a few levels)."""
-    return (20 + 37 * i) % 256, (200 - 23 * i) % 256, (90 + 51 * i) % 256
-
-
-def write_jpeg(path: Path, i: int, size: tuple[int, int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour(i)).save(path, quality=95)
 
 
 def written(x: torch.Tensor, count: int) -> list[int]:
@@ -181,44 +172,6 @@ def test_celeba_names_a_listed_image_that_is_missing(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- waterbirds
-# Per image: (y, split, place): all four (y, place) groups in train.
-WATERBIRDS_ROWS = [
-    (0, 0, 0),
-    (0, 0, 0),
-    (0, 0, 1),
-    (1, 0, 1),
-    (1, 0, 1),
-    (1, 0, 0),
-    (0, 1, 0),
-    (1, 1, 1),
-    (0, 2, 1),
-    (1, 2, 0),
-]
-
-
-def write_waterbirds(root: Path, rows: list[tuple[int, int, int]] = WATERBIRDS_ROWS) -> Path:
-    """``root/waterbirds_v1.0`` as WILDS ships it: metadata.csv (img_id, img_filename, y,
-    split, place, place_filename) and the JPEGs in per-species folders."""
-    folder = root / group_images.WATERBIRDS_FOLDER
-    records = []
-    for i, (y, split, place) in enumerate(rows):
-        name = f"{'001.Black_footed_Albatross' if y else '090.Red_breasted_Merganser'}/bird_{i:04d}.jpg"
-        write_jpeg(folder / name, i, (30, 26))
-        place_file = "/o/ocean/00001.jpg" if place else "/b/bamboo_forest/00002.jpg"
-        records.append(
-            {
-                "img_id": i + 1,
-                "img_filename": name,
-                "y": y,
-                "split": split,
-                "place": place,
-                "place_filename": place_file,
-            }
-        )
-    pd.DataFrame(records).to_csv(folder / "metadata.csv", index=False)
-    return folder
-
-
 def test_waterbirds_reads_wilds_metadata_and_images(tmp_path: Path) -> None:
     write_waterbirds(tmp_path)
     splits = data.build(dataset_config("waterbirds", root=str(tmp_path), image_size=16), 0)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import DictConfig
 
+from benchmark_files import write_waterbirds
 from dq.config import config_dir
 from dq.errors import DQUserError
 from dq.paper.command import main
@@ -101,6 +103,22 @@ def test_the_committed_tables_are_listed() -> None:
         (
             ("    reference: true", "    reference: true\n    baseline: dq.paper.baselines.logistic_regression"),
             r"either a reference row or a baseline row",
+        ),
+        (
+            ("seeds: [0]", 'seeds: [0]\nrequires: {"dataset root": "a folder"}'),
+            r"^paper/t: requires 'dataset root': not a run config key; give dotted keys such as dataset.root",
+        ),
+        (
+            ("seeds: [0]", 'seeds: [0]\nrequires: {hydra.run.dir: "a folder"}'),
+            r"^paper/t: requires 'hydra.run.dir': not a run config key",
+        ),
+        (
+            ("seeds: [0]", 'seeds: [0]\nrequires: {dataset.root: " "}'),
+            r"^paper/t: requires 'dataset.root': say what it must point to \(the description is empty\)$",
+        ),
+        (
+            ("seeds: [0]", "seeds: [0]\nrequires: [dataset.root, model.weights]"),
+            r"^paper/t: requires must map each config key to what it must point to, e.g. .*; got \['dataset.root', 'model.weights'\]$",
         ),
     ],
 )
@@ -344,13 +362,59 @@ def quick_csv(out: Path, name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO((out / f"{name}-quick.csv").read_text(encoding="utf-8"))))
 
 
+def quick_config(spec: TableSpec) -> DictConfig:
+    """The table's common and quick overrides, composed: which dataset and model it runs."""
+    from dq.spec import compose
+
+    return compose([*spec.overrides, *spec.quick.overrides])
+
+
+def write_dataset_root(spec: TableSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The table's dataset, tiny, in its published layout (tests/benchmark_files.py); the
+    decoded images cached under tmp_path, not in the user's cache."""
+    writers = {"waterbirds": write_waterbirds}
+    name = quick_config(spec).dataset.name
+    if name not in writers:
+        pytest.fail(f"table {spec.name} runs dataset {name}, which this test cannot write: add its writer here")
+    monkeypatch.setenv("DQ_CACHE_DIR", str(tmp_path / "cache"))
+    writers[name](tmp_path / "data")
+    return str(tmp_path / "data")
+
+
+def write_weights(spec: TableSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A state_dict of the table's torchvision arch as torch.save writes it, randomly
+    initialised: the quick run checks the path from file to model, not the numbers."""
+    import torchvision
+
+    arch = quick_config(spec).model.arch
+    path = tmp_path / f"{arch}.pth"
+    torch.save(torchvision.models.get_model(arch, weights=None).state_dict(), path)
+    return str(path)
+
+
+# What the quick test gives for each key a table `requires` (its local files); a table that
+# requires a key missing here fails the test rather than being skipped.
+REQUIRED_INPUTS = {"dataset.root": write_dataset_root, "model.weights": write_weights}
+
+
+def required_inputs(spec: TableSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    unknown = [key for key in spec.requires if key not in REQUIRED_INPUTS]
+    if unknown:
+        pytest.fail(f"table {spec.name} requires {', '.join(unknown)}: add a generator to REQUIRED_INPUTS")
+    return [f"{key}={REQUIRED_INPUTS[key](spec, tmp_path, monkeypatch)}" for key in spec.requires]
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (config_dir() / "paper").glob("*.yaml")))
-def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_committed_table_runs_quick(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The quick version of each table file runs its rows (in this process: the subprocess
-    path is the failed-row and prepare tests') and writes the three files."""
-    args = [name, "--quick", "--in-process", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
-    main([*args, "trainer.device=cpu", "eval.bootstrap=0"])  # intervals are tests/test_intervals.py's
+    path is the failed-row and prepare tests') and writes the three files; a table's
+    required local files are generated in their real format and given on the command line."""
     spec = load_table(name)
+    inputs = required_inputs(spec, tmp_path, monkeypatch)
+    args = [name, "--quick", "--in-process", "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
+    main([*args, "trainer.device=cpu", "eval.bootstrap=0", *inputs])  # intervals are tests/test_intervals.py's
     rows = quick_csv(tmp_path / "tables", name)
     assert len(rows) == len(expand_rows(spec))
     for row in rows:
@@ -365,6 +429,7 @@ def test_every_committed_table_runs_quick(name: str, tmp_path: Path, capsys: pyt
     assert re.search(r"load average mean \d+\.\d, peak \d+\.\d \((?:[2-9]|[1-9]\d+) samples\)", made), made
     header = next(line for line in text.splitlines() if line.startswith("Setting run (quick version"))
     assert spec.quick.setting in header and all(item in header for item in spec.quick.overrides), header
+    assert all(item in header for item in inputs), header  # the page says which files it ran on
     if spec.pareto:
         assert (tmp_path / "tables" / f"{name}-quick-pareto.png").stat().st_size > 10_000
     page = (tmp_path / "tables" / f"{name}-quick.html").read_text(encoding="utf-8")
@@ -422,6 +487,46 @@ def test_a_typo_in_an_extra_override_stops_before_any_run(tmp_path: Path, capsys
     assert train_line is not None and train_line.startswith("unknown key 'trainer.epochz' (nearest: 'trainer.epochs')")
     assert err == f"dq-table: error: row 'plain': {train_line}"
     assert not (tmp_path / "runs").exists()
+
+
+REQUIRES = 'requires: {dataset.root: "the folder holding waterbirds_v1.0/", model.weights: "a state_dict file"}\n'
+
+
+def test_a_table_whose_local_files_are_not_given_stops_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_table_file(tmp_path, "t", GOOD.format(name="t") + REQUIRES)
+    where = ["--tables", str(tmp_path), "--out", str(tmp_path / "tables"), "--runs", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as caught:
+        main(["t", *where])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == (
+        "dq-table: error: table t needs local files that dq cannot ship; name them on the command line: "
+        "dataset.root=<the folder holding waterbirds_v1.0/>, model.weights=<a state_dict file>\n"
+    )
+    # One given: only the other is named.
+    with pytest.raises(SystemExit) as caught:
+        main(["t", *where, "--quick", "model.weights=/w/resnet50.pth"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.endswith("command line: dataset.root=<the folder holding waterbirds_v1.0/>\n")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "tables").exists()
+
+
+def test_make_evidence_skips_a_table_whose_local_files_are_not_in_the_environment(tmp_path: Path) -> None:
+    """scripts/paper_evidence.sh names the table and the variable to set, and does not run it
+    (BIN points nowhere: running it would fail)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paper_evidence.sh"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ARGS_")}
+    env.update(BIN=str(tmp_path / "no-bin"), OUT=str(tmp_path / "out"))
+    done = subprocess.run(
+        ["bash", str(script), "group_dro_waterbirds"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "== group_dro_waterbirds: skipped: it needs local files; to run it, set ARGS_group_dro_waterbirds to"
+        " the overrides naming them (the keys under requires: in conf/paper/group_dro_waterbirds.yaml)",
+        "0 of 1 tables written to " + str(tmp_path / "out") + "; skipped (local files not given): group_dro_waterbirds",
+    ]
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ writes ``<out>/NAME.md``, ``.csv`` and ``.tex`` (``NAME-quick.*`` with ``--quick
 Runs land in ``outputs/tables/NAME[-quick]/`` and are reused by the next invocation (an
 interrupted table continues where it stopped; ``--fresh`` starts over). A row that fails
 does not stop the table: its cells say ``failed``, the table is written, and the command
-exits 1. A mistake in the table file or the command line exits 2 with one line.
+exits 1. A mistake in the table file or the command line exits 2 with one line, as does a
+table whose ``requires`` keys (its local files: a dataset root, weights) the command line
+does not set.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from dq.paper.figure import pareto_figure
 from dq.paper.launch import completed_jobs, compose_overrides, row_runs, run_prepare, run_rows
 from dq.paper.load import available, load_table
 from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
+from dq.paper.spec import TableSpec
 from dq.paper.stamp import LoadSampler
 from dq.paper.write import TableOutcome, display_rows, finding_line, headers, setting_lines, write_table
+from dq.report.collect import override_key
 from dq.report.plots import Figure
 from dq.rundir.record import git_state
 
@@ -67,6 +71,17 @@ def parser() -> argparse.ArgumentParser:
         help="run the jobs one by one in this process (tests, debugging); launcher overrides do not apply",
     )
     return made
+
+
+def check_requires(spec: TableSpec, extra: list[str]) -> None:
+    """The keys the table ``requires`` (files dq cannot ship) must be on the command line:
+    one line naming each missing key and what it must point to, before anything runs."""
+    given = {override_key(item) for item in extra}
+    missing = [f"{key}=<{what}>" for key, what in spec.requires.items() if key not in given]
+    if missing:
+        raise DQUserError(
+            f"table {spec.name} needs local files that dq cannot ship; name them on the command line: {', '.join(missing)}"
+        )
 
 
 def check_overrides(plan: Plan) -> None:
@@ -121,6 +136,7 @@ def main(argv: list[str]) -> None:
     load = LoadSampler().start()  # the load beside the seconds: a table's time means little without it
     try:
         spec = load_table(args.name, args.tables)
+        check_requires(spec, list(args.overrides))
         runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
         plan = make_plan(spec, args.quick, runs_dir, list(args.overrides), args.in_process)
         check_overrides(plan)

@@ -3,7 +3,8 @@
 Everything a table file can get wrong is found here, before any run starts, and said in
 one line: an unknown table (with the available names), an unknown key (with the nearest
 valid one), a finding or a ``{prepare:...}`` that names nothing, a compared metric that
-no row gives a source value for.
+no row gives a source value for, a ``requires`` entry that is not a config key with a
+description.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dq.config import config_dir
 from dq.config.validation import typed
@@ -21,6 +22,7 @@ from dq.paper.spec import Finding, Row, TableSpec
 PAPER_GROUP = "paper"
 FINDING_OPS = (">", ">=", "<", "<=")
 PREPARE_REF = re.compile(r"\{prepare:([^}]*)\}")
+CONFIG_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 BASELINES_MODULE = "dq.paper.baselines"
 
 
@@ -52,6 +54,12 @@ def load_table(name: str, directory: Path | None = None) -> TableSpec:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or first_line(str(error))
         raise DQUserError(f"{path}: not readable YAML: {problem}{where}") from error
+    requires = node.get("requires") if isinstance(node, DictConfig) else None
+    if requires is not None and not isinstance(requires, DictConfig):  # typed() would only say it cannot merge
+        raise DQUserError(
+            f"paper/{name}: requires must map each config key to what it must point to, "
+            f'e.g. {{dataset.root: "the folder holding waterbirds_v1.0/"}}; got {requires!r}'
+        )
     spec: TableSpec = typed(f"paper/{name}", TableSpec, node)
     if spec.name != name:
         raise DQUserError(f"{path}: name is {spec.name!r}; it must be the file's name {name!r}")
@@ -71,6 +79,7 @@ def check_table(spec: TableSpec) -> None:
     for row in spec.rows:
         _check_row(spec, row, where)
     _check_overrides_run_no_code(spec, where)
+    _check_requires(spec, where)
     labels = [planned.label for planned in expand_rows(spec)]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -109,6 +118,17 @@ def _check_overrides_run_no_code(spec: TableSpec, where: str) -> None:
                 f"{where}: override {override!r} may not set hydra's settings nor a _target_ (they can name "
                 "code to run); a table sets the run's own keys, and a launcher goes on the dq-table command line"
             )
+
+
+def _check_requires(spec: TableSpec, where: str) -> None:
+    """Each ``requires`` entry: a run config key (not Hydra's) and what it must point to, in words."""
+    for key, what in spec.requires.items():
+        if not CONFIG_KEY.match(key) or key.split(".")[0] == "hydra":
+            raise DQUserError(
+                f"{where}: requires {key!r}: not a run config key; give dotted keys such as dataset.root or model.weights"
+            )
+        if not what.strip():
+            raise DQUserError(f"{where}: requires {key!r}: say what it must point to (the description is empty)")
 
 
 def _check_row(spec: TableSpec, row: Row, where: str) -> None:

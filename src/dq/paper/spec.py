@@ -28,6 +28,13 @@ override may use ``{prepare:<name>}``, replaced by that run's directory (same se
 ``setting`` says in words what that version runs (its header states it and lists the
 quick overrides, so a quick table never claims the full setting).
 
+``requires`` maps the config keys the command line must set to what each must name: the
+files a table needs that dq cannot ship (a dataset's local root, pretrained weights), e.g.
+``{dataset.root: "the folder holding waterbirds_v1.0/"}``. ``dq-table NAME`` without them
+stops before any run with one line naming each missing key and what it must point to;
+given (``dq-table NAME dataset.root=/data``), they are appended to every run like any
+command-line override, and the table's page lists them with those overrides.
+
 ``pareto`` (``[x metric, y metric]``, optional) draws every row's means (baselines and
 reference rows included) in that plane with the Pareto front marked (lower x, higher y
 is better: a fairness gap against accuracy).
@@ -119,4 +126,5 @@ class TableSpec:
     rows: list[Row] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     quick: Quick = field(default_factory=Quick)
+    requires: dict[str, str] = field(default_factory=dict)  # config key → what the command line must set it to
     pareto: list[str] = field(default_factory=list)  # [x metric, y metric]; empty: no figure
