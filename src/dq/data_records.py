@@ -92,8 +92,9 @@ def float_inputs(x: torch.Tensor) -> torch.Tensor:
 
 
 # Examples converted at a time where a whole split is read as model inputs (statistics):
-# CelebA at 64×64 is 48 KiB per image as float32, so a chunk holds 48 MiB (96 MiB in the
-# float64 the statistics sum in) where the whole train split would hold 8 GB.
+# CelebA at 64×64 is 48 KiB per image as float32, so a chunk holds 48 MiB where the whole
+# train split would hold 8 GB (statistics of 20,000 such images: ~100 MiB of peak memory
+# chunked against ~940 MiB converted whole, in about the same time).
 CHUNK_EXAMPLES = 1024
 
 
@@ -123,20 +124,19 @@ class InputStats:
 
 def input_stats(x: torch.Tensor, size: int = CHUNK_EXAMPLES) -> InputStats:
     """:class:`InputStats` of the model inputs of ``x`` [N, ...], read through
-    :func:`float_chunks` (never the whole split as float at once). Sums run in float64 and
-    chunks' variances are merged exactly (Chan et al.'s pairwise update), so the numbers are
-    those of ``float_inputs(x).mean(0)`` and ``.std()`` up to float32 rounding."""
+    :func:`float_chunks` (never the whole split as float at once). Each chunk's sums, mean
+    and variance are torch's, merged across chunks in float64 (Chan et al.'s pairwise
+    update of the variance), so the numbers are those of ``float_inputs(x).mean(0)`` and
+    ``.std()`` up to float32 rounding, in about the same time (no float64 copy)."""
     total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
     count, mean, m2 = 0, 0.0, 0.0  # values seen, their mean, sum of squared deviations
     for chunk in float_chunks(x, size):
-        values = chunk.to(torch.float64)
-        total += values.sum(dim=0)
-        n = values.numel()
-        chunk_mean = float(values.mean())
-        chunk_m2 = float((values - chunk_mean).square().sum())
+        total += chunk.sum(dim=0).double()  # a sum of at most `size` values per element
+        n = chunk.numel()
+        chunk_mean, chunk_var = float(chunk.mean()), float(chunk.var(correction=0))
         delta = chunk_mean - mean
         mean += delta * n / (count + n)
-        m2 += chunk_m2 + delta * delta * count * n / (count + n)
+        m2 += chunk_var * n + delta * delta * count * n / (count + n)
         count += n
     example_mean = (total / max(x.shape[0], 1)).to(torch.float32).unsqueeze(0)
     return InputStats(mean=example_mean, std=math.sqrt(m2 / (count - 1)) if count > 1 else math.nan)
