@@ -135,7 +135,7 @@ def _prune(path: Path, keep: int) -> None:
                 with suppress(OSError):
                     used.append((entry.stat().st_mtime_ns, entry))
     used.sort(reverse=True)
-    for _, old in used[max(keep - 1, 0) :]:
+    for _, old in used[keep - 1 :]:
         with suppress(OSError):
             old.unlink()
 
