@@ -222,3 +222,18 @@ def test_latency_helper() -> None:
     with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
         median_latency_ms(model, x, warmup=1, repeats=0)
     assert set(latencies(model, x, "p/")) == {"p/latency_ms@1", "p/latency_ms@256"}
+
+
+def test_latency_batches_convert_only_the_timed_examples_of_a_compact_split() -> None:
+    """A uint8 split is timed on float32 pixels (stored / 255), and only the examples of
+    the batch are converted: a batch of 5 from 300 stored images is those 5, not a view
+    of a converted whole."""
+    pixels = torch.randint(0, 256, (300, 3, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batch = batch_of(pixels, 5)
+    assert batch.dtype == torch.float32 and batch.shape == (5, 3, 4, 4)
+    assert torch.equal(batch, pixels[:5].float() / 255)
+    assert batch.untyped_storage().nbytes() == 5 * 3 * 4 * 4 * 4
+    assert set(latencies(nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), pixels, "p/")) == {
+        "p/latency_ms@1",
+        "p/latency_ms@256",
+    }

@@ -220,3 +220,113 @@ def test_split_indices_are_cached_per_labels_fractions_and_seed(
         entry.write_bytes(entry.read_bytes()[:100])
     rebuilt = splitting.train_val_test(y, 0.1, 0.1, seed=3)
     assert len(calls) == 5 and all(np.array_equal(a, b) for a, b in zip(drawn, rebuilt, strict=True))
+
+
+class CountingBuild:
+    """Builds one small array per key and counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, value: int) -> dict[str, np.ndarray]:
+        self.calls += 1
+        return {"x": np.full((4, 3), value, dtype=np.uint8)}
+
+
+def stored_under(name: str, key: bytes, build: CountingBuild, keep: int | None) -> dict[str, np.ndarray]:
+    return cache.cached_by_key(name, key, lambda: build(key[0]), keep=keep)
+
+
+def age(folder: Path, name: str, seconds: dict[bytes, int]) -> None:
+    """Set the mtimes of ``name``'s entries of the keys in ``seconds`` (older = smaller),
+    so the test orders uses without sleeping."""
+    for key, when in seconds.items():
+        path, *_ = [p for p in entries(folder, name) if cache._name(p) == name and key_of(p, name) == key]
+        os.utime(path, (when, when))
+
+
+def key_of(path: Path, name: str) -> bytes:
+    """The key whose digest names ``path`` (the tests' keys are one byte)."""
+    for value in range(256):
+        key = bytes([value])
+        digest = cache.hashlib.sha256(f"dq-arrays-v{cache.FORMAT_VERSION}:{name}:".encode() + key).hexdigest()[:32]
+        if path.name == f"{name}-{digest}.npz":
+            return key
+    raise AssertionError(path)
+
+
+def keys_of(folder: Path, name: str) -> set[bytes]:
+    return {key_of(p, name) for p in entries(folder, name) if cache._name(p) == name}
+
+
+def test_keep_removes_the_least_recently_used_entry_of_that_name_only(cache_dir: Path) -> None:
+    """With keep=2 a third key's store removes the entry used longest ago; entries of a
+    name that merely starts the same (celeba-images-x) and unbounded names (split) stay."""
+    build = CountingBuild()
+    for key in (b"a", b"b"):
+        stored_under("celeba-images", key, build, keep=2)
+        stored_under("celeba-images-x", key, build, keep=None)
+        stored_under("split", key, build, keep=None)
+    age(cache_dir, "celeba-images", {b"a": 1_000_000, b"b": 2_000_000})
+    age(cache_dir, "celeba-images-x", {b"a": 1, b"b": 2})  # older than anything of celeba-images
+    stored_under("celeba-images", b"c", build, keep=2)
+    assert keys_of(cache_dir, "celeba-images") == {b"b", b"c"}
+    assert keys_of(cache_dir, "celeba-images-x") == {b"a", b"b"}
+    assert keys_of(cache_dir, "split") == {b"a", b"b"}
+    calls = build.calls
+    stored_under("split", b"c", build, keep=None)  # today's behaviour: every seed's entry stays
+    assert keys_of(cache_dir, "split") == {b"a", b"b", b"c"} and build.calls == calls + 1
+
+
+def test_loading_an_old_entry_protects_it(cache_dir: Path) -> None:
+    build = CountingBuild()
+    for key in (b"a", b"b"):
+        stored_under("celeba-images", key, build, keep=2)
+    age(cache_dir, "celeba-images", {b"a": 1_000_000, b"b": 2_000_000})
+    loaded = stored_under("celeba-images", b"a", build, keep=2)  # a hit: refreshes a's mtime
+    assert build.calls == 2 and int(loaded["x"][0, 0]) == ord("a")
+    stored_under("celeba-images", b"c", build, keep=2)
+    assert keys_of(cache_dir, "celeba-images") == {b"a", b"c"}  # b was used longest ago
+
+
+def test_an_entry_that_vanished_or_cannot_be_removed_does_not_fail_the_run(cache_dir: Path) -> None:
+    """A dangling link named like an entry (a file another run removed meanwhile) and a
+    folder named like one (unlink fails, even as root) are skipped; a removable old entry
+    still goes, and the new arrays come back."""
+    build = CountingBuild()
+    stored_under("celeba-images", b"a", build, keep=1)
+    [old] = entries(cache_dir, "celeba-images")
+    vanished = cache_dir / f"celeba-images-{'0' * 32}.npz"
+    vanished.symlink_to(cache_dir / "gone.npz")
+    stuck = cache_dir / f"celeba-images-{'1' * 32}.npz"
+    stuck.mkdir()
+    os.utime(stuck, (1, 1))
+    arrays = stored_under("celeba-images", b"b", build, keep=1)
+    assert int(arrays["x"][0, 0]) == ord("b") and build.calls == 2
+    assert not old.exists() and stuck.is_dir() and vanished.is_symlink()  # both skipped, left as they were
+    [new] = [p for p in entries(cache_dir, "celeba-images") if p not in (vanished, stuck)]
+    assert key_of(new, "celeba-images") == b"b"
+    with pytest.raises(ValueError, match="keep must be >= 1 or None, got 0"):
+        stored_under("celeba-images", b"c", build, keep=0)
+
+
+def test_decoded_images_keep_the_most_recently_used_sizes(tmp_path: Path, cache_dir: Path) -> None:
+    """read_image_files at one more image size than KEEP_DECODED keeps KEEP_DECODED
+    entries, the first size's gone (decoded again, same pixels)."""
+    from PIL import Image
+
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (10, 8), (40 * i, 100, 200)).save(path)
+        paths.append(path)
+    sizes = list(range(2, 3 + images.KEEP_DECODED))
+    first = images.read_image_files(paths, sizes[0], "tiny")
+    for when, size in enumerate(sizes[1:], start=2):
+        [newest] = [p for p in entries(cache_dir, "tiny-images") if p.stat().st_mtime > 1_000_000_000]
+        os.utime(newest, (when * 1_000_000, when * 1_000_000))  # uses in size order, without sleeping
+        images.read_image_files(paths, size, "tiny")
+    found = entries(cache_dir, "tiny-images")
+    assert len(found) == images.KEEP_DECODED
+    assert all(np.load(p)["x"].shape[-1] != sizes[0] for p in found)
+    assert np.array_equal(images.read_image_files(paths, sizes[0], "tiny"), first)

@@ -207,7 +207,7 @@ def test_layer_attribution_on_the_embedding_equals_attribution_on_embeddings(nam
     model = models.build(RNNConfig(hidden_size=16, embedding_dim=8), meta).eval()
     ids = token_ids()
     cfg = ExplainConfig(ig_steps=16)
-    space = build_space(model, meta, ids, ids, cfg)
+    space = build_space(model, meta, ids, None, cfg)
     target = torch.tensor([0, 1, 1])
     layer = attribute(lookup(name), space, target, cfg).values
     assert layer.shape == (3, 12, 8)

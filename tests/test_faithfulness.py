@@ -18,7 +18,7 @@ from dq.device import seed_everything
 from dq.errors import DQUserError
 from dq.explain.faithfulness import curve_area, features_in_step, pixel_flipping, pixel_flipping_curves
 from dq.explain.run import check_explain, explain_run
-from dq.explain.space import build_space
+from dq.explain.space import build_space, train_stats
 from dq.spec import to_spec
 
 
@@ -53,7 +53,7 @@ def test_ig_and_occlusion_are_more_faithful_than_a_random_attribution(digits_mlp
     x = splits.test.x[: cfg.n_samples]
     with torch.no_grad():
         target = model(x).argmax(dim=1)
-    space = build_space(model, splits.meta, x, splits.train.x, cfg)
+    space = build_space(model, splits.meta, x, train_stats(splits.meta, splits.train.x), cfg)
     random = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     chance = pixel_flipping(space, random, target)
     assert 0 <= ig < chance - 0.1 and 0 <= occlusion < chance - 0.1, (ig, occlusion, chance)

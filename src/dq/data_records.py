@@ -8,6 +8,8 @@ tensors mean. Nothing here depends on how the data is trained on.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -87,6 +89,57 @@ def float_inputs(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.to(torch.float32).div_(PIXEL_LEVELS)
     return x
+
+
+# Examples converted at a time where a whole split is read as model inputs (statistics):
+# CelebA at 64×64 is 48 KiB per image as float32, so a chunk holds 48 MiB where the whole
+# train split would hold 8 GB (statistics of 20,000 such images: ~100 MiB of peak memory
+# chunked against ~940 MiB converted whole, in about the same time).
+CHUNK_EXAMPLES = 1024
+
+
+def float_chunks(x: torch.Tensor, size: int = CHUNK_EXAMPLES) -> Iterator[torch.Tensor]:
+    """``x``'s model inputs (:func:`float_inputs`) in consecutive chunks of at most ``size``
+    examples, in order: the way to read a whole split that may be stored compactly without
+    ever holding all of it as float."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    for first in range(0, x.shape[0], size):
+        yield float_inputs(x[first : first + size])
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """Statistics of a split's model inputs.
+
+    Attributes:
+        mean: the mean example, float32 ``[1, *example shape]`` (on ``x``'s device).
+        std: the standard deviation over every value of every example (Bessel-corrected,
+            as ``torch.std``), nan for fewer than two values.
+    """
+
+    mean: torch.Tensor
+    std: float
+
+
+def input_stats(x: torch.Tensor, size: int = CHUNK_EXAMPLES) -> InputStats:
+    """:class:`InputStats` of the model inputs of ``x`` [N, ...], read through
+    :func:`float_chunks` (never the whole split as float at once). Each chunk's sums, mean
+    and variance are torch's, merged across chunks in float64 (Chan et al.'s pairwise
+    update of the variance), so the numbers are those of ``float_inputs(x).mean(0)`` and
+    ``.std()`` up to float32 rounding, in about the same time (no float64 copy)."""
+    total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+    count, mean, m2 = 0, 0.0, 0.0  # values seen, their mean, sum of squared deviations
+    for chunk in float_chunks(x, size):
+        total += chunk.sum(dim=0).double()  # a sum of at most `size` values per element
+        n = chunk.numel()
+        chunk_mean, chunk_var = float(chunk.mean()), float(chunk.var(correction=0))
+        delta = chunk_mean - mean
+        mean += delta * n / (count + n)
+        m2 += chunk_var * n + delta * delta * count * n / (count + n)
+        count += n
+    example_mean = (total / max(x.shape[0], 1)).to(torch.float32).unsqueeze(0)
+    return InputStats(mean=example_mean, std=math.sqrt(m2 / (count - 1)) if count > 1 else math.nan)
 
 
 @dataclass

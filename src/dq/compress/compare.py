@@ -48,7 +48,7 @@ from dq import metric_keys as keys
 from dq.compress.changes import class_accuracy, prediction_change
 from dq.compress.footprint import nonzeros, parameter_count, size_bytes
 from dq.compress.latency import latencies
-from dq.data_records import Splits, float_inputs
+from dq.data_records import Splits
 from dq.device import uses_amp
 from dq.evaluation import evaluate
 from dq.inference import predict_logits
@@ -137,10 +137,9 @@ def footprint(original: nn.Module, compressed: nn.Module) -> dict[str, float]:
 
 def speed(original: nn.Module, compressed: nn.Module, splits: Splits) -> dict[str, float]:
     """CPU latency of both models on batches of the test split's examples."""
-    x = float_inputs(splits.test.x)
     return {
-        **latencies(compressed, x, keys.compress("")),
-        **latencies(original, x, keys.compress_original("")),
+        **latencies(compressed, splits.test.x, keys.compress("")),
+        **latencies(original, splits.test.x, keys.compress_original("")),
         keys.compress("latency_threads"): torch.get_num_threads(),
     }
 

@@ -24,11 +24,11 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
-from dq.data_records import Split, Splits, float_inputs
+from dq.data_records import DatasetMeta, InputStats, Split, Splits
 from dq.explain.methods import Method, attribute, lookup
 from dq.explain.quality import Explained, judge, mean_rank_correlation, randomized_copy
 from dq.explain.run import QUIET, check_explain, gradient_context
-from dq.explain.space import Space, build_space
+from dq.explain.space import Space, build_space, train_stats
 from dq.inference import eval_mode
 
 SHARES = ["mask_mass", "sensitive_share"]  # each computed where the data has it
@@ -49,6 +49,7 @@ def explanation_shift(
     check_explain(cfg, meta, compressed)
     n = min(cfg.n_samples, len(splits.test))
     chosen = splits.test.batch(slice(0, n)).to(device)
+    train = train_stats(meta, splits.train.x)  # one read of the training split for every space
     out: dict[str, dict[str, float]] = {"compressed": {}, "original": {}}
     rng_devices = [device] if device.type == "cuda" else []
     with (
@@ -65,8 +66,8 @@ def explanation_shift(
             target = original(chosen.x).argmax(dim=1)
         for name in names:
             method = lookup(name)
-            before = _explain(method, original, splits, chosen, target, cfg, seed)
-            after = _explain(method, compressed, splits, chosen, target, cfg, seed)
+            before = _explain(method, original, meta, train, chosen, target, cfg, seed)
+            after = _explain(method, compressed, meta, train, chosen, target, cfg, seed)
             spearman = mean_rank_correlation(before.magnitudes(), after.magnitudes(), before.compared())
             out["compressed"][keys.explain(name, "spearman")] = spearman
             for side, explained in (("original", before), ("compressed", after)):
@@ -78,17 +79,19 @@ def explanation_shift(
 def _explain(
     method: Method,
     model: nn.Module,
-    splits: Splits,
+    meta: DatasetMeta,
+    train: InputStats | None,
     chosen: Split,
     target: torch.Tensor,
     cfg: ExplainConfig,
     seed: int,
 ) -> Explained:
     """``method``'s attributions of ``model`` on ``chosen`` for ``target``, drawn after
-    seeding with ``seed`` (so a sampling method draws the same noise for both models)."""
+    seeding with ``seed`` (so a sampling method draws the same noise for both models);
+    ``train`` is the training inputs' statistics (``dq.explain.space.train_stats``)."""
 
     def rebuild(m: nn.Module) -> Space:
-        return build_space(m, splits.meta, chosen.x, float_inputs(splits.train.x), cfg)
+        return build_space(m, meta, chosen.x, train, cfg)
 
     space = rebuild(model)
     torch.manual_seed(seed)

@@ -17,6 +17,7 @@ import time
 import torch
 from torch import nn
 
+from dq.data_records import float_inputs
 from dq.inference import eval_mode
 
 # (warm-up calls, timed calls) per batch size: small batches are cheap and noisy, so more.
@@ -35,9 +36,11 @@ def on_cpu(model: nn.Module) -> nn.Module:
 
 
 def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``size`` examples from ``x`` (repeated in order when it holds fewer), on the CPU."""
+    """``size`` examples from ``x`` (stored inputs, repeated in order when it holds fewer)
+    as the model takes them (``float_inputs``), on the CPU: only the examples timed are
+    converted, never a whole compact split."""
     index = torch.arange(size) % x.shape[0]
-    return x[index.to(x.device)].cpu()
+    return float_inputs(x[index.to(x.device)].cpu())
 
 
 def median_latency_ms(
@@ -61,7 +64,8 @@ def median_latency_ms(
 
 
 def latencies(model: nn.Module, x: torch.Tensor, prefix: str) -> dict[str, float]:
-    """``<prefix>latency_ms@<batch>`` for each batch size of ``REPEATS``, on examples of ``x``."""
+    """``<prefix>latency_ms@<batch>`` for each batch size of ``REPEATS``, on examples of
+    ``x`` (a split's stored inputs: :func:`batch_of` converts each timed batch)."""
     cpu_model = on_cpu(model)  # one copy for every batch size
     return {
         f"{prefix}latency_ms@{size}": median_latency_ms(cpu_model, batch_of(x, size), warmup=warmup, repeats=repeats)

@@ -13,10 +13,20 @@ entry for the sources' current content exists, else by parsing and storing them.
 - Safety: entries are written atomically (``dq.rundir.write.atomic_write``) and read with
   ``allow_pickle=False``. A cache is never a reason for a run to fail: a corrupt, truncated
   or unreadable entry is parsed again and rewritten; an unwritable folder skips caching.
+- Bounds: an entry's file name is ``<name>-<digest>.npz``, and each load refreshes its
+  modification time (``os.utime``), so the mtime says when it was last used. After a store,
+  the entries of the same name (exactly: ``celeba-images`` never touches
+  ``celeba-images-x``) beyond the ``keep`` most recently used are removed, the new one
+  always kept; best effort: an entry that vanished or cannot be removed is left alone.
+  :func:`cached_arrays` keeps 1 (a changed source replaces its old entry).
+  :func:`cached_by_key` keeps every entry unless the caller bounds it: split indices are
+  small (8 bytes per example) and a seed sweep legitimately holds one per seed, while decoded
+  images (``dq.data.images.read_image_files``) are large and keep a few.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -80,18 +90,21 @@ def entry_path(sources: Sequence[Path], name: str, folder: Path) -> Path:
 
 def _load(path: Path) -> Arrays | None:
     """Every array of ``path`` read into memory, or None when it is missing, damaged or
-    unreadable (reading each member to its end makes zipfile check its CRC)."""
+    unreadable (reading each member to its end makes zipfile check its CRC). A load marks
+    the entry used (its mtime, which decides what :func:`_prune` keeps)."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {key: stored[key] for key in stored.files}
+            arrays = {key: stored[key] for key in stored.files}
     except Exception:  # BadZipFile, EOFError, ValueError, OSError, ...: rebuild it
         return None
+    with suppress(OSError):  # a read-only cache still serves its entries
+        os.utime(path)
+    return arrays
 
 
-def _store(path: Path, arrays: Mapping[str, np.ndarray], *, replace_older: bool = True) -> None:
-    """Write ``arrays`` uncompressed and atomically; with ``replace_older``, remove older
-    entries of the same name (a changed source leaves one behind). Best effort: failures
-    are swallowed."""
+def _store(path: Path, arrays: Mapping[str, np.ndarray], keep: int | None) -> None:
+    """Write ``arrays`` uncompressed and atomically, then keep at most ``keep`` entries of
+    the same name (:func:`_prune`; None keeps all). Best effort: failures are swallowed."""
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as handle:  # a file object, so numpy does not append ".npz"
@@ -101,13 +114,30 @@ def _store(path: Path, arrays: Mapping[str, np.ndarray], *, replace_older: bool 
         atomic_write(path, write)
     except Exception:  # unwritable, full or read-only: run without a cache
         return
-    if not replace_older:
-        return
-    prefix = path.name.rsplit("-", 1)[0] + "-"
-    for old in path.parent.glob(f"{prefix}*.npz"):
-        if old != path and old.name.rsplit("-", 1)[0] + "-" == prefix:
-            with suppress(OSError):
-                old.unlink()
+    if keep is not None:
+        _prune(path, keep)
+
+
+def _name(entry: Path) -> str:
+    """The name an entry was stored under: its file name before ``-<digest>.npz``."""
+    return entry.name.rsplit("-", 1)[0]
+
+
+def _prune(path: Path, keep: int) -> None:
+    """Remove the entries of ``path``'s name beyond the ``keep`` most recently used
+    (``path``, just written, always stays). Never raises: an entry that vanished meanwhile
+    (another run pruned it) or cannot be removed is skipped."""
+    name = _name(path)
+    used = []
+    with suppress(OSError):
+        for entry in path.parent.glob(f"{glob.escape(name)}-*.npz"):
+            if entry != path and _name(entry) == name:
+                with suppress(OSError):
+                    used.append((entry.stat().st_mtime_ns, entry))
+    used.sort(reverse=True)
+    for _, old in used[keep - 1 :]:
+        with suppress(OSError):
+            old.unlink()
 
 
 def cached_arrays(sources: Path | Sequence[Path], name: str, parse: Callable[[], Mapping[str, np.ndarray]]) -> Arrays:
@@ -133,21 +163,25 @@ def cached_arrays(sources: Path | Sequence[Path], name: str, parse: Callable[[],
     if loaded is not None:
         return loaded
     arrays = {key: np.asarray(value) for key, value in parse().items()}
-    _store(path, arrays)
+    _store(path, arrays, keep=1)
     return arrays
 
 
-def cached_by_key(name: str, key: bytes, build: Callable[[], Mapping[str, np.ndarray]]) -> Arrays:
+def cached_by_key(
+    name: str, key: bytes, build: Callable[[], Mapping[str, np.ndarray]], keep: int | None = None
+) -> Arrays:
     """The arrays ``build()`` makes, stored under ``name`` and the sha256 of ``key`` (bytes
     that determine the result completely, e.g. the labels, fractions, seed and the version
-    of the library that draws). Entries with other keys stay (other seeds, other data).
-    Damaged entries are rebuilt and an unwritable folder skips caching, as in
-    :func:`cached_arrays`."""
+    of the library that draws). Entries with other keys stay (other seeds, other data), or
+    with ``keep`` the ``keep`` most recently used of them, this one included. Damaged
+    entries are rebuilt and an unwritable folder skips caching, as in :func:`cached_arrays`."""
+    if keep is not None and keep < 1:
+        raise ValueError(f"keep must be >= 1 or None, got {keep}")
     digest = hashlib.sha256(f"dq-arrays-v{FORMAT_VERSION}:{name}:".encode() + key).hexdigest()[:32]
     path = cache_dir() / f"{name}-{digest}.npz"
     loaded = _load(path)
     if loaded is not None:
         return loaded
     arrays = {k: np.asarray(value) for k, value in build().items()}
-    _store(path, arrays, replace_older=False)
+    _store(path, arrays, keep)
     return arrays

@@ -190,13 +190,22 @@ def assemble_images(
 
 
 # --------------------------------------------------------------------------- image files
+# Decoded entries of one dataset kept in the cache: a run decodes each root at one
+# image_size, and a few side by side are legitimate (two sizes, or a full root and a small
+# one); each changed file or size otherwise left a multi-GB entry behind forever. CelebA at
+# 32, 64 and 128 pixels is 0.6 + 2.5 + 10 GB; a fourth entry costs a re-decode (minutes).
+KEEP_DECODED = 3
+
+
 def read_image_files(paths: Sequence[Path], size: int, name: str) -> np.ndarray:
     """uint8 RGB images [N, 3, size, size] of the image files ``paths``: each centre-cropped
     to a square and resized (bilinear, antialiased) to ``size`` × ``size``.
 
     Decoding CelebA's 202,599 JPEGs takes minutes, so the result is kept in dq's array
     cache (``cached_by_key``) under ``name``, keyed by every file's path, size and
-    modification time and ``size``: a changed, added or removed file decodes again."""
+    modification time and ``size``: a changed, added or removed file decodes again. Each
+    entry is large (CelebA at 64×64: 2.5 GB), so only the :data:`KEEP_DECODED` most recently
+    used of a dataset stay."""
     from PIL import Image
 
     stamps = []
@@ -222,7 +231,7 @@ def read_image_files(paths: Sequence[Path], size: int, name: str) -> np.ndarray:
             out[i] = np.asarray(square.resize((size, size), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
         return {"x": out}
 
-    return cached_by_key(f"{name}-images", key, decode)["x"]
+    return cached_by_key(f"{name}-images", key, decode, keep=KEEP_DECODED)["x"]
 
 
 # --------------------------------------------------------------------------- torchvision

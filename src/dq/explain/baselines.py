@@ -32,13 +32,14 @@ def check_baseline(kind: Baseline | str, meta: DatasetMeta) -> Baseline:
     return kind
 
 
-def float_baseline(kind: Baseline | str, x: torch.Tensor, train_x: torch.Tensor, meta: DatasetMeta) -> torch.Tensor:
-    """A baseline shaped like ``x`` (float inputs [N, ...])."""
+def float_baseline(kind: Baseline | str, x: torch.Tensor, train_mean: torch.Tensor, meta: DatasetMeta) -> torch.Tensor:
+    """A baseline shaped like ``x`` (float inputs [N, ...]); ``train_mean`` [1, ...] is the
+    training split's mean example (``dq.data_records.input_stats``)."""
     kind = check_baseline(kind, meta)
     if kind == Baseline.zeros:
         return torch.zeros_like(x)
     if kind == Baseline.mean:
-        return train_x.float().mean(dim=0, keepdim=True).to(x.device, x.dtype).expand_as(x).contiguous()
+        return train_mean.to(x.device, x.dtype).expand_as(x).contiguous()
     return gaussian_blur(x, sigma=modality_of(meta).blur_sigma(meta))
 
 

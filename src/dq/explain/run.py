@@ -27,13 +27,13 @@ from torch import nn
 
 from dq import metric_keys as keys
 from dq.config.explain import ExplainConfig
-from dq.data_records import DatasetMeta, Split, Splits, float_inputs
+from dq.data_records import DatasetMeta, Split, Splits
 from dq.errors import DQUserError
 from dq.explain import pictures
 from dq.explain.baselines import check_baseline
 from dq.explain.methods import attribute, lookup, refusal
 from dq.explain.quality import Explained, check_metrics, judge, randomized_copy
-from dq.explain.space import EXPLANATION, Space, build_space
+from dq.explain.space import EXPLANATION, Space, build_space, train_stats
 from dq.inference import eval_mode
 from dq.modalities import modality_of
 from dq.modalities.text import embedding_layer
@@ -111,7 +111,7 @@ def explain_run(
     if n == 0:
         raise DQUserError(f"the test split of {meta.name} is empty: nothing to explain")
     chosen = splits.test.batch(slice(0, n)).to(device)
-    train_x = float_inputs(splits.train.x)  # stays where it is: only its mean and std are used
+    train = train_stats(meta, splits.train.x)  # stays where it is: only its mean and std are used
     metrics: dict[str, float] = {}
     record: dict = {"config": asdict(cfg), "samples": n, "methods": {}}  # enums are str
     rng_devices = [device] if device.type == "cuda" else []
@@ -128,7 +128,7 @@ def explain_run(
             predictions = model(chosen.x).argmax(dim=1)
 
         def rebuild(m: nn.Module) -> Space:
-            return build_space(m, meta, chosen.x, train_x, cfg)
+            return build_space(m, meta, chosen.x, train, cfg)
 
         @cache
         def random_model() -> nn.Module:

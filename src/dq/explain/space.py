@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dq.config.explain import ExplainConfig
-from dq.data_records import DatasetMeta
+from dq.data_records import DatasetMeta, InputStats, input_stats
 from dq.explain.baselines import float_baseline
 from dq.modalities import modality_of
 from dq.modalities.text import embedding_layer, run_with_embedding
@@ -103,9 +103,13 @@ class Space:
 
 
 def build_space(
-    model: nn.Module, meta: DatasetMeta, x: torch.Tensor, train_x: torch.Tensor, cfg: ExplainConfig
+    model: nn.Module, meta: DatasetMeta, x: torch.Tensor, train: InputStats | None, cfg: ExplainConfig
 ) -> Space:
-    """The space for explaining ``model`` on examples ``x`` (on the model's device)."""
+    """The space for explaining ``model`` on examples ``x`` (on the model's device).
+
+    ``train``: the training inputs' statistics (``dq.data_records.input_stats``), for the
+    mean baseline and the noise scale of float inputs; token data needs none (its baseline
+    and scale come from the embedding), so :func:`train_stats` gives None there."""
     if modality_of(meta).tokens:
         embedding = embedding_layer(model, EXPLANATION)
         with torch.no_grad():
@@ -126,6 +130,8 @@ def build_space(
             baseline_ids=baseline_ids,
             valid=x != meta.pad_index,
         )
+    if train is None:
+        raise ValueError(f"explaining {meta.modality} data needs the training inputs' statistics")
     low, high = meta.valid_range if meta.valid_range is not None else (None, None)
     return Space(
         meta=meta,
@@ -133,8 +139,15 @@ def build_space(
         forward=model,
         inputs=x,
         args=None,
-        baselines=float_baseline(cfg.baseline, x, train_x, meta),
-        scale=float(train_x.float().std()) or 1.0,
+        baselines=float_baseline(cfg.baseline, x, train.mean, meta),
+        scale=train.std or 1.0,
         low=low,
         high=high,
     )
+
+
+def train_stats(meta: DatasetMeta, train_x: torch.Tensor) -> InputStats | None:
+    """What :func:`build_space` needs of the training inputs ``train_x``: their statistics,
+    read a chunk at a time (a compact image split is never converted whole), or None for
+    token data. Compute it once per run: every rebuilt space shares it."""
+    return None if modality_of(meta).tokens else input_stats(train_x)
