@@ -5,8 +5,9 @@
 # load while it ran and the dq commit. A table that fails does not stop the others;
 # the script exits 1 if any did.
 #
-#   make evidence                       # all tables, two worker processes (launcher=joblib)
+#   make evidence                       # all tables, one row per CPU core at once (dq-table's default)
 #   scripts/paper_evidence.sh adv_digits explain_sanity   # some of them
+#   ARGS=launcher=joblib make evidence  # one row at a time, its seeds in two workers (as before)
 #
 # A table that needs local files dq cannot ship (a `requires:` section: a dataset root,
 # pretrained weights) runs only when ARGS_<name> gives the overrides naming them, e.g.
@@ -18,6 +19,7 @@ set -u
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-docs/evidence/tables}
+read -r -a extra <<< "${ARGS:-}"  # more dq-table arguments for every table
 if [ "$#" -gt 0 ]; then names=("$@"); else
   names=()
   for file in conf/paper/*.yaml; do names+=("$(basename "$file" .yaml)"); done
@@ -34,7 +36,7 @@ for name in "${names[@]}"; do
     continue
   fi
   echo "== $name ($(date -u +%FT%TZ))"
-  "$BIN/dq-table" "$name" --fresh --out "$OUT" launcher=joblib "${args[@]}" || failed+=("$name")
+  "$BIN/dq-table" "$name" --fresh --out "$OUT" "${extra[@]}" "${args[@]}" || failed+=("$name")
 done
 if [ "${#failed[@]}" -gt 0 ]; then echo "tables that failed: ${failed[*]}"; exit 1; fi
 written=$((${#names[@]} - ${#skipped[@]}))

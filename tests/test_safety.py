@@ -239,11 +239,15 @@ def test_a_paper_table_override_with_shell_syntax_runs_no_shell(value: str, tmp_
     """dq.paper.launch passes each override as one argument of dq-train: `; touch marker`
     is a value that dq-train refuses (Hydra's grammar or the schema), never a command."""
     from dq.paper.launch import sweep
+    from dq.paper.slots import Slots
 
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "marker"
     override = "experiment_name=" + value.format(marker=marker)
-    code = sweep([override], [0], tmp_path / "sweep", tmp_path / "log.txt")
+    slots, codes = Slots(1), []
+    sweep([override], [0], tmp_path / "sweep", tmp_path / "log.txt", slots, codes.append)
+    slots.wait_all()
+    code = codes[0]
     log = (tmp_path / "log.txt").read_text()
     # Hydra's grammar refuses the sweep (exit 2); a quoted value reaches the job, which fails (exit 1)
     assert code in (1, 2) and "Traceback" not in log, log

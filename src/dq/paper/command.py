@@ -1,9 +1,18 @@
-"""``dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [OVERRIDE ...]``.
+"""``dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--jobs N] [OVERRIDE ...]``.
 
 Loads ``conf/paper/NAME.yaml``, checks it and every row's config before anything runs,
-runs the prepare stages, then the rows (``dq-train -m`` per row, the extra overrides
-passed to every run: ``launcher=joblib``, ``trainer.device=cpu``), then compares and
-writes ``<out>/NAME.md``, ``.csv`` and ``.tex`` (``NAME-quick.*`` with ``--quick``).
+runs the prepare stages, then the rows (``dq-train -m`` per row, up to ``--jobs`` rows at
+once, the extra overrides passed to every run: ``trainer.device=cpu``, ``launcher=slurm``),
+then compares and writes ``<out>/NAME.md``, ``.csv`` and ``.tex`` (``NAME-quick.*`` with
+``--quick``).
+
+``--jobs``: without a launcher on the command line, one row per CPU core at once, each
+row's seeds one after another in its dq-train (which keeps its imports between them);
+rows, not seeds, fill the cores, so none idles while a row's last seed trains. With a
+launcher named, one row at a time as before (the launcher spreads its seeds), unless
+``--jobs`` says otherwise; ``--jobs N`` > 1 with a launcher that runs a row's seeds side
+by side on this machine (joblib, submitit_local) is refused: both would share the cores.
+A stop signal (Ctrl-C, SIGTERM) stops every dq-train it started (dq.paper.slots).
 
 Runs land in ``outputs/tables/NAME[-quick]/`` and are reused by the next invocation (an
 interrupted table continues where it stopped; ``--fresh`` starts over). A row that fails
@@ -16,6 +25,7 @@ does not set.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -23,12 +33,14 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from dq.errors import DQUserError, first_line
+from dq.engine import preemption
+from dq.errors import DQUserError, RunInterrupted, first_line
 from dq.paper.compare import check_finding, row_result
 from dq.paper.figure import pareto_figure
 from dq.paper.launch import completed_jobs, compose_overrides, row_runs, run_prepare, run_rows
 from dq.paper.load import available, load_table
 from dq.paper.plan import REFERENCE, Plan, default_runs_dir, make_plan
+from dq.paper.slots import Slots
 from dq.paper.spec import TableSpec
 from dq.paper.stamp import LoadSampler
 from dq.paper.write import TableOutcome, display_rows, finding_line, headers, setting_lines, write_table
@@ -38,6 +50,9 @@ from dq.rundir.record import git_state
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
+# Launchers that run a row's seeds side by side on this machine: with rows side by side too
+# (--jobs > 1) they would share the same cores.
+LOCAL_PARALLEL = ("joblib", "submitit_local")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +63,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USER_ERROR)
 
 
-USAGE = "dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--tables DIR] [--in-process] [OVERRIDE ...]"
+USAGE = (
+    "dq-table NAME [--quick] [--out DIR] [--runs DIR] [--fresh] [--jobs N] [--tables DIR] [--in-process] [OVERRIDE ...]"
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--out", type=Path, default=Path("tables"), help="where the table files go (default: tables/)")
     made.add_argument("--runs", type=Path, default=None, help="runs directory (default: outputs/tables/NAME[-quick])")
     made.add_argument("--fresh", action="store_true", help="delete the table's earlier runs and start over")
+    made.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="rows at once, each its seeds one after another (default: one per CPU core; 1 with a launcher override)",
+    )
     made.add_argument("--tables", type=Path, default=None, help="where table files are (default: dq's conf/paper/)")
     made.add_argument(
         "--in-process",
@@ -82,6 +105,28 @@ def check_requires(spec: TableSpec, extra: list[str]) -> None:
         raise DQUserError(
             f"table {spec.name} needs local files that dq cannot ship; name them on the command line: {', '.join(missing)}"
         )
+
+
+def rows_at_once(jobs: int | None, extra: list[str], in_process: bool) -> int:
+    """How many rows run at once: ``--jobs``, or by default one per CPU core unless the
+    command line names a launcher (then one: the launcher spreads each row's seeds, as it
+    always did) or asks for ``--in-process``. Refuses a combination that would overload the
+    cores or cannot hold."""
+    launcher = next((item.partition("=")[2] for item in extra if override_key(item) == "launcher"), None)
+    if jobs is None:
+        return 1 if launcher is not None or in_process else os.cpu_count() or 1
+    if jobs < 1:
+        raise DQUserError(f"--jobs must be a number of rows at once (1, 2, ...), got {jobs}")
+    if jobs > 1 and in_process:
+        raise DQUserError(f"--jobs {jobs} runs rows in dq-train processes side by side; --in-process runs every "
+                          "job one by one in dq-table: give one of the two")  # fmt: skip
+    if jobs > 1 and launcher in LOCAL_PARALLEL:
+        raise DQUserError(
+            f"--jobs {jobs} runs {jobs} rows at once, each row's seeds one after another; launcher={launcher} runs "
+            f"a row's seeds at once too, on the same cores: give --jobs 1 with launcher={launcher}, or leave the "
+            "launcher out"
+        )
+    return jobs
 
 
 def check_overrides(plan: Plan) -> None:
@@ -139,6 +184,7 @@ def main(argv: list[str]) -> None:
         check_requires(spec, list(args.overrides))
         runs_dir = args.runs or default_runs_dir(spec.name, args.quick)
         plan = make_plan(spec, args.quick, runs_dir, list(args.overrides), args.in_process)
+        at_once = rows_at_once(args.jobs, list(args.overrides), args.in_process)
         check_overrides(plan)
     except DQUserError as error:
         print(f"dq-table: error: {error}", file=sys.stderr)
@@ -146,11 +192,23 @@ def main(argv: list[str]) -> None:
     if args.fresh and runs_dir.exists():
         say(f"--fresh: removing {runs_dir}")
         shutil.rmtree(runs_dir)
-    say(f"{spec.name}{' (quick)' if args.quick else ''}: {len(plan.rows)} rows, seeds {plan.seeds}, runs in {runs_dir}")
+    say(
+        f"{spec.name}{' (quick)' if args.quick else ''}: {len(plan.rows)} rows, seeds {plan.seeds}, "
+        f"{at_once} row(s) at once, runs in {runs_dir}"
+    )
     computed = [row for row in plan.rows if row.kind != REFERENCE]
     reused = sum(len(completed_jobs(plan.row_dir(row), plan.seeds)) for row in computed)
-    prepared = run_prepare(plan, say)
-    run_rows(plan, say)
+    slots = Slots(at_once)
+    try:
+        with preemption.catching_stop_signals(leaving=True):
+            prepared = run_prepare(plan, say, slots)
+            run_rows(plan, say, slots)
+    except RunInterrupted as stopped:
+        say(f"interrupted ({stopped}): every dq-train it started has stopped; the same command again reuses "
+            "the finished runs and trains the rest")  # fmt: skip
+        sys.exit(stopped.exit_code)
+    finally:
+        slots.stop()  # nothing left running, whatever ended the rows early
 
     shown = [*spec.metrics, *spec.columns, *(m for m in spec.pareto if m not in spec.metrics + spec.columns)]
     results = [row_result(row, row_runs(plan, row), shown, len(plan.seeds)) for row in plan.rows]

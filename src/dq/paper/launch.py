@@ -4,9 +4,11 @@ Each run row (and each prepare stage) is one ``dq-train -m`` sweep over the seed
 own directory, so whatever launcher the command line picks (``launcher=joblib``,
 ``launcher=slurm``) spreads the seeds, and a re-run into the same directory skips the jobs
 that completed (dq's sweeps do that). A row whose jobs all completed before is not
-launched at all. Baselines run in this process, one seed at a time; each seed's result is
-written as a small run directory (run.json, metrics.json, .hydra/config.yaml), so the
-table, dq-report and a re-run read it like any run.
+launched at all. Up to ``--jobs`` rows run at once (dq.paper.slots), each in its own
+dq-train, in the table's order; the prepare stages all end before the first row starts.
+Baselines run in this process, one seed at a time, taking a slot while they run; each
+seed's result is written as a small run directory (run.json, metrics.json,
+.hydra/config.yaml), so the table, dq-report and a re-run read it like any run.
 
 A job whose files are broken (truncated, empty, foreign: dq.rundir.read says which; or its
 run.json lost beside its results) is never trained over: the table lists it with its
@@ -18,13 +20,13 @@ from __future__ import annotations
 
 import importlib
 import re
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from dq.errors import first_line
 from dq.paper.plan import BASELINE, RUN, Plan, PlannedRow
+from dq.paper.slots import Done, Slots
 from dq.report.collect import BROKEN, RunResult, holds_run, is_placement, override_key, read_run
 from dq.rundir.layout import HYDRA_DIR, METRICS_JSON, RUN_JSON
 from dq.rundir.record import now_iso
@@ -58,9 +60,10 @@ def completed_jobs(sweep_dir: Path, seeds: list[int]) -> list[RunResult]:
     return done
 
 
-def sweep(overrides: list[str], seeds: list[int], sweep_dir: Path, log_path: Path) -> int:
-    """``dq-train -m <overrides> seed=<seeds> hydra.sweep.dir=<sweep_dir>``; its output goes
-    to ``log_path``. Returns its exit status."""
+def sweep(overrides: list[str], seeds: list[int], sweep_dir: Path, log_path: Path, slots: Slots, done: Done) -> None:
+    """Start ``dq-train -m <overrides> seed=<seeds> hydra.sweep.dir=<sweep_dir>`` in one of
+    ``slots`` (waiting for a free one), its output to ``log_path``; ``done(exit status)``
+    runs when it ends."""
     args = [
         *train_command(),
         "-m",
@@ -68,11 +71,7 @@ def sweep(overrides: list[str], seeds: list[int], sweep_dir: Path, log_path: Pat
         "seed=" + ",".join(str(seed) for seed in seeds),
         f"hydra.sweep.dir={hydra_path(sweep_dir)}",
     ]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(args) + "\n")
-        log.flush()
-        return subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+    slots.start(args, log_path, done)
 
 
 def _last_error(log_path: Path) -> str:
@@ -116,38 +115,53 @@ def broken_jobs(sweep_dir: Path, seeds: list[int]) -> list[RunResult]:
     return [run for run in (read_run(job) for job in jobs if holds_run(job)) if run.status == BROKEN]
 
 
-def run_sweep_step(what: str, overrides: list[str], plan: Plan, sweep_dir: Path, slug: str, say: Say) -> bool:
-    """Run (or reuse) one sweep over the plan's seeds; True when every seed completed."""
+def run_sweep_step(what: str, overrides: list[str], plan: Plan, sweep_dir: Path, slug: str, say: Say, slots: Slots,
+                   outcome: dict[str, bool]) -> None:  # fmt: skip
+    """Run (or reuse) one sweep over the plan's seeds; ``outcome[slug]`` is set to whether
+    every seed completed once it is known (at once, or when its dq-train ends)."""
     seeds = plan.seeds
+    slots.check_stop()
     if len(completed_jobs(sweep_dir, seeds)) == len(seeds):
         say(f"{what}: {len(seeds)}/{len(seeds)} seeds already completed in {sweep_dir}, reused")
-        return True
+        outcome[slug] = True
+        return
     broken = broken_jobs(sweep_dir, seeds)
     if broken and len(completed_jobs(sweep_dir, seeds)) + len(broken) == len(seeds):
         say(f"{what}: {len(broken)} job(s) in {sweep_dir} have broken files, listed at the end; not run again")
-        return False
-    say(f"{what}: running {len(seeds)} seed(s) {'in this process ' if plan.in_process else ''}into {sweep_dir}")
+        outcome[slug] = False
+        return
     log_path = plan.log_path(slug)
-    status = (run_in_process if plan.in_process else sweep)(overrides, seeds, sweep_dir, log_path)
-    done = len(completed_jobs(sweep_dir, seeds))
-    if done == len(seeds):
-        say(f"{what}: {done}/{len(seeds)} seeds completed")
-        return True
-    say(
-        f"{what}: {done}/{len(seeds)} seeds completed (dq-train exit {status}): {_last_error(log_path)}; log: {log_path}"
-    )
-    return False
+
+    def finished(status: int) -> None:
+        done = len(completed_jobs(sweep_dir, seeds))
+        outcome[slug] = done == len(seeds)
+        if outcome[slug]:
+            say(f"{what}: {done}/{len(seeds)} seeds completed")
+        else:
+            error = _last_error(log_path)
+            say(f"{what}: {done}/{len(seeds)} seeds completed (dq-train exit {status}): {error}; log: {log_path}")
+
+    if plan.in_process:
+        say(f"{what}: running {len(seeds)} seed(s) in this process into {sweep_dir}")
+        finished(run_in_process(overrides, seeds, sweep_dir, log_path))
+        return
+    slots.wait_for_room()  # the line below says when it starts, not when it was queued
+    say(f"{what}: running {len(seeds)} seed(s) into {sweep_dir}")
+    sweep(overrides, seeds, sweep_dir, log_path, slots, finished)
 
 
-def run_prepare(plan: Plan, say: Say) -> bool:
-    """Every prepare stage, before any row; True when all their seeds completed."""
-    ok = True
+def run_prepare(plan: Plan, say: Say, slots: Slots) -> bool:
+    """Every prepare stage, side by side as slots allow, all ended before any row; True
+    when all their seeds completed."""
+    outcome: dict[str, bool] = {}
     for stage, prepare in plan.spec.prepare.items():
         overrides = [*plan.common, *prepare.overrides, *plan.appended]
         sweep_dir = plan.prepare_dir(stage)
-        ok = run_sweep_step(f"prepare {stage!r}", overrides, plan, sweep_dir, sweep_dir.name, say) and ok
-        link_seeds(sweep_dir, plan.seeds)
-    return ok
+        run_sweep_step(f"prepare {stage!r}", overrides, plan, sweep_dir, sweep_dir.name, say, slots, outcome)
+    slots.wait_all()
+    for stage in plan.spec.prepare:
+        link_seeds(plan.prepare_dir(stage), plan.seeds)
+    return all(outcome.values())
 
 
 def link_seeds(sweep_dir: Path, seeds: list[int]) -> None:
@@ -228,16 +242,20 @@ def run_baseline(plan: Plan, row: PlannedRow, say: Say, what: str = "") -> bool:
     return ok
 
 
-def run_rows(plan: Plan, say: Say) -> dict[str, bool]:
-    """Run every row that runs (reference rows do not); ``{slug: every seed completed}``."""
+def run_rows(plan: Plan, say: Say, slots: Slots) -> dict[str, bool]:
+    """Run every row that runs (reference rows do not), as many at once as ``slots`` holds,
+    in the table's order; ``{slug: every seed completed}`` once all have ended. A baseline
+    row runs in this process and takes a slot while it does."""
     outcome: dict[str, bool] = {}
     todo = [row for row in plan.rows if row.kind in (RUN, BASELINE)]
     for number, row in enumerate(todo, start=1):
         what = f"[{number}/{len(todo)}] row {row.label!r}"
         if row.kind == BASELINE:
+            slots.wait_for_room()
             outcome[row.slug] = run_baseline(plan, row, say, what)
         else:
-            outcome[row.slug] = run_sweep_step(what, plan.run_overrides(row), plan, plan.row_dir(row), row.slug, say)
+            run_sweep_step(what, plan.run_overrides(row), plan, plan.row_dir(row), row.slug, say, slots, outcome)
+    slots.wait_all()
     return outcome
 
 
