@@ -102,24 +102,31 @@ def test_a_misspelt_key_in_a_row_is_caught(tmp_path: Path) -> None:
         test_every_run_of_a_table_composes_into_a_valid_run(bad, tmp_path)
 
 
+def trainable_and_total(overrides: list[str]) -> tuple[int, int]:
+    """(trainable, all) parameters of the model these overrides compose, built on seed 0's
+    data with the regularizer's transforms applied (LoRA's adapters and freezing), untrained."""
+    from dq import data, models
+    from dq.objectives.registry import build_transforms
+
+    run = to_spec(compose(overrides))
+    splits = data.build(run.dataset, 0)
+    model = models.build(run.model, splits.meta)
+    for transform in build_transforms(run.regularizer, splits.meta):
+        transform.apply(model)
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
 @pytest.mark.parametrize(("label", "fraction"), [("full fine-tuning", 1.0), ("head only", 1290 / 421_738)])
 def test_lora_transfer_full_fine_tuning_trains_every_parameter_and_head_only_the_head(
     label: str, fraction: float
 ) -> None:
     """The table's rows, as composed, on an untrained base (``init_from`` left out: no training)."""
-    from dq import data, models
-    from dq.objectives.registry import build_transforms
-
     spec = load(PAPER / "lora_transfer.yaml")
     (row,) = [row for row in spec.rows if row.label == label]
     own = [item for item in row.overrides if not PREPARE_REF.search(item)]
-    run = to_spec(compose([*spec.overrides, *own, *spec.quick.overrides]))
-    splits = data.build(run.dataset, 0)
-    model = models.build(run.model, splits.meta)
-    for transform in build_transforms(run.regularizer, splits.meta):
-        transform.apply(model)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert trainable / sum(p.numel() for p in model.parameters()) == pytest.approx(fraction)
+    trainable, total = trainable_and_total([*spec.overrides, *own, *spec.quick.overrides])
+    assert trainable / total == pytest.approx(fraction)
 
 
 @pytest.mark.parametrize(
@@ -136,14 +143,6 @@ def test_lora_minilm_rows_train_what_their_labels_say(label: str, trainable: int
     """Each row of the MiniLM table, as composed (quick size), adapts the packaged encoder as
     labelled: every parameter, rank-r adapters on the 6 layers' query and value (2·r·(384+384)
     each) plus the head, or the head alone (384·2 + 2)."""
-    from dq import data, models
-    from dq.objectives.registry import build_transforms
-
     spec = load(PAPER / "lora_minilm.yaml")
     (row,) = [row for row in expand_rows(spec) if row.label == label]
-    run = to_spec(compose([*spec.overrides, *row.overrides, *spec.quick.overrides]))
-    splits = data.build(run.dataset, 0)
-    model = models.build(run.model, splits.meta)
-    for transform in build_transforms(run.regularizer, splits.meta):
-        transform.apply(model)
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+    assert trainable_and_total([*spec.overrides, *row.overrides, *spec.quick.overrides])[0] == trainable
