@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from omegaconf import OmegaConf
 from submitit.slurm.slurm import _make_sbatch_string
 
 from conftest import sweep_in_process
@@ -203,6 +204,41 @@ def test_a_batch_gets_the_last_batchs_workers_only_when_it_is_of_the_same_sweep(
     processes._keep(kept)
     processes.close_workers()
     assert processes._pool_for(2, b"sweep A") is not kept  # the sweep ended: nothing kept
+
+
+BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+OPTUNA = "hydra_plugins.dq_optuna_sweeper.sweeper.DQOptunaSweeper"
+
+
+@pytest.mark.parametrize(
+    ("sweeper", "task", "size"),
+    [
+        ({"_target_": BASIC, "max_batch_size": None, "params": None}, ["seed=0,1,2", "model=mlp,cnn", "a=b"], 6),
+        ({"_target_": BASIC, "max_batch_size": 4, "params": None}, ["seed=range(0,10)"], 4),
+        ({"_target_": BASIC, "max_batch_size": None, "params": {"seed": "0,1"}}, ["model=mlp,cnn"], 4),
+        ({"_target_": BASIC, "max_batch_size": None, "params": None}, ["seed=0"], 1),
+        ({"_target_": OPTUNA, "n_jobs": 4, "n_trials": 64}, [], 4),
+        ({"_target_": OPTUNA, "n_jobs": 4, "n_trials": 2}, [], 2),
+        ({"_target_": BASIC, "max_batch_size": None, "params": None}, ["seed=0,,"], None),  # the sweeper refuses it
+        ({"_target_": "some.OtherSweeper"}, ["seed=0,1"], None),  # unknown: no worker starts early
+    ],
+)
+def test_the_first_batch_is_sized_as_its_sweeper_splits_it(sweeper: dict, task: list[str], size: int | None) -> None:
+    config = OmegaConf.create({"hydra": {"sweeper": sweeper, "overrides": {"task": task}}})
+    assert processes.first_batch_size(config) == size
+
+
+def test_the_first_batch_runs_in_workers_started_before_its_configs_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*TINY, "launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2", "hydra.sweep.dir=sw"]
+    assert sweep_in_process(args, tmp_path, monkeypatch) == 0
+    assert "Launching 3 jobs in 2 worker processes (2 started early)" in capsys.readouterr().out
+    assert not processes._early  # used, none left over
+    assert [job["status"] for job in read_json(tmp_path / "sw" / "sweep.json")["jobs"]] == ["completed"] * 3
+    # A sweeper whose batches dq cannot know (here the basic launcher's, which starts none).
+    assert sweep_in_process([*TINY, "seed=0,1", "hydra.sweep.dir=sw2"], tmp_path, monkeypatch) == 0
+    assert "started early" not in capsys.readouterr().out
 
 
 def test_a_job_process_never_imports_from_its_working_directory(tmp_path: Path) -> None:

@@ -21,6 +21,13 @@ is reset for each job (``dq.sweep.worker``): a job's metrics are those it gives 
 workers also outlive their batch when the next batch is of the same sweep (an Optuna search
 launches one batch per ``hydra.sweeper.n_jobs`` trials): they are kept idle and end with the
 sweep (``close_workers``), so a worker's memory goes back to the system then, not after each job.
+
+The workers of a sweep's first batch start early: when Hydra sets the launcher up
+(``start_early``), before the sweeper composes and checks every job's config, and each
+imports what a job needs while it waits for its first job (``dq.sweep.worker.warm_up``). A
+worker started early is used only when it was started for the same number of jobs at once
+(hence the same thread share); one left over (a batch smaller than ``n_jobs``, a sweep
+stopped before its first batch) ends with the sweep, or with this process.
 """
 
 from __future__ import annotations
@@ -106,8 +113,12 @@ def launch(
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     at_once = max(min(jobs_at_once(n_jobs), len(job_overrides)), 1)
     pool = _pool_for(at_once, cloudpickle.dumps((context, config, task, Singleton.get_state())))
-    kept = " (kept from the last batch)" if pool.workers else ""
-    log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes{kept}")
+    if pool.workers:
+        ready = " (kept from the last batch)"
+    else:
+        early = sum(1 for started_for, _ in _early if started_for == at_once)
+        ready = f" ({early} started early)" if early else ""
+    log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes{ready}")
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
     returns: dict[int, JobReturn] = {}
@@ -161,13 +172,62 @@ def _keep(pool: _Pool) -> None:
     _kept = pool
 
 
+# Workers started before the first batch (``start_early``): ``(at_once, worker)`` each, idle,
+# sent nothing yet; ``_Pool._start`` takes one started for its own ``at_once``.
+_early: list[tuple[int, _Worker]] = []
+
+
+def start_early(config: DictConfig, n_jobs: int) -> None:
+    """Start the first batch's workers now, while the sweeper composes and checks every
+    job's config (about 0.15 s a job): they import torch, dq and what a job needs meanwhile.
+    Called from the launcher's setup. Only as many as that batch will use, which is known
+    here for Hydra's basic sweeper and dq's Optuna search; for another sweeper, none."""
+    size = first_batch_size(config)
+    if _early or not size or n_jobs == 0:  # n_jobs 0 is refused when the batch launches
+        return
+    at_once = max(min(jobs_at_once(n_jobs), size), 1)
+    env = worker_env(at_once)
+    _early.extend((at_once, _spawn(number, env)) for number in range(at_once))
+
+
+def first_batch_size(config: DictConfig) -> int | None:
+    """How many jobs the sweep's first batch holds, from its sweeper's settings: the basic
+    sweeper's grid as it splits it (its own ``split_arguments``), dq's Optuna search's
+    ``n_jobs`` trials at a time; None for any other sweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    sweeper = config.hydra.sweeper
+    target = str(sweeper.get("_target_", ""))
+    if target.endswith(".DQOptunaSweeper"):
+        try:
+            return max(min(int(sweeper.n_jobs), int(sweeper.n_trials)), 0)
+        except (TypeError, ValueError):  # the search refuses it in one line
+            return None
+    if not target.endswith(".BasicSweeper"):
+        return None
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    try:
+        overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+        batches = BasicSweeper.split_arguments(overrides, sweeper.get("max_batch_size"))
+    except (HydraException, ValueError, AssertionError):  # the sweeper says what is wrong, in one line
+        return None
+    return len(batches[0]) if batches else 0
+
+
 def close_workers() -> None:
-    """End the workers kept for a next batch: the sweep is over (``dq.sweep.callback``).
-    Idle workers end as soon as their channel closes; they also die with this process."""
+    """End the workers kept for a next batch, and any started early and never used: the
+    sweep is over (``dq.sweep.callback``). Idle workers end as soon as their channel
+    closes; they also die with this process."""
     global _kept
     if _kept is not None:
         _kept.stop()
         _kept = None
+    for _, worker in _early:
+        worker.channel.close()
+        worker.process.wait()
+    _early.clear()
 
 
 def worker_command(number: int) -> list[str]:
@@ -254,15 +314,15 @@ class _Pool:
                 worker.process.wait()
 
     def _start(self) -> _Worker:
-        """A new worker whose standard input is a socket to this process (``dq.sweep.worker``)."""
-        ours, theirs = multiprocessing.Pipe()
-        try:
-            command = worker_command(self.started)  # an argument list: no shell (tests/test_safety.py)
-            process = subprocess.Popen(command, env=self.env, stdin=theirs.fileno())
-        finally:
-            theirs.close()
+        """A new worker: one started early for this many jobs at once (and still alive), else
+        a fresh one."""
+        early = next((entry for entry in _early if entry[0] == self.at_once and entry[1].process.poll() is None), None)
+        if early is not None:
+            _early.remove(early)
+            worker = early[1]
+        else:
+            worker = _spawn(self.started, self.env)
         self.started += 1
-        worker = _Worker(process, ours)
         self.workers.append(worker)
         return worker
 
@@ -279,6 +339,17 @@ class _Pool:
             worker.process.kill()
             code = worker.process.wait()
         return f"worker killed by {signal.Signals(-code).name}" if code < 0 else f"worker exited with code {code}"
+
+
+def _spawn(number: int, env: dict[str, str]) -> _Worker:
+    """Worker ``number``, whose standard input is a socket to this process (``dq.sweep.worker``)."""
+    ours, theirs = multiprocessing.Pipe()
+    try:
+        command = worker_command(number)  # an argument list: no shell (tests/test_safety.py)
+        process = subprocess.Popen(command, env=env, stdin=theirs.fileno())
+    finally:
+        theirs.close()
+    return _Worker(process, ours)
 
 
 def _lost(job: _Job, reason: str, context: Any, config: DictConfig) -> JobReturn:

@@ -15,8 +15,9 @@ with no stop request left over from an earlier job (``dq.engine.preemption``); s
 per job, and Hydra sets up each job's logging anew.
 
 ``-P`` keeps the directory the sweep started in off ``sys.path``: a user's ``inspect.py``
-there is never imported in place of the standard one. Nothing heavy is imported before the
-first job needs it.
+there is never imported in place of the standard one. Before its first job the worker imports
+what every job needs (``warm_up``), which a worker started early does while the sweeper
+composes the jobs' configs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import os
 import signal
 import sys
 from typing import Any
+
+from dq.process_exit import leave
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal this process gets when its parent thread ends
 
@@ -102,6 +105,32 @@ def next_message(channel: Any) -> bytes | None:
         return None
 
 
+# What every job imports that a bare worker has not: the task function's module (dq.cli) and
+# the run, the libraries its metrics and report load on first use (fairlearn with pandas and
+# scikit-learn, matplotlib), and torch._dynamo, which a torch optimizer imports when built.
+WARM_MODULES = (
+    "torch._dynamo",
+    "dq.cli",
+    "dq.sweep.job",
+    "dq.runner",
+    "dq.metrics.fairness",
+    "dq.metrics.intervals",
+    "dq.report.run_report",
+    "dq.report.plots.curves",
+)
+
+
+def warm_up() -> None:
+    """Import what a job needs before the first one comes: a worker started early
+    (``dq.sweep.processes.start_early``) does it while the sweeper is still composing the
+    jobs' configs. Imports only: nothing that a job's result could depend on (no seed, no
+    thread setting, no data) happens here, and every job would import the same."""
+    import importlib
+
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+
+
 def main(argv: list[str]) -> None:
     _number, parent = argv
     die_with_parent(int(parent))
@@ -109,6 +138,7 @@ def main(argv: list[str]) -> None:
 
     channel = parent_channel()
     home = os.getcwd()
+    warm_up()
     shared = next_message(channel)
     while shared is not None and (message := next_message(channel)) is not None:
         returned = run_handed_job(message, shared, home)
@@ -116,19 +146,9 @@ def main(argv: list[str]) -> None:
             channel.send_bytes(cloudpickle.dumps(returned))
         except OSError:  # the parent stopped listening (it is stopping): nothing more to do
             break
-    leave()
-
-
-def leave() -> None:
-    """End the worker without the interpreter's teardown, which with torch loaded took 6 s
-    (30 s on a loaded machine) of the sweep's time: every job's files are written and
-    synced by then (``dq.rundir.write``), so only the standard streams and log files need a flush."""
-    import logging
-
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    # Out without the interpreter's teardown, which with torch loaded took 6 s (30 s on a
+    # loaded machine) of the sweep's time: every job's files are written and synced by now.
+    leave(0)
 
 
 if __name__ == "__main__":

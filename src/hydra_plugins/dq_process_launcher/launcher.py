@@ -39,6 +39,9 @@ class DQProcessLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
+        from dq.sweep.processes import start_early
+
+        start_early(config, self.n_jobs)  # the workers import while the sweeper composes the jobs' configs
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from dq.sweep.processes import launch
