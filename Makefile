@@ -82,7 +82,8 @@ bench: setup
 gpu-check: setup
 	$(BIN)/python scripts/gpu_check.py
 
-# Every paper table in full, from nothing, into docs/evidence/tables/ (about an hour on two cores).
+# Every paper table in full, from nothing, into docs/evidence/tables/ (on two cores: about 31 minutes for
+# the nine CPU-scale tables, then lora_minilm, 55 minutes with launcher=joblib; docs/evidence/paper-tables.md).
 evidence: setup
 	scripts/paper_evidence.sh
 

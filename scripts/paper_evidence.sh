@@ -14,7 +14,8 @@
 #   ARGS_group_dro_waterbirds='dataset.root=/data model.weights=/w/resnet50-0676ba61.pth' make evidence
 # otherwise it is skipped with one line saying so.
 #
-# Takes about an hour on an idle two-core machine (fair_adult alone about 20 minutes).
+# On two cores the nine CPU-scale tables took 31 minutes (39 with ARGS=launcher=joblib) and
+# lora_minilm 55 more with launcher=joblib (docs/evidence/paper-tables.md).
 set -u
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
