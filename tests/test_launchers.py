@@ -241,6 +241,28 @@ def test_the_first_batch_runs_in_workers_started_before_its_configs_are_checked(
     assert "started early" not in capsys.readouterr().out
 
 
+def test_workers_started_early_and_never_used_end_with_the_next_sweep_or_at_its_end() -> None:
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"_target_": BASIC, "max_batch_size": None, "params": None},
+                "overrides": {"task": ["seed=0,1"]},
+            }
+        }
+    )
+    processes.start_early(config, n_jobs=2)
+    first = [worker.process for _, worker in processes._early]
+    try:
+        assert len(first) == 2 and all(process.poll() is None for process in first)
+        processes.start_early(config, n_jobs=1)  # the next sweep of this process (the first stopped early)
+        assert all(process.poll() is not None for process in first)
+        assert len(processes._early) == 1
+        processes.close_workers()
+        assert not processes._early
+    finally:
+        processes.close_workers()
+
+
 def test_a_job_process_never_imports_from_its_working_directory(tmp_path: Path) -> None:
     # The worker's own start (cloudpickle imports inspect) with a trap in its directory; no
     # parent on its standard input, so it ends as a worker without jobs does.

@@ -25,8 +25,8 @@ sweep (``close_workers``), so a worker's memory goes back to the system then, no
 The workers of a sweep's first batch start early: when Hydra sets the launcher up
 (``start_early``), before the sweeper composes and checks every job's config, and each
 imports what a job needs while it waits for its first job (``dq.sweep.worker.warm_up``). A
-worker started early is used only when it was started for the same number of jobs at once
-(hence the same thread share); one left over (a batch smaller than ``n_jobs``, a sweep
+worker started early is used only when it was started with the environment a worker would
+be started with then (the same thread share: as many jobs at once); one left over (a sweep
 stopped before its first batch) ends with the sweep, or with this process.
 """
 
@@ -116,7 +116,7 @@ def launch(
     if pool.workers:
         ready = " (kept from the last batch)"
     else:
-        early = sum(1 for started_for, _ in _early if started_for == at_once)
+        early = sum(1 for env, _ in _early if env == worker_env(at_once))
         ready = f" ({early} started early)" if early else ""
     log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes{ready}")
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -172,22 +172,35 @@ def _keep(pool: _Pool) -> None:
     _kept = pool
 
 
-# Workers started before the first batch (``start_early``): ``(at_once, worker)`` each, idle,
-# sent nothing yet; ``_Pool._start`` takes one started for its own ``at_once``.
-_early: list[tuple[int, _Worker]] = []
+# Workers started before the first batch (``start_early``), idle and sent nothing yet, each
+# with the environment it was started with; ``_Pool._start`` takes one whose environment
+# (the thread share included) is the one it would start a worker with.
+_early: list[tuple[dict[str, str], _Worker]] = []
 
 
 def start_early(config: DictConfig, n_jobs: int) -> None:
     """Start the first batch's workers now, while the sweeper composes and checks every
     job's config (about 0.15 s a job): they import torch, dq and what a job needs meanwhile.
     Called from the launcher's setup. Only as many as that batch will use, which is known
-    here for Hydra's basic sweeper and dq's Optuna search; for another sweeper, none."""
+    here for Hydra's basic sweeper and dq's Optuna search; for another sweeper, none. Any
+    left by an earlier sweep of this process (one stopped before its first batch) end first."""
+    _end_early()
     size = first_batch_size(config)
-    if _early or not size or n_jobs == 0:  # n_jobs 0 is refused when the batch launches
+    if not size or n_jobs == 0:  # n_jobs 0 is refused when the batch launches
         return
     at_once = max(min(jobs_at_once(n_jobs), size), 1)
     env = worker_env(at_once)
-    _early.extend((at_once, _spawn(number, env)) for number in range(at_once))
+    _early.extend((env, _spawn(number, env)) for number in range(at_once))
+
+
+def _end_early() -> None:
+    """End the workers started early and never used: they hold no job, so SIGKILL loses
+    nothing and does not wait for their imports to finish."""
+    for _, worker in _early:
+        worker.channel.close()
+        worker.process.kill()
+        worker.process.wait()
+    _early.clear()
 
 
 def first_batch_size(config: DictConfig) -> int | None:
@@ -224,10 +237,7 @@ def close_workers() -> None:
     if _kept is not None:
         _kept.stop()
         _kept = None
-    for _, worker in _early:
-        worker.channel.close()
-        worker.process.wait()
-    _early.clear()
+    _end_early()
 
 
 def worker_command(number: int) -> list[str]:
@@ -314,9 +324,9 @@ class _Pool:
                 worker.process.wait()
 
     def _start(self) -> _Worker:
-        """A new worker: one started early for this many jobs at once (and still alive), else
-        a fresh one."""
-        early = next((entry for entry in _early if entry[0] == self.at_once and entry[1].process.poll() is None), None)
+        """A new worker: one started early with this pool's environment (and still alive),
+        else a fresh one."""
+        early = next((entry for entry in _early if entry[0] == self.env and entry[1].process.poll() is None), None)
         if early is not None:
             _early.remove(early)
             worker = early[1]
