@@ -1,31 +1,36 @@
-"""Cost and robustness of fast adversarial training (fgsm_rs, with its overfitting guard)
-against PGD-10 training, per dataset.
+"""Cost and robustness of fast adversarial training (fgsm_rs and n_fgsm, with their
+overfitting guard) against PGD-10 training, per dataset.
 
 Cost: process CPU time of ``dq.engine.fit`` relative to clean training. Wall time on a
 shared machine swings with other people's jobs; the CPU time this process spends (one
 torch thread) does far less, so the ratios are the cost to compare. Rounds alternate
 (clean, fgsm_rs, fgsm_rs without guard, pgd, clean, ...) with the same initial weights, so
-drift hits all alike. Each method trains ``--epochs`` epochs including validation and the
+drift hits all alike (``--methods`` picks some). Each method trains ``--epochs`` epochs including validation and the
 term's ``end_epoch`` (``val/robust_accuracy``, which the guard watches), as ``time/train_s``
-counts them; keep ``--epochs`` a multiple of fgsm_rs' ``val_every`` (3) so its robust
-validation is paid as often as in a long run.
+counts them; keep ``--epochs`` a multiple of the one-step methods' ``val_every`` (3) so
+their robust validation is paid as often as in a long run.
 
-Robustness: fgsm_rs and PGD-10 train ``--robust-epochs`` epochs selecting the epoch of best
-``val/robust_accuracy`` (as the robust presets do); the model each run keeps (the selected
-epoch's weights, which best.pt, metrics.json and the report get) and the last epoch's are
-scored under PGD-20 at the training ε on the test split.
+Robustness: fgsm_rs, n_fgsm and PGD-10 train ``--robust-epochs`` epochs per seed of
+``--seeds`` (the same seeds for all: robust accuracy on 2,000 test images swings by about 2
+points between seeds), selecting the epoch of best ``val/robust_accuracy`` (as the robust
+presets do); the model each run keeps (the selected epoch's weights, which best.pt,
+metrics.json and the report get) and the last epoch's are scored under PGD-20 at the
+training ε on the test split. Each run prints a line as it ends; the table gives mean ± std
+over the seeds, the gap to PGD-10 taken seed by seed.
 
     python scripts/bench_fgsm.py                                    # digits and fashion_mnist (2,000 images)
     python scripts/bench_fgsm.py --datasets digits --rounds 3
+    python scripts/bench_fgsm.py --datasets fashion_mnist --rounds 0 --seeds 0 1 --methods n_fgsm pgd-10
 
-Targets (issue 25): fgsm_rs with its guard ≤ 2.5 × clean; its selected epoch's robust
-accuracy within 3 points of PGD-10's.
+Targets (issue 25): fgsm_rs and n_fgsm with their guard ≤ 2.5 × clean; their selected
+epoch's robust accuracy within 3 points of PGD-10's.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import statistics
 import time
 
@@ -55,9 +60,12 @@ METHODS = {
     ],
     "fgsm_rs": ["regularizer.adversarial.method=fgsm_rs"],
     "fgsm_rs, no guard": ["regularizer.adversarial.method=fgsm_rs", "regularizer.adversarial.co_guard=false"],
+    "n_fgsm": ["regularizer.adversarial.method=n_fgsm"],
     "pgd-10": ["regularizer.adversarial.method=pgd"],
 }
-ROBUST = ["fgsm_rs", "pgd-10"]
+ROBUST = ["fgsm_rs", "n_fgsm", "pgd-10"]
+COMMON = ["model=cnn", "regularizer=[adversarial]", f"regularizer.adversarial.eps={EPS}", f"eval.robust.eps=[{EPS}]"]
+COMMON += ["trainer.progress=false", "trainer.early_stopping.enabled=false"]
 SELECT_ROBUST = ["trainer.early_stopping.monitor=val/robust_accuracy", "trainer.early_stopping.mode=max"]
 
 
@@ -87,24 +95,33 @@ def robust_accuracy(model: torch.nn.Module, spec: RunSpec, splits: Splits) -> fl
     return metrics[keys.robust_accuracy(f"{EPS:g}")]
 
 
-def cost(base: list[str], epochs: int, rounds: int) -> dict[str, float]:
+def cost(base: list[str], methods: list[str], epochs: int, rounds: int) -> dict[str, float]:
     """Median CPU seconds per method over ``rounds`` alternating rounds of ``epochs`` epochs."""
-    seconds: dict[str, list[float]] = {name: [] for name in METHODS}
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(rounds):
-        for name, extra in METHODS.items():
-            seconds[name].append(train([*base, *extra, f"trainer.epochs={epochs}"])[0])
+        for name in methods:
+            seconds[name].append(train([*base, *METHODS[name], f"trainer.epochs={epochs}"])[0])
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def robustness(base: list[str], epochs: int) -> dict[str, tuple[int, float, float]]:
-    """Per robust method: the selected epoch, its PGD-20 test accuracy and the last epoch's."""
+def robustness(base: list[str], methods: list[str], epochs: int, seed: int) -> dict[str, tuple[int, float, float]]:
+    """Per robust method, one seed: the selected epoch, its PGD-20 test accuracy and the last epoch's."""
     out = {}
-    for name in ROBUST:
-        _, result, model, spec, splits = train([*base, *METHODS[name], *SELECT_ROBUST, f"trainer.epochs={epochs}"])
+    for name in methods:
+        _, result, model, spec, splits = train(
+            [*base, *METHODS[name], *SELECT_ROBUST, f"trainer.epochs={epochs}", f"seed={seed}"], seed
+        )
         last = robust_accuracy(model, spec, splits)
         model.load_state_dict(result.best_state)  # what the run keeps, as dq.runner does
         out[name] = (result.selected_epoch, robust_accuracy(model, spec, splits), last)
+        print(f"  seed {seed} {name}: epoch {out[name][0]}, selected {out[name][1]:.4f}, last {last:.4f}", flush=True)
     return out
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` in percent (std over the seeds; 0 for one seed)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * std:.1f}"
 
 
 def main() -> None:
@@ -112,30 +129,41 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run")
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each cost run")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--robust-epochs", type=int, default=9, help="epochs of each robustness run")
+    parser.add_argument("--rounds", type=int, default=2, help="cost rounds (0: no cost table)")
+    parser.add_argument("--robust-epochs", type=int, default=9, help="epochs of each robustness run (0: none)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the robustness runs")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="methods to run")
     args = parser.parse_args()
     logging.basicConfig(format="%(message)s")
     logging.getLogger("dq.objectives.adversarial").setLevel(logging.INFO)  # the validation examples attacked
     register_schemas()
     set_threads(1)
-    common = ["model=cnn", "regularizer=[adversarial]", f"regularizer.adversarial.eps={EPS}"]
-    common += ["trainer.progress=false", "trainer.early_stopping.enabled=false", f"eval.robust.eps=[{EPS}]"]
+    robust_methods = [name for name in ROBUST if name in args.methods]
     for dataset in args.datasets:
-        base = [*common, *DATASETS[dataset], *args.overrides]
-        medians = cost(base, args.epochs, args.rounds)
-        print(f"{' '.join(DATASETS[dataset])}: cost of {args.epochs} epochs, median of {args.rounds} rounds")
-        print("| method | CPU s | × clean |\n|---|---|---|")
-        for name, median in medians.items():
-            print(f"| {name} | {median:.2f} | {median / medians['clean']:.2f} |")
-        robust = robustness(base, args.robust_epochs)
-        pgd = robust["pgd-10"][1]
-        print(f"{' '.join(DATASETS[dataset])}: {args.robust_epochs} epochs, epoch of best val/robust_accuracy kept")
+        base = [*COMMON, *DATASETS[dataset], *args.overrides]
+        data_name = " ".join(DATASETS[dataset])
+        if args.rounds:
+            medians = cost(base, args.methods, args.epochs, args.rounds)
+            print(f"{data_name}: cost of {args.epochs} epochs, median of {args.rounds} rounds")
+            print("| method | CPU s | × clean |\n|---|---|---|")
+            for name, median in medians.items():
+                ratio = f"{median / medians['clean']:.2f}" if "clean" in medians else "-"
+                print(f"| {name} | {median:.2f} | {ratio} |")
+        if not args.robust_epochs or not robust_methods:
+            continue
+        runs = [robustness(base, robust_methods, args.robust_epochs, seed) for seed in args.seeds]
+        seeds = "/".join(str(seed) for seed in args.seeds)
+        print(f"{data_name}: {args.robust_epochs} epochs, epoch of best val/robust_accuracy kept, seeds {seeds}")
         print(
-            f"| method | selected epoch | PGD-20@{EPS:g} test, selected | − PGD-10's | last epoch |\n|---|---|---|---|---|"
+            f"| method | selected epochs | PGD-20@{EPS:g} test %, selected | − PGD-10's | last epoch |\n|---|---|---|---|---|"
         )
-        for name, (epoch, selected, last) in robust.items():
-            print(f"| {name} | {epoch} | {selected:.4f} | {selected - pgd:+.4f} | {last:.4f} |")
+        for name in robust_methods:
+            selected = [run[name][1] for run in runs]
+            gap = [run[name][1] - run["pgd-10"][1] for run in runs] if "pgd-10" in robust_methods else [math.nan]
+            print(
+                f"| {name} | {'/'.join(str(run[name][0]) for run in runs)} | {mean_std(selected)} "
+                f"| {mean_std(gap)} | {mean_std([run[name][2] for run in runs])} |"
+            )
 
 
 if __name__ == "__main__":

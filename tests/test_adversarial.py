@@ -27,7 +27,15 @@ from dq.metrics.robustness import robust_metrics
 from dq.modalities import modality_of
 from dq.models.attention import AttentionConfig
 from dq.models.rnn import RNNConfig
-from dq.objectives.adversarial import METHODS, TRADES, AdversarialConfig, AdversarialMethod, FastFGSM, MadryPGD
+from dq.objectives.adversarial import (
+    METHODS,
+    TRADES,
+    AdversarialConfig,
+    AdversarialMethod,
+    FastFGSM,
+    MadryPGD,
+    NoisyFGSM,
+)
 from dq.objectives.registry import build_objective
 from dq.rundir.read import read_jsonl
 from dq.spec import to_spec
@@ -183,6 +191,7 @@ def test_method_picks_the_class_and_the_attack_start() -> None:
         AdversarialMethod.pgd: MadryPGD,
         AdversarialMethod.trades: TRADES,
         AdversarialMethod.fgsm_rs: FastFGSM,
+        AdversarialMethod.n_fgsm: NoisyFGSM,
     }
     madry, trades = (
         build_objective({"adversarial": AdversarialConfig(method=m, weight=0.5)}, meta_for("image")).terms[0]

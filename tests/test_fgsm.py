@@ -1,5 +1,6 @@
-"""Fast adversarial training (``method=fgsm_rs``) and the catastrophic-overfitting guard,
-with the engine's generic stop request (a term asks to stop and keep an earlier epoch)."""
+"""Fast adversarial training (``method=fgsm_rs`` and ``method=n_fgsm``) and the
+catastrophic-overfitting guard, with the engine's generic stop request (a term asks to stop
+and keep an earlier epoch)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dq.engine.loop import FitSettings, fit
 from dq.engine.optim import build_optimizer
 from dq.errors import DQUserError
 from dq.inference import eval_mode
-from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD
+from dq.objectives.adversarial import AdversarialConfig, FastFGSM, MadryPGD, NoisyFGSM
 from dq.objectives.base import Objective, StopRequest, Term
 from dq.objectives.overfitting_guard import GuardedTerm, OverfittingGuard, collapsed
 from dq.objectives.registry import build_objective
@@ -77,6 +78,49 @@ def test_fgsm_rs_is_one_step_of_1_25_eps_from_a_uniform_start_projected_to_ball_
     assert torch.allclose(delta, expected, atol=1e-6)
 
 
+def test_n_fgsm_takes_one_eps_step_from_2_eps_noise_and_leaves_the_eps_ball(images) -> None:
+    """N-FGSM's perturbation is not projected back: on the same batch it reaches beyond ε
+    (up to 3ε) where fgsm_rs' stays inside the ball; only the valid range clips it."""
+    x, y = images
+    eps = 0.1
+    term = NoisyFGSM(AdversarialConfig(method="n_fgsm", eps=eps, steps=10), IMAGE)
+    assert term.attack.steps == 1 and term.attack.start == Start.uniform
+    assert term.attack.step_size == pytest.approx(eps) and term.attack.start_eps == pytest.approx(2 * eps)
+    model = small_model()
+    torch.manual_seed(3)
+    delta = term.perturb(model, Batch(x=x, y=y))
+
+    assert float(delta.abs().max()) > 2.5 * eps  # far outside the ε-ball
+    assert float(delta.abs().max()) <= 3 * eps + 1e-6
+    assert float((x + delta).min()) >= 0.0 and float((x + delta).max()) <= 1.0
+    # The same step by hand: noise in [-2ε, 2ε] clipped to the range, a step of ε, clipped to the range only.
+    torch.manual_seed(3)
+    torch.randn(x.shape)
+    start = (2 * torch.rand(x.shape) - 1) * 2 * eps
+    start = (x + start).clamp(0, 1) - x
+    start.requires_grad_(True)
+    with eval_mode(model):
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x + start), y, reduction="sum"), start)
+    expected = (x + start.detach() + eps * grad.sign()).clamp(0, 1) - x
+    assert torch.allclose(delta, expected, atol=1e-6)
+    torch.manual_seed(3)
+    fgsm_rs = FastFGSM(AdversarialConfig(method="fgsm_rs", eps=eps), IMAGE).perturb(model, Batch(x=x, y=y))
+    assert float(fgsm_rs.abs().max()) <= eps + 1e-6
+
+
+def test_n_fgsm_noise_and_alpha_set_its_reach_under_l2_too(images) -> None:
+    x, y = images
+    cfg = AdversarialConfig(method="n_fgsm", norm="l2", eps=0.5, alpha=0.25, noise=1.0)
+    term = build_objective({"adversarial": cfg}, IMAGE).terms[0].term  # guarded by default
+    assert isinstance(term, NoisyFGSM) and term.attack.start_eps == pytest.approx(0.5)
+    torch.manual_seed(0)
+    norms = term.perturb(small_model(), Batch(x=x, y=y)).flatten(1).norm(dim=1)
+    assert float(norms.max()) > 0.5 + 1e-3 and float(norms.max()) <= 0.75 + 1e-5  # beyond ε, within k·ε + α
+    quiet = NoisyFGSM(AdversarialConfig(method="n_fgsm", eps=0.1, noise=0.0), IMAGE)  # k = 0: FGSM from x
+    torch.manual_seed(0)
+    assert float(quiet.perturb(small_model(), Batch(x=x, y=y)).abs().max()) <= 0.1 + 1e-6
+
+
 def test_fgsm_rs_alpha_overrides_the_step_and_the_loss_mixes_as_pgd(images) -> None:
     x, y = images
     objective = build_objective(
@@ -117,11 +161,15 @@ def test_pure_adversarial_training_runs_the_clean_forward_without_a_graph_and_tr
         assert build_objective({"adversarial": cfg}, IMAGE).clean_graph
 
 
-def test_the_guard_is_on_by_default_for_fgsm_rs_only_and_passes_the_term_through() -> None:
+def test_the_guard_is_on_by_default_for_the_one_step_methods_only_and_passes_the_term_through() -> None:
     fgsm = build_objective({"adversarial": AdversarialConfig(method="fgsm_rs")}, IMAGE).terms[0]
+    noisy = build_objective({"adversarial": AdversarialConfig(method="n_fgsm")}, IMAGE).terms[0]
     pgd = build_objective({"adversarial": AdversarialConfig(method="pgd")}, IMAGE).terms[0]
     guarded_pgd = build_objective({"adversarial": AdversarialConfig(method="pgd", co_guard=True)}, IMAGE).terms[0]
     assert isinstance(fgsm, GuardedTerm) and isinstance(fgsm.term, FastFGSM)
+    assert isinstance(noisy, GuardedTerm) and isinstance(noisy.term, NoisyFGSM) and noisy.term.validation.every == 3
+    unguarded = build_objective({"adversarial": AdversarialConfig(method="n_fgsm", co_guard=False)}, IMAGE).terms[0]
+    assert isinstance(unguarded, NoisyFGSM)
     assert isinstance(pgd, MadryPGD) and isinstance(guarded_pgd, GuardedTerm)
     assert fgsm.name == "adversarial" and fgsm.weight == 1.0 and fgsm.task_share == 1.0
     assert fgsm.attack.steps == 1  # the term's attack; the guard has none: it watches val/robust_accuracy
@@ -138,13 +186,24 @@ REFUSED = {
     "co_guard_drop": (0.0, r"^regularizer\.adversarial\.co_guard_drop must be in \(0, 1\], got 0\.0$"),
     "val_every": (0, r"^regularizer\.adversarial\.val_every must be >= 1 or null, got 0$"),
 }
+REFUSED_N_FGSM = {
+    "random_start": (False, r"^regularizer\.adversarial\.random_start must be true for method=n_fgsm"),
+    "noise": (
+        -1.0,
+        r"^regularizer\.adversarial\.noise must be >= 0 \(n_fgsm's noise radius in units of eps\), got -1\.0$",
+    ),
+}
 
 
-def test_bad_fgsm_rs_settings_are_refused_in_one_line(make_cfg) -> None:
+def test_bad_fgsm_rs_and_n_fgsm_settings_are_refused_in_one_line(make_cfg) -> None:
     base = make_cfg("dataset=digits", "regularizer=[adversarial]", "regularizer.adversarial.method=fgsm_rs")
     to_spec(base)  # the defaults are valid
-    for key, (value, message) in REFUSED.items():  # one composition for all: each costs ~2 s
+    cases = [("fgsm_rs", key, value, message) for key, (value, message) in REFUSED.items()]
+    cases += [("n_fgsm", key, value, message) for key, (value, message) in REFUSED_N_FGSM.items()]
+    for method, key, value, message in cases:  # one composition for all: each costs ~2 s
         cfg = copy.deepcopy(base)
+        cfg.regularizer.adversarial.method = method
+        to_spec(cfg)  # valid before the change
         cfg.regularizer.adversarial[key] = value
         with pytest.raises(DQUserError, match=message) as caught:
             to_spec(cfg)
@@ -344,13 +403,14 @@ def test_the_guard_judges_a_real_fgsm_rs_run_and_a_fired_run_evaluates_its_best_
     assert fired["test/accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
-def test_fgsm_rs_moves_the_text_embedding(make_cfg, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["fgsm_rs", "n_fgsm"])
+def test_one_step_methods_move_the_text_embedding(make_cfg, tmp_path: Path, method: str) -> None:
     cfg = make_cfg(
         "dataset=reviews",
         "model=rnn",
         "dataset.limit=64",
         "regularizer=[adversarial]",
-        "regularizer.adversarial.method=fgsm_rs",
+        f"regularizer.adversarial.method={method}",
         "regularizer.adversarial.steps=2",
         "regularizer.adversarial.val_every=1",
         "eval.robust.eps=[0.1]",

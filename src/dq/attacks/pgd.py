@@ -130,6 +130,7 @@ def pgd_perturbation(
     mask: torch.Tensor | None = None,
     ball: Ball | str = Ball.example,
     generator: torch.Generator | None = None,
+    start_eps: float | None = None,
 ) -> torch.Tensor:
     """The perturbation ``delta`` (detached, shaped like ``point``) that maximises ``loss_fn``.
 
@@ -142,19 +143,22 @@ def pgd_perturbation(
         forward: ``delta -> logits`` of the model with ``point`` moved by ``delta``.
         ball: ``example`` (one ε-ball per example) or ``token`` (one per vector along the
             last dimension).
+        start_eps: radius of the ``uniform`` start's ball (None: ``eps``); N-FGSM starts in
+            a ball larger than the one it projects onto.
     """
     point = point.detach()
     mask = None if mask is None else mask.to(device=point.device, dtype=point.dtype)
 
-    def constrain(delta: torch.Tensor) -> torch.Tensor:
+    def constrain(delta: torch.Tensor, radius: float = eps) -> torch.Tensor:
         if mask is not None:
             delta = delta * mask
-        delta = project(delta, norm, eps, ball)
+        delta = project(delta, norm, radius, ball)
         if bounds is not None:
             delta = (point + delta).clamp(bounds[0], bounds[1]) - point
         return delta
 
-    delta = constrain(random_start(point, norm, eps, start, init_std, generator, ball))
+    start_eps = eps if start_eps is None else start_eps
+    delta = constrain(random_start(point, norm, start_eps, start, init_std, generator, ball), max(eps, start_eps))
     with eval_mode(model), torch.enable_grad():
         for _ in range(steps):
             delta = delta.detach().requires_grad_(True)
@@ -233,6 +237,7 @@ class PGD:
         start: where the attack starts; default ``uniform`` with ``cfg.random_start``,
             else ``clean``. TRADES passes ``normal``.
         init_std: σ of the ``normal`` start.
+        start_eps: radius of the ``uniform`` start (None: ``cfg.eps``, the ball projected onto).
 
     Shape:
         - x: the batch's inputs, [N, ...] (token ids [N, L] for text).
@@ -247,7 +252,12 @@ class PGD:
     """
 
     def __init__(
-        self, cfg: AttackConfig, meta: DatasetMeta, start: Start | str | None = None, init_std: float = 0.001
+        self,
+        cfg: AttackConfig,
+        meta: DatasetMeta,
+        start: Start | str | None = None,
+        init_std: float = 0.001,
+        start_eps: float | None = None,
     ) -> None:
         self.space: AttackSpace = attack_space(meta)
         self.norm = str(cfg.norm)
@@ -256,6 +266,7 @@ class PGD:
         self.steps = int(cfg.steps)
         self.start = Start(start) if start is not None else Start.uniform if cfg.random_start else Start.clean
         self.init_std = init_std
+        self.start_eps = start_eps
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, loss_fn: LossFn, generator: torch.Generator | None = None
@@ -278,6 +289,7 @@ class PGD:
             mask=self.space.mask(x),
             ball=self.space.ball,
             generator=generator,
+            start_eps=self.start_eps,
         )
 
     def predict(

@@ -1,6 +1,7 @@
 """Adversarial training: the ``adversarial`` term (``regularizer=[adversarial]``), one class
 per method, picked by ``regularizer.adversarial.method`` through ``METHODS``: Madry's PGD
-training, TRADES, and fast FGSM training from a random start (``fgsm_rs``, a PGD of one step).
+training, TRADES, fast FGSM training from a random start (``fgsm_rs``, a PGD of one step)
+and N-FGSM (``n_fgsm``: one step from a larger noise, not projected back to the ε-ball).
 
 All attack with the same ``dq.attacks.PGD`` that robust evaluation uses, with the model
 in eval mode; the loss on the adversarial batch is then computed in the model's training
@@ -41,11 +42,16 @@ class AdversarialMethod(StrEnum):
     pgd = "pgd"
     trades = "trades"
     fgsm_rs = "fgsm_rs"
+    n_fgsm = "n_fgsm"
 
 
-MIXING = (AdversarialMethod.pgd, AdversarialMethod.fgsm_rs)  # weight mixes clean and adversarial CE
+SINGLE_STEP = (AdversarialMethod.fgsm_rs, AdversarialMethod.n_fgsm)  # guarded, spaced validation by default
+MIXING = (AdversarialMethod.pgd, *SINGLE_STEP)  # weight mixes clean and adversarial CE
 FGSM_RS_STEP = 1.25  # α = 1.25·ε, Wong, Rice & Kolter 2020
-FGSM_RS_VAL_EVERY = 3  # fgsm_rs measures val/robust_accuracy every 3rd epoch: its budget is 2.5 clean epochs
+N_FGSM_STEP = 1.0  # α = ε, de Jorge et al. 2022
+SINGLE_STEP_VAL_EVERY = (
+    3  # one-step methods measure val/robust_accuracy every 3rd epoch: their budget is 2.5 clean epochs
+)
 
 
 @dataclass
@@ -55,8 +61,11 @@ class AdversarialConfig(AttackConfig):
     weight·CE(adversarial). ``method=trades``: CE(clean) + weight·KL(clean ‖ adversarial),
     weight being TRADES' β. ``method=fgsm_rs``: as ``pgd`` with one step of ``alpha``
     (default 1.25·eps) from a uniform random start; ``steps`` is not used.
+    ``method=n_fgsm``: as ``pgd`` with one step of ``alpha`` (default eps) from uniform
+    noise in the ball of ``noise``·eps (default 2), not projected back to the eps-ball;
+    ``steps`` is not used, ``noise`` only here.
 
-    Every ``val_every`` epochs (null: every epoch, every 3rd for ``fgsm_rs``) the first
+    Every ``val_every`` epochs (null: every epoch, every 3rd for ``fgsm_rs``/``n_fgsm``) the first
     n validation examples are attacked with PGD of ``steps`` steps at
     the training ``eps`` from a seeded random start (for every method, fgsm_rs included):
     ``val/robust_accuracy`` (NaN in the epochs between), which the robust presets monitor to
@@ -66,7 +75,7 @@ class AdversarialConfig(AttackConfig):
     split), and logged once (``RobustValidation``): a bounded share of fgsm_rs' budget of 2.5
     clean epochs whatever the validation split's size, with fgsm_rs' spacing.
 
-    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` only) watches
+    The catastrophic-overfitting guard (``co_guard``; null: on for ``fgsm_rs`` and ``n_fgsm``) watches
     that same ``val/robust_accuracy`` (no attack of its own); when it falls more than
     ``co_guard_drop`` below its best, training stops and the best measured epoch's weights
     are kept (dq.objectives.overfitting_guard)."""
@@ -77,6 +86,7 @@ class AdversarialConfig(AttackConfig):
     co_guard_drop: float = 0.2
     val_limit: int | None = 500
     val_every: int | None = None
+    noise: float = 2.0
 
     def validate(self) -> None:
         super().validate()
@@ -90,11 +100,12 @@ class AdversarialConfig(AttackConfig):
             f"mixes clean and adversarial loss for method={self.method}: must be in [0, 1], got {self.weight}",
         )
         require(
-            self.method != AdversarialMethod.fgsm_rs or self.random_start,
+            self.method not in SINGLE_STEP or self.random_start,
             "random_start",
-            "must be true for method=fgsm_rs (FGSM from the clean input overfits catastrophically; "
+            f"must be true for method={self.method} (FGSM from the clean input overfits catastrophically; "
             "Wong et al. 2020); got false",
         )
+        require(self.noise >= 0, "noise", f"must be >= 0 (n_fgsm's noise radius in units of eps), got {self.noise}")
         require(
             self.val_every is None or self.val_every >= 1, "val_every", f"must be >= 1 or null, got {self.val_every}"
         )
@@ -103,14 +114,14 @@ class AdversarialConfig(AttackConfig):
     @property
     def guarded(self) -> bool:
         """Whether the catastrophic-overfitting guard runs: ``co_guard``, or for null the method's default."""
-        return self.method == AdversarialMethod.fgsm_rs if self.co_guard is None else bool(self.co_guard)
+        return self.method in SINGLE_STEP if self.co_guard is None else bool(self.co_guard)
 
     @property
     def robust_val_every(self) -> int:
         """Epochs between two ``val/robust_accuracy`` measurements: ``val_every``, or for null the method's default."""
         if self.val_every is not None:
             return self.val_every
-        return FGSM_RS_VAL_EVERY if self.method == AdversarialMethod.fgsm_rs else 1
+        return SINGLE_STEP_VAL_EVERY if self.method in SINGLE_STEP else 1
 
 
 VAL_ROBUST_ACCURACY = keys.val("robust_accuracy")
@@ -296,6 +307,43 @@ class FastFGSM(MadryPGD):
         self.attack = PGD(one_step, meta)  # replaces the PGD of ``steps`` steps built above
 
 
+class NoisyFGSM(MadryPGD):
+    r"""N-FGSM: one FGSM step of α = ε from stronger uniform noise, not projected back to the ε-ball.
+
+    de Jorge et al. 2022, "Make Some Noise: Reliable and Efficient Single-Step Adversarial
+    Training" [https://arxiv.org/abs/2202.01181]. δ starts uniform in the ball of radius
+    k·ε (``noise`` = k, 2 in the paper), takes one signed gradient step of α (L2: one
+    normalised step) and stays where it lands, clipped only to the valid input range: it
+    may reach (k·ε + α) from the clean input, 3ε by default. The paper finds that the
+    larger noise, with no projection, avoids catastrophic overfitting without a guard
+    and at fgsm_rs' cost tracks PGD-10's robustness more closely than FGSM-RS does. In dq it is
+    ``dq.attacks.PGD`` with one step started in the k·ε-ball and projected onto the
+    (k·ε + α)-ball, which that step cannot leave. Mixed as Madry's:
+    ``(1 − w)·CE(clean) + w·CE(adversarial)``; guarded and validated every 3rd epoch
+    by default, as fgsm_rs.
+
+    Arguments:
+        cfg (AdversarialConfig): ``weight`` (w, in [0, 1]), ``norm``, ``eps``, ``alpha``
+            (default eps), ``noise`` (k); ``steps`` is not used, ``random_start`` must be true.
+        meta (DatasetMeta): what moves and the bounds, as for ``MadryPGD``.
+
+    Shape: as ``MadryPGD``.
+
+    Examples::
+
+        >>> term = NoisyFGSM(AdversarialConfig(method="n_fgsm", eps=0.1), meta)
+        >>> term.attack.start_eps, term.attack.step_size  # it can reach 0.2 + 0.1 from x
+        (0.2, 0.1)
+    """
+
+    def __init__(self, cfg: AdversarialConfig, meta: DatasetMeta) -> None:
+        alpha = cfg.alpha if cfg.alpha is not None else N_FGSM_STEP * cfg.eps
+        noise = cfg.noise * cfg.eps
+        unprojected = AttackConfig(norm=cfg.norm, eps=noise + alpha, alpha=alpha, steps=1, random_start=True)
+        super().__init__(cfg, meta)
+        self.attack = PGD(unprojected, meta, start_eps=noise)  # replaces the PGD of ``steps`` steps built above
+
+
 class TRADES(RobustlyValidated):
     r"""TRADES: KL divergence between the clean and the adversarial prediction.
 
@@ -356,6 +404,7 @@ METHODS: dict[AdversarialMethod, type[MadryPGD] | type[TRADES]] = {
     AdversarialMethod.pgd: MadryPGD,
     AdversarialMethod.trades: TRADES,
     AdversarialMethod.fgsm_rs: FastFGSM,
+    AdversarialMethod.n_fgsm: NoisyFGSM,
 }
 
 
