@@ -63,6 +63,15 @@ def test_an_unexpected_error_leaves_as_python_does_with_its_traceback(tmp_path: 
     assert (tmp_path / "atexit.txt").read_text() == "ran"
 
 
+def test_under_a_profiler_it_leaves_the_usual_way_so_the_profile_is_written(tmp_path: Path) -> None:
+    program = tmp_path / "program.py"
+    program.write_text("import sys\nfrom dq.process_exit import run_then_leave\nrun_then_leave(lambda: sys.exit(3))\n")
+    profile = tmp_path / "out.prof"
+    command = [sys.executable, "-m", "cProfile", "-o", str(profile), str(program)]
+    subprocess.run(command, capture_output=True, text=True, timeout=60)  # cProfile itself swallows SystemExit
+    assert profile.stat().st_size > 0  # os._exit(3) would have ended the process before cProfile wrote it
+
+
 def test_the_dq_train_script_leaves_this_way() -> None:
     import tomllib
 

@@ -49,7 +49,11 @@ def exit_status(code: object) -> int:
 
 
 def leave(status: int) -> NoReturn:
-    """End the process with ``status`` after the visible part of Python's exit."""
+    """End the process with ``status`` after the visible part of Python's exit. Under a
+    profiler or a tracer (``python -m cProfile``, a debugger, coverage), which write their
+    results after the program returns, it leaves the usual way instead."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(status)
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
