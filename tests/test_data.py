@@ -206,6 +206,24 @@ def test_include_sensitive_adds_exactly_the_group_one_hot(name: str) -> None:
     assert torch.equal(with_.train.x[:, : without.meta.input_shape[0]], without.train.x)
 
 
+def test_adult_is_read_and_encoded_once_per_process_and_each_seed_standardises_anew() -> None:
+    from dq.data import tabular
+
+    tabular._adult_encoded.cache_clear()
+    adult = cfg("adult")
+    first, again, other_seed = data.build(adult, 0), data.build(adult, 0), data.build(adult, 5)
+    info = tabular._adult_encoded.cache_info()
+    assert (info.misses, info.hits) == (1, 2)  # the next jobs of a sweep worker reuse it
+    assert_same(first, again)  # the same seed gives the same splits from the kept table
+    # The seed's own training rows standardise the continuous columns: mean 0 on each seed's train.
+    for splits in (first, other_seed):
+        assert splits.train.x[:, :5].double().mean(0).abs().max() < 1e-5
+    assert not torch.equal(first.train.x, other_seed.train.x)
+    kept = tabular._adult_encoded(tabular.AdultProtocol.official, "sex", False)
+    with pytest.raises(ValueError, match="read-only"):  # a job cannot change the next job's inputs
+        kept.one_hot[0, 0] = 5.0
+
+
 def test_adult_race_keeps_five_groups_and_drops_race_features() -> None:
     splits = built("adult", sensitive="race")
     assert len(splits.meta.group_names) == 5 and "White" in splits.meta.group_names
