@@ -167,7 +167,6 @@ def tabular_splits(
     x = torch.from_numpy(np.concatenate([continuous, encoded.one_hot], axis=1).astype(np.float32))
     y = torch.from_numpy(table.y.astype(np.int64))
     group = torch.from_numpy(table.group.astype(np.int64))
-    feature_names, sensitive_columns = encoded.feature_names, encoded.sensitive_columns
 
     def split(index: np.ndarray) -> Split:
         rows = torch.from_numpy(index)
@@ -179,8 +178,8 @@ def tabular_splits(
         input_shape=(x.shape[1],),
         num_classes=len(table.class_names),
         class_names=table.class_names,
-        feature_names=feature_names,
-        sensitive_columns=sensitive_columns,
+        feature_names=encoded.feature_names,
+        sensitive_columns=encoded.sensitive_columns,
         continuous_columns=tuple(range(len(table.continuous))),
         group_names=table.group_names,
     )

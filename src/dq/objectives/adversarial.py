@@ -49,9 +49,8 @@ SINGLE_STEP = (AdversarialMethod.fgsm_rs, AdversarialMethod.n_fgsm)  # guarded, 
 MIXING = (AdversarialMethod.pgd, *SINGLE_STEP)  # weight mixes clean and adversarial CE
 FGSM_RS_STEP = 1.25  # α = 1.25·ε, Wong, Rice & Kolter 2020
 N_FGSM_STEP = 1.0  # α = ε, de Jorge et al. 2022
-SINGLE_STEP_VAL_EVERY = (
-    3  # one-step methods measure val/robust_accuracy every 3rd epoch: their budget is 2.5 clean epochs
-)
+# One-step methods measure val/robust_accuracy every 3rd epoch: their budget is 2.5 clean epochs.
+SINGLE_STEP_VAL_EVERY = 3
 
 
 @dataclass

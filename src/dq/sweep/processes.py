@@ -116,7 +116,7 @@ def launch(
     if pool.workers:
         ready = " (kept from the last batch)"
     else:
-        early = sum(1 for env, _ in _early if env == worker_env(at_once))
+        early = sum(1 for env, _ in _early if env == pool.env)
         ready = f" ({early} started early)" if early else ""
     log.info(f"Launching {len(job_overrides)} jobs in {at_once} worker processes{ready}")
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
