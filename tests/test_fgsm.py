@@ -266,6 +266,26 @@ def test_spaced_robust_validation_measures_every_kth_epoch_and_the_guard_reads_i
     assert again.guard.epochs == 6 and again.guard.best_epoch == 3
 
 
+@pytest.mark.parametrize(("epochs", "measured"), [(6, [3, 6]), (4, [3, 4]), (7, [3, 6, 7])])
+def test_spaced_robust_validation_also_measures_the_fits_last_epoch_and_only_it(epochs: int, measured: list) -> None:
+    """The last epoch (start_fit) is measured off the spacing, so its weights can be
+    selected; the epochs between stay unmeasured (NaN), a resumed run's too."""
+    generator = torch.Generator().manual_seed(1)
+    val = Split(x=torch.rand((40, 1, 8, 8), generator=generator), y=torch.randint(0, 3, (40,), generator=generator))
+    model = small_model()
+    cfg = AdversarialConfig(method="n_fgsm", steps=2, val_limit=16)
+    term = GuardedTerm(NoisyFGSM(cfg, IMAGE), OverfittingGuard("val/robust_accuracy", drop=0.2))
+    objective = Objective([term])
+    objective.start_fit(epochs)
+    logged = [objective.end_epoch(model, val, CPU)["val/robust_accuracy"] for _ in range(epochs - 1)]
+    again = GuardedTerm(NoisyFGSM(cfg, IMAGE), OverfittingGuard("val/robust_accuracy", drop=0.2))
+    again.load_state_dict(term.state_dict())  # resumed before the last epoch
+    Objective([again]).start_fit(epochs)
+    logged.append(again.end_epoch(model, val, CPU)["val/robust_accuracy"])
+    assert [epoch for epoch, value in enumerate(logged, 1) if not math.isnan(value)] == measured
+    assert len(set(value for value in logged if not math.isnan(value))) == 1  # one seeded attack, weights unchanged
+
+
 def test_robust_validation_attacks_a_share_of_the_training_passes_fixed_at_its_first_measurement(caplog) -> None:
     """fgsm_rs trains with 2 passes per example; PGD-3 validation costs 4 per example, so
     after 3 epochs of 1,000 examples (6,000 passes) 15% buys 225 of 400 validation examples,
@@ -429,10 +449,10 @@ def test_one_step_methods_move_the_text_embedding(make_cfg, tmp_path: Path, meth
     assert metrics["test/robust_accuracy@0.1"] <= metrics["test/accuracy"]
 
 
-def test_a_short_default_fgsm_rs_run_measures_no_robust_accuracy_and_keeps_its_last_epoch(make_cfg, tmp_path) -> None:
-    """fgsm_rs measures val/robust_accuracy every 3rd epoch: a 2-epoch run monitoring it has
-    only NaN, keeps its last epoch and records no best epoch (there is none), rather than
-    failing at the end."""
+def test_a_short_default_fgsm_rs_run_measures_its_last_epoch_off_the_spacing(make_cfg, tmp_path) -> None:
+    """fgsm_rs measures val/robust_accuracy every 3rd epoch and at the run's last: a 2-epoch
+    run monitoring it measures epoch 2 (not epoch 1) and selects it as its best, rather than
+    ending with nothing measured and weights no measurement chose."""
     cfg = make_cfg(
         "dataset=digits",
         "model=cnn",
@@ -446,5 +466,6 @@ def test_a_short_default_fgsm_rs_run_measures_no_robust_accuracy_and_keeps_its_l
     )
     metrics = dq.train(cfg, run_dir=tmp_path / "run")
     epochs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert [math.isnan(epoch["val/robust_accuracy"]) for epoch in epochs] == [True, True]
-    assert metrics["train/selected_epoch"] == 2 and "train/best_epoch" not in metrics
+    assert [math.isnan(epoch["val/robust_accuracy"]) for epoch in epochs] == [True, False]
+    assert 0 <= epochs[1]["val/robust_accuracy"] <= epochs[1]["val/accuracy"]
+    assert metrics["train/selected_epoch"] == 2 and metrics["train/best_epoch"] == 2

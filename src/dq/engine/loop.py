@@ -235,6 +235,7 @@ def fit(
     run, batches, state = _start(model, objective, splits, optimizer, scheduler, settings, run_dir)
     callbacks = [*standard_callbacks(trainer, run_dir), *callbacks]
     net = ranks.wrap(model, settings.device)  # DDP starts every rank from rank 0's weights
+    objective.start_fit(trainer.epochs)
     for callback in callbacks:
         callback.on_fit_start(run)
     result, first = run.result, run.epoch + 1

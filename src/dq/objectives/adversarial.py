@@ -64,7 +64,7 @@ class AdversarialConfig(AttackConfig):
     noise in the ball of ``noise``·eps (default 2), not projected back to the eps-ball;
     ``steps`` is not used, ``noise`` only here.
 
-    Every ``val_every`` epochs (null: every epoch, every 3rd for ``fgsm_rs``/``n_fgsm``) the first
+    Every ``val_every`` epochs and at the last (null: every epoch, every 3rd for ``fgsm_rs``/``n_fgsm``) the first
     n validation examples are attacked with PGD of ``steps`` steps at
     the training ``eps`` from a seeded random start (for every method, fgsm_rs included):
     ``val/robust_accuracy`` (NaN in the epochs between), which the robust presets monitor to
@@ -133,9 +133,9 @@ logger = logging.getLogger(__name__)
 
 
 class RobustValidation:
-    """``val/robust_accuracy`` every ``every`` epochs: PGD accuracy on the first ``n``
-    validation examples, from a seeded start; NaN in the epochs between, which epoch
-    selection skips (dq.engine.early_stopping).
+    """``val/robust_accuracy`` every ``every`` epochs and at the fit's last (``start_fit``): PGD
+    accuracy on the first ``n`` validation examples, from a seeded start; NaN in the epochs
+    between, which epoch selection skips (dq.engine.early_stopping).
 
     Selecting the epoch on clean validation loss or accuracy under-reports robust training
     (clean accuracy peaks early, before robustness has grown); this measures what the
@@ -153,6 +153,7 @@ class RobustValidation:
         self.limit = cfg.val_limit
         self.every = cfg.robust_val_every
         self.epochs = 0  # end_epoch calls so far: the epoch just finished
+        self.last_epoch: int | None = None  # the fit's last epoch (start_fit), always measured
         self.trained_passes = 0  # the training attack's passes (examples × (steps + 1)) so far
         self.examples: int | None = None  # validation examples attacked, fixed at the first measurement
 
@@ -181,11 +182,16 @@ class RobustValidation:
         )
         return examples
 
+    def start_fit(self, epochs: int) -> None:
+        """The fit ends after epoch ``epochs``: measured even off the spacing, so that its
+        weights can be selected (fgsm_rs for 10 epochs: epochs 3, 6, 9 and 10)."""
+        self.last_epoch = epochs
+
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         if len(val) == 0:
             return {}
         self.epochs += 1
-        if self.epochs % self.every:
+        if self.epochs % self.every and self.epochs != self.last_epoch:
             return {VAL_ROBUST_ACCURACY: math.nan}
         if self.examples is None:
             self.examples = self.choose(len(val))
@@ -210,6 +216,9 @@ class RobustlyValidated(Term):
 
     val_metrics = (VAL_ROBUST_ACCURACY,)
     validation: RobustValidation
+
+    def start_fit(self, epochs: int) -> None:
+        self.validation.start_fit(epochs)
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """``val/robust_accuracy`` (``RobustValidation``)."""

@@ -56,7 +56,7 @@ class Term(ABC):
       ``bind_teacher``, frozen and in eval mode on the run's device, before the first batch.
 
     Hooks, in the order of a run: ``bind`` and ``bind_teacher`` (before training),
-    ``__call__`` (every batch), ``end_epoch`` then ``stop_request`` (every epoch),
+    ``start_fit`` (before the first epoch, and again when a run resumes), ``__call__`` (every batch), ``end_epoch`` then ``stop_request`` (every epoch),
     ``state_dict`` / ``load_state_dict`` (last.pt, and a resumed run).
     """
 
@@ -78,6 +78,11 @@ class Term(ABC):
 
     def bind_teacher(self, teacher: nn.Module) -> None:  # noqa: B027  (a hook: does nothing unless overridden)
         """Take the frozen model of ``teacher_dir``, before the first batch."""
+
+    def start_fit(self, epochs: int) -> None:  # noqa: B027  (a hook: does nothing unless overridden)
+        """Told, before the first epoch this process trains (a resumed run's too), the fit's last
+        epoch (``trainer.epochs``): a term that measures only some epochs measures that one as
+        well, so the weights a run ends with can always be selected."""
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """Runs once per epoch, after validation and before the scheduler step, with the
@@ -178,6 +183,11 @@ class Objective:
         """The ``val/...`` metrics the terms' ``end_epoch`` hooks add (``Term.val_metrics``):
         early stopping and epoch selection may monitor them."""
         return [name for term in self.terms for name in term.val_metrics]
+
+    def start_fit(self, epochs: int) -> None:
+        """Call each term's ``start_fit`` hook with the fit's last epoch."""
+        for term in self.terms:
+            term.start_fit(epochs)
 
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """Call each term's ``end_epoch`` hook; return all their values to log."""

@@ -117,6 +117,9 @@ class GuardedTerm(Term):
     def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         return self.term(model, batch, logits)
 
+    def start_fit(self, epochs: int) -> None:
+        self.term.start_fit(epochs)
+
     def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
         """The wrapped term's values; its robust accuracy goes to the guard, and a collapse is
         noted (the engine then stops)."""
