@@ -44,7 +44,7 @@ from dq.data_records import Splits
 from dq.device import seed_everything, set_threads
 from dq.engine.callbacks import FitResult
 from dq.engine.loop import FitSettings, fit
-from dq.engine.optim import build_optimizer
+from dq.engine.optim import build_optimizer, build_scheduler
 from dq.metrics.robustness import robust_metrics
 from dq.objectives.registry import build_objective
 from dq.spec import RunSpec, register_schemas, to_spec
@@ -79,11 +79,10 @@ def train(overrides: list[str], seed: int = 0) -> tuple[float, FitResult, torch.
     model = models.build(spec.model, splits.meta)
     objective = build_objective(spec.regularizer, splits.meta)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
-    device = torch.device("cpu")
+    scheduler = build_scheduler(spec.scheduler, optimizer, spec.trainer.epochs)  # scheduler=cyclic applies
+    settings = FitSettings(spec.trainer, torch.device("cpu"), seed)
     started = time.process_time()
-    result = fit(
-        model, objective, splits, optimizer=optimizer, scheduler=None, settings=FitSettings(spec.trainer, device, seed)
-    )
+    result = fit(model, objective, splits, optimizer=optimizer, scheduler=scheduler, settings=settings)
     return time.process_time() - started, result, model, spec, splits
 
 
