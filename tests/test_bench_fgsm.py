@@ -49,3 +49,15 @@ def test_a_robustness_run_scores_the_kept_and_the_last_epoch() -> None:
 def test_mean_std_is_in_percent_over_the_seeds() -> None:
     assert bench.mean_std([0.5, 0.6]) == "55.0 ± 7.1"
     assert bench.mean_std([0.5]) == "50.0 ± 0.0"
+
+
+def test_a_run_follows_the_scheduler_it_is_given() -> None:
+    """scheduler=cyclic reaches fit: the one-cycle learning rate rises then falls (the bench
+    once built no scheduler, so every schedule ran at the constant peak)."""
+    base = [*bench.COMMON, "dataset=digits", "dataset.limit=100", *bench.METHODS["clean"], "trainer.epochs=3"]
+    bench.register_schemas()
+    _, constant, *_ = bench.train(base)
+    _, cyclic, *_ = bench.train([*base, "scheduler=cyclic"])
+    assert len({epoch["lr"] for epoch in constant.history}) == 1
+    rates = [epoch["lr"] for epoch in cyclic.history]
+    assert rates[1] > rates[0] and rates[1] > rates[2]
