@@ -21,6 +21,13 @@ over the seeds, the gap to PGD-10 taken seed by seed.
     python scripts/bench_fgsm.py                                    # digits and fashion_mnist (2,000 images)
     python scripts/bench_fgsm.py --datasets digits --rounds 3
     python scripts/bench_fgsm.py --datasets fashion_mnist --rounds 0 --seeds 0 1 --methods n_fgsm pgd-10
+    python scripts/bench_fgsm.py scheduler=cyclic trainer.select=last --rounds 0   # the fast-AT papers' protocol
+
+Hydra overrides (before the options) apply to every run of every method alike: the fast
+adversarial training papers (Wong et al. 2020, de Jorge et al. 2022) train on a one-cycle
+learning rate and keep the final model, which ``scheduler=cyclic trainer.select=last``
+asks for (the guard still rolls a collapse back); a line ends with the guard's reason when
+it fired.
 
 Targets (issue 25): fgsm_rs and n_fgsm with their guard ≤ 2.5 × clean; their selected
 epoch's robust accuracy within 3 points of PGD-10's.
@@ -113,7 +120,11 @@ def robustness(base: list[str], methods: list[str], epochs: int, seed: int) -> d
         last = robust_accuracy(model, spec, splits)
         model.load_state_dict(result.best_state)  # what the run keeps, as dq.runner does
         out[name] = (result.selected_epoch, robust_accuracy(model, spec, splits), last)
-        print(f"  seed {seed} {name}: epoch {out[name][0]}, selected {out[name][1]:.4f}, last {last:.4f}", flush=True)
+        stopped = f" ({result.stop_request.reason})" if result.stop_request else ""  # the guard fired
+        print(
+            f"  seed {seed} {name}: epoch {out[name][0]}, selected {out[name][1]:.4f}, last {last:.4f}{stopped}",
+            flush=True,
+        )
     return out
 
 
