@@ -163,9 +163,10 @@ def main() -> None:
             continue
         runs = [robustness(base, robust_methods, args.robust_epochs, seed) for seed in args.seeds]
         seeds = "/".join(str(seed) for seed in args.seeds)
-        print(f"{data_name}: {args.robust_epochs} epochs, epoch of best val/robust_accuracy kept, seeds {seeds}")
+        kept = "last epoch" if "trainer.select=last" in args.overrides else "epoch of best val/robust_accuracy"
+        print(f"{data_name}: {args.robust_epochs} epochs, {kept} kept, seeds {seeds} {' '.join(args.overrides)}")
         print(
-            f"| method | selected epochs | PGD-20@{EPS:g} test %, selected | − PGD-10's | last epoch |\n|---|---|---|---|---|"
+            f"| method | kept epochs | PGD-20@{EPS:g} test %, kept | − PGD-10's | last epoch |\n|---|---|---|---|---|"
         )
         for name in robust_methods:
             selected = [run[name][1] for run in runs]
