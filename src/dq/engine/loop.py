@@ -214,7 +214,8 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place and return the history and the selected epoch's weights.
 
-    Each epoch: train, validate, the objective's ``end_epoch`` hook, the scheduler step,
+    Before the first epoch the objective's ``start_fit`` hook learns the last one. Each
+    epoch: train, validate, the objective's ``end_epoch`` hook, the scheduler step,
     then the callbacks' ``on_epoch_end``: dq.engine.callbacks' standard ones (epoch
     selection and early stopping, a term's stop request, best.pt, metrics.jsonl, last.pt),
     then ``callbacks`` (the run's loggers, a progress display). ``result.best_state`` is

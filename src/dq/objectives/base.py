@@ -56,8 +56,9 @@ class Term(ABC):
       ``bind_teacher``, frozen and in eval mode on the run's device, before the first batch.
 
     Hooks, in the order of a run: ``bind`` and ``bind_teacher`` (before training),
-    ``start_fit`` (before the first epoch, and again when a run resumes), ``__call__`` (every batch), ``end_epoch`` then ``stop_request`` (every epoch),
-    ``state_dict`` / ``load_state_dict`` (last.pt, and a resumed run).
+    ``start_fit`` (before the first epoch, and again when a run resumes), ``__call__``
+    (every batch), ``end_epoch`` then ``stop_request`` (every epoch), ``state_dict`` /
+    ``load_state_dict`` (last.pt, and a resumed run).
     """
 
     name: str
