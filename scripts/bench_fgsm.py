@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import statistics
 import time
 
@@ -76,11 +75,15 @@ COMMON += ["trainer.progress=false", "trainer.early_stopping.enabled=false"]
 SELECT_ROBUST = ["trainer.early_stopping.monitor=val/robust_accuracy", "trainer.early_stopping.mode=max"]
 
 
+def composed(overrides: list[str]) -> RunSpec:
+    """The run spec dq-train would compose from ``overrides``."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return to_spec(compose("config", overrides=overrides))
+
+
 def train(overrides: list[str], seed: int = 0) -> tuple[float, FitResult, torch.nn.Module, RunSpec, Splits]:
     """Process CPU seconds of ``fit`` on the composed run, its result, the trained model, spec and splits."""
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    spec = to_spec(cfg)
+    spec = composed(overrides)
     splits = data.build(spec.dataset, seed)
     seed_everything(seed)
     model = models.build(spec.model, splits.meta)
@@ -163,17 +166,18 @@ def main() -> None:
             continue
         runs = [robustness(base, robust_methods, args.robust_epochs, seed) for seed in args.seeds]
         seeds = "/".join(str(seed) for seed in args.seeds)
-        kept = "last epoch" if "trainer.select=last" in args.overrides else "epoch of best val/robust_accuracy"
+        select_last = str(composed(base).trainer.select) == "last"
+        kept = "last epoch" if select_last else "epoch of best val/robust_accuracy"
         print(f"{data_name}: {args.robust_epochs} epochs, {kept} kept, seeds {seeds} {' '.join(args.overrides)}")
         print(
             f"| method | kept epochs | PGD-20@{EPS:g} test %, kept | − PGD-10's | last epoch |\n|---|---|---|---|---|"
         )
         for name in robust_methods:
             selected = [run[name][1] for run in runs]
-            gap = [run[name][1] - run["pgd-10"][1] for run in runs] if "pgd-10" in robust_methods else [math.nan]
+            gap = mean_std([run[name][1] - run["pgd-10"][1] for run in runs]) if "pgd-10" in robust_methods else "-"
             print(
                 f"| {name} | {'/'.join(str(run[name][0]) for run in runs)} | {mean_std(selected)} "
-                f"| {mean_std(gap)} | {mean_std([run[name][2] for run in runs])} |"
+                f"| {gap} | {mean_std([run[name][2] for run in runs])} |"
             )
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dq import data, models
-from dq.config.trainer import TrainerConfig
+from dq.config.trainer import EarlyStoppingConfig, TrainerConfig
 from dq.data.registry import dataset_config
 from dq.data_records import Batch, Split, Splits
 from dq.engine import checkpoint
@@ -351,6 +351,44 @@ def test_a_term_keeps_the_default_hooks_it_does_not_override_and_only_stateful_t
     assert again.terms[1].epochs == 1  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"stateful terms are \['counter'\]"):
         again.load_state_dict({"plain": {}, "counter": {"epochs": 1}})
+
+
+class _NeverMeasured(Term):
+    """A real term whose validation metric is never measured (NaN every epoch); it records
+    the last epoch ``start_fit`` announced."""
+
+    name, weight, val_metrics = "never", 0.1, ("val/never",)
+
+    def __init__(self) -> None:
+        self.announced: int | None = None
+
+    def __call__(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().abs().mean()
+
+    def start_fit(self, epochs: int) -> None:
+        self.announced = epochs
+
+    def end_epoch(self, model: nn.Module, val: Split, device: torch.device) -> dict[str, float]:
+        return {"val/never": math.nan}
+
+
+def test_fit_announces_its_last_epoch_and_keeps_the_last_when_the_monitor_is_never_measured() -> None:
+    """start_fit learns trainer.epochs before training; a monitored metric that is NaN in
+    every epoch selects nothing, so the last epoch's weights are kept and no best is named."""
+    splits, model, trainer = tiny_digits(epochs=2, early_stopping=EarlyStoppingConfig(monitor="val/never"))
+    term = _NeverMeasured()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = fit(
+        model,
+        Objective([term]),
+        splits,
+        optimizer=optimizer,
+        scheduler=None,
+        settings=FitSettings(trainer, CPU, seed=0),
+    )
+    assert term.announced == 2
+    assert result.selected_epoch == 2 and result.best_epoch is None
+    assert all(torch.equal(result.best_state[k], v) for k, v in model.state_dict().items())
 
 
 def test_the_objective_takes_only_terms() -> None:

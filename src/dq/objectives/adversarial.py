@@ -66,9 +66,9 @@ class AdversarialConfig(AttackConfig):
 
     Every ``val_every`` epochs and at the last (null: every epoch, every 3rd for
     ``fgsm_rs``/``n_fgsm``) the first n validation examples are attacked with PGD of
-    ``steps`` steps at the training ``eps`` from a seeded random start (for every method, fgsm_rs included):
-    ``val/robust_accuracy`` (NaN in the epochs between), which the robust presets monitor to
-    select their epoch (``trainer.early_stopping.monitor=val/robust_accuracy``, mode max).
+    ``steps`` steps at the training ``eps`` from a seeded random start (for every method,
+    fgsm_rs included): ``val/robust_accuracy`` (NaN in the epochs between), which the
+    robust presets monitor to select their epoch (``trainer.early_stopping.monitor=val/robust_accuracy``, mode max).
     n is fixed at the first measurement so that the attack costs at most 15% of the training
     attack's passes (at least 100 examples; at most ``val_limit``, null: no limit, and the
     split), and logged once (``RobustValidation``): a bounded share of fgsm_rs' budget of 2.5
